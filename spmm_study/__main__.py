@@ -1,0 +1,3 @@
+from spmm_study.cli import main
+
+main()

@@ -1,0 +1,325 @@
+"""The command line (Typer). Each command parses options, calls one function, renders (DESIGN.md §11.6).
+
+Every user mistake (``SpmmError``, a bad option) is one line on stderr and exit code 2, never a traceback.
+``--json`` output goes to stdout; progress and tables go to stderr when ``--json`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spmm_study.errors import ParamError, SpmmError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="spmm-study: a laboratory for sparse x dense matrix multiplication (SpMM) on CPU and GPU.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect and convert matrices.")
+app.add_typer(data_app, name="data")
+
+def _console(stderr: bool = False) -> Console:
+    """Rich assumes 80 columns when not on a terminal; results tables need more to stay readable in logs."""
+    probe = Console(stderr=stderr)
+    return Console(stderr=stderr, width=None if probe.is_terminal else 160)
+
+
+out = _console()
+err = _console(stderr=True)
+
+DEFAULT_VARIANT = "rowwise"
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+MatrixOpt = typer.Option(None, "--matrix", "-m", help="matrix spec (repeatable); default: the embedded "
+                         "synthetic transformer FFN weight, synthetic:magnitude:ffn1:0.9")
+DlmcRootOpt = typer.Option(None, "--dlmc-root", envvar="SPMM_STUDY_DLMC", help="folder holding the DLMC collection")
+
+
+def fmt_time(s: float) -> str:
+    if s is None or not math.isfinite(s):
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+def fmt_num(x: float, digits: int = 3) -> str:
+    return f"{x:.{digits}g}" if x is not None and math.isfinite(x) else "-"
+
+
+def parse_params(items: list[str] | None) -> dict[str, str]:
+    params = {}
+    for item in items or []:
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise ParamError(f"--param {item!r} must look like name=value")
+        params[name.strip()] = value.strip()
+    return params
+
+
+def status_style(status: str) -> str:
+    return {"PASS": "green", "FAIL": "bold red", "ERROR": "bold red", "SKIP": "yellow", "UNAVAILABLE": "dim"}.get(status, "")
+
+
+def results_table(rows, title: str = "") -> Table:
+    rows = [r if isinstance(r, dict) else r.__dict__ for r in rows]
+    one_matrix = len({r["matrix"] for r in rows}) == 1
+    if one_matrix and rows:
+        r0 = rows[0]
+        title = title or f"{r0['matrix']}  ({r0['m']}x{r0['k']}, nnz {r0['nnz']:,}, {r0['dtype']})"
+    t = Table(title=title, show_lines=False, header_style="bold")
+    cols = [("variant", "left")] + ([] if one_matrix else [("matrix", "left")])
+    for col, just in cols + [("N", "right"), ("status", "left"),
+                      ("median", "right"), ("p20–p80", "right"), ("GFLOP/s", "right"), ("GB/s comp", "right"),
+                      ("GB/s model", "right"), ("rel err", "right"), ("setup", "right"), ("1st call", "right"),
+                      ("thr", "right")]:
+        t.add_column(col, justify=just, no_wrap=col != "matrix")
+    for r in rows:
+        matrix = r["matrix"] if len(r["matrix"]) <= 48 else "…" + r["matrix"][-47:]
+        status = f"[{status_style(r['status'])}]{r['status']}[/]"
+        t.add_row(r["variant"], *([] if one_matrix else [matrix]), str(r["n"]), status, fmt_time(r["median_s"]),
+                  f"{fmt_time(r['p20_s'])}–{fmt_time(r['p80_s'])}" if r["status"] == "PASS" else "-",
+                  fmt_num(r["gflops"]), fmt_num(r["gbps_compulsory"]), fmt_num(r["gbps_model"]),
+                  fmt_num(r["rel_error"], 2), fmt_time(r["setup_s"]), fmt_time(r["first_call_s"]), str(r["threads"]))
+    return t
+
+
+def print_messages(rows, console: Console) -> None:
+    for r in rows:
+        r = r if isinstance(r, dict) else r.__dict__
+        if r["status"] != "PASS" and r["message"]:
+            console.print(f"[{status_style(r['status'])}]{r['status']}[/] {r['variant']}: {r['message']}",
+                          markup=True, highlight=False, soft_wrap=True)
+
+
+def make_writer(name: str, out_dir: Optional[Path], force: bool, resume: bool, meta_extra: dict | None = None,
+                save: bool = True):
+    from spmm_study.environment import describe
+    from spmm_study.results import ResultWriter, default_dir
+
+    if not save:
+        return None
+    directory = out_dir or default_dir(name)
+    meta = {"experiment": name, **describe(), **(meta_extra or {})}
+    return ResultWriter(directory, meta=meta, force=force, resume=resume)
+
+
+# ----------------------------------------------------------------------------------------------- commands
+
+
+@app.command("list")
+def list_cmd(
+    device: Optional[str] = typer.Option(None, help="only cpu or gpu variants"),
+    format: Optional[str] = typer.Option(None, "--format", help="only this format (csr, coo, dense, ...)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+):
+    """List the variants in ladder order, with loop order, format, params and availability."""
+    from spmm_study.registry import select
+
+    variants = select(device=device, format=format)
+    items = []
+    for v in variants:
+        items.append({
+            "id": v.id, "device": v.device, "format": v.format, "idea": v.idea, "rung": v.rung,
+            "loop_order": v.loop_order, "baseline": v.baseline, "deterministic": v.deterministic,
+            "params": [{"name": p.name, "default": p.default, "choices": list(p.choices), "help": p.help}
+                       for p in v.params],
+            "available": v.unavailable_reason() is None, "unavailable_reason": v.unavailable_reason(),
+            "summary": v.summary,
+        })
+    if as_json:
+        print(json.dumps(items, indent=2))
+        return
+    t = Table(header_style="bold")
+    for col in ("id", "loop order", "params (default)", "", "summary"):
+        t.add_column(col, overflow="fold")
+    for it in items:
+        params = " ".join(f"{p['name']}={p['default']}" for p in it["params"])
+        flags = ("B" if it["baseline"] else "") + ("" if it["deterministic"] else "~")
+        summary = it["summary"] if it["available"] else f"[dim]unavailable: {it['unavailable_reason']}[/]"
+        style = None if it["available"] else "dim"
+        t.add_row(it["id"], it["loop_order"], params, flags, summary, style=style)
+    out.print(t)
+    out.print("[dim]B = vendor baseline, ~ = non-deterministic (atomics); run one with: spmm-study run --variant ID[/]")
+
+
+@app.command()
+def run(
+    variant: List[str] = typer.Option([DEFAULT_VARIANT], "--variant", "-v", help="variant id or bare idea (repeatable)"),
+    matrix: Optional[List[str]] = MatrixOpt,
+    n: int = typer.Option(256, "--n", "-n", help="columns of B and C (the batch)"),
+    dtype: str = typer.Option("float32", help="float32 or float64"),
+    param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="variant parameter name=value (repeatable)"),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads for numba and BLAS (default: all cores)"),
+    repeats: int = typer.Option(10, help="timed repeats (at least)"),
+    min_time: float = typer.Option(0.2, "--min-time", help="keep repeating until this much time was measured (s)"),
+    warmup: float = typer.Option(0.1, help="warm-up time before measuring (s)"),
+    cache: str = typer.Option("cold", help="cold: flush caches (CPU) or L2 (GPU) before each repeat; warm: don't"),
+    device: str = typer.Option("cpu", help="device for bare variant names: cpu or gpu"),
+    format: Optional[str] = typer.Option(None, "--format", help="format for bare variant names (default csr)"),
+    prune: Optional[str] = typer.Option(None, help="prune the matrix: magnitude:0.9, random:0.9 or 2:4"),
+    seed: int = typer.Option(0, help="seed of B and of pattern-only values"),
+    dlmc_root: Optional[str] = DlmcRootOpt,
+    as_json: bool = typer.Option(False, "--json", help="print result rows as JSON on stdout"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="result directory (default results/run/<timestamp>)"),
+    force: bool = typer.Option(False, help="replace rows already in --out"),
+    save: bool = typer.Option(True, "--save/--no-save", help="write result files"),
+):
+    """Measure variants on a matrix: checked against float64, timed, set beside the bytes that must move."""
+    from spmm_study import registry, runner
+    from spmm_study.timing import TimingConfig
+
+    if cache not in ("cold", "warm"):
+        raise ParamError(f"--cache {cache!r}: choose cold or warm")
+    if repeats < 1 or min_time < 0 or warmup < 0:
+        raise ParamError("--repeats must be >= 1 and --min-time/--warmup >= 0")
+    if n <= 0:
+        raise ParamError(f"N must be positive, got {n}")
+    params = parse_params(param)
+    variants = [registry.get(v, device=device, format=format) for v in variant]
+    for v in variants:
+        reason = v.unavailable_reason()
+        if reason:
+            raise SpmmError(f"{v.id} is unavailable: {reason}")
+    from spmm_study.sources import DEFAULT_SPEC
+
+    specs = matrix or [DEFAULT_SPEC]
+    ctx = runner.Context(dlmc_root=dlmc_root, timing=TimingConfig(repeats=repeats, min_time_s=min_time,
+                                                                   warmup_s=warmup, cache=cache))
+    tasks = []
+    for v in variants:
+        known = {p.name for p in v.params}
+        if len(variants) > 1 and params and not set(params) & known:
+            continue  # in a multi-variant run a parameter applies to the variants that have it
+        own = {k: val for k, val in params.items() if k in known or len(variants) == 1}
+        v.resolve_params(own)  # unknown names and bad values fail here, before any measurement
+        tasks += [runner.Task(v, spec, n, tuple(sorted(own.items())), dtype, seed, prune, threads) for spec in specs]
+    if not tasks:
+        raise ParamError(f"no variant takes the parameters {', '.join(params)}")
+    for spec in specs:  # resolve every matrix before the first measurement: all input errors come first
+        ctx.matrix(spec, prune, seed)
+    writer = make_writer("run", out_dir, force, False, save=save)
+    console = err if as_json else out
+    rows = []
+    with console.status("measuring…") as status:
+        for res in runner.execute(tasks, ctx, writer, strict=True):
+            status.update(f"measured {res.variant} on {res.matrix}")
+            rows.append(res)
+    if as_json:
+        print(json.dumps([r.__dict__ for r in rows], indent=2, default=str))
+    else:
+        out.print(results_table(rows))
+        if writer is not None:
+            out.print(f"[dim]results: {writer.dir}[/]")
+    print_messages(rows, err)
+    if any(r.status in ("FAIL", "ERROR") for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def info(gpu: bool = typer.Option(True, "--gpu/--no-gpu", help="probe the GPU (imports numba.cuda)"),
+         as_json: bool = typer.Option(False, "--json")):
+    """Machine, caches, threads, numba and GPU status."""
+    from spmm_study.environment import describe, thread_pools
+
+    env = describe(include_gpu=gpu)
+    env["thread_pools"] = thread_pools()
+    if as_json:
+        print(json.dumps(env, indent=2, default=str))
+        return
+    t = Table(show_header=False)
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    for key in ("cpu_model", "cores", "simd", "platform", "git_commit"):
+        t.add_row(key, str(env[key]))
+    for name, size in env["caches"].items():
+        t.add_row(f"cache {name}", size)
+    for name, ver in env["versions"].items():
+        t.add_row(name, ver)
+    for pool in env["thread_pools"]:
+        t.add_row(f"threads: {pool.get('library') or pool.get('internal_api')}", str(pool.get("num_threads")))
+    if gpu:
+        g = env["gpu"]
+        t.add_row("gpu", g.get("error") and f"unavailable: {g['error']}" or ", ".join(f"{k}={v}" for k, v in g.items()))
+    out.print(t)
+
+
+@data_app.command("info")
+def data_info(spec: str = typer.Argument(..., help="matrix spec"), prune: Optional[str] = typer.Option(None),
+              seed: int = 0, dlmc_root: Optional[str] = DlmcRootOpt, as_json: bool = typer.Option(False, "--json")):
+    """Shape, nnz, sparsity, row-length statistics and a histogram of row lengths."""
+    from spmm_study import sources
+
+    loaded = sources.load(spec, prune=prune, seed=seed, dlmc_root=dlmc_root)
+    st = sources.row_stats(loaded.a)
+    st["spec"] = loaded.spec
+    if as_json:
+        print(json.dumps(st, indent=2))
+        return
+    t = Table(show_header=False, title=loaded.spec)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("shape", f"{st['rows']} x {st['cols']}")
+    t.add_row("nnz", f"{st['nnz']:,}")
+    t.add_row("sparsity", f"{st['sparsity']:.4f}")
+    t.add_row("row length min / mean / max", f"{st['row_min']} / {st['row_mean']:.1f} / {st['row_max']}")
+    t.add_row("row length CV (std/mean)", f"{st['row_cv']:.3f}")
+    t.add_row("empty rows", str(st["empty_rows"]))
+    t.add_row("columns touched", f"{st['cols_touched']} of {st['cols']}")
+    t.add_row("dtypes", f"{st['value_dtype']} values, {st['index_dtype']} indices")
+    out.print(t)
+    peak = max((b["count"] for b in st["histogram"]), default=0) or 1
+    for b in st["histogram"]:
+        bar = "█" * int(round(40 * b["count"] / peak))
+        out.print(f"  {b['lo']:8.1f} – {b['hi']:8.1f} │{bar} {b['count']}", highlight=False)
+
+
+@data_app.command("convert")
+def data_convert(spec: str = typer.Argument(..., help="matrix spec"),
+                 dest: Path = typer.Argument(..., help="output file: .mtx, .npz or .smtx (pattern only)"),
+                 prune: Optional[str] = typer.Option(None), seed: int = 0,
+                 dlmc_root: Optional[str] = DlmcRootOpt, force: bool = typer.Option(False, help="overwrite")):
+    """Convert a matrix spec to a file (.mtx and .npz keep values; .smtx keeps the pattern only)."""
+    from spmm_study import sources
+
+    loaded = sources.load(spec, prune=prune, seed=seed, dlmc_root=dlmc_root)
+    path = sources.convert(loaded.a, dest, force=force)
+    note = " (pattern only: values dropped)" if path.suffix == ".smtx" else ""
+    out.print(f"wrote {path}: {loaded.a.m}x{loaded.a.k}, nnz {loaded.a.nnz}{note}")
+
+
+# ----------------------------------------------------------------------------------------------- entry
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the Typer app, turning every user mistake into one line and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False, prog_name="spmm-study")
+    except SpmmError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted", markup=False)
+        sys.exit(130)
+    except typer.TyperException as exc:  # usage errors: unknown option, bad value, missing argument
+        msg = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        err.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        sys.exit(130)
+    except MemoryError:
+        err.print("error: out of memory", markup=False)
+        sys.exit(2)
+    except BrokenPipeError:
+        os._exit(0)

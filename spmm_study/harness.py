@@ -1,0 +1,152 @@
+"""The measuring harness (DESIGN.md §5): ``measure(variant, problem, params, cfg) -> Result``.
+
+Steps, each visible in the result row:
+
+1. resolve params (unknown names and bad values are ``ParamError``);
+2. ``build`` — format conversion, allocation, copies to the device: ``setup_s``;
+3. poison C with NaN, first call — JIT compile or cache load: ``first_call_s``, never in the statistics;
+4. **check** that output against the float64 reference (a wrong result is a FAIL row, never a speed);
+5. warm up by time; 6. timed repeats, each timed on its own, caches cold by default;
+7. **check again** the output the last timed repeat left, *without* re-poisoning: a kernel that
+   accumulates into C, or that races, fails here; bitwise equality with step 4 is recorded as
+   ``repeatable`` in ``info``;
+8. median, p20/p80, min; 9. useful GFLOP/s = 2·nnz·N/t, GB/s against compulsory and modelled bytes.
+
+The harness never prints and never writes files. User mistakes raise ``SpmmError``; a variant that
+refuses a matrix in ``build`` (a ``SpmmError`` there) gives a SKIP row; a crash gives an ERROR row.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from spmm_study import movement as mv
+from spmm_study.errors import DeviceUnavailable, ParamError, SpmmError
+from spmm_study.problem import Problem
+from spmm_study.registry import Variant
+from spmm_study.results import Result
+from spmm_study.timing import TimingConfig, summarize, time_calls
+
+
+@dataclass(frozen=True)
+class HarnessConfig:
+    timing: TimingConfig = TimingConfig()
+    threads: int | None = None  # None: leave the pools as they are (recorded anyway)
+    machine: str = ""
+    tags: str = ""
+
+
+def apply_threads(threads: int | None) -> int:
+    """Set numba's pool and every BLAS/OpenMP pool (threadpoolctl) to ``threads``; return the count in force.
+
+    Numba, OpenBLAS and MKL each start their own threads; on a 2-core machine they compete and a 1 ms
+    product can take 8 ms, so rungs and baselines are always compared at one explicit thread count.
+    """
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    if threads is not None:
+        limit = numba.config.NUMBA_NUM_THREADS
+        if threads < 1 or threads > limit:
+            raise ParamError(f"--threads {threads} is outside 1..{limit} (this machine's numba thread limit)")
+        numba.set_num_threads(threads)
+        threadpool_limits(limits=threads)
+    return numba.get_num_threads()
+
+
+def _base_row(variant: Variant, problem: Problem, params: dict, threads: int, cfg: HarnessConfig) -> Result:
+    s = problem.shape
+    return Result(
+        variant=variant.id, device=variant.device, format=variant.format, idea=variant.idea,
+        baseline=variant.baseline, matrix=problem.matrix, m=s.m, k=s.k, n=s.n, nnz=s.nnz,
+        sparsity=round(s.sparsity, 6), dtype=str(problem.dtype), seed=problem.seed,
+        params=json.dumps(params, sort_keys=True), threads=threads, status="ERROR",
+        tolerance=problem.tolerance.rel_fro, cache=cfg.timing.cache, deterministic=variant.deterministic,
+        machine=cfg.machine, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"), tags=cfg.tags,
+    )
+
+
+def _oneline(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def measure(variant: Variant, problem: Problem, params: dict | None = None,
+            cfg: HarnessConfig = HarnessConfig()) -> Result:
+    params = variant.resolve_params(params)
+    reason = variant.unavailable_reason()
+    if reason:
+        raise DeviceUnavailable(f"{variant.id} is unavailable: {reason}")
+    threads = apply_threads(cfg.threads) if variant.device == "cpu" else apply_threads(None)
+    row = _base_row(variant, problem, params, threads, cfg)
+    s = problem.shape
+    flops = s.flops
+    comp = mv.compulsory(s, params)
+    model = variant.movement(s, params)
+    row.bytes_compulsory = comp.total
+    row.bytes_model = model.total
+    row.intensity = flops / comp.total if comp.total else float("nan")
+
+    t0 = time.perf_counter()
+    try:
+        prepared = variant.build(problem, **params)
+    except SpmmError as exc:
+        row.status, row.message = "SKIP", str(exc)
+        return row
+    except Exception as exc:  # noqa: BLE001 - a broken variant is a row, not a crash of the whole sweep
+        row.message = "build: " + _oneline(exc)
+        return row
+    row.setup_s = time.perf_counter() - t0
+    try:
+        info = dict(prepared.info)
+        prepared.poison()
+        t0 = time.perf_counter()
+        prepared.run()
+        prepared.sync()
+        row.first_call_s = time.perf_counter() - t0
+        first = np.array(prepared.fetch(), copy=True)
+        chk = problem.check(first)
+        row.rel_error = chk.rel_error
+        if not chk.ok:
+            row.status, row.message = "FAIL", "first check: " + chk.message
+            row.info = json.dumps(info, default=str)
+            return row
+
+        timing = time_calls(prepared, cfg.timing)
+
+        last = np.asarray(prepared.fetch())
+        chk2 = problem.check(last)
+        row.rel_error = max(row.rel_error, chk2.rel_error)
+        info["repeatable"] = bool(np.array_equal(first, last))
+        info.update(prepared.info)  # a variant may add facts while running (e.g. work spread)
+        row.info = json.dumps(info, default=str)
+        if not chk2.ok:
+            row.status, row.message = "FAIL", "check after timing: " + chk2.message
+            return row
+    except SpmmError as exc:
+        row.status, row.message = "SKIP", str(exc)
+        return row
+    except Exception as exc:  # noqa: BLE001
+        row.message = "run: " + _oneline(exc)
+        return row
+    finally:
+        try:
+            prepared.release()
+        except Exception:  # noqa: BLE001
+            pass
+
+    stats = summarize(timing.samples_s)
+    for key, val in stats.items():
+        setattr(row, key, val)
+    row.host_dispatch_s = timing.host_dispatch_s
+    t = stats["median_s"]
+    row.gflops = flops / t / 1e9
+    row.gflops_dense = s.dense_flops / t / 1e9
+    row.gbps_compulsory = comp.total / t / 1e9
+    row.gbps_model = model.total / t / 1e9
+    row.status = "PASS"
+    return row

@@ -1,0 +1,230 @@
+"""The problem C = A·B: a sparse A (M×K, CSR), a seeded dense B (K×N), a dtype, and a float64 reference.
+
+One truth per fact (DESIGN.md §11.10): the tolerances, the seeding of B and the memory estimate live here.
+
+Correctness criterion (``check``), for a result C against the float64 reference R = A·B computed with
+sparse semantics (zeros of A contribute nothing, so an all-zero row must give exact zeros):
+
+* every entry of C is finite (outputs are poisoned with NaN before each run, so an unwritten entry fails);
+* the relative Frobenius error ‖C−R‖/‖R‖ is at most ``TOLERANCES[dtype].rel_fro``;
+* every entry satisfies |C−R| ≤ ``elem``·(|A|·|B|)ᵢⱼ + 1e-30, the classic bound scale of a floating-point
+  dot product, so a single wrong entry fails even in a large matrix, and an empty row must be exactly 0.
+
+float32 sums of a few hundred terms land near 1e-7 relative; ``rel_fro`` = 1e-4 leaves room for any
+summation order yet fails TF32 (≈3e-4) and any wrong or missing entry.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from spmm_study.errors import ParamError, ResourceError
+from spmm_study.formats import CSR
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rel_fro: float
+    elem: float
+
+
+TOLERANCES = {
+    np.dtype(np.float32): Tolerance(rel_fro=1e-4, elem=1e-3),
+    np.dtype(np.float64): Tolerance(rel_fro=1e-12, elem=1e-10),
+}
+DTYPES = {"float32": np.dtype(np.float32), "fp32": np.dtype(np.float32),
+          "float64": np.dtype(np.float64), "fp64": np.dtype(np.float64)}
+MAX_N = 1 << 24
+
+
+def parse_dtype(name) -> np.dtype:
+    if isinstance(name, np.dtype) or name in (np.float32, np.float64):
+        return np.dtype(name)
+    try:
+        return DTYPES[str(name).lower()]
+    except KeyError:
+        raise ParamError(f"unknown dtype {name!r}; choose float32 or float64") from None
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The facts of a problem that the movement models and metrics need; plain numbers only."""
+
+    m: int
+    k: int
+    n: int
+    nnz: int
+    k_touched: int  # distinct columns of A that hold a nonzero: rows of B that must be read
+    rows_nonempty: int
+    value_bytes: int
+    index_bytes: int
+
+    @property
+    def flops(self) -> int:
+        """Useful flops: one multiply and one add per nonzero per output column."""
+        return 2 * self.nnz * self.n
+
+    @property
+    def dense_flops(self) -> int:
+        return 2 * self.m * self.k * self.n
+
+    @property
+    def sparsity(self) -> float:
+        cells = self.m * self.k
+        return 1.0 - self.nnz / cells if cells else 0.0
+
+
+def available_memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def estimate_bytes(m: int, k: int, n: int, nnz: int, dtype) -> int:
+    """Host memory a run needs: B, two C buffers, the float64 reference and its bound, B in float64, A."""
+    isz = np.dtype(dtype).itemsize
+    return k * n * (isz + 8) + m * n * (2 * isz + 16) + nnz * (isz + 8 + 16)
+
+
+def check_size(m: int, k: int, n: int, nnz: int, dtype, fraction: float = 0.8) -> None:
+    """Refuse before allocating: N out of range, or the problem past this machine's free memory."""
+    if n <= 0:
+        raise ParamError(f"N must be positive, got {n}")
+    if n > MAX_N:
+        raise ParamError(f"N = {n} is past the limit of {MAX_N}")
+    need = estimate_bytes(m, k, n, nnz, dtype)
+    avail = available_memory_bytes()
+    if need > fraction * avail:
+        raise ResourceError(
+            f"problem M={m} K={k} N={n} nnz={nnz} needs about {need / 2**30:.1f} GiB; "
+            f"{avail / 2**30:.1f} GiB is available"
+        )
+
+
+def seeded_values(nnz: int, seed: int, dtype) -> np.ndarray:
+    """Values for pattern-only matrices: standard normal, from the matrix seed."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xA]))
+    return rng.standard_normal(nnz).astype(dtype)
+
+
+def seeded_b(k: int, n: int, seed: int, dtype) -> np.ndarray:
+    """The dense operand B (K×N, row-major), standard normal, from the problem seed."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xB]))
+    return rng.standard_normal((k, n), dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    rel_error: float
+    message: str = ""
+
+
+@dataclass(eq=False)
+class Problem:
+    """A (CSR, values in ``dtype``), B (K×N, C-contiguous, ``dtype``), and what is derived from them."""
+
+    a: CSR
+    b: np.ndarray
+    seed: int = 0
+    matrix: str = ""
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if self.b.ndim != 2 or self.b.shape[0] != self.a.k:
+            raise ParamError(f"shape mismatch: A is {self.a.m}x{self.a.k} but B is {'x'.join(map(str, self.b.shape))}")
+        if self.b.dtype != self.a.dtype:
+            raise ParamError(f"dtype mismatch: A is {self.a.dtype}, B is {self.b.dtype}")
+        if not self.b.flags.c_contiguous:
+            self.b = np.ascontiguousarray(self.b)
+        if not np.isfinite(self.b).all():
+            raise ParamError("B holds NaN or Inf values")
+
+    @classmethod
+    def make(cls, a: CSR, n: int, dtype="float32", seed: int = 0, matrix: str = "") -> "Problem":
+        dtype = parse_dtype(dtype)
+        check_size(a.m, a.k, n, a.nnz, dtype)
+        return cls(a.astype(dtype), seeded_b(a.k, n, seed, dtype), seed=seed, matrix=matrix)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.a.dtype
+
+    @property
+    def m(self) -> int:
+        return self.a.m
+
+    @property
+    def k(self) -> int:
+        return self.a.k
+
+    @property
+    def n(self) -> int:
+        return self.b.shape[1]
+
+    @cached_property
+    def shape(self) -> Shape:
+        k_touched = int(np.unique(self.a.indices).size) if self.a.nnz else 0
+        return Shape(
+            m=self.m, k=self.k, n=self.n, nnz=self.a.nnz, k_touched=k_touched,
+            rows_nonempty=int(np.count_nonzero(np.diff(self.a.indptr))),
+            value_bytes=self.dtype.itemsize, index_bytes=self.a.indices.dtype.itemsize,
+        )
+
+    @property
+    def tolerance(self) -> Tolerance:
+        return TOLERANCES[self.dtype]
+
+    @cached_property
+    def reference(self) -> np.ndarray:
+        """C = A·B in float64 with sparse semantics (scipy CSR), computed once on first use."""
+        a64 = self.a.astype(np.float64).to_scipy()
+        return np.asarray(a64 @ self.b.astype(np.float64))
+
+    @cached_property
+    def bound_scale(self) -> np.ndarray:
+        """(|A|·|B|) in float64: the scale of each entry's rounding error."""
+        a = self.a.astype(np.float64).to_scipy()
+        a.data = np.abs(a.data)
+        return np.asarray(a @ np.abs(self.b.astype(np.float64)))
+
+    def new_output(self) -> np.ndarray:
+        """A C buffer poisoned with NaN (DESIGN.md §5: an unwritten entry must fail the check)."""
+        return np.full((self.m, self.n), np.nan, dtype=self.dtype)
+
+    def check(self, c: np.ndarray) -> CheckResult:
+        ref = self.reference
+        if c.shape != ref.shape:
+            return CheckResult(False, float("inf"), f"output shape {c.shape}; expected {ref.shape}")
+        c64 = np.asarray(c, dtype=np.float64)
+        finite = np.isfinite(c64)
+        if not finite.all():
+            bad = np.argwhere(~finite)[:5]
+            where = ", ".join(f"({i},{j})" for i, j in bad)
+            return CheckResult(False, float("nan"), f"{int((~finite).sum())} entries are NaN/Inf (unwritten?), e.g. {where}")
+        diff = c64 - ref
+        norm = float(np.linalg.norm(ref))
+        err = float(np.linalg.norm(diff))
+        rel = err / norm if norm > 0 else err
+        tol = self.tolerance
+        allowed = tol.elem * self.bound_scale + 1e-30
+        excess = np.abs(diff) - allowed
+        worst = np.argsort(excess, axis=None)[::-1][:3]
+        n_bad = int((excess > 0).sum())
+        if rel <= tol.rel_fro and n_bad == 0:
+            return CheckResult(True, rel)
+        entries = "; ".join(
+            f"C[{i},{j}]={c64[i, j]:.6g} ref={ref[i, j]:.6g}" for i, j in (np.unravel_index(w, c.shape) for w in worst)
+        )
+        return CheckResult(
+            False, rel, f"rel error {rel:.3g} (tol {tol.rel_fro:g}), {n_bad} entries past bound; worst: {entries}"
+        )

@@ -1,0 +1,219 @@
+"""The variant registry (DESIGN.md §4): one loop nest or kernel idea per file, registered once.
+
+A variant file defines ``build(problem, **params) -> Prepared`` and decorates it with ``@variant(...)``;
+the id is ``device.format.idea`` (``cpu.csr.rowwise``). ``list``, tests, sweeps and reports find it here.
+If the loop nest changes it is a new variant; if a number changes it is a ``Param``.
+
+Variant files are imported on first use (``load_all``), never when ``spmm_study`` itself is imported.
+Adding a variant is one new file plus one import line in ``cpu/__init__.py`` or ``gpu/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from spmm_study.errors import ParamError
+
+DEVICES = ("cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class Param:
+    """A tunable number (or choice) of a variant. ``choices`` are what sweeps try; with ``strict`` they are
+    the only legal values, otherwise any value of the default's type (and >= ``minimum``) is accepted."""
+
+    name: str
+    default: Any
+    choices: tuple = ()
+    help: str = ""
+    strict: bool = False
+    minimum: float | None = None
+
+    def parse(self, value: Any) -> Any:
+        kind = type(self.default)
+        try:
+            if kind is bool and isinstance(value, str):
+                if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError
+                out = value.lower() in ("1", "true", "yes")
+            else:
+                out = kind(value)
+                if kind is int and isinstance(value, str) and str(out) != value.strip().lstrip("+"):
+                    raise ValueError
+        except (TypeError, ValueError):
+            raise ParamError(f"parameter {self.name}={value!r} is not a valid {kind.__name__}") from None
+        if self.strict and self.choices and out not in self.choices:
+            raise ParamError(f"parameter {self.name}={out!r} is not one of {', '.join(map(str, self.choices))}")
+        if self.minimum is not None and out < self.minimum:
+            raise ParamError(f"parameter {self.name}={out!r} must be >= {self.minimum}")
+        return out
+
+
+@dataclass
+class Prepared:
+    """What ``build`` returns: closures over the converted arrays.
+
+    ``run()`` computes C and overwrites it (never accumulates); ``fetch()`` returns C as a host array;
+    ``poison()`` fills C with NaN; ``sync()`` waits for the device (GPU). ``timer`` picks the timing path
+    (``cpu`` or ``gpu``). ``info`` holds extra flat facts for the result row (launch configuration,
+    registers, per-thread work spread...).
+    """
+
+    run: Callable[[], Any]
+    fetch: Callable[[], Any]
+    poison: Callable[[], Any]
+    sync: Callable[[], Any] = lambda: None
+    timer: str = "cpu"
+    info: dict = field(default_factory=dict)
+    release: Callable[[], Any] = lambda: None
+
+
+def host_prepared(run: Callable[[], Any], c, info: dict | None = None) -> Prepared:
+    """Prepared for a CPU kernel writing into the host array ``c``."""
+    return Prepared(run=run, fetch=lambda: c, poison=lambda: c.fill(float("nan")), info=info or {})
+
+
+@dataclass(frozen=True)
+class Variant:
+    id: str
+    build: Callable[..., Prepared]
+    loop_order: str
+    params: tuple[Param, ...]
+    movement: Callable[..., Any]
+    rung: int = 100
+    baseline: bool = False
+    deterministic: bool = True
+    available: Callable[[], str | None] = lambda: None
+    doc: str = ""
+
+    @property
+    def device(self) -> str:
+        return self.id.split(".")[0]
+
+    @property
+    def format(self) -> str:
+        return self.id.split(".")[1]
+
+    @property
+    def idea(self) -> str:
+        return self.id.split(".", 2)[2]
+
+    @property
+    def summary(self) -> str:
+        return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
+
+    def unavailable_reason(self) -> str | None:
+        return self.available()
+
+    def resolve_params(self, given: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults overlaid with ``given``; unknown names and bad values are ParamErrors."""
+        given = dict(given or {})
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            names = ", ".join(known) or "none"
+            raise ParamError(f"variant {self.id} has no parameter {', '.join(unknown)} (its parameters: {names})")
+        return {name: p.parse(given[name]) if name in given else p.default for name, p in known.items()}
+
+
+_REGISTRY: dict[str, Variant] = {}
+_LOADED = False
+PACKAGES = ("spmm_study.cpu", "spmm_study.gpu")
+
+
+def variant(
+    id: str,
+    *,
+    loop_order: str,
+    movement: Callable[..., Any],
+    params: tuple[Param, ...] | list[Param] = (),
+    rung: int = 100,
+    baseline: bool = False,
+    deterministic: bool = True,
+    available: Callable[[], str | None] | None = None,
+):
+    """Decorator registering ``build`` as variant ``id`` (``device.format.idea``); its docstring is the lesson."""
+    parts = id.split(".")
+    if len(parts) < 3 or parts[0] not in DEVICES or not all(parts):
+        raise ValueError(f"variant id {id!r} must be device.format.idea with device in {DEVICES}")
+
+    def wrap(build):
+        if id in _REGISTRY:
+            raise ValueError(f"variant {id} registered twice")
+        names = [p.name for p in params]
+        sig = inspect.signature(build)
+        missing = [n for n in names if n not in sig.parameters]
+        if missing:
+            raise ValueError(f"variant {id}: build() lacks parameters {missing}")
+        _REGISTRY[id] = Variant(
+            id=id, build=build, loop_order=loop_order, params=tuple(params), movement=movement, rung=rung,
+            baseline=baseline, deterministic=deterministic, available=available or (lambda: None),
+            doc=inspect.getdoc(build) or inspect.getdoc(inspect.getmodule(build)) or "",
+        )
+        return build
+
+    return wrap
+
+
+def load_all() -> dict[str, Variant]:
+    global _LOADED
+    if not _LOADED:
+        for pkg in PACKAGES:
+            importlib.import_module(pkg)
+        _LOADED = True
+    return _REGISTRY
+
+
+def all_variants() -> list[Variant]:
+    """Every registered variant in ladder order (device, rung, id)."""
+    return sorted(load_all().values(), key=lambda v: (DEVICES.index(v.device), v.rung, v.id))
+
+
+def get(name: str, device: str | None = None, format: str | None = None) -> Variant:
+    """Resolve a full id, ``format.idea`` or a bare idea (``tiled``) with device/format defaults."""
+    reg = load_all()
+    if name in reg:
+        return reg[name]
+    device = device or "cpu"
+    if device not in DEVICES:
+        raise ParamError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    parts = name.split(".")
+    if len(parts) >= 2 and f"{device}.{name}" in reg:
+        return reg[f"{device}.{name}"]
+    cands = [v for v in reg.values() if v.device == device and v.idea == name]
+    if format:
+        cands = [v for v in cands if v.format == format]
+    elif len(cands) > 1:
+        csr = [v for v in cands if v.format == "csr"]
+        cands = csr or cands
+    if len(cands) == 1:
+        return cands[0]
+    if cands:
+        raise ParamError(f"variant {name!r} is ambiguous: {', '.join(sorted(v.id for v in cands))}")
+    import difflib
+
+    close = difflib.get_close_matches(name, list(reg) + sorted({v.idea for v in reg.values()}), n=4, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see 'spmm-study list'"
+    raise ParamError(f"unknown variant {name!r} on {device}{hint}")
+
+
+def select(pattern: str | None = None, device: str | None = None, format: str | None = None,
+           baselines: bool | None = None) -> list[Variant]:
+    """Variants whose id matches the glob ``pattern`` (and device/format/baseline filters)."""
+    from fnmatch import fnmatch
+
+    out = []
+    for v in all_variants():
+        if pattern and not (fnmatch(v.id, pattern) or fnmatch(v.idea, pattern)):
+            continue
+        if device and v.device != device:
+            continue
+        if format and v.format != format:
+            continue
+        if baselines is not None and v.baseline != baselines:
+            continue
+        out.append(v)
+    return out

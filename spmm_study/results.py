@@ -1,0 +1,236 @@
+"""Result rows and result files (DESIGN.md §8).
+
+``Result`` is the flat row the harness returns: the only thing that crosses into files and reports.
+
+A run directory (``results/<name>/<timestamp>/`` by default) holds:
+
+* ``rows.jsonl`` — appended one complete line per result, flushed and fsynced, so an interrupted sweep
+  loses at most the row it was measuring; a torn last line (power cut) is ignored when read back;
+* ``results.csv`` — the same rows as CSV, rewritten atomically (temporary file + rename) after each row;
+* ``meta.json`` — environment, command line, experiment text; written atomically.
+
+Nothing is overwritten: opening an existing directory that holds rows needs ``resume`` (append, skip
+finished keys) or ``force`` (start again).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+from spmm_study.errors import ResultsError
+
+
+@dataclass
+class Result:
+    variant: str
+    device: str
+    format: str
+    idea: str
+    baseline: bool
+    matrix: str
+    m: int
+    k: int
+    n: int
+    nnz: int
+    sparsity: float
+    dtype: str
+    seed: int
+    params: str  # JSON of the resolved params, sorted keys
+    threads: int
+    status: str  # PASS | FAIL | ERROR | SKIP | UNAVAILABLE
+    message: str = ""
+    rel_error: float = float("nan")
+    tolerance: float = float("nan")
+    setup_s: float = float("nan")
+    first_call_s: float = float("nan")
+    median_s: float = float("nan")
+    p20_s: float = float("nan")
+    p80_s: float = float("nan")
+    min_s: float = float("nan")
+    repeats: int = 0
+    cache: str = ""
+    gflops: float = float("nan")  # useful: 2·nnz·N / median_s
+    gflops_dense: float = float("nan")  # dense-equivalent: 2·M·K·N / median_s
+    bytes_compulsory: float = float("nan")
+    bytes_model: float = float("nan")
+    gbps_compulsory: float = float("nan")
+    gbps_model: float = float("nan")
+    intensity: float = float("nan")  # useful flops per compulsory byte
+    host_dispatch_s: float = float("nan")
+    deterministic: bool = True
+    info: str = "{}"  # JSON of extra facts (launch config, registers, thread work spread...)
+    machine: str = ""
+    timestamp: str = ""
+    tags: str = ""  # experiment-level labels, e.g. "suite=study;problem=9"
+
+    def key(self) -> str:
+        """What identifies a measurement for resume: variant, matrix, N, dtype, seed, params, threads."""
+        return "|".join(map(str, (self.variant, self.matrix, self.n, self.dtype, self.seed, self.params,
+                                  self.threads, self.cache, self.tags)))
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "PASS"
+
+
+FIELDS = [f.name for f in fields(Result)]
+_TYPES = {f.name: f.type for f in fields(Result)}
+
+
+def row_key(row: dict) -> str:
+    return "|".join(str(row.get(k, "")) for k in ("variant", "matrix", "n", "dtype", "seed", "params", "threads",
+                                                    "cache", "tags"))
+
+
+def _coerce(row: dict) -> dict:
+    out = {}
+    for name in FIELDS:
+        val = row.get(name, "")
+        t = _TYPES[name]
+        try:
+            if t in ("int", int):
+                val = int(float(val)) if val != "" else 0
+            elif t in ("float", float):
+                val = float(val) if val not in ("", None) else float("nan")
+            elif t in ("bool", bool):
+                val = val if isinstance(val, bool) else str(val).lower() in ("true", "1")
+        except (TypeError, ValueError):
+            raise ResultsError(f"result field {name}={val!r} is not a {t}") from None
+        out[name] = val
+    return out
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def rows_to_csv(rows: Iterable[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    return buf.getvalue()
+
+
+def default_dir(name: str, root: Path | str = "results") -> Path:
+    return Path(root) / name / time.strftime("%Y%m%d-%H%M%S")
+
+
+class ResultWriter:
+    """Appends rows to a run directory; see the module docstring for the layout and the rules."""
+
+    def __init__(self, directory: Path | str, meta: dict | None = None, force: bool = False, resume: bool = False):
+        self.dir = Path(directory)
+        self.jsonl = self.dir / "rows.jsonl"
+        self.csv = self.dir / "results.csv"
+        self.meta_path = self.dir / "meta.json"
+        if self.dir.exists() and not self.dir.is_dir():
+            raise ResultsError(f"{self.dir} exists and is not a directory")
+        existing = read_rows(self.dir) if self.jsonl.exists() else []
+        if existing and not (force or resume):
+            raise ResultsError(
+                f"{self.dir} already holds {len(existing)} result rows; pass --resume to continue or --force to replace"
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if force and not resume:
+            existing = []
+            for p in (self.jsonl, self.csv):
+                if p.exists():
+                    p.unlink()
+        self.rows: list[dict] = existing
+        if existing:  # drop a torn last line for good before appending after it
+            atomic_write_text(self.jsonl, "".join(json.dumps(r, allow_nan=True) + "\n" for r in existing))
+        self.done = {row_key(r) for r in existing if r.get("status") != "ERROR"}
+        if meta is not None:
+            old = {}
+            if resume and self.meta_path.exists():
+                try:
+                    old = json.loads(self.meta_path.read_text())
+                except (OSError, json.JSONDecodeError):
+                    old = {}
+            if old:
+                meta = {**old, "resumed": old.get("resumed", []) + [meta]}
+            atomic_write_text(self.meta_path, json.dumps(meta, indent=2, default=str) + "\n")
+
+    def has(self, result_or_key: Result | str) -> bool:
+        key = result_or_key.key() if isinstance(result_or_key, Result) else result_or_key
+        return key in self.done
+
+    def append(self, result: Result) -> None:
+        row = asdict(result)
+        line = json.dumps(row, allow_nan=True) + "\n"
+        with open(self.jsonl, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows.append(row)
+        if result.status != "ERROR":
+            self.done.add(result.key())
+        atomic_write_text(self.csv, rows_to_csv(self.rows))
+
+
+def read_rows(path: Path | str) -> list[dict]:
+    """Rows from a run directory, a rows.jsonl or a results.csv (a torn final JSONL line is skipped)."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "rows.jsonl").exists():
+            path = path / "rows.jsonl"
+        elif (path / "results.csv").exists():
+            path = path / "results.csv"
+        else:
+            raise ResultsError(f"{path} holds no rows.jsonl or results.csv")
+    if not path.exists():
+        raise ResultsError(f"no such result file: {path}")
+    rows = []
+    if path.suffix == ".jsonl":
+        lines = path.read_text(encoding="utf-8").split("\n")
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                rows.append(_coerce(json.loads(line)))
+            except json.JSONDecodeError:
+                if i >= len(lines) - 2:  # a torn final line: the row being written when interrupted
+                    continue
+                raise ResultsError(f"{path}:{i + 1} is not a JSON row") from None
+    elif path.suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "variant" not in reader.fieldnames:
+                raise ResultsError(f"{path} has no 'variant' column: not a result file")
+            rows = [_coerce(r) for r in reader]
+    else:
+        raise ResultsError(f"{path}: expected a run directory, rows.jsonl or results.csv")
+    return rows
+
+
+def read_meta(path: Path | str) -> dict:
+    path = Path(path)
+    meta = (path if path.is_dir() else path.parent) / "meta.json"
+    try:
+        return json.loads(meta.read_text()) if meta.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}

@@ -1,0 +1,527 @@
+"""Matrix specs → validated canonical CSR (DESIGN.md §7). One syntax for every source: ``scheme:rest``.
+
+=============================================  =========================================================
+``dlmc:<path inside the DLMC root>``           a DLMC ``.smtx`` (pattern only), root from ``--dlmc-root``
+                                               or ``$SPMM_STUDY_DLMC``; ``.smtx`` may be omitted
+``smtx:<file>``                                one DLMC-format file
+``mtx:<file>``                                 Matrix Market (scipy.io); pattern files get values
+``npz:<file>``                                 scipy.sparse ``save_npz`` (csr, csc or coo)
+``safetensors:<file>#<tensor>``                a 2-D weight of a real model (bf16/fp16/fp32/fp64)
+``synthetic:<kind>:<shape>[:<sparsity>][:key=value...]``
+                                               project-made, seeded: kinds ``uniform``, ``magnitude``
+                                               (Gaussian, DLMC-like row-length spread), ``nm`` (N:M,
+                                               default 2:4), ``block`` (``block=4x4``); shapes ``MxK`` or
+                                               ``attention`` (512x512), ``ffn1`` (2048x512), ``ffn2``
+                                               (512x2048); options ``seed=``, ``block=``, ``nm=2:4``
+=============================================  =========================================================
+
+Any source takes a pruning spec (``--prune``): ``magnitude:0.9`` keeps exactly round(0.1·cells) largest
+magnitudes (ties broken by position, so it is deterministic), ``random:0.9`` a seeded random subset of the
+nonzeros, ``2:4`` (or any ``N:M``) the N largest of each M consecutive entries along a row.
+
+Pattern-only files get standard-normal values from the matrix seed. Everything read from a file is fully
+validated (``CSR.validate``) before any kernel or scipy routine sees it: scipy does not check indices.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spmm_study.errors import FormatError, SourceError, SpmmError
+from spmm_study.formats import CSR, INT32_MAX, index_dtype_for
+from spmm_study.problem import available_memory_bytes, seeded_values
+
+DEFAULT_SPEC = "synthetic:magnitude:ffn1:0.9"
+DEFAULT_N = 256
+DLMC_ENV = "SPMM_STUDY_DLMC"
+DLMC_HELP = ("get the Deep Learning Matrix Collection (dlmc.tar.gz of the SC'20 paper 'Sparse GPU Kernels for "
+             "Deep Learning', google-research/sgk) and point --dlmc-root or $SPMM_STUDY_DLMC at its dlmc/ folder")
+LAYER_SHAPES = {"attention": (512, 512), "ffn1": (2048, 512), "ffn2": (512, 2048)}
+SCHEMES = ("dlmc", "smtx", "mtx", "npz", "safetensors", "synthetic")
+
+
+@dataclass(frozen=True)
+class Prune:
+    method: str  # magnitude | random | nm
+    sparsity: float = 0.0
+    n: int = 0
+    m: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.n}:{self.m}" if self.method == "nm" else f"{self.method}:{self.sparsity:g}"
+
+
+def parse_sparsity(text: str, what: str = "sparsity") -> float:
+    try:
+        s = float(text)
+    except ValueError:
+        raise SourceError(f"{what} {text!r} is not a number") from None
+    if not (0.0 <= s < 1.0) or not np.isfinite(s):
+        raise SourceError(f"{what} {text} is outside [0, 1)")
+    return s
+
+
+def parse_nm(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d+):(\d+)", text.strip())
+    if not m:
+        raise SourceError(f"N:M pattern {text!r} must look like 2:4")
+    n_keep, group = int(m.group(1)), int(m.group(2))
+    if not (1 <= n_keep <= group) or group > 64:
+        raise SourceError(f"N:M pattern {text} needs 1 <= N <= M <= 64")
+    return n_keep, group
+
+
+def parse_prune(text: str | None) -> Prune | None:
+    if not text:
+        return None
+    text = text.strip()
+    if re.fullmatch(r"\d+:\d+", text):
+        n_keep, group = parse_nm(text)
+        return Prune("nm", 1.0 - n_keep / group, n_keep, group)
+    method, _, amount = text.partition(":")
+    if method not in ("magnitude", "random") or not amount:
+        raise SourceError(f"unknown prune spec {text!r}; use magnitude:0.9, random:0.9 or 2:4")
+    return Prune(method, parse_sparsity(amount, "prune sparsity"))
+
+
+# --------------------------------------------------------------------------------------------- pruning
+
+
+def magnitude_mask_dense(w: np.ndarray, sparsity: float) -> np.ndarray:
+    """Keep exactly round((1-s)·cells) largest |w|; ties go to the lower flat position (deterministic)."""
+    flat = np.abs(w).ravel()
+    keep = int(round((1.0 - sparsity) * flat.size))
+    mask = np.zeros(flat.size, dtype=bool)
+    if keep > 0:
+        order = np.lexsort((np.arange(flat.size), -flat))  # by |w| descending, then position ascending
+        mask[order[:keep]] = True
+    return mask.reshape(w.shape)
+
+
+def nm_mask_dense(w: np.ndarray, n_keep: int, group: int) -> np.ndarray:
+    """Keep the n_keep largest |w| of each ``group`` consecutive entries along each row (ties: lower index).
+    A last partial group keeps min(n_keep, its length) entries."""
+    m, k = w.shape
+    pad = (-k) % group
+    a = np.abs(np.pad(w, ((0, 0), (0, pad)), constant_values=0.0)).reshape(m, -1, group)
+    valid = np.pad(np.ones((m, k), bool), ((0, 0), (0, pad))).reshape(m, -1, group)
+    score = np.where(valid, a, -1.0)
+    # stable argsort of -score: larger first, lower index first among ties
+    order = np.argsort(-score, axis=2, kind="stable")[:, :, :n_keep]
+    mask = np.zeros_like(valid)
+    np.put_along_axis(mask, order, True, axis=2)
+    mask &= valid
+    return mask.reshape(m, -1)[:, :k]
+
+
+def prune_csr(a: CSR, prune: Prune, seed: int) -> CSR:
+    if prune.method == "random":
+        keep = int(round((1.0 - prune.sparsity) * a.m * a.k))
+        if keep > a.nnz:
+            raise SourceError(f"random:{prune.sparsity:g} keeps {keep} entries but the matrix has only {a.nnz}")
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x9]))
+        pos = np.sort(rng.choice(a.nnz, size=keep, replace=False))
+        rows = np.repeat(np.arange(a.m), a.row_lengths())[pos]
+        return CSR.from_coo_arrays(a.shape, rows, a.indices[pos], a.data[pos])
+    _check_dense_fits(a.m, a.k, "pruning")
+    dense = a.to_dense()
+    mask = magnitude_mask_dense(dense, prune.sparsity) if prune.method == "magnitude" else nm_mask_dense(dense, prune.n, prune.m)
+    mask &= dense != 0
+    return CSR.from_dense(np.where(mask, dense, 0).astype(a.dtype))
+
+
+def _check_dense_fits(m: int, k: int, what: str) -> None:
+    need = m * k * 8 * 3
+    if need > 0.5 * available_memory_bytes():
+        raise SourceError(f"{what} a {m}x{k} matrix needs a dense copy of {need / 2**30:.1f} GiB; too large here")
+
+
+# ------------------------------------------------------------------------------------------------ files
+
+
+def _read_text(path: Path) -> str:
+    if not path.exists():
+        raise SourceError(f"no such file: {path}")
+    if path.is_dir():
+        raise SourceError(f"{path} is a directory, not a matrix file")
+    try:
+        return path.read_text(encoding="ascii")
+    except UnicodeDecodeError:
+        raise SourceError(f"{path} is not a text file (non-ASCII bytes)") from None
+    except OSError as exc:
+        raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _ints(line: str, what: str, path: Path) -> np.ndarray:
+    try:
+        return np.array(line.replace(",", " ").split(), dtype=np.int64)
+    except (ValueError, OverflowError):
+        bad = next((t for t in line.replace(",", " ").split() if not re.fullmatch(r"[+-]?\d+", t)), "?")
+        raise SourceError(f"{path}: {what} holds non-integer text {bad[:20]!r}") from None
+
+
+def read_smtx(path: Path | str, seed: int = 0, dtype=np.float32) -> CSR:
+    """DLMC format: line 1 ``rows, cols, nnz``; line 2 the M+1 row offsets; line 3 the nnz column indices."""
+    path = Path(path)
+    lines = _read_text(path).split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise SourceError(f"{path} is empty")
+    head = _ints(lines[0], "line 1 (rows, cols, nnz)", path)
+    if head.size != 3:
+        raise SourceError(f"{path}: line 1 has {head.size} numbers; expected 3 (rows, cols, nnz)")
+    m, k, nnz = (int(x) for x in head)
+    if min(m, k, nnz) < 0:
+        raise SourceError(f"{path}: negative size in line 1: {m}, {k}, {nnz}")
+    if nnz > m * k:
+        raise SourceError(f"{path}: nnz {nnz} exceeds rows x cols = {m * k}")
+    expected_lines = 3 if nnz else 2
+    if len(lines) < expected_lines:
+        raise SourceError(f"{path} is truncated: {len(lines)} lines; expected {expected_lines}")
+    if len(lines) > 3 or (len(lines) == 3 and not nnz and lines[2].strip()):
+        raise SourceError(f"{path} has trailing data after line 3")
+    indptr = _ints(lines[1], "line 2 (row offsets)", path)
+    if indptr.size != m + 1:
+        raise SourceError(f"{path}: line 2 has {indptr.size} row offsets; expected {m + 1} (rows + 1)")
+    indices = _ints(lines[2], "line 3 (column indices)", path) if nnz else np.zeros(0, np.int64)
+    if indices.size != nnz:
+        raise SourceError(f"{path}: line 3 has {indices.size} column indices; expected nnz = {nnz}")
+    if indptr[-1] != nnz:
+        raise SourceError(f"{path}: row offsets end at {int(indptr[-1])}; expected nnz = {nnz}")
+    it = index_dtype_for(m, k, nnz)
+    if it == np.int32:
+        # range-check before narrowing so a huge index cannot wrap around into range
+        for name, arr in (("row offset", indptr), ("column index", indices)):
+            if arr.size and (arr.max() > INT32_MAX or arr.min() < -INT32_MAX):
+                bad = arr.max() if arr.max() > INT32_MAX else arr.min()
+                raise SourceError(f"{path}: {name} {int(bad)} is out of range")
+    try:
+        return CSR((m, k), indptr.astype(it), indices.astype(it), seeded_values(nnz, seed, dtype)).validate()
+    except FormatError as exc:
+        raise SourceError(f"{path}: {exc}") from None
+
+
+def write_smtx(a: CSR, path: Path | str) -> None:
+    from spmm_study.results import atomic_write_text
+
+    lines = [f"{a.m}, {a.k}, {a.nnz}", " ".join(map(str, a.indptr.tolist())), " ".join(map(str, a.indices.tolist()))]
+    atomic_write_text(Path(path), "\n".join(lines) + "\n")
+
+
+def read_mtx(path: Path | str, seed: int = 0) -> CSR:
+    import scipy.io
+
+    path = Path(path)
+    _read_text(path)  # existence, directory and binary checks with one-line messages
+    try:
+        info = scipy.io.mminfo(str(path))
+        mat = scipy.io.mmread(str(path))
+    except Exception as exc:  # noqa: BLE001 - scipy raises many types for broken files
+        msg = str(exc).strip().splitlines()
+        raise SourceError(f"{path}: not a valid Matrix Market file ({msg[0] if msg else type(exc).__name__})") from None
+    field = info[4]
+    if field == "complex":
+        raise SourceError(f"{path}: complex Matrix Market files are not supported")
+    try:
+        a = CSR.from_dense(np.asarray(mat)) if isinstance(mat, np.ndarray) else CSR.from_scipy(mat)
+        if field == "pattern":
+            a = CSR(a.shape, a.indptr, a.indices, seeded_values(a.nnz, seed, np.float64))
+        return a.validate()
+    except FormatError as exc:
+        raise SourceError(f"{path}: {exc}") from None
+
+
+def read_npz(path: Path | str) -> CSR:
+    """A scipy.sparse ``save_npz`` file, read with numpy (no pickle) and validated before scipy sees it."""
+    path = Path(path)
+    if not path.exists():
+        raise SourceError(f"no such file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+    except Exception as exc:  # noqa: BLE001 - zipfile, pickle and format errors
+        raise SourceError(f"{path}: not a readable .npz file ({type(exc).__name__}: {str(exc)[:80]})") from None
+    fmt = arrays.get("format")
+    fmt = fmt.item().decode() if isinstance(fmt, np.ndarray) and fmt.dtype.kind == "S" else (
+        str(fmt.item()) if isinstance(fmt, np.ndarray) else None)
+    if fmt is None or "shape" not in arrays or "data" not in arrays:
+        raise SourceError(f"{path}: not a scipy.sparse npz (needs format, shape, data; has {', '.join(arrays)})")
+    shape = arrays["shape"]
+    if shape.shape != (2,) or shape.dtype.kind not in "iu":
+        raise SourceError(f"{path}: shape entry {shape.tolist()} is not two integers")
+    m, k = (int(x) for x in shape)
+    data = arrays["data"]
+    try:
+        if fmt == "coo":
+            rows, cols = arrays.get("row"), arrays.get("col")
+            if rows is None or cols is None:
+                raise SourceError(f"{path}: coo npz lacks row/col arrays")
+            return CSR.from_coo_arrays((m, k), rows, cols, data).validate()
+        if fmt not in ("csr", "csc"):
+            raise SourceError(f"{path}: sparse format {fmt!r} is not supported (csr, csc, coo)")
+        indptr, indices = arrays.get("indptr"), arrays.get("indices")
+        if indptr is None or indices is None:
+            raise SourceError(f"{path}: {fmt} npz lacks indptr/indices arrays")
+        if data.dtype.kind not in "fiub":
+            raise SourceError(f"{path}: values have dtype {data.dtype}; expected real numbers")
+        data = data.astype(np.float64) if data.dtype.kind != "f" or data.dtype.itemsize not in (4, 8) else data
+        outer, inner = (m, k) if fmt == "csr" else (k, m)
+        it = index_dtype_for(m, k, indices.size)
+        # full validation as CSR of the stored orientation (CSC is the CSR of the transpose)
+        stored = CSR((outer, inner), indptr.astype(np.int64), indices.astype(np.int64), data).validate(canonicalize=True)
+        if fmt == "csc":
+            return CSR.from_scipy(stored.to_scipy().T)
+        return CSR((m, k), stored.indptr.astype(it), stored.indices.astype(it), stored.data)
+    except FormatError as exc:
+        raise SourceError(f"{path}: {exc}") from None
+
+
+_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": "bf16",
+              "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8}
+
+
+def read_safetensors_tensor(path: Path, tensor: str) -> np.ndarray:
+    """One 2-D tensor as float32/float64. bf16 (which numpy lacks) is widened exactly to float32 by
+    shifting its 16 bits into the high half of a float32; other dtypes go through safetensors' numpy API."""
+    if not path.exists():
+        raise SourceError(f"no such file: {path}")
+    try:
+        with open(path, "rb") as f:
+            head_len = int.from_bytes(f.read(8), "little")
+            if head_len <= 0 or head_len > min(100 << 20, path.stat().st_size - 8):
+                raise SourceError(f"{path}: not a safetensors file (header length {head_len})")
+            header = json.loads(f.read(head_len))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise SourceError(f"{path}: not a safetensors file (unreadable header)") from None
+    names = [n for n in header if n != "__metadata__"]
+    if tensor not in header or tensor == "__metadata__":
+        raise SourceError(f"{path}: no tensor {tensor!r}; it has {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}")
+    entry = header[tensor]
+    shape, dtype = entry.get("shape", []), entry.get("dtype")
+    if len(shape) != 2:
+        raise SourceError(f"{path}#{tensor} has shape {shape}; SpMM needs a 2-D weight")
+    if dtype not in _ST_DTYPES:
+        raise SourceError(f"{path}#{tensor} has dtype {dtype}; expected a real dtype")
+    if dtype == "BF16":
+        start, end = entry["data_offsets"]
+        count = shape[0] * shape[1]
+        if end - start != 2 * count:
+            raise SourceError(f"{path}#{tensor}: {end - start} data bytes for {count} bf16 values")
+        raw = np.fromfile(path, dtype="<u2", count=count, offset=8 + head_len + start)
+        if raw.size != count:
+            raise SourceError(f"{path}#{tensor} is truncated: {raw.size} of {count} values")
+        return (raw.astype(np.uint32) << 16).view(np.float32).reshape(shape)
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            arr = f.get_tensor(tensor)
+    except Exception as exc:  # noqa: BLE001
+        raise SourceError(f"{path}#{tensor}: cannot read ({str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__})") from None
+    return arr.astype(np.float64 if arr.dtype == np.float64 else np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- synthetic
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    if text in LAYER_SHAPES:
+        return LAYER_SHAPES[text]
+    m = re.fullmatch(r"(\d+)[xX](\d+)", text)
+    if not m:
+        raise SourceError(f"shape {text!r} must be MxK or one of {', '.join(LAYER_SHAPES)}")
+    rows, cols = int(m.group(1)), int(m.group(2))
+    if rows < 1 or cols < 1:
+        raise SourceError(f"shape {text} must have at least one row and one column")
+    if rows > INT32_MAX or cols > INT32_MAX:
+        raise SourceError(f"shape {text} is past int32 ({INT32_MAX})")
+    return rows, cols
+
+
+def synthetic(kind: str, shape: tuple[int, int], sparsity: float | None = None, seed: int = 0,
+              block: tuple[int, int] = (4, 4), nm: tuple[int, int] = (2, 4)) -> CSR:
+    """Project-made matrices, seeded. See the module docstring for the kinds."""
+    m, k = shape
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5]))
+    if kind == "uniform":
+        s = 0.9 if sparsity is None else sparsity
+        keep = int(round((1.0 - s) * m * k))
+        pos = rng.choice(m * k, size=keep, replace=False) if keep < m * k else np.arange(m * k)
+        rows, cols = np.divmod(np.sort(pos), k)
+        return CSR.from_coo_arrays((m, k), rows, cols, rng.standard_normal(keep).astype(np.float32))
+    _check_dense_fits(m, k, f"synthetic:{kind} of")
+    w = rng.standard_normal((m, k)).astype(np.float32)
+    if kind == "magnitude":
+        # Trained weights are not i.i.d.: some rows and columns carry more energy, so magnitude pruning
+        # leaves rows of unequal length. Log-normal row and column scales (sigma 0.18) give a row-length
+        # coefficient of variation near 0.25 at 90%, inside the 0.2-0.5 DLMC shows for transformers.
+        w *= np.exp(0.18 * rng.standard_normal((m, 1))).astype(np.float32)
+        w *= np.exp(0.18 * rng.standard_normal((1, k))).astype(np.float32)
+        mask = magnitude_mask_dense(w, 0.9 if sparsity is None else sparsity)
+    elif kind == "nm":
+        if sparsity is not None and abs(sparsity - (1 - nm[0] / nm[1])) > 1e-9:
+            raise SourceError(f"synthetic:nm with nm={nm[0]}:{nm[1]} has sparsity {1 - nm[0] / nm[1]:g}, not {sparsity:g}")
+        mask = nm_mask_dense(w, *nm)
+    elif kind == "block":
+        bm, bk = block
+        if m % bm or k % bk:
+            raise SourceError(f"synthetic:block needs the shape {m}x{k} to be a multiple of block {bm}x{bk}")
+        norms = np.sqrt((w.reshape(m // bm, bm, k // bk, bk) ** 2).sum(axis=(1, 3)))
+        bmask = magnitude_mask_dense(norms, 0.9 if sparsity is None else sparsity)
+        mask = np.repeat(np.repeat(bmask, bm, axis=0), bk, axis=1)
+    else:
+        raise SourceError(f"unknown synthetic kind {kind!r}; choose uniform, magnitude, nm or block")
+    return CSR.from_dense(np.where(mask, w, np.float32(0)))
+
+
+def _parse_synthetic(rest: str) -> tuple[CSR, int]:
+    parts = rest.split(":")
+    # "nm" takes its pattern as an option (nm=2:4), which contains a colon: glue it back
+    merged: list[str] = []
+    for p in parts:
+        if merged and re.fullmatch(r"\d+", p) and re.fullmatch(r"nm=\d+", merged[-1]):
+            merged[-1] += ":" + p
+        else:
+            merged.append(p)
+    positional = [p for p in merged if "=" not in p]
+    options = dict(p.split("=", 1) for p in merged if "=" in p)
+    if len(positional) < 2 or len(positional) > 3:
+        raise SourceError(f"synthetic spec {rest!r} must be KIND:SHAPE[:SPARSITY][:key=value...]")
+    kind, shape_text = positional[0], positional[1]
+    sparsity = parse_sparsity(positional[2]) if len(positional) == 3 else None
+    unknown = set(options) - {"seed", "block", "nm"}
+    if unknown:
+        raise SourceError(f"unknown synthetic option {', '.join(sorted(unknown))} (known: seed, block, nm)")
+    try:
+        seed = int(options.get("seed", 0))
+    except ValueError:
+        raise SourceError(f"seed {options['seed']!r} is not an integer") from None
+    block = parse_shape(options.get("block", "4x4"))
+    nm = parse_nm(options.get("nm", "2:4"))
+    return synthetic(kind, parse_shape(shape_text), sparsity, seed, block, nm), seed
+
+
+# ------------------------------------------------------------------------------------------------- specs
+
+
+def dlmc_root(root: str | Path | None = None) -> Path:
+    root = root or os.environ.get(DLMC_ENV)
+    if not root:
+        raise SourceError(f"no DLMC root: {DLMC_HELP}")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise SourceError(f"DLMC root {root} is not a directory: {DLMC_HELP}")
+    return root
+
+
+def resolve_dlmc(path: str, root: str | Path | None = None) -> Path:
+    base = dlmc_root(root)
+    p = base / path
+    if p.suffix != ".smtx":
+        p = p.with_name(p.name + ".smtx")
+    if not p.exists():
+        raise SourceError(f"no DLMC matrix {path!r} under {base}: {DLMC_HELP}")
+    return p
+
+
+@dataclass
+class Loaded:
+    a: CSR
+    spec: str  # canonical spec, with the prune appended (recorded in results)
+    seed: int
+
+
+def load(spec: str | None = None, *, prune: str | None = None, seed: int = 0, dlmc_root: str | None = None) -> Loaded:
+    """Resolve a spec to a validated CSR (float32 or float64 values as stored; the problem casts)."""
+    spec = spec or DEFAULT_SPEC
+    scheme, sep, rest = spec.partition(":")
+    if not sep or scheme not in SCHEMES:
+        raise SourceError(f"unknown matrix spec {spec!r}; use one of {', '.join(s + ':' for s in SCHEMES)}")
+    if not rest:
+        raise SourceError(f"matrix spec {spec!r} names nothing after '{scheme}:'")
+    try:
+        if scheme == "dlmc":
+            a = read_smtx(resolve_dlmc(rest, dlmc_root), seed=seed)
+        elif scheme == "smtx":
+            a = read_smtx(Path(rest), seed=seed)
+        elif scheme == "mtx":
+            a = read_mtx(Path(rest), seed=seed)
+        elif scheme == "npz":
+            a = read_npz(Path(rest))
+        elif scheme == "safetensors":
+            file, hash_, tensor = rest.partition("#")
+            if not hash_ or not tensor:
+                raise SourceError(f"safetensors spec {spec!r} must be safetensors:<file>#<tensor>")
+            w = read_safetensors_tensor(Path(file), tensor)
+            if not np.isfinite(w).all():
+                raise SourceError(f"{file}#{tensor} holds NaN or Inf values")
+            a = CSR.from_dense(w)
+        else:
+            a, seed = _parse_synthetic(rest)
+        p = parse_prune(prune)
+        if p is not None:
+            a = prune_csr(a, p, seed)
+            spec = f"{spec}@{p}"
+    except SpmmError:
+        raise
+    except MemoryError:
+        raise SourceError(f"{spec}: out of memory while loading") from None
+    return Loaded(a, spec, seed)
+
+
+def row_stats(a: CSR, bins: int = 10) -> dict:
+    """Shape, nnz, sparsity and row-length statistics of a matrix (for ``data info``)."""
+    lengths = a.row_lengths()
+    mean = float(lengths.mean()) if lengths.size else 0.0
+    std = float(lengths.std()) if lengths.size else 0.0
+    hist, edges = np.histogram(lengths, bins=bins) if lengths.size else (np.zeros(0), np.zeros(1))
+    return {
+        "rows": a.m, "cols": a.k, "nnz": a.nnz,
+        "sparsity": 1.0 - a.nnz / (a.m * a.k) if a.m * a.k else 0.0,
+        "row_min": int(lengths.min()) if lengths.size else 0,
+        "row_mean": mean,
+        "row_max": int(lengths.max()) if lengths.size else 0,
+        "row_cv": std / mean if mean else 0.0,
+        "empty_rows": int((lengths == 0).sum()),
+        "cols_touched": int(np.unique(a.indices).size),
+        "index_dtype": str(a.indices.dtype),
+        "value_dtype": str(a.dtype),
+        "histogram": [{"lo": float(edges[i]), "hi": float(edges[i + 1]), "count": int(hist[i])} for i in range(len(hist))],
+    }
+
+
+def convert(a: CSR, out: Path | str, force: bool = False) -> Path:
+    """Write ``a`` as .mtx, .npz or .smtx (pattern only), atomically, never over a file without ``force``."""
+    import tempfile
+
+    import scipy.io
+    import scipy.sparse as sp
+
+    out = Path(out)
+    if out.suffix not in (".mtx", ".npz", ".smtx"):
+        raise SourceError(f"output {out} must end in .mtx, .npz or .smtx")
+    if out.exists() and not force:
+        raise SourceError(f"{out} exists; pass --force to overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".smtx":
+        write_smtx(a, out)
+        return out
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix)
+    os.close(fd)
+    try:
+        if out.suffix == ".mtx":
+            scipy.io.mmwrite(tmp, a.to_scipy())
+        else:
+            sp.save_npz(tmp, sp.csr_matrix(a.to_scipy()), compressed=True)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
