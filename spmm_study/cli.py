@@ -296,6 +296,139 @@ def data_convert(spec: str = typer.Argument(..., help="matrix spec"),
     out.print(f"wrote {path}: {loaded.a.m}x{loaded.a.k}, nnz {loaded.a.nnz}{note}")
 
 
+# ----------------------------------------------------------------------------------------------- reports and experiments
+
+
+def render_table(table) -> Table:
+    """A report.Table (data) as a rich table; FAIL cells in red."""
+    from spmm_study.report import formatted_rows
+
+    t = Table(title=table.title, header_style="bold", caption=table.caption or None)
+    for i, col in enumerate(table.columns):
+        numeric = any(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in table.rows)
+        t.add_column(col, justify="right" if numeric else "left", overflow="fold")
+    for row in formatted_rows(table):
+        t.add_row(*[f"[bold red]{c}[/]" if c in ("FAIL", "ERROR") else c for c in row])
+    return t
+
+
+def split_list(items: list[str] | None) -> list[str]:
+    """``--variants a,b --variants c`` → ``[a, b, c]``."""
+    return [x.strip() for item in items or [] for x in item.split(",") if x.strip()]
+
+
+def timing_config(repeats: int, min_time: float, warmup: float, cache: str):
+    from spmm_study.timing import TimingConfig
+
+    if cache not in ("cold", "warm"):
+        raise ParamError(f"--cache {cache!r}: choose cold or warm")
+    if repeats < 1 or min_time < 0 or warmup < 0:
+        raise ParamError("--repeats must be >= 1 and --min-time/--warmup >= 0")
+    return TimingConfig(repeats=repeats, min_time_s=min_time, warmup_s=warmup, cache=cache)
+
+
+@app.command()
+def compare(
+    variants: List[str] = typer.Option(..., "--variants", "-v", help="comma-separated variant ids or bare ideas (repeatable)"),
+    matrix: Optional[List[str]] = MatrixOpt,
+    n: Optional[List[int]] = typer.Option(None, "--n", "-n", help="columns of B (repeatable; default 256)"),
+    baseline: Optional[str] = typer.Option(None, help="speedups against this variant (default: the device's dense BLAS baseline)"),
+    rounds: int = typer.Option(3, help="interleaved rounds A B C A B C ...; the median of the rounds is reported"),
+    dtype: str = typer.Option("float32"),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads for numba and BLAS"),
+    repeats: int = typer.Option(5, help="timed repeats per round (at least)"),
+    min_time: float = typer.Option(0.1, "--min-time", help="timed seconds per round (at least)"),
+    warmup: float = typer.Option(0.05, help="warm-up seconds per round"),
+    cache: str = typer.Option("cold", help="cold or warm caches between repeats"),
+    device: str = typer.Option("cpu", help="device for bare variant names"),
+    prune: Optional[str] = typer.Option(None, help="prune every matrix: magnitude:0.9, random:0.9 or 2:4"),
+    seed: int = typer.Option(0),
+    dlmc_root: Optional[str] = DlmcRootOpt,
+    markdown: bool = typer.Option(False, "--markdown", help="print the table as markdown on stdout"),
+    as_json: bool = typer.Option(False, "--json", help="print the rows as JSON on stdout"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="result directory (default results/compare/<timestamp>)"),
+    force: bool = typer.Option(False), resume: bool = typer.Option(False, help="continue an interrupted compare in --out"),
+    save: bool = typer.Option(True, "--save/--no-save"),
+):
+    """Variants side by side on the same problems, interleaved (A B A B ...), with speedups vs a baseline."""
+    from spmm_study import registry, report, runner
+    from spmm_study.sources import DEFAULT_N, DEFAULT_SPEC
+
+    if rounds < 1:
+        raise ParamError("--rounds must be >= 1")
+    ns = n or [DEFAULT_N]
+    if any(x <= 0 for x in ns):
+        raise ParamError(f"N must be positive, got {min(ns)}")
+    tcfg = timing_config(repeats, min_time, warmup, cache)
+    chosen = [registry.get(v, device=device) for v in split_list(variants)]
+    if baseline:
+        base = registry.get(baseline, device=device)
+        baseline = base.id
+        if base not in chosen:
+            chosen.append(base)
+    else:  # measure the device's dense baseline too, when it is registered and runs here
+        for dev in sorted({v.device for v in chosen}):
+            bid = report.DENSE_BASELINES.get(dev)
+            reg = registry.load_all()
+            if bid in reg and reg[bid] not in chosen and reg[bid].unavailable_reason() is None:
+                chosen.append(reg[bid])
+    chosen = list(dict.fromkeys(chosen))
+    specs = matrix or [DEFAULT_SPEC]
+    ctx = runner.Context(dlmc_root=dlmc_root, timing=tcfg)
+    for spec in specs:  # every input error before the first measurement
+        ctx.matrix(spec, prune, seed)
+    tasks = [runner.Task(v, spec, nn, (), dtype, seed, prune, threads, f"round={r}")
+             for spec in specs for nn in ns for r in range(rounds) for v in chosen]
+    writer = make_writer("compare", out_dir, force, resume, save=save)
+    console = err if (as_json or markdown) else out
+    rows = []
+    with console.status("measuring…") as status:
+        for i, res in enumerate(runner.execute(tasks, ctx, writer), 1):
+            status.update(f"[{i}/{len(tasks)}] {res.variant} on {res.matrix} N={res.n}")
+            rows.append(res.__dict__)
+    if writer is not None:
+        rows = list(writer.rows)  # a resumed compare reports the earlier rounds too
+    table = report.compare_table(rows, [v.id for v in chosen], baseline)
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+    elif markdown:
+        print(report.to_markdown(table))
+    else:
+        out.print(render_table(table))
+        if writer is not None:
+            out.print(f"[dim]results: {writer.dir}[/]")
+    print_messages([r for r in rows if r["status"] in ("FAIL", "ERROR")], err)
+
+
+@app.command("report")
+def report_cmd(
+    results: List[Path] = typer.Argument(..., help="result files or folders: rows.jsonl, results.csv, run directories"),
+    baseline: Optional[str] = typer.Option(None, help="speedups against this variant id (default: each device's dense BLAS baseline)"),
+    markdown: bool = typer.Option(False, "--markdown", help="print markdown tables on stdout (for the README)"),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="write PNG plots into this folder"),
+    kind: str = typer.Option("auto", "--kind", help="table kind: auto, ladder, compare, study, dlmc"),
+    ceilings: Optional[Path] = typer.Option(None, "--ceilings", help="ceilings JSON from 'calibrate' for the roofline"),
+    row_hist: Optional[List[str]] = typer.Option(None, "--row-hist", help="also plot the row-length histogram of this matrix spec"),
+    dlmc_root: Optional[str] = DlmcRootOpt,
+):
+    """Tables (rich or markdown) and PNG plots from result files only; several machines' files combine."""
+    from spmm_study import report
+
+    rows = report.load_rows(results)
+    tables = report.tables_for(rows, kind=kind, baseline=baseline)
+    if markdown:
+        print(report.to_markdown(tables))
+    else:
+        for t in tables:
+            out.print(render_table(t))
+    if plots is not None:
+        written = report.plot_all(rows, plots, baseline=baseline, ceilings_path=ceilings,
+                                  row_hist_specs=row_hist or [], dlmc_root=dlmc_root)
+        for p in written:
+            err.print(f"[dim]wrote {p}[/]")
+
+
+
 # ----------------------------------------------------------------------------------------------- entry
 
 

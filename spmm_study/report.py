@@ -1,0 +1,404 @@
+"""Reports from result files only (DESIGN.md §8): tables as data, markdown, speedups, PNG plots.
+
+The report never measures. It reads flat ``Result`` rows (``rows.jsonl``, ``results.csv`` or run
+directories, from any number of machines), merges repeated measurements of the same thing (the rounds of
+an interleaved ``compare``), finds each row's baseline on the *same problem* and computes speedups.
+
+* ``Table`` is data: a title, column names and rows of raw values (numbers stay numbers, a failed
+  measurement is the string ``"FAIL"``). ``to_markdown`` and the rich renderer in ``cli.py`` format them.
+* Speedup of a row = baseline median time / row median time, both on the same matrix, N, dtype and seed;
+  the baseline row is taken from the same machine and thread count when there is one.
+* Default baseline: the device's dense BLAS baseline (``cpu.dense.numpy``, ``gpu.dense.cublas``), else the
+  first dense baseline variant found in the rows.
+
+Plots (``plot_*``) use matplotlib's Agg backend and write PNGs; each carries a title, axis units, and the
+machine(s) and date(s) of the rows it draws.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from spmm_study.errors import ResultsError
+from spmm_study.results import read_rows
+
+DENSE_BASELINES = {"cpu": "cpu.dense.numpy", "gpu": "gpu.dense.cublas"}
+FAIL = "FAIL"
+PROBLEM_KEYS = ("matrix", "n", "dtype", "seed")
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def find_result_files(path: Path | str) -> list[Path]:
+    """A rows.jsonl / results.csv, a run directory, or a folder of run directories (searched recursively)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.exists():
+        raise ResultsError(f"no such result file or directory: {path}")
+    if (path / "rows.jsonl").exists() or (path / "results.csv").exists():
+        return [path]
+    found = sorted({p.parent for p in path.rglob("rows.jsonl")} | {p.parent for p in path.rglob("results.csv")})
+    if not found:
+        raise ResultsError(f"{path} holds no rows.jsonl or results.csv (searched recursively)")
+    return found
+
+
+def load_rows(paths: Iterable[Path | str]) -> list[dict]:
+    """All rows of all result files; the same row read twice (jsonl and csv of one run) is kept once."""
+    rows, seen = [], set()
+    paths = list(paths)
+    if not paths:
+        raise ResultsError("no result files given")
+    for p in paths:
+        for f in find_result_files(p):
+            for r in read_rows(f):
+                ident = (r["variant"], r["matrix"], r["n"], r["dtype"], r["seed"], r["params"], r["threads"],
+                         r["tags"], r["machine"], r["timestamp"], r["median_s"])
+                if ident in seen:
+                    continue
+                seen.add(ident)
+                rows.append(r)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def parse_tags(tags: str) -> dict[str, str]:
+    """``"suite=study;problem=9"`` → ``{"suite": "study", "problem": "9"}``."""
+    out = {}
+    for part in (tags or "").split(";"):
+        if part.strip():
+            k, _, v = part.partition("=")
+            out[k.strip()] = v.strip()
+    return out
+
+
+def strip_tag(tags: str, name: str) -> str:
+    return ";".join(f"{k}={v}" for k, v in parse_tags(tags).items() if k != name)
+
+
+def problem_key(row: dict) -> tuple:
+    return tuple(row[k] for k in PROBLEM_KEYS)
+
+
+def finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def geomean(values: Sequence[float]) -> float:
+    vals = [v for v in values if finite(v) and v > 0]
+    return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else float("nan")
+
+
+def params_label(row: dict) -> str:
+    """Compact ``name=value`` list of a row's params ("" when the variant has none)."""
+    try:
+        p = json.loads(row.get("params") or "{}")
+    except json.JSONDecodeError:
+        return str(row.get("params", ""))
+    return " ".join(f"{k}={v}" for k, v in sorted(p.items()))
+
+
+def _ladder_position(variant_id: str) -> tuple:
+    """Ladder order from the registry when the variant is known here, else device then id."""
+    device = variant_id.split(".")[0]
+    try:
+        from spmm_study.registry import DEVICES, load_all
+
+        v = load_all().get(variant_id)
+        if v is not None:
+            return (DEVICES.index(v.device), v.rung, v.id)
+    except Exception:  # noqa: BLE001 - a report must work from files alone, even without the variant code
+        pass
+    return ({"cpu": 0, "gpu": 1}.get(device, 2), 10_000, variant_id)
+
+
+def loop_order_of(variant_id: str) -> str:
+    try:
+        from spmm_study.registry import load_all
+
+        v = load_all().get(variant_id)
+        return v.loop_order if v is not None else ""
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def merge_rounds(rows: list[dict]) -> list[dict]:
+    """Merge repeated measurements of one configuration (the ``round=`` tags of an interleaved compare, or
+    the same run repeated) into one row: median of the medians, min of the mins; rates rescaled to match.
+    A configuration with any FAIL/ERROR row stays failed (its first failing row is kept)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        key = (r["machine"], r["variant"], *problem_key(r), r["params"], r["threads"], r["cache"],
+               strip_tag(r["tags"], "round"))
+        groups[key].append(r)
+    out = []
+    for group in groups.values():
+        bad = [r for r in group if r["status"] in ("FAIL", "ERROR")]
+        if bad:
+            out.append(dict(bad[0], tags=strip_tag(bad[0]["tags"], "round")))
+            continue
+        ok = [r for r in group if r["status"] == "PASS"]
+        if not ok:
+            out.append(dict(group[0], tags=strip_tag(group[0]["tags"], "round")))
+            continue
+        ok.sort(key=lambda r: r["median_s"])
+        mid = ok[(len(ok) - 1) // 2]
+        merged = dict(mid, tags=strip_tag(mid["tags"], "round"))
+        if len(ok) > 1:
+            if len(ok) % 2 == 0:  # even count: true median, rates rescaled from the lower-middle row
+                t = 0.5 * (ok[len(ok) // 2 - 1]["median_s"] + ok[len(ok) // 2]["median_s"])
+                scale = mid["median_s"] / t
+                merged["median_s"] = t
+                for key in ("gflops", "gflops_dense", "gbps_compulsory", "gbps_model"):
+                    merged[key] = mid[key] * scale
+            merged["min_s"] = min(r["min_s"] for r in ok)
+            merged["p20_s"] = min(r["p20_s"] for r in ok)
+            merged["p80_s"] = max(r["p80_s"] for r in ok)
+            merged["repeats"] = sum(r["repeats"] for r in ok)
+            merged["rounds"] = len(ok)
+        out.append(merged)
+    return out
+
+
+def default_baseline(rows: list[dict], device: str) -> str | None:
+    ids = {r["variant"] for r in rows}
+    want = DENSE_BASELINES.get(device)
+    if want in ids:
+        return want
+    dense = sorted({r["variant"] for r in rows if r["baseline"] and r["format"] == "dense" and r["device"] == device})
+    if dense:
+        return dense[0]
+    others = sorted({r["variant"] for r in rows if r["baseline"] and r["device"] == device})
+    return others[0] if others else None
+
+
+def baseline_index(rows: list[dict]) -> dict[tuple, list[dict]]:
+    idx: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["status"] == "PASS":
+            idx[(r["variant"], *problem_key(r))].append(r)
+    return idx
+
+
+def find_baseline_row(row: dict, baseline: str, idx: dict[tuple, list[dict]]) -> dict | None:
+    """The baseline's row on the same problem, preferring the same machine and thread count."""
+    cands = idx.get((baseline, *problem_key(row)), [])
+    if not cands:
+        return None
+
+    def rank(c):
+        return (c["machine"] != row["machine"], c["threads"] != row["threads"], c["median_s"])
+
+    return min(cands, key=rank)
+
+
+def speedups(rows: list[dict], baseline: str | None = None) -> list[dict]:
+    """Each row with ``speedup`` (baseline time / row time; NaN when no baseline row, ``"FAIL"`` when the
+    row failed) and ``baseline_id`` added. ``baseline=None`` picks each device's dense baseline."""
+    idx = baseline_index(rows)
+    chosen = {dev: baseline or default_baseline(rows, dev) for dev in {r["device"] for r in rows}}
+    out = []
+    for r in rows:
+        b = chosen.get(r["device"])
+        r = dict(r, baseline_id=b or "")
+        if r["status"] != "PASS":
+            r["speedup"] = FAIL if r["status"] in ("FAIL", "ERROR") else r["status"]
+        else:
+            br = find_baseline_row(r, b, idx) if b else None
+            r["speedup"] = br["median_s"] / r["median_s"] if br and r["median_s"] > 0 else float("nan")
+        out.append(r)
+    return out
+
+
+def machines_and_dates(rows: list[dict]) -> str:
+    """"AMD EPYC ... (2 cores), 2026-11-23" — every machine and date in the rows, for titles and captions."""
+    machines = sorted({r["machine"] for r in rows if r["machine"]}) or ["unknown machine"]
+    dates = sorted({str(r["timestamp"])[:10] for r in rows if r["timestamp"]})
+    when = dates[0] if len(dates) == 1 else (f"{dates[0]} to {dates[-1]}" if dates else "undated")
+    return f"{'; '.join(machines)}, {when}"
+
+
+# ----------------------------------------------------------------------------------------------- tables
+
+
+@dataclass
+class Table:
+    """A table as data: raw values in ``rows`` (floats, ints, strings; ``"FAIL"`` for failures);
+    ``formats`` maps a column to how it is shown (``time``, ``x`` for a speedup, ``bytes``, ``g3``...)."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+    formats: dict[str, str] = field(default_factory=dict)
+    caption: str = ""
+
+    def column(self, name: str) -> list[Any]:
+        i = self.columns.index(name)
+        return [r[i] for r in self.rows]
+
+    def records(self) -> list[dict]:
+        return [dict(zip(self.columns, r)) for r in self.rows]
+
+
+def fmt_time(s: Any) -> str:
+    if not finite(s):
+        return s if isinstance(s, str) else "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+def fmt_bytes(b: Any) -> str:
+    if not finite(b):
+        return "-"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if b >= scale:
+            return f"{b / scale:.3g} {unit}"
+    return f"{b:.0f} B"
+
+
+def format_cell(value: Any, kind: str = "") -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "-"
+    if kind == "time":
+        return fmt_time(value)
+    if kind == "bytes":
+        return fmt_bytes(value)
+    if kind == "x":
+        return f"{value:.2f}×" if finite(value) else "-"
+    if kind == "pct":
+        return f"{100 * value:.0f}%" if finite(value) else "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "-"
+        if kind.startswith("f"):
+            return f"{value:.{int(kind[1:])}f}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def formatted_rows(table: Table) -> list[list[str]]:
+    return [[format_cell(v, table.formats.get(c, "")) for c, v in zip(table.columns, row)] for row in table.rows]
+
+
+def to_markdown(tables: Table | Sequence[Table]) -> str:
+    if isinstance(tables, Table):
+        tables = [tables]
+    parts = []
+    for t in tables:
+        lines = []
+        if t.title:
+            lines.append(f"**{t.title}**\n")
+        numeric = [any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in t.column(c)) for c in t.columns]
+        lines.append("| " + " | ".join(t.columns) + " |")
+        lines.append("| " + " | ".join("---:" if num else "---" for num in numeric) + " |")
+        for row in formatted_rows(t):
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+        if t.caption:
+            lines.append(f"\n{t.caption}")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def _problem_title(r: dict) -> str:
+    return (f"{r['matrix']} ({r['m']}×{r['k']}, nnz {r['nnz']:,}, sparsity {r['sparsity']:.3g}), "
+            f"N={r['n']}, {r['dtype']}")
+
+
+def ladder_tables(rows: list[dict], baseline: str | None = None) -> list[Table]:
+    """One table per problem (matrix, N, dtype, seed) and machine: variants in ladder order with median time,
+    GFLOP/s, modelled bytes and speedup vs the baseline. FAIL rows stay in, marked FAIL."""
+    rows = speedups(merge_rounds(rows), baseline)
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(problem_key(r), r["machine"])].append(r)
+    tables = []
+    for (_, machine), group in groups.items():
+        group.sort(key=lambda r: (_ladder_position(r["variant"]), r["params"], r["threads"]))
+        show_params = any(params_label(r) for r in group)
+        bases = sorted({r["baseline_id"] for r in group if r["baseline_id"]})
+        cols = ["variant"] + (["params"] if show_params else []) + [
+            "threads", "status", "median time", "GFLOP/s", "modelled bytes", "GB/s (model)",
+            f"speedup vs {', '.join(bases) or 'baseline'}"]
+        t = Table(title=f"{_problem_title(group[0])} — {machine or 'unknown machine'}", columns=cols,
+                  formats={"median time": "time", "modelled bytes": "bytes", cols[-1]: "x"})
+        for r in group:
+            failed = r["status"] != "PASS"
+            t.rows.append([r["variant"]] + ([params_label(r)] if show_params else []) + [
+                r["threads"], r["status"], FAIL if failed else r["median_s"], FAIL if failed else r["gflops"],
+                r["bytes_model"], FAIL if failed else r["gbps_model"], r["speedup"]])
+        dates = machines_and_dates(group).rsplit(", ", 1)[-1]
+        t.caption = f"Measured {dates}; speedup = {', '.join(bases) or 'baseline'} median time / variant median time."
+        tables.append(t)
+    return tables
+
+
+def compare_table(rows: list[dict], variants: Sequence[str] | None = None, baseline: str | None = None) -> Table:
+    """Side by side: one row per problem, one column per variant holding its median time, then one
+    speedup column per variant. A failed variant shows FAIL."""
+    rows = speedups(merge_rounds(rows), baseline)
+    variants = list(variants) if variants else sorted({r["variant"] for r in rows}, key=_ladder_position)
+    cells: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    info: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["machine"], *problem_key(r))
+        info.setdefault(key, r)
+        prev = cells[key].get(r["variant"])
+        if prev is None or (r["status"] == "PASS" and (prev["status"] != "PASS" or r["median_s"] < prev["median_s"])):
+            cells[key][r["variant"]] = r  # several params of one variant: its best
+    bases = sorted({r["baseline_id"] for r in rows if r["baseline_id"]})
+    cols = ["matrix", "M×K", "sparsity", "N"] + [f"{v} time" for v in variants] + [f"{v} speedup" for v in variants]
+    t = Table(title=f"Speedup vs {', '.join(bases) or 'baseline'} — {machines_and_dates(rows)}", columns=cols,
+              formats={**{f"{v} time": "time" for v in variants}, **{f"{v} speedup": "x" for v in variants},
+                       "sparsity": "f3"})
+    for key, per in cells.items():
+        r0 = info[key]
+        times, ups = [], []
+        for v in variants:
+            r = per.get(v)
+            if r is None:
+                times.append("-")
+                ups.append("-")
+            elif r["status"] != "PASS":
+                times.append(r["status"] if r["status"] not in ("ERROR",) else FAIL)
+                ups.append(FAIL if r["status"] in ("FAIL", "ERROR") else r["status"])
+            else:
+                times.append(r["median_s"])
+                ups.append(r["speedup"])
+        t.rows.append([r0["matrix"], f"{r0['m']}×{r0['k']}", r0["sparsity"], r0["n"]] + times + ups)
+    return t
+
+
+TABLE_KINDS = ("auto", "ladder", "compare")
+
+
+def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None) -> list[Table]:
+    """The tables ``report`` shows for these rows; ``auto`` picks from the rows' ``suite=`` tags."""
+    if kind not in TABLE_KINDS:
+        raise ResultsError(f"unknown table kind {kind!r}; choose {', '.join(TABLE_KINDS)}")
+    if not rows:
+        raise ResultsError("the result files hold no rows")
+    if kind == "compare":
+        return [compare_table(rows, baseline=baseline)]
+    return ladder_tables(rows, baseline)
+
+
+def plot_all(rows: list[dict], folder: Path | str, baseline: str | None = None, ceilings_path=None,
+             row_hist_specs: Sequence[str] = (), dlmc_root: str | None = None) -> list[Path]:
+    raise ResultsError("plots are not implemented yet")
