@@ -179,6 +179,12 @@ class CSR:
 
         if not sp.issparse(mat):
             raise FormatError(f"expected a scipy.sparse matrix, got {type(mat).__name__}")
+        if mat.dtype.kind not in "fiub":
+            raise FormatError(f"values have dtype {mat.dtype}; expected real numbers")
+        if mat.format == "coo":
+            # COO -> CSR in scipy sums duplicate triplets silently; go through the triplets so the
+            # duplicate policy (rejected) holds for Matrix Market and coo npz files too.
+            return cls.from_coo_arrays(mat.shape, mat.row, mat.col, mat.data, canonicalize=canonicalize)
         csr = mat.tocsr()
         m, k = csr.shape
         nnz = csr.nnz
@@ -214,6 +220,9 @@ class CSR:
         vals = np.asarray(vals)
         if not (rows.shape == cols.shape == vals.shape) or rows.ndim != 1:
             raise FormatError(f"triplet arrays differ in length: {rows.size} rows, {cols.size} cols, {vals.size} values")
+        for name, arr in (("row", rows), ("column", cols)):
+            if arr.dtype.kind not in "iu":  # a float index would be truncated silently by astype
+                raise FormatError(f"{name} indices have dtype {arr.dtype}; expected integers")
         for name, arr, lim in (("row", rows, m), ("column", cols, k)):
             if arr.size and (arr.min() < 0 or arr.max() >= lim):
                 bad = arr.min() if arr.min() < 0 else arr.max()
