@@ -400,6 +400,110 @@ def compare(
     print_messages([r for r in rows if r["status"] in ("FAIL", "ERROR")], err)
 
 
+def latest_run_dir(name: str, suffix: str = "", root: Path = Path("results")) -> Optional[Path]:
+    """The newest results/<name>/<timestamp><suffix> directory holding rows (what --resume continues)."""
+    base = root / name
+    if not base.is_dir():
+        return None
+    dirs = sorted(p for p in base.iterdir() if p.is_dir() and p.name.endswith(suffix) and (p / "rows.jsonl").exists())
+    if suffix == "":
+        dirs = [p for p in dirs if "-shard" not in p.name]
+    return dirs[-1] if dirs else None
+
+
+@app.command()
+def sweep(
+    experiment: Optional[Path] = typer.Argument(None, help="experiment TOML file (see experiments/); or give --variants"),
+    param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="grid: name=v1,v2,... or name=choices (repeatable; added to every run)"),
+    variants: Optional[List[str]] = typer.Option(None, "--variants", "-v", help="without a file: comma-separated variants"),
+    matrix: Optional[List[str]] = MatrixOpt,
+    n: Optional[List[int]] = typer.Option(None, "--n", "-n", help="without a file: columns of B (repeatable)"),
+    threads: Optional[List[int]] = typer.Option(None, "--threads", "-t", help="without a file: thread counts (repeatable)"),
+    shard: Optional[str] = typer.Option(None, help="run only shard i of n (i/n, 1-based); shards' results concatenate"),
+    dlmc_root: Optional[str] = DlmcRootOpt,
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="result directory (default results/<name>/<timestamp>)"),
+    resume: bool = typer.Option(False, help="continue an interrupted sweep (in --out, or the newest results/<name>/ run)"),
+    force: bool = typer.Option(False, help="replace rows already in --out"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="validate and list the grid, measure nothing"),
+    markdown: bool = typer.Option(False, "--markdown", help="print the report tables as markdown at the end"),
+):
+    """Run an experiment grid: validated first (all errors at once), progress with ETA, resumable, shardable."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from spmm_study import experiment as ex
+    from spmm_study import report, runner
+
+    grid = ex.parse_param_grid(param)
+    ctx = runner.Context(dlmc_root=dlmc_root)
+    if experiment is not None:
+        if variants or matrix or n or threads:
+            raise ParamError("give either an experiment file or --variants/--matrix/--n/--threads, not both")
+        exp = ex.load(experiment, dlmc_root=dlmc_root, extra_params=grid, ctx=ctx)
+    else:
+        if not variants:
+            raise ParamError("give an experiment file or --variants")
+        run_doc = {"variants": split_list(variants)}
+        if matrix:
+            run_doc["matrices"] = list(matrix)
+        if n:
+            run_doc["n"] = list(n)
+        if threads:
+            run_doc["threads"] = list(threads)
+        if grid:
+            run_doc["params"] = grid
+        exp = ex.parse({"name": "sweep", "runs": [run_doc]}, source="command line", dlmc_root=dlmc_root, ctx=ctx)
+    ctx.timing = exp.timing
+    for w in exp.warnings:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+    tasks = exp.tasks
+    suffix = ""
+    if shard:
+        i, k = ex.parse_shard(shard)
+        tasks = ex.shard(tasks, i, k)
+        suffix = f"-shard{i}of{k}"
+    if dry_run:
+        for t in tasks:
+            out.print(f"{t.variant.id}  {t.matrix}  N={t.n}  {dict(t.params) or ''}  threads={t.threads or '-'}  "
+                      f"{t.tags}", highlight=False)
+        out.print(f"[dim]{len(tasks)} runs over {len({ex.problem_of(t) for t in tasks})} problems[/]")
+        return
+    if resume and out_dir is None:
+        out_dir = latest_run_dir(exp.name, suffix)
+        if out_dir is None:
+            raise ParamError(f"--resume: no earlier results/{exp.name}/*{suffix} run with rows; pass --out")
+    if out_dir is None:
+        from spmm_study.results import default_dir
+
+        out_dir = default_dir(exp.name).with_name(default_dir(exp.name).name + suffix)
+    writer = make_writer(exp.name, out_dir, force, resume, meta_extra={
+        "experiment_file": exp.source, "experiment_text": exp.text, "description": exp.description,
+        "shard": shard or "", "baseline": exp.baseline or ""})
+    todo = ex.pending(tasks, ctx, writer)
+    if len(todo) < len(tasks):
+        err.print(f"[dim]resuming {writer.dir}: {len(tasks) - len(todo)} of {len(tasks)} runs already done[/]")
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[last]}"),
+                        console=err, transient=False)
+    failures = []
+    with progress:
+        bar = progress.add_task(exp.name, total=len(todo), last="")
+        for res in runner.execute(todo, ctx, writer):
+            if res.status in ("FAIL", "ERROR"):
+                failures.append(res)
+            label = f"{res.variant} {res.matrix.rsplit('/', 1)[-1][:40]} N={res.n} {res.status}"
+            progress.update(bar, advance=1, last=label)
+    rows = list(writer.rows)
+    err.print(f"[dim]results: {writer.dir} ({len(rows)} rows)[/]")
+    print_messages(failures, err)
+    if rows:
+        tables = report.tables_for(rows, baseline=exp.baseline)
+        if markdown:
+            print(report.to_markdown(tables))
+        else:
+            for t in tables:
+                out.print(render_table(t))
+
+
 @app.command("report")
 def report_cmd(
     results: List[Path] = typer.Argument(..., help="result files or folders: rows.jsonl, results.csv, run directories"),
@@ -437,7 +541,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False, prog_name="spmm-study")
     except SpmmError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True, emoji=False)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -385,18 +385,148 @@ def compare_table(rows: list[dict], variants: Sequence[str] | None = None, basel
     return t
 
 
-TABLE_KINDS = ("auto", "ladder", "compare")
+def _best_per_variant(rows: list[dict]) -> list[dict]:
+    """Keep, per (machine, variant, problem, threads), the fastest passing params (a failed one if none passed)."""
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["machine"], r["variant"], *problem_key(r), r["threads"], r["tags"])
+        cur = best.get(key)
+        if cur is None or (r["status"] == "PASS" and (cur["status"] != "PASS" or r["median_s"] < cur["median_s"])):
+            best[key] = r
+    return list(best.values())
+
+
+def _variant_columns(rows: list[dict], exclude: set[str]) -> list[tuple[str, str]]:
+    """(machine, variant) pairs in ladder order; the machine is part of the label only if there are several."""
+    pairs = sorted({(r["machine"], r["variant"]) for r in rows if r["variant"] not in exclude},
+                   key=lambda mv: (_ladder_position(mv[1]), mv[0]))
+    return pairs
+
+
+def _label(machine: str, variant: str, several: bool) -> str:
+    return f"{variant} @ {machine}" if several else variant
+
+
+def study_table(rows: list[dict], baseline: str | None = None) -> Table:
+    """The course study's Table 1 for this machine: M, K, N, use case, count, sparsity, the speedup of each
+    variant over the dense baseline, and the published T4 speedup (SparseRT over cuBLAS) beside it."""
+    rows = [r for r in rows if parse_tags(r["tags"]).get("suite") == "study"]
+    if not rows:
+        raise ResultsError("no rows tagged suite=study (run experiments/study_table.toml)")
+    rows = speedups(_best_per_variant(merge_rounds(rows)), baseline)
+    bases = {r["baseline_id"] for r in rows if r["baseline_id"]}
+    machines = {r["machine"] for r in rows}
+    several = len(machines) > 1
+    pairs = _variant_columns(rows, bases)
+    lines: dict[tuple, dict] = {}
+    for r in rows:
+        tg = parse_tags(r["tags"])
+        key = (int(tg.get("problem", 0)), float(tg.get("sparsity", r["sparsity"])))
+        line = lines.setdefault(key, {"tags": tg, "row": r, "cells": {}})
+        line["cells"][(r["machine"], r["variant"])] = r
+    cols = ["#", "M", "K", "N", "use case", "count", "sparsity", "matrix"] + \
+        [_label(m, v, several) for m, v in pairs] + ["T4 published"]
+    t = Table(title=f"The study table: speedup over {', '.join(sorted(bases)) or 'the dense baseline'} — "
+                    f"{machines_and_dates(rows)}",
+              columns=cols, formats={**{_label(m, v, several): "x" for m, v in pairs}, "T4 published": "x",
+                                     "sparsity": "f2"})
+    per_col: dict[str, list[float]] = defaultdict(list)
+    for key in sorted(lines):
+        line = lines[key]
+        tg, r0 = line["tags"], line["row"]
+        source = "DLMC" if r0["matrix"].startswith("dlmc:") else "synthetic"
+        cells = []
+        for m, v in pairs:
+            r = line["cells"].get((m, v))
+            val = "-" if r is None else r["speedup"]
+            cells.append(val)
+            if finite(val):
+                per_col[_label(m, v, several)].append(val)
+        t4 = float(tg["t4"]) if tg.get("t4") else float("nan")
+        per_col["T4 published"].append(t4)
+        t.rows.append([key[0], r0["m"], r0["k"], r0["n"], tg.get("use_case", ""), int(tg.get("count", 0) or 0),
+                       key[1], source] + cells + [t4])
+    t.rows.append(["geomean", "", "", "", "", "", "", ""] + [geomean(per_col[c]) for c in cols[8:]])
+    t.caption = ("Speedup = dense baseline median time / variant median time on this machine (best params per "
+                 "variant). T4 published: SparseRT over cuBLAS on a Tesla T4, from the course study's Table 1.")
+    return t
+
+
+def dlmc_summary(rows: list[dict]) -> Table:
+    """Per suite group (model/method/sparsity, N): each variant against each baseline of its device -
+    geometric-mean speedup and the fraction of problems where the variant is faster."""
+    rows = [r for r in rows if parse_tags(r["tags"]).get("suite") == "dlmc"]
+    if not rows:
+        raise ResultsError("no rows tagged suite=dlmc (run experiments/dlmc_transformer.toml)")
+    rows = _best_per_variant(merge_rounds(rows))
+    idx = baseline_index(rows)
+    baselines = sorted({(r["device"], r["variant"]) for r in rows if r["baseline"]})
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        tg = parse_tags(r["tags"])
+        n_label = "per layer" if tg.get("model") == "rn50" else str(r["n"])
+        groups[(tg.get("model", ""), tg.get("method", ""), tg.get("sparsity", ""), n_label)].append(r)
+    t = Table(title=f"DLMC sweep: speedups over the baselines — {machines_and_dates(rows)}",
+              columns=["model", "method", "sparsity", "N", "variant", "vs baseline", "problems", "FAIL",
+                       "geomean speedup", "faster in"],
+              formats={"geomean speedup": "x", "faster in": "pct"})
+    for gkey in sorted(groups):
+        group = groups[gkey]
+        for machine, variant in _variant_columns(group, set()):
+            mine = [r for r in group if r["variant"] == variant and r["machine"] == machine]
+            device = mine[0]["device"]
+            for bdev, b in baselines:
+                if bdev != device or b == variant:
+                    continue
+                ups, fails = [], 0
+                for r in mine:
+                    if r["status"] != "PASS":
+                        fails += r["status"] in ("FAIL", "ERROR")
+                        continue
+                    br = find_baseline_row(r, b, idx)
+                    if br is not None:
+                        ups.append(br["median_s"] / r["median_s"])
+                if not ups and not fails:
+                    continue
+                faster = sum(u > 1.0 for u in ups) / len(ups) if ups else float("nan")
+                t.rows.append([*gkey, variant, b, len(ups), fails, geomean(ups), faster])
+    t.caption = ("Speedup = baseline median time / variant median time on the same matrix and N; 'faster in' is "
+                 "the fraction of those problems where the variant beat the baseline.")
+    return t
+
+
+TABLE_KINDS = ("auto", "ladder", "compare", "study", "dlmc")
 
 
 def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None) -> list[Table]:
-    """The tables ``report`` shows for these rows; ``auto`` picks from the rows' ``suite=`` tags."""
+    """The tables ``report`` shows for these rows. ``auto``: the study table and the DLMC summary for rows
+    tagged with those suites, then ladder tables (one per problem) for up to 6 other problems, else one
+    side-by-side compare table."""
     if kind not in TABLE_KINDS:
         raise ResultsError(f"unknown table kind {kind!r}; choose {', '.join(TABLE_KINDS)}")
     if not rows:
         raise ResultsError("the result files hold no rows")
     if kind == "compare":
         return [compare_table(rows, baseline=baseline)]
-    return ladder_tables(rows, baseline)
+    if kind == "ladder":
+        return ladder_tables(rows, baseline)
+    if kind == "study":
+        return [study_table(rows, baseline)]
+    if kind == "dlmc":
+        return [dlmc_summary(rows)]
+    suites = defaultdict(list)
+    for r in rows:
+        suites[parse_tags(r["tags"]).get("suite", "")].append(r)
+    tables = []
+    if suites.get("study"):
+        tables.append(study_table(suites.pop("study"), baseline))
+    if suites.get("dlmc"):
+        tables.append(dlmc_summary(suites.pop("dlmc")))
+    rest = [r for group in suites.values() for r in group]
+    if rest:
+        n_problems = len({(r["machine"], *problem_key(r)) for r in rest})
+        tables += ladder_tables(rest, baseline) if n_problems <= 6 else [compare_table(rest, baseline=baseline)]
+    return tables
 
 
 def plot_all(rows: list[dict], folder: Path | str, baseline: str | None = None, ceilings_path=None,

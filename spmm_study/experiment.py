@@ -1,0 +1,533 @@
+"""Experiment files (TOML) → a validated grid of runs (DESIGN.md §8). Every error is listed before the first run.
+
+An experiment file asks one question; an instructor hands it out, students run ``spmm-study sweep FILE``
+and hand back comparable result files. The format::
+
+    name = "loop-orders"                       # results go to results/<name>/<timestamp>/
+    description = "Does reordering the loops pay?"
+    baseline = "cpu.dense.numpy"               # optional: speedups in reports are against this variant
+
+    [timing]                                   # optional: repeats, min_time, warmup (seconds), cache
+    repeats = 10
+
+    [defaults]                                 # optional: keys every [[runs]] entry inherits
+    n = [256]
+    threads = [1]
+
+    [[runs]]                                   # one or more grids; each is a cartesian product
+    variants = ["cpu.dense.*", "rowwise"]      # ids, bare ideas, or globs over ids
+    matrices = ["synthetic:magnitude:ffn1:0.9"]
+    n = [64, 256]                              # int or list
+    threads = [1, 2]                           # int or list (CPU variants)
+    dtype = "float32"                          # str or list
+    seed = 0
+    prune = "magnitude:0.9"                    # optional, applied to every matrix of this run
+    params = { tile_n = [16, 32, 64] }         # a list, one value, or "choices" (the Param's own choices)
+    tags = "lab=1"
+
+Suites generate the (matrix, N) pairs instead of ``matrices``/``n``:
+
+* ``suite = "study"``: the 20-problem table of the course study (``data/study_table.csv``; ``table =`` to
+  use another). RN50 and transformer problems use their DLMC matrices when a DLMC root is given, otherwise
+  (or with ``source = "synthetic"``) synthetic magnitude-pruned matrices of the same shapes; MobileNetV1 is
+  always synthetic. Filters: ``sparsity = [0.9]``, ``use_case = ["NLP"]``.
+* ``suite = "dlmc"``: every matrix under ``<root>/<model>/<method>/<sparsity>/`` (``model``, ``method``,
+  ``sparsity = ["0.9", ...]``, ``layers = "*ffn*"`` glob). Transformer matrices run at each ``n`` (default
+  256 and 2048); RN50 matrices at their layer's batch size from ``rn50_batchsizes.txt``.
+
+Rules: a variant matched only by a glob is dropped when it takes none of the ``params`` named; a variant
+named explicitly runs with the params it has (defaults for the rest). A param no selected variant takes is
+an error. Variants unavailable here (a GPU variant without a GPU) are dropped with a warning.
+
+``shard(tasks, i, n)`` splits a grid deterministically for several machines: problems (matrix, N, dtype,
+seed, prune) are numbered in grid order and problem p goes to shard p mod n, so every variant of one
+problem - and its baseline - is measured on the same machine, and speedups stay same-machine ratios.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import itertools
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spmm_study.errors import ParamError, SpmmError
+from spmm_study.runner import Context, Task
+from spmm_study.timing import TimingConfig
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+STUDY_TABLE = DATA_DIR / "study_table.csv"
+TOP_KEYS = {"name", "description", "baseline", "timing", "defaults", "runs"}
+RUN_KEYS = {"variants", "matrices", "n", "threads", "dtype", "seed", "prune", "params", "tags", "suite",
+            # suite options
+            "table", "source", "sparsity", "use_case", "model", "method", "layers"}
+TIMING_KEYS = {"repeats": int, "min_time": (int, float), "warmup": (int, float), "cache": str}
+SUITES = ("study", "dlmc")
+DEFAULT_DLMC_N = (256, 2048)
+
+
+class ExperimentError(ParamError):
+    """An experiment file with one or more mistakes; the message lists them all."""
+
+    def __init__(self, source: str, errors: list[str]):
+        self.errors = errors
+        head = f"{source}: {len(errors)} error{'s' if len(errors) > 1 else ''} in the experiment"
+        super().__init__(head + "\n" + "\n".join(f"  - {e}" for e in errors))
+
+
+@dataclass
+class Experiment:
+    name: str
+    description: str
+    source: str  # file path or "inline"
+    text: str  # the TOML text (recorded in meta.json)
+    timing: TimingConfig
+    baseline: str | None
+    tasks: list[Task]
+    warnings: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[tuple]:
+        return list(dict.fromkeys(problem_of(t) for t in self.tasks))
+
+
+def problem_of(task: Task) -> tuple:
+    return (task.matrix, task.n, task.dtype, task.seed, task.prune)
+
+
+# ----------------------------------------------------------------------------------------------- parsing
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _check_type(where: str, key: str, value: Any, kind, errors: list[str], allow_list: bool = False) -> list:
+    """Type-check a value (or each element of a list); returns the values as a list ([] when wrong)."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    values = _as_list(value) if allow_list else [value]
+    if allow_list and not values:
+        errors.append(f"{where}: {key} is an empty list")
+        return []
+    bad = [v for v in values if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds)]
+    if bad:
+        names = " or ".join(k.__name__ for k in kinds)
+        errors.append(f"{where}: {key} = {bad[0]!r} is not {'a list of ' if allow_list else 'a '}{names}")
+        return []
+    return values
+
+
+def read_experiment_text(path: Path | str) -> tuple[dict, str]:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamError(f"no experiment file {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        raise ParamError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load(path: Path | str, *, dlmc_root: str | None = None, extra_params: dict[str, list] | None = None,
+         ctx: Context | None = None) -> Experiment:
+    """Read and validate an experiment file; raises ExperimentError listing every mistake."""
+    doc, text = read_experiment_text(path)
+    return parse(doc, source=str(path), text=text, dlmc_root=dlmc_root, extra_params=extra_params, ctx=ctx,
+                 base_dir=Path(path).resolve().parent)
+
+
+def parse(doc: dict, *, source: str = "inline", text: str = "", dlmc_root: str | None = None,
+          extra_params: dict[str, list] | None = None, ctx: Context | None = None,
+          base_dir: Path | None = None) -> Experiment:
+    """Validate a parsed experiment document and expand its grid. ``extra_params`` (from ``--param``)
+    are added to every run. ``ctx`` (when given) loads every matrix now, so bad specs are errors here."""
+    from spmm_study import registry
+
+    errors: list[str] = []
+    warnings: list[str] = []
+    for key in sorted(set(doc) - TOP_KEYS):
+        errors.append(f"unknown key {key!r} (known: {', '.join(sorted(TOP_KEYS))})")
+    name = doc.get("name", Path(source).stem if source != "inline" else "sweep")
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
+        errors.append(f"name = {name!r} must be a non-empty string without spaces or slashes")
+        name = "sweep"
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        errors.append("description must be a string")
+        description = ""
+
+    timing = _parse_timing(doc.get("timing", {}), errors)
+    baseline = doc.get("baseline")
+    if baseline is not None:
+        if not isinstance(baseline, str):
+            errors.append(f"baseline = {baseline!r} must be a variant id")
+            baseline = None
+        else:
+            try:
+                baseline = registry.get(baseline).id
+            except SpmmError as exc:
+                errors.append(f"baseline: {exc}")
+                baseline = None
+
+    defaults = doc.get("defaults", {})
+    if not isinstance(defaults, dict):
+        errors.append("[defaults] must be a table")
+        defaults = {}
+    for key in sorted(set(defaults) - RUN_KEYS):
+        errors.append(f"[defaults]: unknown key {key!r}")
+    runs = doc.get("runs")
+    if runs is None:
+        errors.append("no [[runs]]: an experiment needs at least one grid")
+        runs = []
+    elif not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        errors.append("runs must be an array of tables ([[runs]])")
+        runs = []
+
+    tasks: list[Task] = []
+    matrices: list[tuple] = []  # (spec, prune, seed) of every run, checked even when a run has other errors
+    for i, run in enumerate(runs, 1):
+        merged = {**{k: v for k, v in defaults.items() if k in RUN_KEYS}, **run}
+        if extra_params:
+            merged["params"] = {**merged.get("params", {}), **extra_params}
+        tasks += _expand_run(f"[[runs]] #{i}", merged, errors, warnings, dlmc_root, base_dir, matrices)
+
+    if ctx is not None:  # resolve every matrix once, now: bad specs and files are errors here too
+        for spec, prune, seed in dict.fromkeys(matrices):
+            try:
+                ctx.matrix(spec, prune, seed)
+            except SpmmError as exc:
+                errors.append(f"matrix {spec}: {exc}")
+    if not errors and not tasks:
+        errors.append("the grid is empty: no variant is available here for these runs")
+    if errors:
+        raise ExperimentError(source, errors)
+    # the same task twice (two runs overlapping) is measured once
+    tasks = list(dict.fromkeys(tasks))
+    return Experiment(name, description, source, text, timing, baseline, tasks, warnings)
+
+
+def _parse_timing(section: Any, errors: list[str]) -> TimingConfig:
+    if not isinstance(section, dict):
+        errors.append("[timing] must be a table")
+        return TimingConfig()
+    vals = {}
+    for key, value in section.items():
+        if key not in TIMING_KEYS:
+            errors.append(f"[timing]: unknown key {key!r} (known: {', '.join(TIMING_KEYS)})")
+            continue
+        if _check_type("[timing]", key, value, TIMING_KEYS[key], errors):
+            vals[key] = value
+    if "cache" in vals and vals["cache"] not in ("cold", "warm"):
+        errors.append(f"[timing]: cache = {vals['cache']!r} must be cold or warm")
+    if vals.get("repeats", 1) < 1:
+        errors.append(f"[timing]: repeats = {vals['repeats']} must be >= 1")
+    for key in ("min_time", "warmup"):
+        if vals.get(key, 0) < 0:
+            errors.append(f"[timing]: {key} = {vals[key]} must be >= 0")
+    return TimingConfig(repeats=vals.get("repeats", 10), min_time_s=float(vals.get("min_time", 0.2)),
+                        warmup_s=float(vals.get("warmup", 0.1)), cache=vals.get("cache", "cold"))
+
+
+def _select_variants(where: str, names: list[str], errors: list[str]) -> list[tuple[Any, bool]]:
+    """(Variant, named explicitly) for each name or glob, in order, without repeats."""
+    from spmm_study import registry
+
+    out: dict[str, tuple[Any, bool]] = {}
+    for name in names:
+        if any(c in name for c in "*?["):
+            matched = registry.select(pattern=name)
+            if not matched:
+                errors.append(f"{where}: no variant matches {name!r}")
+            for v in matched:
+                out.setdefault(v.id, (v, False))
+        else:
+            try:
+                v = registry.get(name)
+            except SpmmError as exc:
+                errors.append(f"{where}: {exc}")
+                continue
+            out[v.id] = (v, True)
+    return list(out.values())
+
+
+def _param_grid(where: str, variant, params: dict, explicit: bool, errors: list[str]) -> list[tuple] | None:
+    """The sorted (name, value) tuples to run for one variant, or None to drop it (glob, no param applies)."""
+    known = {p.name: p for p in variant.params}
+    mine = {k: v for k, v in params.items() if k in known}
+    if params and not mine and not explicit:
+        return None
+    axes = []
+    for name, value in mine.items():
+        p = known[name]
+        if value == "choices":
+            values = list(p.choices) or [p.default]
+        else:
+            values = _as_list(value)
+        parsed = []
+        for val in values:
+            try:
+                parsed.append(p.parse(val))
+            except SpmmError as exc:
+                errors.append(f"{where}: {variant.id}: {exc}")
+        axes.append([(name, v) for v in dict.fromkeys(parsed)])
+    return [tuple(sorted(combo)) for combo in itertools.product(*axes)] if axes else [()]
+
+
+def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], dlmc_root: str | None,
+                base_dir: Path | None, matrices: list[tuple]) -> list[Task]:
+    from spmm_study.problem import parse_dtype
+    from spmm_study.sources import parse_prune
+
+    n_err = len(errors)
+    for key in sorted(set(run) - RUN_KEYS):
+        errors.append(f"{where}: unknown key {key!r} (known: {', '.join(sorted(RUN_KEYS))})")
+    names = _check_type(where, "variants", run.get("variants", []), str, errors, allow_list=True)
+    if "variants" not in run:
+        errors.append(f"{where}: no variants")
+    selected = _select_variants(where, names, errors)
+
+    suite = run.get("suite")
+    problems: list[tuple[str, int, str]] = []  # (matrix spec, n, tags)
+    if suite is not None:
+        if suite not in SUITES:
+            errors.append(f"{where}: suite = {suite!r} is not one of {', '.join(SUITES)}")
+        elif "matrices" in run:
+            errors.append(f"{where}: give either suite or matrices, not both")
+        elif suite == "study":
+            problems = _study_problems(where, run, errors, dlmc_root, base_dir)
+        else:
+            problems = _dlmc_problems(where, run, errors, dlmc_root)
+    else:
+        for key in ("table", "source", "use_case", "model", "method", "layers", "sparsity"):
+            if key in run:
+                errors.append(f"{where}: {key} is a suite option, but no suite is given")
+        specs = _check_type(where, "matrices", run.get("matrices", ["synthetic:magnitude:ffn1:0.9"]), str, errors,
+                            allow_list=True)
+        ns = _check_type(where, "n", run.get("n", 256), int, errors, allow_list=True)
+        for n in ns:
+            if n <= 0:
+                errors.append(f"{where}: n = {n} must be positive")
+        problems = [(s, n, "") for s in specs for n in ns if n > 0]
+    problem_specs = list(dict.fromkeys(specs if suite is None else [p[0] for p in problems]))
+
+    threads = _check_type(where, "threads", run.get("threads", []), int, errors, allow_list=True) \
+        if "threads" in run else [None]
+    for t in threads:
+        if t is not None and t < 1:
+            errors.append(f"{where}: threads = {t} must be >= 1")
+    dtypes = _check_type(where, "dtype", run.get("dtype", "float32"), str, errors, allow_list=True)
+    for d in dtypes:
+        try:
+            parse_dtype(d)
+        except SpmmError as exc:
+            errors.append(f"{where}: {exc}")
+    seed = run.get("seed", 0)
+    if not _check_type(where, "seed", seed, int, errors):
+        seed = 0
+    prune = run.get("prune")
+    if prune is not None:
+        if _check_type(where, "prune", prune, str, errors):
+            try:
+                parse_prune(prune)
+                matrices.extend((spec, prune, seed) for spec in problem_specs)
+            except SpmmError as exc:
+                errors.append(f"{where}: {exc}")
+    else:
+        matrices.extend((spec, None, seed) for spec in problem_specs)
+    tags = run.get("tags", "")
+    if not isinstance(tags, str):
+        errors.append(f"{where}: tags must be a string like \"lab=1;group=a\"")
+        tags = ""
+    params = run.get("params", {})
+    if not isinstance(params, dict):
+        errors.append(f"{where}: params must be a table like {{ tile_n = [16, 32] }}")
+        params = {}
+
+    plan = []
+    for v, explicit in selected:
+        grid = _param_grid(where, v, params, explicit, errors)
+        if grid is None:
+            continue
+        reason = v.unavailable_reason()
+        if reason:
+            warnings.append(f"{v.id} skipped: {reason}")
+            continue
+        plan.append((v, grid))
+    used = {name for v, grid in plan for combo in grid for name, _ in combo}
+    unavailable_params = {p.name for v, _ in selected for p in v.params if v.unavailable_reason()}
+    for name in sorted(set(params) - used - unavailable_params):
+        errors.append(f"{where}: no selected variant takes the parameter {name!r}")
+    if len(errors) > n_err:
+        return []
+    tasks = []
+    # grid order: problem by problem, so a problem's variants run back to back (interleaved, cached problem)
+    for (spec, n, ptags), dtype, t in itertools.product(problems, dtypes, threads):
+        for v, grid in plan:
+            for combo in grid:
+                all_tags = ";".join(x for x in (ptags, tags) if x)
+                tasks.append(Task(v, spec, n, combo, dtype, seed, prune, t if v.device == "cpu" else None, all_tags))
+    return tasks
+
+
+# ----------------------------------------------------------------------------------------------- suites
+
+
+def read_study_table(path: Path | str = STUDY_TABLE) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamError(f"no study table {path}")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    need = {"problem", "m", "k", "n", "use_case", "count", "sparsity", "t4_speedup_vs_cublas", "dlmc", "synthetic"}
+    if not rows or need - set(rows[0]):
+        raise ParamError(f"{path} lacks columns {', '.join(sorted(need - set(rows[0] if rows else {})))}")
+    return rows
+
+
+def _study_problems(where: str, run: dict, errors: list[str], dlmc_root: str | None,
+                    base_dir: Path | None) -> list[tuple[str, int, str]]:
+    import os
+
+    table = run.get("table")
+    path = STUDY_TABLE if table is None else (Path(table) if Path(table).is_absolute() or base_dir is None
+                                              else base_dir / table)
+    try:
+        rows = read_study_table(path)
+    except SpmmError as exc:
+        errors.append(f"{where}: {exc}")
+        return []
+    source = run.get("source", "auto")
+    if source not in ("auto", "dlmc", "synthetic"):
+        errors.append(f"{where}: source = {source!r} must be auto, dlmc or synthetic")
+        return []
+    root = dlmc_root or os.environ.get("SPMM_STUDY_DLMC")
+    if source == "dlmc" and not root:
+        errors.append(f"{where}: source = \"dlmc\" needs a DLMC root (--dlmc-root or $SPMM_STUDY_DLMC)")
+    use_dlmc = source == "dlmc" or (source == "auto" and bool(root))
+    sparsities = [float(s) for s in _check_type(where, "sparsity", run.get("sparsity", [0.9, 0.95]), (int, float),
+                                                errors, allow_list=True)]
+    cases = _check_type(where, "use_case", run.get("use_case", ["RN50", "NLP", "MbNetV1"]), str, errors,
+                        allow_list=True)
+    if "n" in run:
+        errors.append(f"{where}: the study suite takes N from the table; drop n")
+    out = []
+    for r in rows:
+        if r["use_case"] not in cases or not any(abs(float(r["sparsity"]) - s) < 1e-9 for s in sparsities):
+            continue
+        spec = r["dlmc"] if (use_dlmc and r["dlmc"]) else r["synthetic"]
+        tags = (f"suite=study;problem={r['problem']};use_case={r['use_case']};count={r['count']};"
+                f"sparsity={float(r['sparsity']):g};t4={r['t4_speedup_vs_cublas']}")
+        out.append((spec, int(r["n"]), tags))
+    if not out:
+        errors.append(f"{where}: the study table filters (sparsity {sparsities}, use_case {cases}) select nothing")
+    return out
+
+
+def rn50_batch_sizes(root: Path | None) -> dict[str, int]:
+    """Layer name → N (the batch size of its 1×1 convolution as a GEMM), from the DLMC root or data/."""
+    for cand in ([root / "rn50_batchsizes.txt"] if root else []) + [DATA_DIR / "rn50_batchsizes.txt"]:
+        if cand.is_file():
+            out = {}
+            for line in cand.read_text().splitlines():
+                if "," in line:
+                    layer, _, n = line.partition(",")
+                    out[layer.strip()] = int(n)
+            return out
+    raise ParamError("no rn50_batchsizes.txt in the DLMC root or data/")
+
+
+def _dlmc_problems(where: str, run: dict, errors: list[str], dlmc_root: str | None) -> list[tuple[str, int, str]]:
+    from spmm_study import sources
+
+    try:
+        root = sources.dlmc_root(dlmc_root)
+    except SpmmError as exc:
+        errors.append(f"{where}: {exc}")
+        return []
+    model = run.get("model", "transformer")
+    method = run.get("method", "magnitude_pruning")
+    if not _check_type(where, "model", model, str, errors) or not _check_type(where, "method", method, str, errors):
+        return []
+    sparsities = [str(s) for s in _check_type(where, "sparsity", run.get("sparsity", ["0.9"]), (str, int, float),
+                                              errors, allow_list=True)]
+    layers = run.get("layers", "*")
+    if not isinstance(layers, str):
+        errors.append(f"{where}: layers must be a glob string like \"*ffn*\"")
+        return []
+    ns = _check_type(where, "n", run.get("n", list(DEFAULT_DLMC_N)), int, errors, allow_list=True)
+    batch = None
+    if model == "rn50":
+        if "n" in run:
+            errors.append(f"{where}: RN50 matrices run at their layer's batch size (rn50_batchsizes.txt); drop n")
+        try:
+            batch = rn50_batch_sizes(root)
+        except SpmmError as exc:
+            errors.append(f"{where}: {exc}")
+            return []
+    out = []
+    for s in sparsities:
+        folder = root / model / method / s
+        if not folder.is_dir():
+            errors.append(f"{where}: no DLMC folder {folder}")
+            continue
+        files = sorted(p for p in folder.glob("*.smtx") if fnmatch.fnmatch(p.stem, layers))
+        if not files:
+            errors.append(f"{where}: no .smtx under {folder} matches layers = {layers!r}")
+        for f in files:
+            spec = f"dlmc:{model}/{method}/{s}/{f.stem}"
+            tags = f"suite=dlmc;model={model};method={method};sparsity={s};layer={f.stem}"
+            if batch is not None:
+                if f.stem not in batch:
+                    errors.append(f"{where}: no batch size for RN50 layer {f.stem} in rn50_batchsizes.txt")
+                    continue
+                out.append((spec, batch[f.stem], tags))
+            else:
+                out += [(spec, n, tags) for n in ns if n > 0]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- sharding
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"2/3"`` → (2, 3): the second of three shards (1-based)."""
+    if not text:
+        return None
+    i, slash, n = text.partition("/")
+    try:
+        i, n = int(i), int(n)
+    except ValueError:
+        raise ParamError(f"--shard {text!r} must look like i/n, e.g. 1/2") from None
+    if not slash or n < 1 or not 1 <= i <= n:
+        raise ParamError(f"--shard {text}: need 1 <= i <= n")
+    return i, n
+
+
+def shard(tasks: list[Task], i: int, n: int) -> list[Task]:
+    """Shard i of n (1-based): problems numbered in grid order, problem p to shard (p mod n) + 1."""
+    order = {p: idx for idx, p in enumerate(dict.fromkeys(problem_of(t) for t in tasks))}
+    return [t for t in tasks if order[problem_of(t)] % n == i - 1]
+
+
+def parse_param_grid(items: list[str] | None) -> dict[str, list]:
+    """``--param tile_n=16,32,64`` (repeatable) → ``{"tile_n": ["16", "32", "64"]}`` (or ``"choices"``)."""
+    out: dict[str, list | str] = {}
+    for item in items or []:
+        name, eq, values = item.partition("=")
+        if not eq or not name.strip() or not values.strip():
+            raise ParamError(f"--param {item!r} must look like name=v1,v2,... or name=choices")
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        out[name.strip()] = "choices" if vals == ["choices"] else vals
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- running
+
+
+def pending(tasks: list[Task], ctx: Context, writer) -> list[Task]:
+    """The tasks a resumed writer does not hold yet (all of them for a fresh one)."""
+    if writer is None or not writer.done:
+        return list(tasks)
+    return [t for t in tasks if not writer.has(t.key(ctx.problem(t).matrix, ctx.timing.cache))]
