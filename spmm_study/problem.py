@@ -7,8 +7,10 @@ sparse semantics (zeros of A contribute nothing, so an all-zero row must give ex
 
 * every entry of C is finite (outputs are poisoned with NaN before each run, so an unwritten entry fails);
 * the relative Frobenius error ‖C−R‖/‖R‖ is at most ``TOLERANCES[dtype].rel_fro``;
-* every entry satisfies |C−R| ≤ ``elem``·(|A|·|B|)ᵢⱼ + 1e-30, the classic bound scale of a floating-point
-  dot product, so a single wrong entry fails even in a large matrix, and an empty row must be exactly 0.
+* every entry satisfies |C−R| ≤ ``elem``·(|A|·|B|)ᵢⱼ (+ the dtype's smallest normal number where that
+  scale is not zero, for products that underflow), the classic bound scale of a floating-point dot product,
+  so a single wrong entry fails even in a large matrix, and an entry whose every term is zero (an empty row
+  of A, an all-zero column of B) must be exactly 0: 1e-31 left in an empty row is a FAIL.
 
 float32 sums of a few hundred terms land near 1e-7 relative; ``rel_fro`` = 1e-4 leaves room for any
 summation order yet fails TF32 (≈3e-4) and any wrong or missing entry.
@@ -216,7 +218,8 @@ class Problem:
         err = float(np.linalg.norm(diff))
         rel = err / norm if norm > 0 else err
         tol = self.tolerance
-        allowed = tol.elem * self.bound_scale + 1e-30
+        scale = self.bound_scale
+        allowed = tol.elem * scale + np.where(scale > 0, np.finfo(self.dtype).tiny, 0.0)
         excess = np.abs(diff) - allowed
         worst = np.argsort(excess, axis=None)[::-1][:3]
         n_bad = int((excess > 0).sum())
