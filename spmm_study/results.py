@@ -149,7 +149,8 @@ class ResultWriter:
         self.meta_path = self.dir / "meta.json"
         if self.dir.exists() and not self.dir.is_dir():
             raise ResultsError(f"{self.dir} exists and is not a directory")
-        existing = read_rows(self.dir) if self.jsonl.exists() else []
+        # --force alone replaces the rows unread: a corrupt file must not block starting again
+        existing = read_rows(self.dir) if self.jsonl.exists() and (resume or not force) else []
         if existing and not (force or resume):
             raise ResultsError(
                 f"{self.dir} already holds {len(existing)} result rows; pass --resume to continue or --force to replace"

@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator
 from spmm_study import sources
 from spmm_study.errors import DeviceUnavailable, SpmmError
 from spmm_study.harness import HarnessConfig, apply_threads, measure
-from spmm_study.problem import Problem
+from spmm_study.problem import Problem, parse_dtype
 from spmm_study.registry import Variant
 from spmm_study.results import Result, ResultWriter
 from spmm_study.timing import TimingConfig
@@ -36,7 +36,9 @@ class Task:
         threads = self.threads if self.variant.device == "cpu" else None
         if threads is None:
             threads = apply_threads(None)
-        return "|".join(map(str, (self.variant.id, canonical_spec, self.n, self.dtype, self.seed,
+        # the row records the dtype's canonical name (float32), the user may have typed an alias (fp32)
+        dtype = str(parse_dtype(self.dtype))
+        return "|".join(map(str, (self.variant.id, canonical_spec, self.n, dtype, self.seed,
                                   json.dumps(resolved, sort_keys=True), threads, cache, self.tags)))
 
 
@@ -70,7 +72,7 @@ def skipped_row(task: Task, problem: Problem | None, status: str, message: str, 
         variant=task.variant.id, device=task.variant.device, format=task.variant.format, idea=task.variant.idea,
         baseline=task.variant.baseline, matrix=problem.matrix if problem else task.matrix,
         m=s.m if s else 0, k=s.k if s else 0, n=task.n, nnz=s.nnz if s else 0,
-        sparsity=round(s.sparsity, 6) if s else float("nan"), dtype=task.dtype, seed=task.seed,
+        sparsity=round(s.sparsity, 6) if s else float("nan"), dtype=str(parse_dtype(task.dtype)), seed=task.seed,
         params=json.dumps(dict(task.params), sort_keys=True), threads=task.threads or 0, status=status,
         message=message, cache=cfg.timing.cache, machine=cfg.machine, tags=task.tags,
     )
