@@ -51,6 +51,11 @@ def fmt_time(s: float) -> str:
     return f"{s / 1e-9:.3g} ns"
 
 
+def strict_json(rows: list[dict]) -> list[dict]:
+    """Rows with NaN/Inf as null: json.dumps writes NaN, which is not JSON (jq and JavaScript reject it)."""
+    return [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()} for r in rows]
+
+
 def fmt_num(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}" if x is not None and math.isfinite(x) else "-"
 
@@ -214,7 +219,7 @@ def run(
             status.update(f"measured {res.variant} on {res.matrix}")
             rows.append(res)
     if as_json:
-        print(json.dumps([r.__dict__ for r in rows], indent=2, default=str))
+        print(json.dumps(strict_json([r.__dict__ for r in rows]), indent=2, default=str, allow_nan=False))
     else:
         out.print(results_table(rows))
         if writer is not None:
@@ -539,7 +544,7 @@ def report_cmd(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the Typer app, turning every user mistake into one line and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False, prog_name="spmm-study")
+        code = app(args=argv, standalone_mode=False, prog_name="spmm-study")
     except SpmmError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True, emoji=False)
         sys.exit(2)
@@ -560,3 +565,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except BrokenPipeError:
         os._exit(0)
+    # Without standalone mode click *returns* the code of a typer.Exit raised inside a command instead of
+    # raising it, so `run` with a FAIL row used to exit 0; pass it on.
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -205,6 +205,8 @@ def select(pattern: str | None = None, device: str | None = None, format: str | 
     """Variants whose id matches the glob ``pattern`` (and device/format/baseline filters)."""
     from fnmatch import fnmatch
 
+    if device and device not in DEVICES:  # a typo must not read as "no variants"
+        raise ParamError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     out = []
     for v in all_variants():
         if pattern and not (fnmatch(v.id, pattern) or fnmatch(v.idea, pattern)):
