@@ -565,6 +565,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except BrokenPipeError:
         os._exit(0)
+    except OSError as exc:  # a path the user gave cannot be written or read: /proc/x, a read-only disk, ...
+        where = f": {exc.filename}" if exc.filename else ""
+        err.print(f"error: {exc.strerror or exc}{where}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
     # Without standalone mode click *returns* the code of a typer.Exit raised inside a command instead of
     # raising it, so `run` with a FAIL row used to exit 0; pass it on.
     if isinstance(code, int) and code:

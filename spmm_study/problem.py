@@ -43,6 +43,13 @@ DTYPES = {"float32": np.dtype(np.float32), "fp32": np.dtype(np.float32),
 MAX_N = 1 << 24
 
 
+def check_seed(seed) -> int:
+    """Seeds feed numpy's SeedSequence, which takes non-negative integers only."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ParamError(f"seed {seed!r} must be a non-negative integer")
+    return int(seed)
+
+
 def parse_dtype(name) -> np.dtype:
     if isinstance(name, np.dtype) or name in (np.float32, np.float64):
         return np.dtype(name)
@@ -154,6 +161,7 @@ class Problem:
     @classmethod
     def make(cls, a: CSR, n: int, dtype="float32", seed: int = 0, matrix: str = "") -> "Problem":
         dtype = parse_dtype(dtype)
+        seed = check_seed(seed)
         check_size(a.m, a.k, n, a.nnz, dtype)
         return cls(a.astype(dtype), seeded_b(a.k, n, seed, dtype), seed=seed, matrix=matrix)
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from spmm_study.errors import FormatError, SourceError, SpmmError
 from spmm_study.formats import CSR, INT32_MAX, index_dtype_for
-from spmm_study.problem import available_memory_bytes, seeded_values
+from spmm_study.problem import available_memory_bytes, check_seed, seeded_values
 
 DEFAULT_SPEC = "synthetic:magnitude:ffn1:0.9"
 DEFAULT_N = 256
@@ -162,7 +162,11 @@ def _ints(line: str, what: str, path: Path) -> np.ndarray:
     try:
         return np.array(line.replace(",", " ").split(), dtype=np.int64)
     except (ValueError, OverflowError):
-        bad = next((t for t in line.replace(",", " ").split() if not re.fullmatch(r"[+-]?\d+", t)), "?")
+        tokens = line.replace(",", " ").split()
+        bad = next((t for t in tokens if not re.fullmatch(r"[+-]?\d+", t)), None)
+        if bad is None:  # every token is an integer: one of them is past int64
+            big = max(tokens, key=lambda t: len(t.lstrip("+-")))
+            raise SourceError(f"{path}: {what} holds {big[:24]}, past int64") from None
         raise SourceError(f"{path}: {what} holds non-integer text {bad[:20]!r}") from None
 
 
@@ -421,6 +425,7 @@ def _parse_synthetic(rest: str) -> tuple[CSR, int]:
         seed = int(options.get("seed", 0))
     except ValueError:
         raise SourceError(f"seed {options['seed']!r} is not an integer") from None
+    check_seed(seed)
     block = parse_shape(options.get("block", "4x4"))
     nm = parse_nm(options.get("nm", "2:4"))
     return synthetic(kind, parse_shape(shape_text), sparsity, seed, block, nm), seed
@@ -459,6 +464,7 @@ class Loaded:
 def load(spec: str | None = None, *, prune: str | None = None, seed: int = 0, dlmc_root: str | None = None) -> Loaded:
     """Resolve a spec to a validated CSR (float32 or float64 values as stored; the problem casts)."""
     spec = spec or DEFAULT_SPEC
+    seed = check_seed(seed)
     scheme, sep, rest = spec.partition(":")
     if not sep or scheme not in SCHEMES:
         raise SourceError(f"unknown matrix spec {spec!r}; use one of {', '.join(s + ':' for s in SCHEMES)}")

@@ -29,6 +29,18 @@ class TimingConfig:
     max_repeats: int = 10_000
     cache: str = "cold"  # cold | warm
 
+    def __post_init__(self):
+        # every command builds one of these: refuse here what would hang (--warmup inf) or mean nothing
+        from spmm_study.errors import ParamError
+
+        if not (isinstance(self.repeats, int) and self.repeats >= 1):
+            raise ParamError(f"repeats must be >= 1, got {self.repeats}")
+        for name, val in (("min-time", self.min_time_s), ("warmup", self.warmup_s)):
+            if not (np.isfinite(val) and val >= 0):
+                raise ParamError(f"--{name} {val} must be a finite number of seconds >= 0")
+        if self.cache not in ("cold", "warm"):
+            raise ParamError(f"--cache {self.cache!r}: choose cold or warm")
+
 
 @dataclass
 class Timing:

@@ -325,6 +325,10 @@ def test_bad_safetensors(capsys, tmp_path):
         (["run", "--threads", "x"], r"Invalid value for '--threads'"),
         (["run", "--cache", "lukewarm"], r"--cache 'lukewarm': choose cold or warm"),
         (["run", "--repeats", "0"], r"--repeats must be >= 1"),
+        (["run", "--warmup", "inf"], r"--warmup inf must be a finite number of seconds"),  # used to hang
+        (["run", "--min-time", "nan"], r"--min-time nan must be a finite number"),
+        (["run", "--seed", "-1"], r"seed -1 must be a non-negative integer"),
+        (["run", "--matrix", "synthetic:uniform:8x8:0.5:seed=-2"], r"seed -2 must be a non-negative integer"),
         (["run", "--bogus-option"], r"No such option: --bogus-option"),
         (["bogus-command"], r"No such command 'bogus-command'"),
         (["data", "info"], r"(?i)Missing argument 'SPEC'"),
@@ -336,6 +340,19 @@ def test_bad_arguments_one_line_exit_2(capsys, argv, match):
     if argv[0] == "run":  # the argument under test goes last: a repeated option's last value wins
         argv = ["run", "--no-save", *FAST, *argv[1:]]
     fails(capsys, *argv, match=match)
+
+
+def test_unwritable_paths_are_one_line(capsys, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    fails(capsys, "data", "convert", "synthetic:uniform:8x8:0.5", blocker / "m.mtx", match=r"a_file")
+    fails(capsys, "run", "--matrix", "synthetic:uniform:8x8:0.5", "--out", blocker / "run", *FAST, match=r"a_file")
+
+
+def test_index_past_int64_is_named(capsys, tmp_path):
+    p = tmp_path / "big.smtx"
+    p.write_text("2, 2, 1\n0 1 1\n99999999999999999999\n")
+    fails(capsys, "data", "info", f"smtx:{p}", match=r"line 3 \(column indices\) holds 99999999999999999999, past int64")
 
 
 def test_kernel_needing_int32_refuses_int64_matrix(capsys, tmp_path, monkeypatch):
