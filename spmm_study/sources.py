@@ -313,17 +313,33 @@ def read_safetensors_tensor(path: Path, tensor: str) -> np.ndarray:
             header = json.loads(f.read(head_len))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         raise SourceError(f"{path}: not a safetensors file (unreadable header)") from None
+    if not isinstance(header, dict):
+        raise SourceError(f"{path}: not a safetensors file (header is a JSON {type(header).__name__}, not an object)")
     names = [n for n in header if n != "__metadata__"]
     if tensor not in header or tensor == "__metadata__":
         raise SourceError(f"{path}: no tensor {tensor!r}; it has {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}")
     entry = header[tensor]
-    shape, dtype = entry.get("shape", []), entry.get("dtype")
+    if not isinstance(entry, dict):
+        raise SourceError(f"{path}#{tensor}: header entry is {entry!r:.40}, not an object")
+    shape, dtype, offsets = entry.get("shape", []), entry.get("dtype"), entry.get("data_offsets")
+
+    def is_count(x):
+        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+    # the header is untrusted: check it before numpy or the safetensors library acts on it (a negative
+    # offset made the bf16 path read the header's own bytes as weights)
+    if not (isinstance(shape, list) and all(is_count(d) for d in shape)):
+        raise SourceError(f"{path}#{tensor} has a malformed shape {shape!r:.40}")
+    data_bytes = path.stat().st_size - 8 - head_len
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_count(o) for o in offsets)
+            and offsets[0] <= offsets[1] <= data_bytes):
+        raise SourceError(f"{path}#{tensor}: data offsets {offsets!r:.40} lie outside the file's {data_bytes} data bytes")
     if len(shape) != 2:
         raise SourceError(f"{path}#{tensor} has shape {shape}; SpMM needs a 2-D weight")
     if dtype not in _ST_DTYPES:
         raise SourceError(f"{path}#{tensor} has dtype {dtype}; expected a real dtype")
     if dtype == "BF16":
-        start, end = entry["data_offsets"]
+        start, end = offsets
         count = shape[0] * shape[1]
         if end - start != 2 * count:
             raise SourceError(f"{path}#{tensor}: {end - start} data bytes for {count} bf16 values")

@@ -278,6 +278,20 @@ def test_bad_safetensors(capsys, tmp_path):
     fails(capsys, "run", "--no-save", "--matrix", f"safetensors:{p}#w", match=r"holds NaN or Inf values")
     fails(capsys, "run", "--no-save", "--matrix", f"safetensors:{p}#nope", match=r"no tensor 'nope'; it has w")
     fails(capsys, "run", "--no-save", "--matrix", f"safetensors:{tmp_path}/missing#w", match=r"no such file")
+    # a hostile or broken header: each refused before numpy or the safetensors library reads data
+    for i, (header, match) in enumerate([
+        ([1, 2], r"header is a JSON list, not an object"),
+        ({"w": 5}, r"header entry is 5, not an object"),
+        ({"w": {"dtype": "BF16", "shape": [2, 2]}}, r"data offsets None lie outside the file's 8 data bytes"),
+        ({"w": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [-8, 0]}}, r"data offsets \[-8, 0\] lie outside"),
+        ({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}, r"\[0, 16\] lie outside the file's 8"),
+        ({"w": {"dtype": "BF16", "shape": [-2, -2], "data_offsets": [0, 8]}}, r"malformed shape \[-2, -2\]"),
+        ({"w": {"dtype": "BOOL", "shape": [2, 2], "data_offsets": [0, 4]}}, r"has dtype BOOL; expected a real dtype"),
+    ]):
+        f = tmp_path / f"h{i}.safetensors"
+        head = json.dumps(header).encode()
+        f.write_bytes(len(head).to_bytes(8, "little") + head + b"\x80\x3f" * 4)
+        fails(capsys, "data", "info", f"safetensors:{f}#w", match=match)
 
 
 @pytest.mark.parametrize(
