@@ -128,7 +128,7 @@ def test_sizes_and_dtypes_refused_before_allocating(monkeypatch):
     with pytest.raises(ResourceError, match=r"M=50000 K=50000 N=10000000 nnz=1000 needs about \d+\.\d GiB; "
                                             r"[\d.]+ GiB is available"):
         check_size(50_000, 50_000, 10_000_000, 1000, np.float32)
-    assert estimate_bytes(10, 20, 30, 40, np.float32) == 20 * 30 * 12 + 10 * 30 * 24 + 40 * 28
+    assert estimate_bytes(10, 20, 30, 40, np.float32) == 20 * 30 * 12 + 10 * 30 * 48 + 40 * 28
     monkeypatch.setattr("spmm_study.problem.available_memory_bytes", lambda: 1 << 20)
     with pytest.raises(ResourceError, match=r"0\.0 GiB is available"):
         Problem.make(a, 100_000)
