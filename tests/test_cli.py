@@ -378,3 +378,22 @@ def test_kernel_needing_int32_refuses_int64_matrix(capsys, tmp_path, monkeypatch
     code, out, err = cli(capsys, "data", "info", "--json", f"smtx:{p}")
     assert code == 0 and json.loads(out)["index_dtype"] == "int64"
     fails(capsys, "run", "--no-save", "--matrix", f"smtx:{p}", "--n", 1, *FAST, match=r"K=3000000000 .*GiB")
+
+
+def test_typer_runner_drives_the_same_app():
+    """Issue item 11 asks for CLI tests through Typer's runner too: the app object works there as well (the
+    one-line error mapping lives in main(), which the tests above drive)."""
+    from typer.testing import CliRunner
+
+    from spmm_study.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["list", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "cpu.csr.rowwise" in {it["id"] for it in json.loads(res.stdout)}
+    res = runner.invoke(app, ["run", "--no-save", "--json", *FAST, "--matrix", "synthetic:uniform:32x24:0.7",
+                              "--n", "5"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)[0]["status"] == "PASS"
+    res = runner.invoke(app, ["run", "--no-such-option"])
+    assert res.exit_code == 2
