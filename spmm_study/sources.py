@@ -145,11 +145,15 @@ def _check_dense_fits(m: int, k: int, what: str) -> None:
 # ------------------------------------------------------------------------------------------------ files
 
 
-def _read_text(path: Path) -> str:
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise SourceError(f"no such file: {path}")
     if path.is_dir():
         raise SourceError(f"{path} is a directory, not a matrix file")
+
+
+def _read_text(path: Path) -> str:
+    _check_file(path)
     try:
         return path.read_text(encoding="ascii")
     except UnicodeDecodeError:
@@ -223,7 +227,9 @@ def read_mtx(path: Path | str, seed: int = 0) -> CSR:
     import scipy.io
 
     path = Path(path)
-    _read_text(path)  # existence, directory and binary checks with one-line messages
+    # existence and directory checks only: scipy reads .mtx.gz/.bz2 and UTF-8 comments, which an ASCII
+    # read of the whole file refused (and it read the file twice)
+    _check_file(path)
     try:
         info = scipy.io.mminfo(str(path))
         mat = scipy.io.mmread(str(path))

@@ -100,6 +100,16 @@ def test_mtx_coordinate_pattern_array_and_symmetric(tmp_path):
     arr.write_text("%%MatrixMarket matrix array real general\n2 3\n1.0\n0\n0\n2.5\n-1\n0\n")
     np.testing.assert_array_equal(dense_of(f"mtx:{arr}"), [[1.0, 0, -1], [0, 2.5, 0]])
 
+    utf8 = tmp_path / "u.mtx"  # UTF-8 in a comment is legal Matrix Market
+    utf8.write_text("%%MatrixMarket matrix coordinate real general\n% auteur: Zoë Müller\n2 2 1\n2 1 3.5\n",
+                    encoding="utf-8")
+    np.testing.assert_array_equal(dense_of(f"mtx:{utf8}"), [[0, 0], [3.5, 0]])
+    import gzip
+
+    gz = tmp_path / "a.mtx.gz"  # scipy reads compressed files; the source must not refuse them first
+    gz.write_bytes(gzip.compress(p.read_bytes()))
+    np.testing.assert_array_equal(dense_of(f"mtx:{gz}"), d)
+
     sym = tmp_path / "s.mtx"
     sym.write_text("%%MatrixMarket matrix coordinate real symmetric\n3 3 2\n2 1 4.0\n3 3 1.0\n")
     np.testing.assert_array_equal(dense_of(f"mtx:{sym}"), [[0, 4, 0], [4, 0, 0], [0, 0, 1]])
