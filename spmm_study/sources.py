@@ -129,9 +129,21 @@ def prune_csr(a: CSR, prune: Prune, seed: int) -> CSR:
         pos = np.sort(rng.choice(a.nnz, size=keep, replace=False))
         rows = np.repeat(np.arange(a.m), a.row_lengths())[pos]
         return CSR.from_coo_arrays(a.shape, rows, a.indices[pos], a.data[pos])
+    if prune.method == "magnitude":
+        # On the stored entries, not a dense copy: zeros are the smallest magnitudes, and CSR order is
+        # row-major order, so "ties go to the lower flat position" is the same rule as magnitude_mask_dense.
+        keep = int(round((1.0 - prune.sparsity) * a.m * a.k))
+        live = int(np.count_nonzero(a.data))
+        if keep > live:  # silently keeping fewer would break "exactly round((1-s)·cells)"
+            raise SourceError(f"magnitude:{prune.sparsity:g} keeps {keep} entries but the matrix has only {live} "
+                              f"nonzeros (it is {1 - live / (a.m * a.k):.3g} sparse already)")
+        order = np.lexsort((np.arange(a.nnz), -np.abs(a.data)))
+        pos = np.sort(order[:keep])
+        rows = np.repeat(np.arange(a.m), a.row_lengths())[pos]
+        return CSR.from_coo_arrays(a.shape, rows, a.indices[pos], a.data[pos])
     _check_dense_fits(a.m, a.k, "pruning")
     dense = a.to_dense()
-    mask = magnitude_mask_dense(dense, prune.sparsity) if prune.method == "magnitude" else nm_mask_dense(dense, prune.n, prune.m)
+    mask = nm_mask_dense(dense, prune.n, prune.m)
     mask &= dense != 0
     return CSR.from_dense(np.where(mask, dense, 0).astype(a.dtype))
 

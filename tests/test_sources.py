@@ -283,6 +283,18 @@ def test_magnitude_prune_exact_count_and_deterministic_ties(tmp_path):
     np.testing.assert_array_equal(sources.load(tspec, prune="magnitude:0.7").a.to_dense(), t.to_dense())
 
 
+def test_magnitude_prune_agrees_with_the_dense_rule_and_refuses_too_few(tmp_path, dlmc):
+    spec = f"dlmc:{FFN1}"
+    a = sources.load(spec, dlmc_root=str(dlmc)).a
+    pruned = sources.load(spec, dlmc_root=str(dlmc), prune="magnitude:0.95").a
+    assert pruned.nnz == round(0.05 * a.m * a.k)
+    mask = sources.magnitude_mask_dense(a.to_dense(), 0.95)
+    np.testing.assert_array_equal(pruned.to_dense() != 0, mask)
+    with pytest.raises(SourceError, match=r"magnitude:0.8 keeps 209715 entries but the matrix has only 104857 "
+                                          r"nonzeros \(it is 0.9 sparse already\)"):
+        sources.load(spec, dlmc_root=str(dlmc), prune="magnitude:0.8")
+
+
 def test_random_prune_seeded_subset(tmp_path):
     d = example_dense(30, 30, 0.5, seed=1)
     spec = write_npz(tmp_path / "r.npz", d)
