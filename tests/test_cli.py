@@ -397,3 +397,14 @@ def test_typer_runner_drives_the_same_app():
     assert json.loads(res.stdout)[0]["status"] == "PASS"
     res = runner.invoke(app, ["run", "--no-such-option"])
     assert res.exit_code == 2
+
+
+def test_gpu_variant_without_a_gpu_is_one_line(capsys):
+    gpu = [v for v in registry.select(device="gpu") if v.unavailable_reason()]
+    if not gpu:
+        pytest.skip("every GPU variant is available here")
+    v = gpu[0]
+    fails(capsys, "run", "--no-save", "--variant", v.id, *FAST, match=rf"{re.escape(v.id)} is unavailable: ")
+    code, out, _ = cli(capsys, "list", "--json", "--device", "gpu")
+    row = next(it for it in json.loads(out) if it["id"] == v.id)
+    assert row["available"] is False and row["unavailable_reason"] == v.unavailable_reason()
