@@ -310,7 +310,8 @@ def render_table(table) -> Table:
 
     t = Table(title=table.title, header_style="bold", caption=table.caption or None)
     for i, col in enumerate(table.columns):
-        numeric = any(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in table.rows)
+        numeric = any(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in table.rows) or \
+            any(type(r[i]).__name__ == "Measured" for r in table.rows)
         t.add_column(col, justify="right" if numeric else "left", overflow="fold")
     for row in formatted_rows(table):
         t.add_row(*[f"[bold red]{c}[/]" if c in ("FAIL", "ERROR") else c for c in row])
@@ -507,6 +508,39 @@ def sweep(
         else:
             for t in tables:
                 out.print(render_table(t))
+
+
+@app.command()
+def calibrate(
+    out_path: Optional[Path] = typer.Option(None, "--out", help="ceilings JSON (default ~/.cache/spmm-study/ceilings.json or $SPMM_STUDY_CEILINGS)"),
+    gpu: Optional[bool] = typer.Option(None, "--gpu/--no-gpu", help="measure the GPU too (default: when one is present)"),
+    tiny: bool = typer.Option(False, hidden=True, help="tiny sizes (tests): meaningless numbers"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Measure this machine's ceilings once (stream bandwidth, FMA peak; GPU copy and FMA) for rooflines."""
+    from spmm_study import calibrate as cal
+
+    with (err if as_json else out).status("measuring ceilings…"):
+        entries = cal.calibrate(gpu=gpu, tiny=tiny)
+    path = cal.save(entries, out_path)
+    if as_json:
+        print(json.dumps(entries, indent=2))
+        return
+    t = Table(title=f"Ceilings stored in {path}", header_style="bold")
+    for col in ("machine", "ceiling", "value"):
+        t.add_column(col, justify="right" if col == "value" else "left")
+    names = {"stream_gbps_1": ("triad bandwidth, 1 thread", "GB/s"),
+             "stream_gbps_all": ("triad bandwidth, all threads", "GB/s"),
+             "fma_gflops_fp32_1": ("fp32 FMA peak, 1 thread", "GFLOP/s"),
+             "fma_gflops_fp32_all": ("fp32 FMA peak, all threads", "GFLOP/s"),
+             "fma_gflops_fp64_1": ("fp64 FMA peak, 1 thread", "GFLOP/s"),
+             "fma_gflops_fp64_all": ("fp64 FMA peak, all threads", "GFLOP/s"),
+             "copy_gbps": ("GPU copy bandwidth", "GB/s"), "fma_gflops_fp32": ("GPU fp32 FMA peak", "GFLOP/s")}
+    for e in entries:
+        for key, (label, unit) in names.items():
+            if key in e:
+                t.add_row(e["machine"], label, f"{e[key]:,.1f} {unit}")
+    out.print(t)
 
 
 @app.command("report")

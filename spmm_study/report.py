@@ -270,6 +270,8 @@ def fmt_bytes(b: Any) -> str:
 def format_cell(value: Any, kind: str = "") -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, Measured):
+        return str(value)
     if value is None:
         return "-"
     if kind == "time":
@@ -305,7 +307,8 @@ def to_markdown(tables: Table | Sequence[Table]) -> str:
         lines = []
         if t.title:
             lines.append(f"**{t.title}**\n")
-        numeric = [any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in t.column(c)) for c in t.columns]
+        numeric = [any(isinstance(v, (int, float, Measured)) and not isinstance(v, bool) for v in t.column(c))
+                   for c in t.columns]
         lines.append("| " + " | ".join(t.columns) + " |")
         lines.append("| " + " | ".join("---:" if num else "---" for num in numeric) + " |")
         for row in formatted_rows(t):
@@ -349,9 +352,21 @@ def ladder_tables(rows: list[dict], baseline: str | None = None) -> list[Table]:
     return tables
 
 
+@dataclass(frozen=True)
+class Measured:
+    """A compare cell: median time and speedup vs the baseline, shown as ``53.1 µs (2.12×)``."""
+
+    time_s: float
+    speedup: float
+
+    def __str__(self) -> str:
+        up = f" ({self.speedup:.2f}×)" if finite(self.speedup) else ""
+        return fmt_time(self.time_s) + up
+
+
 def compare_table(rows: list[dict], variants: Sequence[str] | None = None, baseline: str | None = None) -> Table:
-    """Side by side: one row per problem, one column per variant holding its median time, then one
-    speedup column per variant. A failed variant shows FAIL."""
+    """Side by side: one row per problem, one column per variant holding ``Measured(time, speedup)``
+    (its best params when several were run); a failed variant shows FAIL, one not measured ``-``."""
     rows = speedups(merge_rounds(rows), baseline)
     variants = list(variants) if variants else sorted({r["variant"] for r in rows}, key=_ladder_position)
     cells: dict[tuple, dict[str, dict]] = defaultdict(dict)
@@ -363,25 +378,24 @@ def compare_table(rows: list[dict], variants: Sequence[str] | None = None, basel
         if prev is None or (r["status"] == "PASS" and (prev["status"] != "PASS" or r["median_s"] < prev["median_s"])):
             cells[key][r["variant"]] = r  # several params of one variant: its best
     bases = sorted({r["baseline_id"] for r in rows if r["baseline_id"]})
-    cols = ["matrix", "M×K", "sparsity", "N"] + [f"{v} time" for v in variants] + [f"{v} speedup" for v in variants]
-    t = Table(title=f"Speedup vs {', '.join(bases) or 'baseline'} — {machines_and_dates(rows)}", columns=cols,
-              formats={**{f"{v} time": "time" for v in variants}, **{f"{v} speedup": "x" for v in variants},
-                       "sparsity": "f3"})
+    several = len({k[0] for k in cells}) > 1
+    cols = ["matrix", "M×K", "sparsity", "N"] + (["machine"] if several else []) + list(variants)
+    t = Table(title=f"Median time (speedup vs {', '.join(bases) or 'baseline'}) — {machines_and_dates(rows)}",
+              columns=cols, formats={"sparsity": "f3"})
     for key, per in cells.items():
         r0 = info[key]
-        times, ups = [], []
+        vals = []
         for v in variants:
             r = per.get(v)
             if r is None:
-                times.append("-")
-                ups.append("-")
+                vals.append("-")
             elif r["status"] != "PASS":
-                times.append(r["status"] if r["status"] not in ("ERROR",) else FAIL)
-                ups.append(FAIL if r["status"] in ("FAIL", "ERROR") else r["status"])
+                vals.append(FAIL if r["status"] in ("FAIL", "ERROR") else r["status"])
             else:
-                times.append(r["median_s"])
-                ups.append(r["speedup"])
-        t.rows.append([r0["matrix"], f"{r0['m']}×{r0['k']}", r0["sparsity"], r0["n"]] + times + ups)
+                vals.append(Measured(r["median_s"], r["speedup"]))
+        t.rows.append([r0["matrix"], f"{r0['m']}×{r0['k']}", r0["sparsity"], r0["n"]] +
+                      ([key[0]] if several else []) + vals)
+    t.caption = f"Speedup = {', '.join(bases) or 'baseline'} median time / variant median time on the same problem."
     return t
 
 
@@ -529,6 +543,275 @@ def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None
     return tables
 
 
+# ----------------------------------------------------------------------------------------------- plots
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display, no GUI toolkit
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish(fig, path: Path, rows: list[dict] | None = None, note: str = "") -> Path:
+    """Footer with the machine(s) and date(s), then save the PNG (small: 110 dpi)."""
+    import time as _time
+
+    from spmm_study import __version__
+
+    who = machines_and_dates(rows) if rows else f"{_this_machine()}, {_time.strftime('%Y-%m-%d')}"
+    fig.text(0.01, 0.005, f"{who} · spmm-study {__version__}" + (f" · {note}" if note else ""),
+             fontsize=7, color="0.35", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def _this_machine() -> str:
+    from spmm_study.environment import machine_label
+
+    return machine_label("cpu")
+
+
+def _short(variant: str) -> str:
+    return variant
+
+
+def _markers():
+    return ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
+
+
+def plot_roofline(rows: list[dict], path: Path | str, ceilings: dict[str, dict] | None = None) -> Path:
+    """Useful GFLOP/s against arithmetic intensity (useful flops per compulsory byte), one marker per
+    variant, under the measured roofs of each machine (``calibrate``): bandwidth × intensity and the FMA
+    peak, all cores solid, one core dashed."""
+    plt = _pyplot()
+    ok = [r for r in merge_rounds(rows) if r["status"] == "PASS" and finite(r["intensity"]) and finite(r["gflops"])]
+    if not ok:
+        raise ResultsError("no passing rows to draw a roofline from")
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    xs = [r["intensity"] for r in ok]
+    ys = [r["gflops"] for r in ok]
+    lo_x, hi_x = min(xs) / 4, max(xs) * 4
+    roofs_drawn = []
+    for i, machine in enumerate(sorted({r["machine"] for r in ok})):
+        c = (ceilings or {}).get(machine)
+        if not c:
+            continue
+        color = f"C{7 + i}" if i < 3 else "0.4"
+        dtype = ok[0]["dtype"]
+        if c.get("device") == "gpu":
+            roofs = [("", c.get("copy_gbps"), c.get("fma_gflops_fp32"), "-")]
+        else:
+            fp = "fp64" if dtype == "float64" else "fp32"
+            roofs = [(f"all {c.get('threads_all', '')} threads", c.get("stream_gbps_all"), c.get(f"fma_gflops_{fp}_all"), "-"),
+                     ("1 thread", c.get("stream_gbps_1"), c.get(f"fma_gflops_{fp}_1"), "--")]
+        for label, bw, peak, style in roofs:
+            if not (finite(bw) and finite(peak)):
+                continue
+            knee = peak / bw
+            xr = [min(lo_x, knee / 8), knee, max(hi_x, knee * 8)]
+            ax.plot(xr, [bw * xr[0], peak, peak], style, color=color, lw=1.2, alpha=0.8)
+            ax.annotate(f"{machine} {label}: {bw:.0f} GB/s, {peak:.0f} GFLOP/s", (xr[-1], peak),
+                        fontsize=7, ha="right", va="bottom", color=color)
+            roofs_drawn.append(machine)
+    variants = sorted({r["variant"] for r in ok}, key=_ladder_position)
+    for j, v in enumerate(variants):
+        mine = [r for r in ok if r["variant"] == v]
+        ax.scatter([r["intensity"] for r in mine], [r["gflops"] for r in mine], marker=_markers()[j % 12],
+                   s=36, label=v, zorder=3, color=f"C{j % 7}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (useful flop per compulsory byte)")
+    ax.set_ylabel("useful GFLOP/s (2·nnz·N / median time)")
+    title = "Roofline: each variant against the measured roofs"
+    if not roofs_drawn:
+        title = "Roofline points (no ceilings stored: run 'spmm-study calibrate')"
+    ax.set_title(title, fontsize=11)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="lower right")
+    return _finish(fig, path, ok)
+
+
+def plot_speedup_vs_sparsity(rows: list[dict], path: Path | str, baseline: str | None = None) -> Path:
+    """Speedup over the baseline against sparsity, one line per variant (geometric mean over the problems
+    at each sparsity), with the break-even line at 1×; like the figures of the SC'20 paper."""
+    plt = _pyplot()
+    rows = speedups(_best_per_variant(merge_rounds(rows)), baseline)
+    bases = {r["baseline_id"] for r in rows if r["baseline_id"]}
+    pts: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r["variant"] in bases or not finite(r["speedup"]):
+            continue
+        pts[r["variant"]][round(r["sparsity"], 4)].append(r["speedup"])
+    if len({s for per in pts.values() for s in per}) < 2:
+        raise ResultsError("speedup vs sparsity needs passing rows at two or more sparsities")
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    for j, v in enumerate(sorted(pts, key=_ladder_position)):
+        xs = sorted(pts[v])
+        ax.plot(xs, [geomean(pts[v][x]) for x in xs], marker=_markers()[j % 12], label=v, color=f"C{j % 7}")
+    ax.axhline(1.0, color="0.3", lw=1, ls="--")
+    ax.annotate("break-even with " + ", ".join(sorted(bases)), (ax.get_xlim()[1], 1.0), fontsize=7,
+                va="bottom", ha="right", color="0.3")
+    ax.set_yscale("log")
+    ax.set_xlabel("sparsity (fraction of zeros in A)")
+    ax.set_ylabel(f"speedup over {', '.join(sorted(bases)) or 'baseline'} (×, log scale)")
+    ax.set_title("Speedup vs sparsity (geometric mean over the problems at each sparsity)", fontsize=11)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return _finish(fig, path, rows)
+
+
+def plot_loop_orders(rows: list[dict], path: Path | str) -> Path:
+    """Bars of useful GFLOP/s per variant on one problem (the one measured with the most variants), each
+    bar labelled with its loop order and median time."""
+    plt = _pyplot()
+    ok = [r for r in _best_per_variant(merge_rounds(rows)) if r["status"] == "PASS"]
+    by_problem: dict[tuple, list[dict]] = defaultdict(list)
+    for r in ok:
+        by_problem[(r["machine"], *problem_key(r), r["threads"])].append(r)
+    if not by_problem:
+        raise ResultsError("no passing rows for a loop-order chart")
+    group = max(by_problem.values(), key=len)
+    best: dict[str, dict] = {}
+    for r in group:
+        if r["variant"] not in best or r["median_s"] < best[r["variant"]]["median_s"]:
+            best[r["variant"]] = r
+    order = sorted(best, key=_ladder_position)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(order) + 2), 4.8))
+    vals = [best[v]["gflops"] for v in order]
+    bars = ax.bar(range(len(order)), vals, color=[f"C{i % 7}" for i in range(len(order))])
+    for b, v in zip(bars, order):
+        ax.annotate(fmt_time(best[v]["median_s"]), (b.get_x() + b.get_width() / 2, b.get_height()),
+                    ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels([f"{v}\n{_order_label(best[v])}" for v in order], fontsize=7, rotation=20, ha="right")
+    ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: ""))
+    ax.set_ylabel("useful GFLOP/s (log scale)")
+    r0 = group[0]
+    ax.set_title(f"Loop orders on {r0['matrix'].rsplit('/', 1)[-1]} ({r0['m']}×{r0['k']}, N={r0['n']}, "
+                 f"{r0['threads']} thread{'s' if r0['threads'] != 1 else ''})", fontsize=10)
+    ax.grid(True, axis="y", which="both", alpha=0.25)
+    return _finish(fig, path, group, note="bar labels: median time")
+
+
+def _order_label(row: dict) -> str:
+    """The loop order shown under a bar; a variant whose order is a Param shows the value it ran with."""
+    order = loop_order_of(row["variant"])
+    if not order or "param" in order.lower():
+        return params_label(row) or order or row["idea"]
+    return order
+
+
+def plot_tile_heatmap(rows: list[dict], path: Path | str, variant: str | None = None) -> Path:
+    """GFLOP/s of one variant over its two most varied numeric params (one row when it has one), on the
+    problem where it was measured with the most param combinations."""
+    plt = _pyplot()
+    ok = [r for r in merge_rounds(rows) if r["status"] == "PASS" and (variant is None or r["variant"] == variant)]
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in ok:
+        groups[(r["variant"], r["machine"], *problem_key(r), r["threads"])].append(r)
+    groups = {k: g for k, g in groups.items() if len({r["params"] for r in g}) >= 2}
+    if not groups:
+        raise ResultsError("no variant measured with two or more param values: nothing for a heatmap")
+    group = max(groups.values(), key=lambda g: len({r["params"] for r in g}))
+    params = [json.loads(r["params"]) for r in group]
+    numeric = [k for k in params[0] if all(isinstance(p.get(k), (int, float)) and not isinstance(p.get(k), bool)
+                                           for p in params)]
+    varied = sorted(numeric, key=lambda k: -len({p[k] for p in params}))
+    varied = [k for k in varied if len({p[k] for p in params}) > 1][:2]
+    if not varied:
+        raise ResultsError("the params that vary are not numeric: nothing for a heatmap")
+    ykey = varied[1] if len(varied) > 1 else None
+    xkey = varied[0]
+    xs = sorted({p[xkey] for p in params})
+    ys = sorted({p[ykey] for p in params}) if ykey else [None]
+    grid = [[float("nan")] * len(xs) for _ in ys]
+    for r, p in zip(group, params):
+        i, j = ys.index(p[ykey] if ykey else None), xs.index(p[xkey])
+        if not finite(grid[i][j]) or r["gflops"] > grid[i][j]:
+            grid[i][j] = r["gflops"]
+    fig, ax = plt.subplots(figsize=(1.0 * len(xs) + 3, 0.7 * len(ys) + 2.4))
+    im = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
+    for i in range(len(ys)):
+        for j in range(len(xs)):
+            if finite(grid[i][j]):
+                ax.text(j, i, f"{grid[i][j]:.3g}", ha="center", va="center", fontsize=8, color="w")
+    ax.set_xticks(range(len(xs)))
+    ax.set_xticklabels([str(x) for x in xs])
+    ax.set_xlabel(xkey)
+    ax.set_yticks(range(len(ys)))
+    ax.set_yticklabels([str(y) for y in ys] if ykey else [""])
+    if ykey:
+        ax.set_ylabel(ykey)
+    fig.colorbar(im, ax=ax, label="useful GFLOP/s")
+    r0 = group[0]
+    ax.set_title(f"{r0['variant']}: GFLOP/s over {xkey}{' × ' + ykey if ykey else ''}\n"
+                 f"{r0['matrix'].rsplit('/', 1)[-1]} ({r0['m']}×{r0['k']}, N={r0['n']})", fontsize=10)
+    return _finish(fig, path, group, note="other params: best value per cell")
+
+
+def plot_row_lengths(spec: str, path: Path | str, dlmc_root: str | None = None, bins: int = 40) -> Path:
+    """Histogram of the row lengths (nonzeros per row) of a matrix: the load-balance picture. Loading a
+    matrix is not measuring, so this plot is allowed in a report."""
+    import numpy as np
+
+    from spmm_study import sources
+
+    plt = _pyplot()
+    loaded = sources.load(spec, dlmc_root=dlmc_root)
+    lengths = loaded.a.row_lengths()
+    st = sources.row_stats(loaded.a)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.hist(lengths, bins=min(bins, max(1, int(np.ptp(lengths)) + 1)) if lengths.size else 1, color="C0",
+            edgecolor="white")
+    ax.axvline(st["row_mean"], color="C3", ls="--", lw=1)
+    ax.annotate(f"mean {st['row_mean']:.1f}", (st["row_mean"], ax.get_ylim()[1] * 0.95), color="C3", fontsize=8)
+    ax.set_xlabel("nonzeros per row")
+    ax.set_ylabel("rows")
+    ax.set_title(f"Row lengths of {loaded.spec.rsplit('/', 1)[-1]}\n{st['rows']}×{st['cols']}, nnz {st['nnz']:,}, "
+                 f"sparsity {st['sparsity']:.3f}, CV {st['row_cv']:.2f}, max/mean {st['row_max'] / max(st['row_mean'], 1e-9):.2f}",
+                 fontsize=10)
+    ax.grid(True, axis="y", alpha=0.25)
+    return _finish(fig, path, None, note=loaded.spec)
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80]
+
+
 def plot_all(rows: list[dict], folder: Path | str, baseline: str | None = None, ceilings_path=None,
              row_hist_specs: Sequence[str] = (), dlmc_root: str | None = None) -> list[Path]:
-    raise ResultsError("plots are not implemented yet")
+    """Every plot the rows support, into ``folder``; plots the rows cannot support are skipped."""
+    from spmm_study import calibrate
+
+    folder = Path(folder)
+    written = []
+    ceilings = calibrate.load(ceilings_path)
+    attempts = [("roofline.png", lambda p: plot_roofline(rows, p, ceilings)),
+                ("loop_orders.png", lambda p: plot_loop_orders(rows, p)),
+                ("speedup_vs_sparsity.png", lambda p: plot_speedup_vs_sparsity(rows, p, baseline))]
+    tuned = sorted({r["variant"] for r in rows if r["status"] == "PASS"
+                    and len({x["params"] for x in rows if x["variant"] == r["variant"]}) >= 2})
+    attempts += [(f"tiles_{_slug(v)}.png", lambda p, v=v: plot_tile_heatmap(rows, p, v)) for v in tuned]
+    for name, fn in attempts:
+        try:
+            written.append(fn(folder / name))
+        except ResultsError:
+            continue  # these rows do not support this plot
+    for spec in row_hist_specs:
+        written.append(plot_row_lengths(spec, folder / f"rows_{_slug(spec)}.png", dlmc_root))
+    if not written:
+        raise ResultsError("these rows support no plot (no passing rows?)")
+    return written

@@ -1,0 +1,281 @@
+"""Machine ceilings (DESIGN.md §6): measured once, stored, drawn as the roofs of the roofline.
+
+A roofline needs two numbers per machine, both *measured* here rather than taken from a datasheet:
+
+* **memory bandwidth** - CPU: a STREAM triad ``a[i] = b[i] + s·c[i]`` in Numba (``prange``) over float64
+  arrays of at least 4× the last-level cache, counted as 24 bytes per element (two reads, one write; the
+  write-allocate read is not counted, as in STREAM). GPU: a grid-stride copy kernel, 8 bytes per float32.
+* **peak FMA rate** - CPU: each thread updates 128 independent accumulators ``acc = acc·b + c``; LLVM keeps
+  them in vector registers (8 AVX-512 chains of 16 float32), enough to cover the FMA latency, so the loop
+  runs at the FMA pipes' rate. GPU: each thread runs 8 independent ``cuda.fma`` chains.
+
+Both CPU ceilings are measured with one thread (per core) and with every thread (all cores); each number is
+the best of a few repeats (the machine may be shared: a ceiling is what the hardware *can* do).
+
+Measured 2026-11-23 on the 2-core AMD EPYC (Zen 5, AVX-512) development VM: triad 38.7 GB/s (1 thread) and
+37.8 GB/s (2 threads); fp32 FMA 254 GFLOP/s per core, 480 GFLOP/s on both cores.
+
+Ceilings go to a small JSON file (default ``~/.cache/spmm-study/ceilings.json``, or ``--out``), keyed by
+the machine label that result rows carry, so ``report --plots`` finds the roofs of each row's machine.
+``gpu_ceilings()`` is a plain function, so a device script can call it on the GPU machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from spmm_study.errors import ResultsError
+
+CACHE_ENV = "SPMM_STUDY_CEILINGS"
+LANES = 128  # independent accumulators per CPU thread: 8 zmm registers of 16 float32
+
+
+def default_path() -> Path:
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "spmm-study" / "ceilings.json"
+
+
+# ----------------------------------------------------------------------------------------------- CPU kernels
+
+
+def _kernels():
+    from numba import njit, prange
+
+    @njit(parallel=True, cache=True)
+    def triad(a, b, c, s):
+        for i in prange(a.size):
+            a[i] = b[i] + s * c[i]
+
+    @njit(fastmath=True, parallel=True, cache=True)
+    def fma32(iters, nthreads, b, c):
+        out = np.zeros(nthreads, np.float32)
+        for t in prange(nthreads):
+            acc = np.empty(LANES, np.float32)
+            for j in range(LANES):
+                acc[j] = np.float32(0.5) + np.float32(j + t) * np.float32(1e-3)
+            for _ in range(iters):
+                for j in range(LANES):  # vectorised over j; the iteration loop carries each lane's chain
+                    acc[j] = acc[j] * b + c
+            out[t] = acc.sum()
+        return out
+
+    @njit(fastmath=True, parallel=True, cache=True)
+    def fma64(iters, nthreads, b, c):
+        out = np.zeros(nthreads, np.float64)
+        for t in prange(nthreads):
+            acc = np.empty(LANES, np.float64)
+            for j in range(LANES):
+                acc[j] = 0.5 + (j + t) * 1e-3
+            for _ in range(iters):
+                for j in range(LANES):
+                    acc[j] = acc[j] * b + c
+            out[t] = acc.sum()
+        return out
+
+    return triad, fma32, fma64
+
+
+def cpu_stream_gbps(threads: int, n_elems: int | None = None, repeats: int = 5) -> float:
+    """Best triad bandwidth (GB/s) with ``threads`` numba threads over float64 arrays."""
+    import numba
+
+    from spmm_study.timing import llc_bytes
+
+    triad, _, _ = _kernels()
+    n = n_elems or max(4 * llc_bytes() // 8, 1 << 22)
+    a, b, c = np.zeros(n), np.ones(n), np.full(n, 2.0)
+    old = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        triad(a, b, c, 3.0)  # compile / load and touch the pages
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            triad(a, b, c, 3.0)
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        numba.set_num_threads(old)
+    if not np.allclose(a[:4], 7.0):
+        raise RuntimeError("triad produced a wrong result")
+    return 24.0 * n / best / 1e9
+
+
+def cpu_fma_gflops(threads: int, dtype: str = "float32", iters: int = 2_000_000, repeats: int = 3) -> float:
+    """Best FMA rate (GFLOP/s, 2 flops per FMA) with ``threads`` threads, each running LANES chains."""
+    import numba
+
+    _, fma32, fma64 = _kernels()
+    kern, cast = (fma32, np.float32) if dtype == "float32" else (fma64, np.float64)
+    old = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        kern(10, threads, cast(0.999), cast(1e-3))
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = kern(iters, threads, cast(0.999), cast(1e-3))
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        numba.set_num_threads(old)
+    if not np.isfinite(out).all():
+        raise RuntimeError("FMA kernel produced a non-finite result")
+    return 2.0 * LANES * iters * threads / best / 1e9
+
+
+def cpu_ceilings(tiny: bool = False) -> dict:
+    """Per-core and all-core triad bandwidth and fp32/fp64 FMA peaks of this CPU. ``tiny``: small sizes
+    for tests (the numbers are then meaningless, only the plumbing is exercised)."""
+    import numba
+
+    from spmm_study.environment import machine_label
+
+    all_threads = numba.config.NUMBA_NUM_THREADS
+    n = (1 << 14) if tiny else None
+    iters = 2_000 if tiny else 2_000_000
+    reps = 2 if tiny else 5
+    out = {"device": "cpu", "machine": machine_label("cpu"), "threads_all": all_threads,
+           "date": time.strftime("%Y-%m-%d"), "method": "numba triad (24 B/elem) and 128-lane FMA chains"}
+    out["stream_gbps_1"] = cpu_stream_gbps(1, n, reps)
+    out["stream_gbps_all"] = cpu_stream_gbps(all_threads, n, reps)
+    out["fma_gflops_fp32_1"] = cpu_fma_gflops(1, "float32", iters, reps)
+    out["fma_gflops_fp32_all"] = cpu_fma_gflops(all_threads, "float32", iters, reps)
+    out["fma_gflops_fp64_1"] = cpu_fma_gflops(1, "float64", iters, reps)
+    out["fma_gflops_fp64_all"] = cpu_fma_gflops(all_threads, "float64", iters, reps)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- GPU
+
+
+def gpu_ceilings(tiny: bool = False) -> dict:
+    """Copy bandwidth and fp32 FMA peak of the current CUDA device (CUDA events around the kernels).
+
+    Copy: ``dst[i] = src[i]`` over 512 MiB float32 buffers, grid-stride, 8 bytes per element. FMA: every
+    thread runs 8 independent ``cuda.fma`` chains of ``iters`` steps on a grid of 32 blocks × 256 threads per
+    SM; 2 flops per FMA. Each is the best of 5 launches after one warm-up."""
+    from numba import cuda
+
+    from spmm_study.environment import machine_label
+
+    chains = 8
+
+    @cuda.jit
+    def copy(dst, src):
+        i = cuda.grid(1)
+        stride = cuda.gridsize(1)
+        while i < src.size:
+            dst[i] = src[i]
+            i += stride
+
+    @cuda.jit
+    def fma(out, iters, b, c):
+        t = cuda.grid(1)
+        x0 = np.float32(t) * np.float32(1e-9)
+        x1 = x0 + np.float32(1)
+        x2 = x0 + np.float32(2)
+        x3 = x0 + np.float32(3)
+        x4 = x0 + np.float32(4)
+        x5 = x0 + np.float32(5)
+        x6 = x0 + np.float32(6)
+        x7 = x0 + np.float32(7)
+        for _ in range(iters):
+            x0 = cuda.fma(x0, b, c)
+            x1 = cuda.fma(x1, b, c)
+            x2 = cuda.fma(x2, b, c)
+            x3 = cuda.fma(x3, b, c)
+            x4 = cuda.fma(x4, b, c)
+            x5 = cuda.fma(x5, b, c)
+            x6 = cuda.fma(x6, b, c)
+            x7 = cuda.fma(x7, b, c)
+        if t < out.size:
+            out[t] = x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7
+
+    dev = cuda.get_current_device()
+    sms = getattr(dev, "MULTIPROCESSOR_COUNT", 1)
+    n = (1 << 12) if tiny else (1 << 27)  # 512 MiB of float32 per buffer
+    src = cuda.to_device(np.ones(n, np.float32))
+    dst = cuda.device_array(n, np.float32)
+    blocks, threads = (4, 32) if tiny else (sms * 8, 512)
+
+    def best_ms(launch, repeats=5):
+        launch()
+        cuda.synchronize()
+        best = float("inf")
+        for _ in range(repeats):
+            e0, e1 = cuda.event(), cuda.event()
+            e0.record()
+            launch()
+            e1.record()
+            e1.synchronize()
+            best = min(best, cuda.event_elapsed_time(e0, e1))
+        return max(best, 1e-6)  # the simulator's events measure nothing
+
+    copy_ms = best_ms(lambda: copy[blocks, threads](dst, src))
+    if not np.array_equal(dst.copy_to_host()[:16], np.ones(16, np.float32)):
+        raise RuntimeError("GPU copy kernel produced a wrong result")
+    iters = 16 if tiny else 4096
+    fblocks, fthreads = (2, 32) if tiny else (sms * 32, 256)
+    out = cuda.device_array(fblocks * fthreads, np.float32)
+    fma_ms = best_ms(lambda: fma[fblocks, fthreads](out, iters, np.float32(0.999), np.float32(1e-3)))
+    return {
+        "device": "gpu", "machine": machine_label("gpu"), "date": time.strftime("%Y-%m-%d"),
+        "method": "grid-stride copy (8 B/elem) and 8 cuda.fma chains per thread, CUDA events",
+        "copy_gbps": 2 * 4 * n / (copy_ms * 1e-3) / 1e9,
+        "fma_gflops_fp32": 2.0 * chains * iters * fblocks * fthreads / (fma_ms * 1e-3) / 1e9,
+        "sms": sms,
+    }
+
+
+# ----------------------------------------------------------------------------------------------- storage
+
+
+def load(path: Path | str | None = None) -> dict[str, dict]:
+    """Machine label → ceilings (an empty dict when no file was written yet)."""
+    path = Path(path) if path else default_path()
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path} is not a ceilings file: {exc}") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path} is not a ceilings file (expected a JSON object)")
+    return data
+
+
+def save(entries: list[dict], path: Path | str | None = None) -> Path:
+    """Merge ``entries`` (each with a ``machine``) into the ceilings file, atomically."""
+    from spmm_study.results import atomic_write_text
+
+    path = Path(path) if path else default_path()
+    data = load(path)
+    for e in entries:
+        data[e["machine"]] = e
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def calibrate(cpu: bool = True, gpu: bool | None = None, tiny: bool = False) -> list[dict]:
+    """Measure the ceilings of this machine: CPU always (unless ``cpu=False``), GPU when one is present
+    (``gpu=None``) or when asked (``gpu=True``: an error if there is none)."""
+    from spmm_study.errors import DeviceUnavailable
+    from spmm_study.gpu.device import gpu_unavailable_reason
+
+    out = []
+    if cpu:
+        out.append(cpu_ceilings(tiny))
+    if gpu is not False:
+        reason = gpu_unavailable_reason()
+        if reason is None:
+            out.append(gpu_ceilings(tiny))
+        elif gpu:
+            raise DeviceUnavailable(reason)
+    return out
