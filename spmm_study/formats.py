@@ -302,3 +302,211 @@ class CSC:
         order = np.argsort(a.indices, kind="stable")
         rows = np.repeat(np.arange(m, dtype=np.int64), np.diff(a.indptr))
         return cls(a.shape, indptr.astype(it), rows[order].astype(it), a.data[order])
+
+
+# ------------------------------------------------------------------------------ formats of the CPU ladder
+# Padded and structured formats. Each holds numpy arrays only, checks its lengths cheaply at construction
+# and converts from CSR (``from_csr``); the conversion is what a variant's ``build`` times as setup.
+
+
+@dataclass(frozen=True, eq=False)
+class SELL:
+    """SELL-C-σ (sliced ELLPACK): rows sorted by length inside windows of σ rows (``perm``), cut into slices of
+    C rows; every row of a slice is padded to the slice's longest row. Slice s holds ``widths[s]`` columns
+    of C entries each, stored column-major from ``slice_ptr[s]``: entry (row r of the slice, column w) is at
+    ``slice_ptr[s] + w*C + r``. Padding has value 0 and column index 0 (a valid row of B, so no branch).
+    ELLPACK is the special case C = M, σ = 1."""
+
+    shape: tuple[int, int]
+    c: int
+    sigma: int
+    perm: np.ndarray        # perm[q] = original row stored at position q (length M)
+    slice_ptr: np.ndarray   # nslices + 1 offsets into cols/data
+    widths: np.ndarray      # nslices
+    cols: np.ndarray
+    data: np.ndarray
+    nnz: int
+
+    def __post_init__(self):
+        m, k = _check_shape(self.shape)
+        object.__setattr__(self, "shape", (m, k))
+        for name, arr in (("perm", self.perm), ("slice_ptr", self.slice_ptr), ("widths", self.widths),
+                          ("cols", self.cols)):
+            _check_1d(name, arr, "iu")
+        _check_1d("values", self.data, "f")
+        nslices = -(-m // self.c) if self.c > 0 else 0
+        if self.c < 1 or self.sigma < 1:
+            raise FormatError(f"SELL needs C >= 1 and sigma >= 1, got C={self.c} sigma={self.sigma}")
+        if self.perm.size != m or self.widths.size != nslices or self.slice_ptr.size != nslices + 1:
+            raise FormatError(f"SELL arrays: perm {self.perm.size} (expected {m}), widths {self.widths.size} and "
+                              f"slice_ptr {self.slice_ptr.size} (expected {nslices} and {nslices + 1})")
+        if self.cols.size != self.data.size or int(self.slice_ptr[-1]) != self.data.size:
+            raise FormatError(f"SELL holds {self.cols.size} columns and {self.data.size} values; slice_ptr ends "
+                              f"at {int(self.slice_ptr[-1])}")
+
+    @property
+    def stored(self) -> int:
+        return int(self.data.size)
+
+    @property
+    def padding(self) -> float:
+        """Stored entries per nonzero (1.0 = no padding)."""
+        return self.stored / self.nnz if self.nnz else 1.0
+
+    @classmethod
+    def from_csr(cls, a: CSR, c: int = 8, sigma: int = 1) -> "SELL":
+        m, k = a.shape
+        if c < 1 or sigma < 1:
+            raise FormatError(f"SELL needs C >= 1 and sigma >= 1, got C={c} sigma={sigma}")
+        it = a.indices.dtype
+        lens = a.row_lengths()
+        perm = np.arange(m, dtype=np.int64)
+        if sigma > 1:  # sort by length, longest first, inside each window of sigma rows
+            for w0 in range(0, m, sigma):
+                win = perm[w0:w0 + sigma]
+                perm[w0:w0 + sigma] = win[np.argsort(-lens[win], kind="stable")]
+        nslices = -(-m // c)
+        plens = np.zeros(nslices * c, dtype=np.int64)
+        plens[:m] = lens[perm]
+        widths = plens.reshape(nslices, c).max(axis=1) if nslices else np.zeros(0, np.int64)
+        slice_ptr = np.zeros(nslices + 1, dtype=np.int64)
+        np.cumsum(widths * c, out=slice_ptr[1:])
+        total = int(slice_ptr[-1])
+        if max(total, m, k) > INT32_MAX:
+            raise ResourceError(f"SELL-{c}-{sigma} of this matrix stores {total} entries; past int32 offsets")
+        cols = np.zeros(total, dtype=it)
+        data = np.zeros(total, dtype=a.dtype)
+        # position of every nonzero: its row's slot q = position in perm; slice q // c, lane q % c, column w
+        inv = np.empty(m, dtype=np.int64)
+        inv[perm] = np.arange(m)
+        row_of = np.repeat(np.arange(m, dtype=np.int64), lens)
+        w = np.arange(a.nnz, dtype=np.int64) - np.repeat(a.indptr[:-1].astype(np.int64), lens)
+        q = inv[row_of]
+        pos = slice_ptr[q // c] + w * c + q % c
+        cols[pos] = a.indices
+        data[pos] = a.data
+        return cls((m, k), int(c), int(sigma), perm.astype(it), slice_ptr.astype(it), widths.astype(it), cols, data,
+                   a.nnz)
+
+
+@dataclass(frozen=True, eq=False)
+class BSR:
+    """Block sparse rows with br×bc dense blocks: block row I holds blocks ``indptr[I]:indptr[I+1]``, block
+    column ``indices[q]`` and values ``data[q]`` (br×bc, zeros filled in). The grid covers ceil(M/br) ×
+    ceil(K/bc) blocks; blocks on the bottom and right edges are cut by the kernel (rows >= M, columns >= K
+    hold zeros and are never touched)."""
+
+    shape: tuple[int, int]
+    br: int
+    bc: int
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray  # (nblocks, br, bc)
+    nnz: int
+
+    def __post_init__(self):
+        m, k = _check_shape(self.shape)
+        object.__setattr__(self, "shape", (m, k))
+        if self.br < 1 or self.bc < 1:
+            raise FormatError(f"BSR blocks must be at least 1x1, got {self.br}x{self.bc}")
+        _check_1d("indptr", self.indptr, "iu")
+        _check_1d("indices", self.indices, "iu")
+        mb = -(-m // self.br)
+        if self.indptr.size != mb + 1:
+            raise FormatError(f"BSR indptr has {self.indptr.size} entries; expected {mb + 1} (block rows + 1)")
+        if self.data.ndim != 3 or self.data.shape[1:] != (self.br, self.bc) or self.data.shape[0] != self.indices.size:
+            raise FormatError(f"BSR data has shape {self.data.shape}; expected ({self.indices.size}, {self.br}, {self.bc})")
+
+    @property
+    def blocks(self) -> int:
+        return int(self.indices.size)
+
+    @property
+    def fill(self) -> float:
+        """Stored values per nonzero (1.0 = every block full)."""
+        return self.blocks * self.br * self.bc / self.nnz if self.nnz else 1.0
+
+    @classmethod
+    def from_csr(cls, a: CSR, br: int = 4, bc: int = 4, max_fill: float = 64.0) -> "BSR":
+        m, k = a.shape
+        if br < 1 or bc < 1:
+            raise FormatError(f"BSR blocks must be at least 1x1, got {br}x{bc}")
+        it = a.indices.dtype
+        mb, kb = -(-m // br), -(-k // bc)
+        rows = np.repeat(np.arange(m, dtype=np.int64), a.row_lengths())
+        cols = a.indices.astype(np.int64)
+        keys = (rows // br) * kb + cols // bc
+        uniq, inv = np.unique(keys, return_inverse=True)
+        stored = uniq.size * br * bc
+        if a.nnz and stored > max_fill * a.nnz:
+            raise ResourceError(f"BSR {br}x{bc} would store {stored} values for {a.nnz} nonzeros "
+                                f"({stored / a.nnz:.0f}x, limit {max_fill:g}x)")
+        data = np.zeros((uniq.size, br, bc), dtype=a.dtype)
+        data[inv, rows % br, cols % bc] = a.data
+        indptr = np.zeros(mb + 1, dtype=np.int64)
+        np.cumsum(np.bincount(uniq // kb, minlength=mb), out=indptr[1:])
+        return cls((m, k), int(br), int(bc), indptr.astype(it), (uniq % kb).astype(it), data, a.nnz)
+
+
+@dataclass(frozen=True, eq=False)
+class NM24:
+    """2:4 structured sparsity, compressed as sparse tensor cores store it: every group of 4 consecutive columns
+    of a row keeps at most 2 entries, so a row holds exactly G = ceil(K/4) groups × 2 slots. ``data`` is M × 2G
+    (zeros fill slots of groups with fewer than 2 entries); ``meta`` packs the 2-bit position (0..3) of each
+    slot inside its group, four slots per byte (slot s in bits 2·(s%4)..2·(s%4)+1 of byte s//4): M × ceil(2G/4).
+    A padding slot points at a column that exists (position 0, or the group's other column)."""
+
+    shape: tuple[int, int]
+    data: np.ndarray  # (M, 2G)
+    meta: np.ndarray  # (M, ceil(2G/4)) uint8
+    nnz: int
+
+    def __post_init__(self):
+        m, k = _check_shape(self.shape)
+        object.__setattr__(self, "shape", (m, k))
+        groups = -(-k // 4)
+        if self.data.shape != (m, 2 * groups):
+            raise FormatError(f"2:4 values have shape {self.data.shape}; expected {(m, 2 * groups)}")
+        if self.meta.dtype != np.uint8 or self.meta.shape != (m, -(-2 * groups // 4)):
+            raise FormatError(f"2:4 metadata has shape {self.meta.shape} {self.meta.dtype}; expected "
+                              f"{(m, -(-2 * groups // 4))} uint8")
+
+    @classmethod
+    def from_csr(cls, a: CSR) -> "NM24":
+        """Compress; a FormatError (the variant's SKIP) names the first group holding more than 2 entries."""
+        m, k = a.shape
+        groups = -(-k // 4)
+        rows = np.repeat(np.arange(m, dtype=np.int64), a.row_lengths())
+        cols = a.indices.astype(np.int64)
+        g = cols // 4
+        key = rows * groups + g
+        counts = np.bincount(key, minlength=m * groups) if a.nnz else np.zeros(m * groups, np.int64)
+        if counts.size and counts.max() > 2:
+            bad = int(np.argmax(counts > 2))
+            r, gg = divmod(bad, groups)
+            raise FormatError(f"matrix is not 2:4: row {r}, columns {4 * gg}..{min(4 * gg + 3, k - 1)} hold "
+                              f"{int(counts[bad])} nonzeros (prune with --prune 2:4 or use synthetic:nm)")
+        # slot of each nonzero inside its group: 0 for the first, 1 for the second (CSR rows are sorted)
+        first = np.ones(a.nnz, dtype=bool)
+        first[1:] = key[1:] != key[:-1]
+        slot = np.where(first, 0, 1)
+        pos = np.zeros((m, 2 * groups), dtype=np.uint8)
+        # padding slots: position 0 for slot 0; for slot 1 the other position than slot 0's (any valid column)
+        pos[:, 1::2] = 1
+        data = np.zeros((m, 2 * groups), dtype=a.dtype)
+        flat = g * 2 + slot
+        data[rows, flat] = a.data
+        pos[rows, flat] = (cols % 4).astype(np.uint8)
+        # the padding position of a last partial group must stay below K
+        if k % 4:
+            last = groups - 1
+            for s in (0, 1):
+                col = pos[:, 2 * last + s].astype(np.int64) + 4 * last
+                over = col >= k
+                pos[over, 2 * last + s] = 0
+        nslots = 2 * groups
+        padded = np.zeros((m, -(-nslots // 4) * 4), dtype=np.uint8)
+        padded[:, :nslots] = pos
+        quads = padded.reshape(m, -1, 4).astype(np.uint8)
+        meta = (quads[:, :, 0] | (quads[:, :, 1] << 2) | (quads[:, :, 2] << 4) | (quads[:, :, 3] << 6)).astype(np.uint8)
+        return cls((m, k), data, np.ascontiguousarray(meta), a.nnz)

@@ -57,3 +57,110 @@ def dense_blas(s: Shape, params: dict | None = None) -> Bytes:
     """A tuned BLAS GEMM over dense A: assume ideal blocking, so each operand moves once (A dense: M·K)."""
     v = s.value_bytes
     return Bytes(s.m * s.k * v, s.k * s.n * v, s.m * s.n * v)
+
+
+# ------------------------------------------------------------------------------------------ CPU ladder
+# Assumption shared by the models below unless a docstring says otherwise: no reuse through the caches
+# beyond what the loop nest keeps in registers (or in the tile it names), so a model counts the loads and
+# stores the loop nest issues; a strided walk (stride != 1 element) moves a whole 64-byte line per element.
+
+LINE_BYTES = 64
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-int(a) // max(1, int(b)))
+
+
+def dense_order(s: Shape, params: dict | None = None) -> Bytes:
+    """Dense GEMM in one of the six loop orders (``params['order']``). The innermost loop decides the traffic:
+    k innermost (ijk, jik): a row of A (unit stride) and a column of B (stride N: a line per element) per
+    (i, j), C kept in a register; j innermost (ikj, kij): a row of B and a row of C (read + write) per (i, k),
+    both unit stride; i innermost (jki, kji): a column of A and a column of C (both strided) per (j, k)."""
+    order = (params or {}).get("order", "ijk")
+    v = s.value_bytes
+    line = max(v, LINE_BYTES)
+    m, k, n = s.m, s.k, s.n
+    inner = order[-1]
+    if inner == "k":
+        return Bytes(m * n * k * v, m * n * k * line, m * n * v)
+    if inner == "j":
+        return Bytes(m * k * v, m * k * n * v, 2 * m * k * n * v)
+    return Bytes(n * k * m * line, k * n * v, 2 * m * k * n * line)
+
+
+def dense_tiled(s: Shape, params: dict | None = None) -> Bytes:
+    """Dense GEMM blocked ti×tk×tj with i→k→j inside a tile: a tile of A is reused across tj columns, a tile of
+    B across ti rows, and the C tile is read+written once per k-tile: A·ceil(N/tj), B·ceil(M/ti), 2·C·ceil(K/tk)."""
+    p = params or {}
+    ti, tj, tk = p.get("tile_i", 64), p.get("tile_j", 256), p.get("tile_k", 64)
+    v = s.value_bytes
+    return Bytes(s.m * s.k * v * _ceil_div(s.n, tj), s.k * s.n * v * _ceil_div(s.m, ti),
+                 2 * s.m * s.n * v * _ceil_div(s.k, tk))
+
+
+def csr_dot(s: Shape, params: dict | None = None) -> Bytes:
+    """i→j→p over CSR (dot products): the row's nonzeros are re-read for each of the N columns, and each
+    B[k, j] is a strided access (a whole line per value); C[i, j] is written once from a register."""
+    line = max(s.value_bytes, LINE_BYTES)
+    return Bytes(s.n * s.nnz * (s.value_bytes + s.index_bytes) + (s.m + 1) * s.index_bytes,
+                 s.nnz * s.n * line, s.m * s.n * s.value_bytes)
+
+
+def csr_tiled(s: Shape, params: dict | None = None) -> Bytes:
+    """CSR register-blocked over N: A (values + indices) read once per column tile, ceil(N/tile_n) times;
+    one tile-row of B per nonzero per tile (nnz·N values in all); C written once (accumulated in registers)."""
+    tiles = _ceil_div(s.n, (params or {}).get("tile_n", 256))
+    return Bytes(tiles * s.nnz * (s.value_bytes + s.index_bytes) + (s.m + 1) * s.index_bytes,
+                 s.nnz * s.n * s.value_bytes, s.m * s.n * s.value_bytes)
+
+
+def coo_scatter(s: Shape, params: dict | None = None) -> Bytes:
+    """COO scatter: per nonzero its (row, col, value) triplet, one row of B, and one row of C read and written
+    (C is zeroed first: one more write of C)."""
+    v = s.value_bytes
+    return Bytes(s.nnz * (v + 2 * s.index_bytes), s.nnz * s.n * v, (2 * s.nnz + s.m) * s.n * v)
+
+
+def csc_outer(s: Shape, params: dict | None = None) -> Bytes:
+    """k→p→j outer products over CSC: each touched row of B is read once and reused (from L1) for every nonzero
+    of its column of A; each nonzero reads and writes one row of C (plus zeroing C once)."""
+    v = s.value_bytes
+    return Bytes(s.nnz * (v + s.index_bytes) + (s.k + 1) * s.index_bytes, s.k_touched * s.n * v,
+                 (2 * s.nnz + s.m) * s.n * v)
+
+
+def sell(s: Shape, params: dict | None = None) -> Bytes:
+    """SELL-C-σ: like the register-blocked CSR kernel, but every row of a slice of C rows is padded to the
+    slice's longest row. The padding depends on the row lengths, which ``Shape`` does not carry: this model
+    assumes none (a lower bound); the real padding ratio is in the result's ``info`` (``padding``)."""
+    v = s.value_bytes
+    c_rows = (params or {}).get("c", 8)
+    return Bytes(s.nnz * (v + s.index_bytes) + 2 * _ceil_div(s.m, c_rows) * s.index_bytes + s.m * s.index_bytes,
+                 s.nnz * s.n * v, s.m * s.n * v)
+
+
+def bsr(s: Shape, params: dict | None = None) -> Bytes:
+    """BSR with br×bc blocks: every stored block moves br·bc values and one index, reads bc rows of B and
+    updates br rows of C (kept in L1 across a block row). Block count depends on the pattern; this model takes
+    the worst case of one nonzero per block, min(nnz, blocks in the grid); the real fill is in ``info``."""
+    p = params or {}
+    br, bc = p.get("br", 4), p.get("bc", 4)
+    v = s.value_bytes
+    blocks = min(s.nnz, _ceil_div(s.m, br) * _ceil_div(s.k, bc))
+    return Bytes(blocks * (br * bc * v + s.index_bytes) + (_ceil_div(s.m, br) + 1) * s.index_bytes,
+                 blocks * bc * s.n * v, s.m * s.n * v)
+
+
+def nm_structured(s: Shape, params: dict | None = None) -> Bytes:
+    """2:4 compressed: exactly K/2 values per row (zeros padded in) plus 2 bits of position each; each stored
+    value reads one row of B; C written once (register-blocked)."""
+    v = s.value_bytes
+    stored = s.m * 2 * _ceil_div(s.k, 4)
+    return Bytes(stored * v + stored / 4, stored * s.n * v, s.m * s.n * v)
+
+
+def csr_codegen(s: Shape, params: dict | None = None) -> Bytes:
+    """Code-specialised CSR: the column indices are constants in the instruction stream (not counted as data;
+    the code size is in ``info``); the values are loaded once per vector of columns; B and C as row-wise."""
+    v = s.value_bytes
+    return Bytes(s.nnz * v * _ceil_div(s.n, 16), s.nnz * s.n * v, s.m * s.n * v)

@@ -6,5 +6,18 @@ Adding a variant is one new file and one import line here.
 from spmm_study.cpu import (  # noqa: F401  (imported for registration)
     baselines,
     k01_dense_naive,
+    k02_dense_order,
+    k03_dense_tiled,
+    k04_dense_tiled_par,
     k10_csr_rowwise,
+    k11_csr_dot,
+    k12_csr_rowwise_par,
+    k13_csr_tiled,
+    k20_coo_scatter,
+    k21_coo_par,
+    k22_csc_outer,
+    k30_sell,
+    k31_bsr,
+    k32_nm24,
+    k40_csr_codegen,
 )

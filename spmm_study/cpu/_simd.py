@@ -1,0 +1,29 @@
+"""Helpers the register-blocked kernels share: a fixed-size accumulator on the stack.
+
+Numba has no local fixed-size arrays: ``np.empty`` inside a kernel is a heap allocation that LLVM must
+assume may alias B and C, so every ``acc[j] += v * b[k, j]`` would load and store ``acc`` through memory.
+``stack_empty(size, dtype)`` returns a pointer to an ``alloca`` of a compile-time-constant ``size`` in the
+function's entry block; wrapped with ``numba.carray`` it indexes like an array, and after the j-loop is
+vectorised and unrolled LLVM's SROA pass promotes it to vector registers (16 zmm registers for 256 fp32).
+``size`` must be a compile-time constant (a global or closure constant in the calling kernel), otherwise
+the intrinsic refuses to type.
+"""
+
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+@intrinsic
+def stack_empty(typingctx, size, dtype):
+    """Pointer to ``size`` uninitialised elements of ``dtype`` on the stack (``size`` a literal int)."""
+    if not isinstance(size, types.IntegerLiteral) or not isinstance(dtype, (types.DType, types.NumberClass)):
+        return None
+    count = size.literal_value
+    elem = dtype.dtype
+
+    def codegen(context, builder, sig, args):
+        ty = context.get_value_type(elem)
+        return cgutils.alloca_once(builder, ty, size=context.get_constant(types.intp, count))
+
+    return types.CPointer(elem)(size, dtype), codegen

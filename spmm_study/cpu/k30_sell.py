@@ -1,0 +1,91 @@
+"""Rung 30 — SELL-C-σ (sliced ELLPACK): rows padded to equal length inside slices of C rows.
+
+What changed from the register-blocked CSR rung (``cpu.csr.tiled``): the format. ELLPACK pads every row to
+the longest one so that all rows have the same trip count and the entries of C neighbouring rows can be
+stored interleaved (column-major inside a slice) — the layout SIMD-across-rows and GPU kernels want.
+SELL-C-σ limits the padding: rows are first sorted by length inside windows of σ rows, then cut into slices
+of C rows, each padded only to its own longest row. Padding entries have value 0 and point at row 0 of B,
+so they cost a full multiply-add each and produce nothing.
+
+On a CPU SpMM the vectors already run along N (the columns of B and C), so the interleaving buys nothing
+here; what remains is the cost of the padding (``padding`` in info: stored entries per nonzero) and the
+benefit of equal trip counts. With σ > 1 rows are processed out of order (``perm``), which scatters the C
+rows a thread writes. Expect it at or a little behind ``cpu.csr.tiled`` — and far behind on matrices with
+a long-tailed row-length distribution, where one long row pads its whole slice.
+
+Loop order: slice s (prange) → row r of the slice → column tile j0 → w (padded width) → j (in registers).
+Traffic (``movement.sell``): as ``csr_tiled`` but over the padded entries (the model assumes no padding;
+``info`` holds the real ratio). Slices are split statically across threads.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numba
+from numba import njit, prange
+
+from spmm_study import movement
+from spmm_study.cpu._simd import stack_empty
+from spmm_study.formats import SELL
+from spmm_study.registry import Param, host_prepared, variant
+
+
+@lru_cache(maxsize=None)
+def kernel(tile_n: int):
+    TN = int(tile_n)
+
+    @njit(parallel=True, fastmath={"contract"}, cache=True)
+    def sell_tiled(c_rows, perm, slice_ptr, widths, cols, data, b, c):
+        m = perm.size
+        n = b.shape[1]
+        n_full = n - n % TN
+        for s in prange(widths.size):
+            acc = numba.carray(stack_empty(TN, b.dtype), TN)
+            base = slice_ptr[s]
+            width = widths[s]
+            for r in range(c_rows):
+                q = s * c_rows + r
+                if q >= m:
+                    break
+                i = perm[q]
+                for j0 in range(0, n_full, TN):
+                    for j in range(TN):
+                        acc[j] = 0.0
+                    for w in range(width):
+                        pos = base + w * c_rows + r
+                        v = data[pos]
+                        brow = b[cols[pos], j0:j0 + TN]
+                        for j in range(TN):
+                            acc[j] += v * brow[j]
+                    crow = c[i, j0:j0 + TN]
+                    for j in range(TN):
+                        crow[j] = acc[j]
+                if n_full < n:
+                    ctail = c[i, n_full:n]
+                    for j in range(n - n_full):
+                        ctail[j] = 0.0
+                    for w in range(width):
+                        pos = base + w * c_rows + r
+                        v = data[pos]
+                        btail = b[cols[pos], n_full:n]
+                        for j in range(n - n_full):
+                            ctail[j] += v * btail[j]
+
+    return sell_tiled
+
+
+@variant("cpu.sell.tiled", loop_order="s‖→r→j0→w→j", movement=movement.sell, rung=30, params=(
+    Param("c", 8, (1, 4, 8, 32), "rows per slice (C); C = M with sigma = 1 is plain ELLPACK", minimum=1),
+    Param("sigma", 256, (1, 64, 256), "sorting window (σ rows); 1 = no sorting", minimum=1),
+    Param("tile_n", 256, (16, 64, 256), "columns of C held in registers per row", minimum=1),
+))
+def build(problem, c, sigma, tile_n):
+    """SELL-C-σ: rows sorted in windows of σ, padded per slice of C rows; register-blocked over N."""
+    sell = SELL.from_csr(problem.a, c, sigma)
+    out = problem.new_output()
+    k = kernel(tile_n)
+    info = {"padding": round(sell.padding, 4), "stored": sell.stored, "slices": int(sell.widths.size),
+            "threads": numba.get_num_threads(), "tile_n": tile_n}
+    args = (sell.c, sell.perm, sell.slice_ptr, sell.widths, sell.cols, sell.data, problem.b, out)
+    return host_prepared(lambda: k(*args), out, info)

@@ -1,0 +1,77 @@
+"""Rung 32 — 2:4 structured sparsity, compressed values plus 2-bit positions (the sparse-tensor-core layout).
+
+What changed from the register-blocked CSR rung (``cpu.csr.tiled``): the format knows the structure. In a
+2:4 matrix every group of four consecutive columns holds at most two nonzeros, so every row has exactly
+K/2 slots: no row offsets at all, equal work per row (perfect static balance), and instead of a 32-bit
+column index per value a 2-bit position inside its group — 16× less index data (A moves 4.25 bytes per
+value instead of 8). The column is rebuilt as 4·group + position with a shift and a mask.
+
+The variant refuses (a SKIP row with the first offending group) any matrix that is not 2:4: prune one with
+``--prune 2:4`` or use ``synthetic:nm:ffn1``. Rows with fewer than two entries in a group carry explicit
+zeros, so on a 2:4 matrix at exactly 50% the stored slots equal nnz.
+
+Loop order: row i (prange) → column tile j0 → slot s (K/2 of them) → j (in registers).
+Traffic (``movement.nm_structured``): values + 2 bits each, a row of B per slot, C written once.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numba
+from numba import njit, prange
+
+from spmm_study import movement
+from spmm_study.cpu._simd import stack_empty
+from spmm_study.formats import NM24
+from spmm_study.registry import Param, host_prepared, variant
+
+
+@lru_cache(maxsize=None)
+def kernel(tile_n: int):
+    TN = int(tile_n)
+
+    @njit(parallel=True, fastmath={"contract"}, cache=True)
+    def nm24_tiled(data, meta, b, c):
+        m, slots = data.shape
+        n = b.shape[1]
+        n_full = n - n % TN
+        for i in prange(m):
+            acc = numba.carray(stack_empty(TN, b.dtype), TN)
+            for j0 in range(0, n_full, TN):
+                for j in range(TN):
+                    acc[j] = 0.0
+                for s in range(slots):
+                    pos = (meta[i, s >> 2] >> ((s & 3) * 2)) & 3
+                    v = data[i, s]
+                    brow = b[(s >> 1) * 4 + pos, j0:j0 + TN]
+                    for j in range(TN):
+                        acc[j] += v * brow[j]
+                crow = c[i, j0:j0 + TN]
+                for j in range(TN):
+                    crow[j] = acc[j]
+            if n_full < n:
+                ctail = c[i, n_full:n]
+                for j in range(n - n_full):
+                    ctail[j] = 0.0
+                for s in range(slots):
+                    pos = (meta[i, s >> 2] >> ((s & 3) * 2)) & 3
+                    v = data[i, s]
+                    btail = b[(s >> 1) * 4 + pos, n_full:n]
+                    for j in range(n - n_full):
+                        ctail[j] += v * btail[j]
+
+    return nm24_tiled
+
+
+@variant("cpu.nm24.tiled", loop_order="i‖→j0→s→j", movement=movement.nm_structured, rung=32, params=(
+    Param("tile_n", 256, (16, 64, 256), "columns of C held in registers per row", minimum=1),
+))
+def build(problem, tile_n):
+    """2:4 structured: K/2 values per row with 2-bit positions, register-blocked; SKIP if A is not 2:4."""
+    a = NM24.from_csr(problem.a)
+    c = problem.new_output()
+    k = kernel(tile_n)
+    info = {"slots_per_nnz": round(a.data.size / a.nnz, 4) if a.nnz else 1.0, "meta_bytes": int(a.meta.size),
+            "threads": numba.get_num_threads(), "tile_n": tile_n}
+    return host_prepared(lambda: k(a.data, a.meta, problem.b, c), c, info)

@@ -1,0 +1,148 @@
+"""Registry-driven correctness of the CPU ladder: every CPU variant × every edge matrix × N in EDGE_N × each
+Param choice (one Param varied at a time from the defaults, so the cases grow as a sum, not a product),
+checked against the float64 reference with C poisoned before each run, and the same bits twice for the
+deterministic variants (``conftest.check_variant``). Small tile choices (16, 32, 64) against N = 37 make
+every tiled kernel run both its register-tile path and its tail.
+
+Variants whose format refuses a matrix (2:4 on a matrix that is not 2:4; codegen past its nnz limit) must
+refuse with a ``SpmmError`` — the harness turns that into a SKIP row — and never produce a wrong C.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import EDGE_N, check_variant, edge_matrices
+from spmm_study import registry, sources
+from spmm_study.errors import SpmmError
+from spmm_study.formats import CSR
+from spmm_study.harness import HarnessConfig, measure
+from spmm_study.problem import Problem
+from spmm_study.timing import TimingConfig
+
+CPU = [v for v in registry.all_variants() if v.device == "cpu"]
+AVAILABLE = [v for v in CPU if v.unavailable_reason() is None]
+EDGES = edge_matrices()
+# the code-specialised variant compiles one kernel per matrix and N: one N keeps the suite fast
+N_FOR = {"cpu.csr.codegen": (37,)}
+
+
+def param_cases(v) -> list[dict]:
+    """The defaults, then each Param's every choice with the others at their defaults."""
+    cases = [{}]
+    for p in v.params:
+        for choice in p.choices:
+            if choice != p.default:
+                cases.append({p.name: choice})
+    return cases
+
+
+CASES = [pytest.param(v, params, id=f"{v.id}-{'-'.join(f'{k}={val}' for k, val in params.items()) or 'defaults'}")
+         for v in AVAILABLE for params in param_cases(v)]
+
+
+def is_nm24(a: CSR) -> bool:
+    rows = np.repeat(np.arange(a.m), a.row_lengths())
+    groups = -(-a.k // 4)
+    if a.nnz == 0:
+        return True
+    return np.bincount(rows * groups + a.indices // 4, minlength=a.m * groups).max() <= 2
+
+
+def run_case(v, a: CSR, n: int, params: dict, label: str) -> None:
+    if v.id == "cpu.nm24.tiled" and not is_nm24(a):
+        with pytest.raises(SpmmError, match="not 2:4"):
+            v.build(Problem.make(a, n), **v.resolve_params(params))
+        return
+    check_variant(v, a, n, params, label=label)
+
+
+def test_every_cpu_variant_is_listed_in_ladder_order():
+    ids = [v.id for v in CPU]
+    assert "cpu.csr.tiled" in ids and "cpu.dense.naive" in ids
+    assert registry.get("tiled").id == "cpu.csr.tiled"  # `spmm-study run --variant tiled`
+    rungs = [v.rung for v in CPU]
+    assert rungs == sorted(rungs)
+    for v in CPU:
+        assert v.summary and v.loop_order, v.id
+
+
+@pytest.mark.parametrize("v, params", CASES)
+def test_variant_on_edge_matrices(v, params):
+    for name, a in EDGES.items():
+        for n in N_FOR.get(v.id, EDGE_N):
+            run_case(v, a, n, params, name)
+
+
+@pytest.mark.parametrize("v", [v for v in AVAILABLE if v.id != "cpu.csr.codegen"], ids=lambda v: v.id)
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(m=st.integers(1, 40), k=st.integers(1, 40), n=st.integers(1, 70), density=st.floats(0.0, 1.0),
+       seed=st.integers(0, 2**16))
+def test_variant_on_drawn_matrices(v, m, k, n, density, seed):
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((m, k)) < density, rng.standard_normal((m, k)), 0.0).astype(np.float32)
+    run_case(v, CSR.from_dense(dense), n, {}, f"drawn {m}x{k} d={density:.2f} seed={seed}")
+
+
+def test_float64_is_supported_by_the_sparse_rungs():
+    a = EDGES["random"]
+    for vid in ("cpu.csr.rowwise", "cpu.csr.rowwise_par", "cpu.csr.tiled", "cpu.coo.par", "cpu.sell.tiled"):
+        check_variant(registry.get(vid), a, 37, {"tile_n": 16} if "tile_n" in {p.name for p in registry.get(vid).params} else {},
+                      dtype="float64", label="random fp64")
+
+
+def test_2_4_variant_runs_on_2_4_matrices_and_skips_others():
+    v = registry.get("cpu.nm24.tiled")
+    for spec in ("synthetic:nm:16x24", "synthetic:nm:9x11", "synthetic:nm:5x1", "synthetic:nm:7x6"):
+        a = sources.load(spec).a
+        assert is_nm24(a)
+        for tile_n in (16, 256):
+            check_variant(v, a, 37, {"tile_n": tile_n}, label=spec)
+    pruned = sources.load("synthetic:magnitude:12x20:0.5", prune="2:4").a
+    check_variant(v, pruned, 19, {"tile_n": 16}, label="magnitude pruned 2:4")
+    # a matrix that is not 2:4 gives a SKIP row through the harness, with the offending group named
+    problem = Problem.make(sources.load("synthetic:uniform:16x32:0.2").a, 8)
+    row = measure(v, problem, {}, HarnessConfig(TimingConfig(repeats=1, min_time_s=0, warmup_s=0)))
+    assert row.status == "SKIP" and "not 2:4" in row.message
+
+
+def test_codegen_refuses_past_its_limit_with_a_skip_row():
+    v = registry.get("cpu.csr.codegen")
+    problem = Problem.make(EDGES["random"], 8)
+    with pytest.raises(SpmmError, match="max_nnz"):
+        v.build(problem, **v.resolve_params({"max_nnz": 10}))
+    row = measure(v, problem, {"max_nnz": 10}, HarnessConfig(TimingConfig(repeats=1, min_time_s=0, warmup_s=0)))
+    assert row.status == "SKIP" and "max_nnz" in row.message
+
+
+def test_parallel_variants_give_the_same_bits_at_any_thread_count():
+    """No reassociation and no shared rows: one thread and all threads must agree bit for bit."""
+    a = sources.load("synthetic:magnitude:96x64:0.8").a
+    before = numba.get_num_threads()
+    try:
+        for vid, params in (("cpu.csr.tiled", {"tile_n": 16}), ("cpu.csr.rowwise_par", {}), ("cpu.coo.par", {}),
+                            ("cpu.dense.tiled_par", {"tile_i": 8})):
+            v = registry.get(vid)
+            outs = []
+            for threads in (1, numba.config.NUMBA_NUM_THREADS):
+                numba.set_num_threads(threads)
+                problem = Problem.make(a, 40)
+                prep = v.build(problem, **v.resolve_params(params))
+                prep.poison()
+                prep.run()
+                outs.append(np.array(prep.fetch(), copy=True))
+                assert problem.check(outs[-1]).ok
+            assert np.array_equal(outs[0], outs[1]), vid
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_unavailable_baselines_say_why():
+    for v in CPU:
+        reason = v.unavailable_reason()
+        if reason is not None:
+            assert v.baseline and len(reason) > 10, v.id
