@@ -136,7 +136,14 @@ def rows_to_csv(rows: Iterable[dict]) -> str:
 
 
 def default_dir(name: str, root: Path | str = "results") -> Path:
-    return Path(root) / name / time.strftime("%Y%m%d-%H%M%S")
+    """``results/<name>/<timestamp>``, with ``-2``, ``-3``... when a run of the same second holds it already
+    (two quick runs in one second otherwise collided: the second refused to overwrite the first)."""
+    base = Path(root) / name / time.strftime("%Y%m%d-%H%M%S")
+    out, i = base, 1
+    while out.exists():
+        i += 1
+        out = base.with_name(f"{base.name}-{i}")
+    return out
 
 
 class ResultWriter:

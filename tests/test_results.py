@@ -171,3 +171,14 @@ def test_execute_resumes_without_measuring_again(tmp_path, dtype):
     assert [r.n for r in runner.execute(more, runner.Context(timing=timing), w3)] == [7]
     np.testing.assert_array_equal([r["n"] for r in read_rows(tmp_path / "r")], [3, 5, 7])
     assert not any(name.startswith(".") for name in os.listdir(tmp_path / "r"))
+
+
+def test_default_dir_never_collides(tmp_path, monkeypatch):
+    monkeypatch.setattr(results.time, "strftime", lambda fmt: "20261123-120000")
+    first = results.default_dir("run", tmp_path)
+    assert first == tmp_path / "run" / "20261123-120000"
+    ResultWriter(first).append(make_row(0))
+    second = results.default_dir("run", tmp_path)
+    assert second == tmp_path / "run" / "20261123-120000-2"
+    ResultWriter(second).append(make_row(1))  # no 'already holds rows' for a second run in the same second
+    assert results.default_dir("run", tmp_path).name == "20261123-120000-3"
