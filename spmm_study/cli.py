@@ -33,7 +33,7 @@ def _console(stderr: bool = False) -> Console:
 out = _console()
 err = _console(stderr=True)
 
-DEFAULT_VARIANT = "rowwise"
+DEFAULT_VARIANT = "tiled"
 
 # ----------------------------------------------------------------------------------------------- helpers
 
