@@ -1,0 +1,148 @@
+"""Plumbing shared by the GPU rungs: lazy ``numba.cuda``, device buffers, a ``Prepared`` for kernels.
+
+Nothing here imports ``numba.cuda`` at module import: every entry point imports it on first call, so the
+registry can list GPU variants on machines without numba-cuda (DESIGN.md §11.7).
+
+``kernel_prepared`` turns a list of (configured kernel, args) launches into a ``Prepared``: ``run()`` only
+enqueues (asynchronous), ``sync()`` waits, ``fetch()`` copies C to the host, ``poison()`` fills C with NaN on
+the device. After the first launch it adds each kernel's resource report (registers per thread, static
+shared memory per block, local memory per thread = spills or register arrays gone to memory) to ``info``;
+the simulator has no such report, so the keys are left out there.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from spmm_study.errors import ParamError
+from spmm_study.gpu.device import simulator
+from spmm_study.registry import Prepared
+
+
+def cuda_module():
+    from numba import cuda
+
+    return cuda
+
+
+def bind_cuda(module_globals: dict) -> None:
+    """Make ``cuda`` a *global* of a kernel module, imported now. Kernels must see numba.cuda as a module
+    global, not a closure variable: the simulator swaps its fake ``cuda`` module into a kernel's globals."""
+    if "cuda" not in module_globals:
+        from numba import cuda
+
+        module_globals["cuda"] = cuda
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@lru_cache(maxsize=1)
+def _fill_kernel():
+    bind_cuda(globals())
+
+    @cuda.jit(cache=not simulator())  # noqa: F821 - cuda is bound by bind_cuda
+    def fill(a, value):
+        # grid-stride loop: one launch of a few thousand threads fills any size
+        start, stride = cuda.grid(1), cuda.gridsize(1)
+        for i in range(start, a.size, stride):
+            a[i] = value
+
+    return fill
+
+
+def fill(dev_flat, value: float) -> None:
+    """Fill a 1-D device array with ``value`` (asynchronously)."""
+    if dev_flat.size == 0:
+        return
+    threads = 128 if not simulator() else 32
+    blocks = min(ceil_div(dev_flat.size, threads), 1024 if not simulator() else 2)
+    _fill_kernel()[blocks, threads](dev_flat, dev_flat.dtype.type(value))
+
+
+def flat(dev2d):
+    """A 1-D view of a C-contiguous device array (shares memory)."""
+    return dev2d.reshape(dev2d.size)
+
+
+def resources(kernel) -> dict:
+    """The compiler's resource report for a kernel that has been compiled once (empty in the simulator)."""
+    if simulator():
+        return {}
+    out = {}
+    for key, fn in (("regs_per_thread", "get_regs_per_thread"), ("smem_static_bytes", "get_shared_mem_per_block"),
+                    ("local_bytes_per_thread", "get_local_mem_per_thread")):
+        try:
+            val = getattr(kernel, fn)()
+            out[key] = int(val) if not isinstance(val, dict) else {str(k): int(v) for k, v in val.items()}
+        except Exception:  # noqa: BLE001 - a report we cannot read is left out, never invented
+            pass
+    return out
+
+
+def device_arrays(problem):
+    """A (CSR), B and C on the device; C poisoned."""
+    cu = cuda_module()
+    a = problem.a
+    indptr = cu.to_device(np.ascontiguousarray(a.indptr))
+    indices = cu.to_device(np.ascontiguousarray(a.indices) if a.nnz else np.zeros(1, a.indices.dtype))
+    data = cu.to_device(np.ascontiguousarray(a.data) if a.nnz else np.zeros(1, a.dtype))
+    b = cu.to_device(problem.b)
+    c = cu.device_array((problem.m, problem.n), dtype=problem.dtype)
+    fill(flat(c), np.nan)
+    return indptr, indices, data, b, c
+
+
+def check_vec(vec: int, dtype) -> None:
+    if vec not in (1, 2, 4):
+        raise ParamError(f"vec={vec}: choose 1, 2 or 4")
+    if vec * np.dtype(dtype).itemsize > 16:
+        raise ParamError(f"vec={vec} with {np.dtype(dtype).name} is a {vec * np.dtype(dtype).itemsize}-byte load; "
+                         "the widest is 16 bytes (use vec<=2 for float64)")
+
+
+def kernel_prepared(launches, c_dev, info: dict, kernels=(), keep=(), before=()) -> Prepared:
+    """Prepared for numba kernels. ``launches``: [(kernel[grid, block], args)], run in order;
+    ``before``: callables run first (e.g. zeroing C for an atomic kernel)."""
+    cu = cuda_module()
+    c_flat = flat(c_dev)
+    state = {"reported": False}
+    info = dict(info)
+
+    def run():
+        for fn in before:
+            fn()
+        for launch, args in launches:
+            launch(*args)
+        if not state["reported"]:
+            state["reported"] = True
+            for name, k in kernels:
+                for key, val in resources(k).items():
+                    info[f"{name}{key}" if name else key] = val
+
+    def release():
+        keep_refs.clear()
+
+    keep_refs = [c_dev, *keep]
+    return Prepared(
+        run=run,
+        fetch=lambda: c_dev.copy_to_host(),
+        poison=lambda: fill(c_flat, np.nan),
+        sync=cu.synchronize,
+        timer="gpu",
+        info=info,
+        release=release,
+    )
+
+
+def grid_for(total: int, per_block: int, cap: int | None = None) -> int:
+    g = max(1, ceil_div(total, per_block))
+    return min(g, cap) if cap else g
+
+
+def log2(x: int) -> int:
+    return int(math.log2(x))

@@ -1,0 +1,147 @@
+"""The register-tiled row kernel shared by rungs 13–15 (register tiling, subwarps, row swizzle).
+
+A *group* of ``lanes`` consecutive threads owns one row of A and one panel of
+W = lanes·vec·tiles columns of C. Lane l keeps ``tiles``×``vec`` accumulators in registers, for columns
+panel·W + t·lanes·vec + l·vec + (0..vec-1), t < tiles. For each nonzero (col, v) of the row — the same
+address for the whole group, a broadcast load — it issues ``tiles`` loads of ``vec`` consecutive B values
+(``vec``=4: one 16-byte ``ld.global.v4.f32`` through ``_vec.load4``) and tiles·vec multiply-adds.
+A group of 32 lanes with vec=4 reads 512 contiguous bytes of a B row per load instruction.
+``unroll``=2 handles two nonzeros per iteration so two rows of B are in flight before the first FMA.
+
+Tails: a lane whose columns pass N, or any N not a multiple of ``vec`` (the 16-byte load would be
+misaligned), takes the scalar path with bounds checks; empty rows store zeros; rows past M do nothing.
+``order`` (optional) maps group g to row order[g] (the swizzle rung passes rows sorted by length).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from spmm_study.gpu._kit import bind_cuda
+from spmm_study.gpu.device import simulator
+
+
+@lru_cache(maxsize=None)
+def kernel(lanes: int, vec: int, tiles: int, unroll: int, use_order: bool, dtype: str):
+    bind_cuda(globals())
+
+    from spmm_study.gpu._vec import ops
+
+    load2, load4, store2, store4 = ops()
+    np_t = np.dtype(dtype).type
+    zero = np_t(0)
+    nacc = tiles * vec
+    step = lanes * vec  # columns between a lane's consecutive tiles
+    width = lanes * vec * tiles  # columns of the panel
+
+    @cuda.jit(cache=not simulator())
+    def csr_rowvec(indptr, indices, data, bf, cf, n, order):
+        tid = cuda.threadIdx.x
+        g = cuda.blockIdx.x * (cuda.blockDim.x // lanes) + tid // lanes
+        lane = tid % lanes
+        m = indptr.size - 1
+        if g >= m:
+            return
+        i = order[g] if use_order else g
+        j0 = cuda.blockIdx.y * width + lane * vec
+        wide = (n % vec) == 0  # every lane's vec-group starts 16-byte aligned only if N % vec == 0
+        acc = cuda.local.array(nacc, np_t)
+        for q in range(nacc):
+            acc[q] = zero
+        start = indptr[i]
+        end = indptr[i + 1]
+        p = start
+        if unroll == 2:
+            while p + 1 < end:
+                off0 = indices[p] * n
+                off1 = indices[p + 1] * n
+                v0 = data[p]
+                v1 = data[p + 1]
+                for t in range(tiles):
+                    j = j0 + t * step
+                    if wide and j + vec <= n:
+                        if vec == 4:
+                            x0, y0, z0, w0 = load4(bf, off0 + j)
+                            x1, y1, z1, w1 = load4(bf, off1 + j)
+                            acc[t * 4] += v0 * x0 + v1 * x1
+                            acc[t * 4 + 1] += v0 * y0 + v1 * y1
+                            acc[t * 4 + 2] += v0 * z0 + v1 * z1
+                            acc[t * 4 + 3] += v0 * w0 + v1 * w1
+                        elif vec == 2:
+                            x0, y0 = load2(bf, off0 + j)
+                            x1, y1 = load2(bf, off1 + j)
+                            acc[t * 2] += v0 * x0 + v1 * x1
+                            acc[t * 2 + 1] += v0 * y0 + v1 * y1
+                        else:
+                            acc[t] += v0 * bf[off0 + j] + v1 * bf[off1 + j]
+                    else:
+                        for u in range(vec):
+                            if j + u < n:
+                                acc[t * vec + u] += v0 * bf[off0 + j + u] + v1 * bf[off1 + j + u]
+                p += 2
+        while p < end:
+            off0 = indices[p] * n
+            v0 = data[p]
+            for t in range(tiles):
+                j = j0 + t * step
+                if wide and j + vec <= n:
+                    if vec == 4:
+                        x0, y0, z0, w0 = load4(bf, off0 + j)
+                        acc[t * 4] += v0 * x0
+                        acc[t * 4 + 1] += v0 * y0
+                        acc[t * 4 + 2] += v0 * z0
+                        acc[t * 4 + 3] += v0 * w0
+                    elif vec == 2:
+                        x0, y0 = load2(bf, off0 + j)
+                        acc[t * 2] += v0 * x0
+                        acc[t * 2 + 1] += v0 * y0
+                    else:
+                        acc[t] += v0 * bf[off0 + j]
+                else:
+                    for u in range(vec):
+                        if j + u < n:
+                            acc[t * vec + u] += v0 * bf[off0 + j + u]
+            p += 1
+        row = i * n
+        for t in range(tiles):
+            j = j0 + t * step
+            if wide and j + vec <= n:
+                if vec == 4:
+                    store4(cf, row + j, acc[t * 4], acc[t * 4 + 1], acc[t * 4 + 2], acc[t * 4 + 3])
+                elif vec == 2:
+                    store2(cf, row + j, acc[t * 2], acc[t * 2 + 1])
+                else:
+                    cf[row + j] = acc[t]
+            else:
+                for u in range(vec):
+                    if j + u < n:
+                        cf[row + j + u] = acc[t * vec + u]
+
+    return csr_rowvec
+
+
+def build_rowvec(problem, lanes: int, vec: int, tiles: int, unroll: int, threads: int, order=None):
+    """Prepared for the row kernel; ``order`` (host int array of rows) or None."""
+    from spmm_study.errors import ParamError
+    from spmm_study.gpu._kit import ceil_div, check_vec, cuda_module, device_arrays, flat, kernel_prepared
+
+    check_vec(vec, problem.dtype)
+    if lanes not in (1, 2, 4, 8, 16, 32):
+        raise ParamError(f"lanes={lanes}: choose a power of two up to 32")
+    if threads % lanes or threads > 1024:
+        raise ParamError(f"threads={threads} must be a multiple of lanes={lanes} and at most 1024")
+    if unroll not in (1, 2):
+        raise ParamError(f"unroll={unroll}: choose 1 or 2")
+    cu = cuda_module()
+    indptr, indices, data, b, c = device_arrays(problem)
+    use_order = order is not None
+    order_dev = cu.to_device(np.ascontiguousarray(order, dtype=np.int32) if use_order else np.zeros(1, np.int32))
+    k = kernel(lanes, vec, tiles, unroll, use_order, problem.dtype.name)
+    width = lanes * vec * tiles
+    grid = (ceil_div(max(problem.m, 1), threads // lanes), ceil_div(problem.n, width))
+    info = {"grid": list(grid), "block": [threads], "panel_cols": width}
+    args = (indptr, indices, data, flat(b), flat(c), np.int64(problem.n), order_dev)
+    return kernel_prepared([(k[grid, threads], args)], c, info, kernels=[("", k)],
+                           keep=(indptr, indices, data, b, order_dev))

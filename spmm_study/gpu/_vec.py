@@ -1,0 +1,102 @@
+"""Wide loads and stores for numba-cuda: 8- and 16-byte accesses that numba does not emit by itself.
+
+numba lowers ``b[i]`` on a float32 array to a 4-byte ``ld.global.f32``; even a complex64/complex128 view of
+B is lowered field by field (two 4-byte or two 8-byte loads, read in the PTX on 2026-11-23). A warp that
+reads 32×16 bytes in one instruction needs a quarter of the load instructions of the scalar version, and
+the memory pipeline (LSU issue, L1 wavefronts) is what an SpMM that re-reads B from cache is bound by.
+These intrinsics build the LLVM vector load directly: ``load4(a, i)`` returns ``(a[i], .., a[i+3])`` from a
+1-D array as one ``ld.global.v4.f32`` (``ld.v4.f32`` on a generic pointer, e.g. shared memory). The caller
+guarantees alignment: ``i`` a multiple of the width and the row length N a multiple of it too
+(device allocations are 256-byte aligned).
+
+Imported only from inside kernel factories (it imports numba.cuda). Under the simulator the same names
+are plain Python functions with the same meaning, so kernels that use them run in CI.
+"""
+
+from __future__ import annotations
+
+from spmm_study.gpu.device import simulator
+
+
+def _python_ops():
+    def load2(a, i):
+        return a[i], a[i + 1]
+
+    def load4(a, i):
+        return a[i], a[i + 1], a[i + 2], a[i + 3]
+
+    def store2(a, i, x, y):
+        a[i] = x
+        a[i + 1] = y
+
+    def store4(a, i, x, y, z, w):
+        a[i] = x
+        a[i + 1] = y
+        a[i + 2] = z
+        a[i + 3] = w
+
+    return load2, load4, store2, store4
+
+
+def _intrinsic_ops():
+    from llvmlite import ir
+    from numba.cuda import types
+    from numba.cuda.extending import intrinsic
+
+    def vec_ptr(context, builder, aryty, ary_val, idx, width):
+        ary = context.make_array(aryty)(context, builder, ary_val)
+        ptr = builder.gep(ary.data, [idx])
+        elem = context.get_data_type(aryty.dtype)
+        vty = ir.VectorType(elem, width)
+        # keep the pointer's address space (generic for global and, in numba, for shared arrays too)
+        return builder.bitcast(ptr, vty.as_pointer(ptr.type.addrspace)), width * context.get_abi_sizeof(elem)
+
+    def make_load(width):
+        @intrinsic
+        def load(typingctx, arr, idx):
+            sig = types.UniTuple(arr.dtype, width)(arr, idx)
+
+            def codegen(context, builder, sig, args):
+                vptr, align = vec_ptr(context, builder, sig.args[0], args[0], args[1], width)
+                v = builder.load(vptr, align=align)
+                vals = [builder.extract_element(v, ir.IntType(32)(i)) for i in range(width)]
+                return context.make_tuple(builder, sig.return_type, vals)
+
+            return sig, codegen
+
+        return load
+
+    def store_codegen(width):
+        def codegen(context, builder, sig, args):
+            vptr, align = vec_ptr(context, builder, sig.args[0], args[0], args[1], width)
+            elem = context.get_data_type(sig.args[0].dtype)
+            v = ir.Constant(ir.VectorType(elem, width), ir.Undefined)
+            for i in range(width):
+                val = context.cast(builder, args[2 + i], sig.args[2 + i], sig.args[0].dtype)
+                v = builder.insert_element(v, val, ir.IntType(32)(i))
+            builder.store(v, vptr, align=align)
+            return context.get_dummy_value()
+
+        return codegen
+
+    # explicit arities: numba's intrinsic lowering does not take *args
+    @intrinsic
+    def store2(typingctx, arr, idx, x, y):
+        return types.void(arr, idx, x, y), store_codegen(2)
+
+    @intrinsic
+    def store4(typingctx, arr, idx, x, y, z, w):
+        return types.void(arr, idx, x, y, z, w), store_codegen(4)
+
+    return make_load(2), make_load(4), store2, store4
+
+
+_OPS = None
+
+
+def ops():
+    """(load2, load4, store2, store4) for this process: intrinsics, or Python under the simulator."""
+    global _OPS
+    if _OPS is None:
+        _OPS = _python_ops() if simulator() else _intrinsic_ops()
+    return _OPS

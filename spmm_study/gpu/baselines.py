@@ -1,0 +1,127 @@
+"""GPU baselines: the vendor libraries, registered as variants so they are measured in the same run.
+
+* ``gpu.dense.cublas`` — cuBLAS SGEMM through ``cupy.matmul`` on the densified A, fp32 with TF32 off
+  (cupy uses TF32 only when ``CUPY_TF32=1``; we refuse to run if it is set). Zeros multiplied.
+* ``gpu.csr.cusparse`` — cuSPARSE CSR × dense through ``cupyx.scipy.sparse.csr_matrix @ B``.
+* ``gpu.csr.torch`` — cuSPARSE through ``torch.sparse.mm`` on a CSR tensor (only when torch is installed);
+  torch calls cusparseSpMM with its own algorithm choice and layout, which measured 3× faster than cupy's
+  path on the H100 (2026-11-23, ffn_conv1 90%, N=4096: 215 vs 727 µs).
+
+The CSR is validated once more here (offsets monotone from 0 to nnz, column indices inside 0..K-1, sorted
+within rows) before it reaches cuSPARSE, which does not check and can read out of bounds on bad input.
+All run on the legacy default stream, as the numba kernels and the timing events do.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.util import find_spec
+
+import numpy as np
+
+from spmm_study.errors import DeviceUnavailable, FormatError
+from spmm_study.gpu import models
+from spmm_study.gpu.device import cupy_unavailable_reason
+from spmm_study.registry import Prepared, variant
+
+
+def check_csr_for_library(a) -> None:
+    """Independent index validation before a vendor library sees the arrays (it trusts them)."""
+    indptr = np.asarray(a.indptr, dtype=np.int64)
+    if indptr.size != a.m + 1 or indptr[0] != 0 or indptr[-1] != a.nnz:
+        raise FormatError(f"indptr has {indptr.size} entries from {indptr[0] if indptr.size else None} to "
+                          f"{indptr[-1] if indptr.size else None}; expected {a.m + 1} from 0 to {a.nnz}")
+    lengths = np.diff(indptr)
+    if (lengths < 0).any():
+        raise FormatError(f"indptr decreases at row {int(np.argmax(lengths < 0))}")
+    idx = np.asarray(a.indices, dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= a.k):
+        raise FormatError(f"column index {int(idx.min() if idx.min() < 0 else idx.max())} outside 0..{a.k - 1}")
+    if idx.size > 1:
+        step = np.diff(idx)
+        row_start = np.zeros(idx.size - 1, dtype=bool)
+        starts = indptr[1:-1]
+        row_start[starts[(starts > 0) & (starts < idx.size)] - 1] = True
+        bad = (step <= 0) & ~row_start
+        if bad.any():
+            raise FormatError(f"column indices not strictly increasing within a row at nonzero {int(np.argmax(bad)) + 1}")
+
+
+def _torch_unavailable() -> str | None:
+    reason = cupy_unavailable_reason()
+    if reason:
+        return reason
+    if find_spec("torch") is None:
+        return "torch is not installed"
+    return None
+
+
+def _cupy_prepared(cp, run, out_ref, info) -> Prepared:
+    def poison():
+        out_ref[0].fill(np.nan)
+
+    return Prepared(run=run, fetch=lambda: cp.asnumpy(out_ref[0]), poison=poison,
+                    sync=lambda: cp.cuda.Device().synchronize(), timer="gpu", info=info,
+                    release=lambda: out_ref.clear())
+
+
+@variant("gpu.dense.cublas", loop_order="library", movement=models.dense_library, rung=90, baseline=True,
+         available=cupy_unavailable_reason)
+def build_cublas(problem):
+    """cuBLAS SGEMM (cupy.matmul) on the densified A, fp32, TF32 off: the dense baseline."""
+    import cupy as cp
+
+    if os.environ.get("CUPY_TF32", "0") != "0":
+        raise DeviceUnavailable("CUPY_TF32 is set: the cuBLAS baseline must run in full fp32")
+    a = cp.asarray(problem.a.to_dense())
+    b = cp.asarray(problem.b)
+    out = [cp.empty((problem.m, problem.n), dtype=problem.dtype)]
+
+    def run():
+        cp.matmul(a, b, out=out[0])
+
+    return _cupy_prepared(cp, run, out, {"library": f"cupy {cp.__version__} cuBLAS", "tf32": False})
+
+
+@variant("gpu.csr.cusparse", loop_order="library", movement=models.sparse_library, rung=91, baseline=True,
+         available=cupy_unavailable_reason)
+def build_cusparse(problem):
+    """cuSPARSE CSR SpMM through cupyx.scipy.sparse (csr_matrix @ dense)."""
+    import cupy as cp
+    from cupyx.scipy import sparse as cps
+
+    check_csr_for_library(problem.a)
+    a = problem.a
+    mat = cps.csr_matrix((cp.asarray(a.data), cp.asarray(a.indices.astype(np.int32)),
+                          cp.asarray(a.indptr.astype(np.int32))), shape=(a.m, a.k))
+    mat.has_canonical_format = True
+    b = cp.asarray(problem.b)
+    out = [cp.full((problem.m, problem.n), np.nan, dtype=problem.dtype)]
+
+    def run():
+        out[0] = mat @ b  # cupy allocates the result from its pool: no cudaMalloc after the first call
+
+    return _cupy_prepared(cp, run, out, {"library": f"cupy {cp.__version__} cuSPARSE"})
+
+
+@variant("gpu.csr.torch", loop_order="library", movement=models.sparse_library, rung=92, baseline=True,
+         available=_torch_unavailable)
+def build_torch(problem):
+    """cuSPARSE CSR SpMM through torch.sparse.mm on a sparse CSR tensor."""
+    import torch
+
+    check_csr_for_library(problem.a)
+    a = problem.a
+    dev = torch.device("cuda")
+    mat = torch.sparse_csr_tensor(torch.as_tensor(a.indptr.astype(np.int64), device=dev),
+                                  torch.as_tensor(a.indices.astype(np.int64), device=dev),
+                                  torch.as_tensor(a.data, device=dev), size=(a.m, a.k))
+    b = torch.as_tensor(problem.b, device=dev)
+    out = [torch.full((problem.m, problem.n), float("nan"), dtype=b.dtype, device=dev)]
+
+    def run():
+        out[0] = torch.sparse.mm(mat, b)
+
+    return Prepared(run=run, fetch=lambda: out[0].cpu().numpy(), poison=lambda: out[0].fill_(float("nan")),
+                    sync=torch.cuda.synchronize, timer="gpu", info={"library": f"torch {torch.__version__}"},
+                    release=lambda: out.clear())

@@ -1,0 +1,32 @@
+"""GPU rung 13 — CSR register tiling with 16-byte loads: one warp per row, several columns per thread.
+
+A warp owns a row and a panel of 32·vec·tiles columns; each lane keeps vec·tiles accumulators in
+registers and, per nonzero, issues ``tiles`` 16-byte loads of B (``ld.global.v4.f32``, see ``_vec``) and
+vec·tiles multiply-adds. Loop order: (i, J-panel)∥ → p → (tile, vec) in registers.
+
+What changed from rung 12: (1) a thread computes vec·tiles outputs, so the row's index and value are
+loaded once per 4·tiles multiply-adds instead of once per multiply-add; (2) B moves in 16-byte
+vectors — a quarter of the load instructions (numba alone emits only 4-byte loads for float32); (3) no
+shared memory and no barriers: the row's (index, value) are warp-uniform broadcast loads from L1;
+(4) ``unroll``=2 keeps two B rows in flight. Expect 2–4× over rung 12 at large N.
+Traffic (``models.csr_panel``): A once per panel, one B row segment per nonzero (through L1/L2), C once
+(16-byte stores). What to look at: registers per thread and local bytes (must be 0: the accumulators
+stay in registers only because every index into them is a compile-time constant).
+"""
+
+from spmm_study.gpu import models
+from spmm_study.gpu._rowvec import build_rowvec
+from spmm_study.gpu.device import gpu_unavailable_reason
+from spmm_study.registry import Param, variant
+
+
+@variant("gpu.csr.warp_vec", loop_order="(i,J)∥→p→(t,v)", rung=13,
+         movement=models.csr_panel(lambda p: 32 * p.get("vec", 4) * p.get("tiles", 2)),
+         params=(Param("vec", 4, (1, 2, 4), "B values per load (4: 16-byte loads; float64 allows ≤2)"),
+                 Param("tiles", 2, (1, 2, 4), "vec-groups per lane: accumulators = vec·tiles"),
+                 Param("unroll", 2, (1, 2), "nonzeros per loop iteration"),
+                 Param("threads", 128, (64, 128, 256), "threads per block (a warp per row)")),
+         available=gpu_unavailable_reason)
+def build(problem, vec, tiles, unroll, threads):
+    """CSR register tiling: a warp per row, vec·tiles outputs per thread, 16-byte B loads."""
+    return build_rowvec(problem, 32, vec, tiles, unroll, threads)

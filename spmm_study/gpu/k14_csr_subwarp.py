@@ -1,0 +1,29 @@
+"""GPU rung 14 — CSR subwarp tiling (as in Sputnik): several rows per warp.
+
+Same register-tiled inner loop as rung 13, but a row is owned by a *subwarp* of ``lanes`` threads
+(4, 8, 16), so a warp works on 32/lanes rows at once. Loop order: (i, J-panel)∥ → p → (tile, vec).
+
+What changed from rung 13: when N is small (N=256 is 64 float4s: a full warp with tiles=2 covers a row
+twice over) a warp per row leaves lanes idle or panels tiny, and rows of ~50 nonzeros give each warp a
+short serial chain; with subwarps the panel width lanes·vec·tiles fits N and the warp has 32/lanes
+independent rows in flight. At large N it is a wash (same loads, same registers).
+Traffic: as rung 13 with panels of lanes·vec·tiles columns. What to look at: N=256 against rung 13.
+"""
+
+from spmm_study.gpu import models
+from spmm_study.gpu._rowvec import build_rowvec
+from spmm_study.gpu.device import gpu_unavailable_reason
+from spmm_study.registry import Param, variant
+
+
+@variant("gpu.csr.subwarp", loop_order="(i,J)∥→p→(t,v)", rung=14,
+         movement=models.csr_panel(lambda p: p.get("lanes", 16) * p.get("vec", 4) * p.get("tiles", 1)),
+         params=(Param("lanes", 16, (4, 8, 16, 32), "threads per row (a power of two ≤ 32)"),
+                 Param("vec", 4, (1, 2, 4), "B values per load"),
+                 Param("tiles", 1, (1, 2, 4), "vec-groups per lane"),
+                 Param("unroll", 2, (1, 2), "nonzeros per loop iteration"),
+                 Param("threads", 128, (64, 128, 256), "threads per block")),
+         available=gpu_unavailable_reason)
+def build(problem, lanes, vec, tiles, unroll, threads):
+    """CSR subwarp tiling: a subwarp of `lanes` threads per row, several rows per warp (Sputnik)."""
+    return build_rowvec(problem, lanes, vec, tiles, unroll, threads)

@@ -1,0 +1,141 @@
+"""GPU rung 16 — nnz-split (merge-path style) load balancing: every warp gets the same number of nonzeros.
+
+The nonzeros are cut into chunks of ``chunk`` consecutive entries of the CSR arrays, regardless of row
+boundaries; warp c processes chunk c over a panel of 32·vec·tiles columns. A row inside one chunk is
+stored directly; a row cut by a chunk boundary ("split row") is summed by each chunk it touches and
+added to C with atomics, after a small launch has zeroed the split rows. The chunk → row ranges are
+found once on the host with two binary searches (the merge-path partition of rows × nonzeros).
+Loop order: (chunk, J-panel)∥ → rows of the chunk → p → (tile, vec).
+
+What changed from rung 13/15: balance no longer depends on row lengths at all — one very long row is
+shared by many warps instead of stalling one. The price: atomics on split rows (three or more partial
+sums make the rounding order vary between runs: flagged non-deterministic) and a second launch.
+DLMC transformer rows are fairly even, so expect no gain there; it pays on power-law rows.
+"""
+
+from functools import lru_cache
+
+import numpy as np
+
+from spmm_study.errors import ParamError
+from spmm_study.gpu import models
+from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, cuda_module, device_arrays, flat, kernel_prepared
+from spmm_study.gpu.device import gpu_unavailable_reason, simulator
+from spmm_study.registry import Param, variant
+
+
+def partition(indptr: np.ndarray, chunk: int):
+    """Per chunk c the rows [r0[c], r1[c]) it touches, and a per-row 'split' flag (row spans chunks).
+    An empty row belongs to the chunk where its offset falls; the last chunk takes rows at offset nnz."""
+    indptr = np.asarray(indptr, dtype=np.int64)
+    nnz = int(indptr[-1])
+    nchunks = max(1, ceil_div(nnz, chunk))
+    first = np.minimum(indptr[:-1] // chunk, nchunks - 1)
+    last = np.minimum(np.maximum(indptr[1:] - 1, indptr[:-1]) // chunk, nchunks - 1)
+    cs = np.arange(nchunks)
+    r0 = np.searchsorted(last, cs, side="left").astype(np.int32)
+    r1 = np.searchsorted(first, cs, side="right").astype(np.int32)
+    split = (first != last)
+    return r0, r1, split.astype(np.int8), np.flatnonzero(split).astype(np.int32)
+
+
+@lru_cache(maxsize=None)
+def kernels(vec: int, tiles: int, dtype: str):
+    bind_cuda(globals())
+
+    from spmm_study.gpu._vec import ops
+
+    load2, load4, store2, store4 = ops()
+    np_t = np.dtype(dtype).type
+    zero = np_t(0)
+    nacc = vec * tiles
+    step = 32 * vec
+    width = 32 * vec * tiles
+
+    @cuda.jit(cache=not simulator())
+    def zero_rows(rows, cf, n):
+        # x over columns, y over the split rows
+        j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        r = cuda.blockIdx.y
+        if j < n:
+            cf[rows[r] * n + j] = zero
+
+    @cuda.jit(cache=not simulator())
+    def nnz_split(indptr, indices, data, bf, cf, n, r0, r1, split, chunk):
+        tid = cuda.threadIdx.x
+        c = cuda.blockIdx.x * (cuda.blockDim.x // 32) + tid // 32
+        lane = tid % 32
+        if c >= r0.size:
+            return
+        j0 = cuda.blockIdx.y * width + lane * vec
+        wide = (n % vec) == 0
+        lo = c * chunk
+        hi = lo + chunk
+        acc = cuda.local.array(nacc, np_t)
+        for r in range(r0[c], r1[c]):
+            for q in range(nacc):
+                acc[q] = zero
+            for p in range(max(indptr[r], lo), min(indptr[r + 1], hi)):
+                off = indices[p] * n
+                v = data[p]
+                for t in range(tiles):
+                    j = j0 + t * step
+                    if wide and j + vec <= n:
+                        if vec == 4:
+                            x, y, z, w = load4(bf, off + j)
+                            acc[t * 4] += v * x
+                            acc[t * 4 + 1] += v * y
+                            acc[t * 4 + 2] += v * z
+                            acc[t * 4 + 3] += v * w
+                        elif vec == 2:
+                            x, y = load2(bf, off + j)
+                            acc[t * 2] += v * x
+                            acc[t * 2 + 1] += v * y
+                        else:
+                            acc[t] += v * bf[off + j]
+                    else:
+                        for u in range(vec):
+                            if j + u < n:
+                                acc[t * vec + u] += v * bf[off + j + u]
+            row = r * n
+            for t in range(tiles):
+                j = j0 + t * step
+                for u in range(vec):
+                    if j + u < n:
+                        if split[r]:
+                            cuda.atomic.add(cf, row + j + u, acc[t * vec + u])
+                        else:
+                            cf[row + j + u] = acc[t * vec + u]
+
+    return zero_rows, nnz_split
+
+
+@variant("gpu.csr.nnz_split", loop_order="(chunk,J)∥→r→p→(t,v)", rung=16, deterministic=False,
+         movement=models.csr_panel(lambda p: 32 * p.get("vec", 4) * p.get("tiles", 2)),
+         params=(Param("chunk", 128, (32, 64, 128, 256), "nonzeros per warp", minimum=1),
+                 Param("vec", 4, (1, 2, 4), "B values per load"),
+                 Param("tiles", 2, (1, 2, 4), "vec-groups per lane"),
+                 Param("threads", 128, (64, 128, 256), "threads per block (a warp per chunk)")),
+         available=gpu_unavailable_reason)
+def build(problem, chunk, vec, tiles, threads):
+    """CSR nnz-split (merge-path): equal nonzeros per warp, split rows summed with atomics."""
+    check_vec(vec, problem.dtype)
+    if threads % 32 or threads > 1024:
+        raise ParamError(f"threads={threads} must be a multiple of 32 and at most 1024")
+    cu = cuda_module()
+    indptr, indices, data, b, c = device_arrays(problem)
+    r0, r1, split, split_rows = partition(problem.a.indptr, chunk)
+    d_r0, d_r1, d_split = cu.to_device(r0), cu.to_device(r1), cu.to_device(split)
+    d_rows = cu.to_device(split_rows if split_rows.size else np.zeros(1, np.int32))
+    zk, k = kernels(vec, tiles, problem.dtype.name)
+    width = 32 * vec * tiles
+    n = np.int64(problem.n)
+    grid = (ceil_div(r0.size, threads // 32), ceil_div(problem.n, width))
+    launches = []
+    if split_rows.size:
+        launches.append((zk[(ceil_div(problem.n, 128), int(split_rows.size)), 128], (d_rows, flat(c), n)))
+    launches.append((k[grid, threads], (indptr, indices, data, flat(b), flat(c), n, d_r0, d_r1, d_split,
+                                        np.int64(chunk))))
+    info = {"grid": list(grid), "block": [threads], "chunks": int(r0.size), "split_rows": int(split_rows.size)}
+    return kernel_prepared(launches, c, info, kernels=[("", k)],
+                           keep=(indptr, indices, data, b, d_r0, d_r1, d_split, d_rows))

@@ -1,0 +1,60 @@
+"""GPU rung 20 — COO with atomics: a thread per (nonzero, column), results added to C atomically.
+
+The format with no rows at all: nonzero p carries (row, col, value). Thread (p, j) computes
+value·B[col, j] and does ``atomicAdd(C[row, j])``. C is zeroed by a launch first. Loop order: (p, j)∥.
+
+What changed from rung 11: parallel over nonzeros instead of rows — perfect balance whatever the row
+lengths, and no per-row loop — paid for by a read-modify-write of C per nonzero per column (C traffic
+grows from M·N to ~2·nnz·N values, ``models.coo_atomic``) and contended atomics when a warp's nonzeros
+share a row. The order of the additions varies between runs: bits differ (flagged non-deterministic).
+What to look at: GB/s against the model; repeatable=false in info.
+"""
+
+from functools import lru_cache
+
+import numpy as np
+
+from spmm_study.formats import COO
+from spmm_study.gpu import models
+from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, fill, flat, kernel_prepared
+from spmm_study.gpu.device import gpu_unavailable_reason, simulator
+from spmm_study.registry import Param, variant
+
+
+@lru_cache(maxsize=None)
+def kernel(dtype: str):
+    bind_cuda(globals())
+
+    @cuda.jit(cache=not simulator())
+    def coo_atomic(rows, cols, vals, b, cf, nnz):
+        # threadIdx.x along j (coalesced B and C); nonzeros along grid x (y is capped at 65535 blocks)
+        j = cuda.blockIdx.y * cuda.blockDim.x + cuda.threadIdx.x
+        p = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
+        n = b.shape[1]
+        if p < nnz and j < n:
+            cuda.atomic.add(cf, rows[p] * n + j, vals[p] * b[cols[p], j])
+
+    return coo_atomic
+
+
+@variant("gpu.coo.atomic", loop_order="(p,j)∥ atomic", movement=models.coo_atomic, rung=20, deterministic=False,
+         params=(Param("block_x", 128, (32, 64, 128, 256), "threads along N"),
+                 Param("block_y", 2, (1, 2, 4, 8), "nonzeros per block")),
+         available=gpu_unavailable_reason)
+def build(problem, block_x, block_y):
+    """COO, a thread per (nonzero, column), atomicAdd into a zeroed C (non-deterministic)."""
+    cu = cuda_module()
+    coo = COO.from_csr(problem.a)
+    nnz = coo.nnz
+    pad = (lambda x: x if nnz else np.zeros(1, x.dtype))
+    rows = cu.to_device(np.ascontiguousarray(pad(coo.rows)))
+    cols = cu.to_device(np.ascontiguousarray(pad(coo.cols)))
+    vals = cu.to_device(np.ascontiguousarray(pad(coo.data)))
+    b = cu.to_device(problem.b)
+    c = cu.device_array((problem.m, problem.n), dtype=problem.dtype)
+    cf = flat(c)
+    k = kernel(problem.dtype.name)
+    grid = (max(1, ceil_div(nnz, block_y)), ceil_div(problem.n, block_x))
+    info = {"grid": list(grid), "block": [block_x, block_y]}
+    return kernel_prepared([(k[grid, (block_x, block_y)], (rows, cols, vals, b, cf, np.int64(nnz)))], c, info,
+                           kernels=[("", k)], keep=(rows, cols, vals, b), before=(lambda: fill(cf, 0.0),))
