@@ -165,12 +165,13 @@ class Problem:
         dtype = parse_dtype(dtype)
         seed = check_seed(seed)
         check_size(a.m, a.k, n, a.nnz, dtype)
-        cast = a.astype(dtype)
-        if cast.data is not a.data and not np.isfinite(cast.data).all():
+        if a.nnz and dtype.itemsize < a.dtype.itemsize:
             # a finite float64 value past 3.4e38 is Inf in float32: a user mistake, not a kernel's FAIL
+            # (checked before the cast, which would also print numpy's overflow warning)
             big = float(np.abs(a.data).max())
-            raise ParamError(f"a value of magnitude {big:.3g} does not fit {dtype}; use --dtype float64")
-        return cls(cast, seeded_b(a.k, n, seed, dtype), seed=seed, matrix=matrix)
+            if big > np.finfo(dtype).max:
+                raise ParamError(f"a value of magnitude {big:.3g} does not fit {dtype}; use --dtype float64")
+        return cls(a.astype(dtype), seeded_b(a.k, n, seed, dtype), seed=seed, matrix=matrix)
 
     @property
     def dtype(self) -> np.dtype:
