@@ -169,7 +169,7 @@ class Problem:
             # a finite float64 value past 3.4e38 is Inf in float32: a user mistake, not a kernel's FAIL
             # (checked before the cast, which would also print numpy's overflow warning)
             big = float(np.abs(a.data).max())
-            if big > np.finfo(dtype).max:
+            if big > float(np.finfo(dtype).max):  # float(): NEP 50 would compare in float32
                 raise ParamError(f"a value of magnitude {big:.3g} does not fit {dtype}; use --dtype float64")
         return cls(a.astype(dtype), seeded_b(a.k, n, seed, dtype), seed=seed, matrix=matrix)
 
