@@ -117,6 +117,25 @@ def make_writer(name: str, out_dir: Optional[Path], force: bool, resume: bool, m
     return ResultWriter(directory, meta=meta, force=force, resume=resume)
 
 
+def tuned_params(v, a, n: int, given: dict) -> dict:
+    """``run --tuned``: the params autotune stored for this variant, machine and shape class, overlaid
+    with the ones given on the command line; a note on stderr when the class was never tuned."""
+    from spmm_study import autotune
+    from spmm_study.environment import machine_label
+
+    if not v.params:
+        return given
+    sparsity = 1.0 - a.nnz / (a.m * a.k) if a.m * a.k else 0.0
+    found = autotune.lookup(v.id, a.m, a.k, n, sparsity, machine_label(v.device))
+    if found is None:
+        err.print(f"[yellow]note:[/] {v.id} was never tuned for {autotune.shape_class(a.m, a.k, n, sparsity)} "
+                  "on this machine: defaults used (run 'spmm-study autotune')", highlight=False)
+        return given
+    chosen = {**{k: str(val) for k, val in found.items() if k in {p.name for p in v.params}}, **given}
+    err.print(f"[dim]{v.id}: tuned params {' '.join(f'{k}={x}' for k, x in sorted(chosen.items()))}[/]", highlight=False)
+    return chosen
+
+
 # ----------------------------------------------------------------------------------------------- commands
 
 
@@ -177,6 +196,7 @@ def run(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="result directory (default results/run/<timestamp>)"),
     force: bool = typer.Option(False, help="replace rows already in --out"),
     save: bool = typer.Option(True, "--save/--no-save", help="write result files"),
+    tuned: bool = typer.Option(False, "--tuned", help="use the params 'autotune' stored for this machine and shape class"),
 ):
     """Measure variants on a matrix: checked against float64, timed, set beside the bytes that must move."""
     from spmm_study import registry, runner
@@ -206,7 +226,9 @@ def run(
             continue  # in a multi-variant run a parameter applies to the variants that have it
         own = {k: val for k, val in params.items() if k in known or len(variants) == 1}
         v.resolve_params(own)  # unknown names and bad values fail here, before any measurement
-        tasks += [runner.Task(v, spec, n, tuple(sorted(own.items())), dtype, seed, prune, threads) for spec in specs]
+        tasks += [runner.Task(v, spec, n, tuple(sorted((tuned_params(v, ctx.matrix(spec, prune, seed).a, n, own)
+                                                        if tuned else own).items())), dtype, seed, prune, threads)
+                  for spec in specs]
     if not tasks:
         raise ParamError(f"no variant takes the parameters {', '.join(params)}")
     for spec in specs:  # resolve every matrix before the first measurement: all input errors come first
@@ -541,6 +563,78 @@ def calibrate(
             if key in e:
                 t.add_row(e["machine"], label, f"{e[key]:,.1f} {unit}")
     out.print(t)
+
+
+@app.command()
+def autotune(
+    variants: Optional[List[str]] = typer.Option(None, "--variants", "-v", help="comma-separated variants (default: every available variant of --device that has params)"),
+    matrix: Optional[List[str]] = MatrixOpt,
+    n: Optional[List[int]] = typer.Option(None, "--n", "-n", help="columns of B (repeatable; default 256)"),
+    device: str = typer.Option("cpu", help="device for bare names and for the default variant set"),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t"),
+    max_combos: int = typer.Option(64, "--max-combos", help="at most this many param combinations per variant"),
+    repeats: int = typer.Option(5), min_time: float = typer.Option(0.05, "--min-time"),
+    warmup: float = typer.Option(0.02), cache: str = typer.Option("cold"),
+    dlmc_root: Optional[str] = DlmcRootOpt,
+    cache_file: Optional[Path] = typer.Option(None, "--cache-file", help="tuning cache (default ~/.cache/spmm-study/tuned.json or $SPMM_STUDY_TUNED)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="result directory for every candidate measured"),
+    resume: bool = typer.Option(False), force: bool = typer.Option(False),
+):
+    """Find the best Params per (variant, shape class) by measuring each Param's choices; 'run --tuned' uses them."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from spmm_study import autotune as at
+    from spmm_study import registry, runner
+    from spmm_study.sources import DEFAULT_N, DEFAULT_SPEC
+
+    if max_combos < 1:
+        raise ParamError("--max-combos must be >= 1")
+    ns = n or [DEFAULT_N]
+    if any(x <= 0 for x in ns):
+        raise ParamError(f"N must be positive, got {min(ns)}")
+    if variants:
+        chosen = [registry.get(v, device=device) for v in split_list(variants)]
+        for v in chosen:
+            if v.unavailable_reason():
+                raise SpmmError(f"{v.id} is unavailable: {v.unavailable_reason()}")
+    else:
+        chosen = [v for v in registry.select(device=device) if v.params and v.unavailable_reason() is None]
+    chosen = [v for v in chosen if v.params]
+    if not chosen:
+        raise ParamError("no variant with params to tune")
+    specs = matrix or [DEFAULT_SPEC]
+    ctx = runner.Context(dlmc_root=dlmc_root, timing=timing_config(repeats, min_time, warmup, cache))
+    for spec in specs:
+        ctx.matrix(spec, None, 0)
+    tasks = [runner.Task(v, spec, nn, combo, "float32", 0, None, threads, "autotune=1")
+             for spec in specs for nn in ns for v in chosen for combo in at.candidates(v, max_combos)]
+    writer = make_writer("autotune", out_dir, force, resume)
+    from spmm_study.experiment import pending
+
+    todo = pending(tasks, ctx, writer)
+    with Progress(TextColumn("[bold]autotune"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
+                  TimeRemainingColumn(), TextColumn("{task.fields[last]}"), console=err) as progress:
+        bar = progress.add_task("autotune", total=len(todo), last="")
+        for res in runner.execute(todo, ctx, writer):
+            progress.update(bar, advance=1, last=f"{res.variant} {json.loads(res.params)} {res.status}")
+    rows = list(writer.rows)
+    winners = at.best(rows)
+    path = at.save(winners, cache_file)
+    defaults = {}
+    for r in rows:
+        v = registry.load_all().get(r["variant"])
+        if r["status"] == "PASS" and v and json.loads(r["params"]) == v.resolve_params({}):
+            defaults[(r["machine"], r["variant"], at.shape_class(r["m"], r["k"], r["n"], r["sparsity"]))] = r
+    t = Table(title=f"Best params per shape class (stored in {path})", header_style="bold")
+    for col in ("variant", "shape class", "best params", "median", "defaults", "gain"):
+        t.add_column(col, justify="right" if col in ("median", "defaults", "gain") else "left")
+    for key, r in sorted(winners.items()):
+        d = defaults.get(key)
+        gain = f"{d['median_s'] / r['median_s']:.2f}×" if d else "-"
+        t.add_row(key[1], key[2], json.dumps(json.loads(r["params"])), fmt_time(r["median_s"]),
+                  fmt_time(d["median_s"]) if d else "-", gain)
+    out.print(t)
+    out.print(f"[dim]all candidates: {writer.dir}[/]")
 
 
 @app.command("report")
