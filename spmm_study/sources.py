@@ -272,7 +272,8 @@ def read_npz(path: Path | str) -> CSR:
     if magic[:2] != b"PK":  # np.load would take anything else for a pickle or a bare .npy and say so, confusingly
         raise SourceError(f"{path}: not a .npz file (no zip header; starts with {magic!r})")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        # our own file object: np.load leaks its handle when the zip is broken (a ResourceWarning)
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
     except Exception as exc:  # noqa: BLE001 - zipfile, pickle and format errors
         raise SourceError(f"{path}: not a readable .npz file ({type(exc).__name__}: {str(exc)[:80]})") from None
