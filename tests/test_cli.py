@@ -415,3 +415,19 @@ def test_gpu_variant_without_a_gpu_is_one_line(capsys):
     code, out, _ = cli(capsys, "list", "--json", "--device", "gpu")
     row = next(it for it in json.loads(out) if it["id"] == v.id)
     assert row["available"] is False and row["unavailable_reason"] == v.unavailable_reason()
+
+
+def test_real_process_prints_one_line(tmp_path):
+    """The same through a real interpreter, as a user runs it: no warning, banner or traceback beside it."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.smtx"
+    bad.write_text("3, 4, 3\n0 2 1 3\n0 1 2\n")
+    for argv, match in ((["run", "--matrix", f"smtx:{bad}"], r"not monotone: row 1 has offsets 2 -> 1"),
+                        (["run", "--n", "0"], r"N must be positive, got 0")):
+        res = subprocess.run([sys.executable, "-m", "spmm_study", *argv], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=120)
+        assert res.returncode == 2, res.stderr
+        assert len(res.stderr.splitlines()) == 1 and re.search(match, res.stderr), res.stderr
+        assert res.stdout == ""
