@@ -249,6 +249,8 @@ def run(
     print_messages(rows, err)
     if any(r.status in ("FAIL", "ERROR") for r in rows):
         raise typer.Exit(1)
+    if rows and all(r.status == "SKIP" for r in rows):
+        raise typer.Exit(2)  # every variant refused this input (e.g. past int32): a user mistake, nothing measured
 
 
 @app.command()

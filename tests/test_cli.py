@@ -431,3 +431,20 @@ def test_real_process_prints_one_line(tmp_path):
         assert res.returncode == 2, res.stderr
         assert len(res.stderr.splitlines()) == 1 and re.search(match, res.stderr), res.stderr
         assert res.stdout == ""
+
+
+def test_run_where_every_variant_refuses_exits_2_with_one_line(capsys, monkeypatch):
+    from spmm_study.errors import ResourceError
+
+    registry.load_all()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @registry.variant("cpu.csr.clitestint32", loop_order="i→p→j", movement=movement.csr_rowwise)
+    def build(problem):
+        """Needs int32 indices."""
+        raise ResourceError(f"K = {problem.k} is past int32 for this kernel")
+
+    code, out, err = cli(capsys, "run", "--no-save", "--variant", "clitestint32",
+                         "--matrix", "synthetic:uniform:16x16:0.5", "--n", 4, *FAST)
+    assert code == 2 and "SKIP" in out
+    assert err.splitlines() == ["SKIP cpu.csr.clitestint32: K = 16 is past int32 for this kernel"]
