@@ -9,7 +9,9 @@ Steps, each visible in the result row:
 5. warm up by time; 6. timed repeats, each timed on its own, caches cold by default;
 7. **check again** the output the last timed repeat left, *without* re-poisoning: a kernel that
    accumulates into C, or that races, fails here; bitwise equality with step 4 is recorded as
-   ``repeatable`` in ``info``;
+   ``repeatable`` in ``info``; then poison once more, run once (untimed) and check: a kernel that
+   computes only on its first call and returns at once afterwards would otherwise pass with a
+   speed it never had;
 8. median, p20/p80, min; 9. useful GFLOP/s = 2·nnz·N/t, GB/s against compulsory and modelled bytes.
 
 The harness never prints and never writes files. User mistakes raise ``SpmmError``; a variant that
@@ -127,6 +129,14 @@ def measure(variant: Variant, problem: Problem, params: dict | None = None,
         row.info = json.dumps(info, default=str)
         if not chk2.ok:
             row.status, row.message = "FAIL", "check after timing: " + chk2.message
+            return row
+        prepared.poison()
+        prepared.run()
+        prepared.sync()
+        chk3 = problem.check(np.asarray(prepared.fetch()))
+        if not chk3.ok:
+            row.rel_error = chk3.rel_error
+            row.status, row.message = "FAIL", "re-run after poisoning: " + chk3.message
             return row
     except SpmmError as exc:
         row.status, row.message = "SKIP", str(exc)

@@ -59,7 +59,7 @@ def test_correct_kernel_passes_with_all_fields(problem):
     assert row.variant == "cpu.csr.fake" and (row.device, row.format, row.idea) == ("cpu", "csr", "fake")
     assert (row.m, row.k, row.n, row.nnz) == (60, 40, 8, problem.a.nnz)
     assert row.matrix == "test:60x40" and row.seed == 3 and row.dtype == "float32" and row.cache == "warm"
-    assert row.repeats == 5 and len(calls) == 1 + 1 + 5  # first call, one warm-up call, 5 timed repeats
+    assert row.repeats == 5 and len(calls) == 1 + 1 + 5 + 1  # first, one warm-up, 5 timed, the poisoned re-run
     assert row.min_s <= row.p20_s <= row.median_s <= row.p80_s
     assert row.setup_s >= 0 and row.first_call_s >= 0 and row.rel_error < 1e-6
     assert row.tolerance == problem.tolerance.rel_fro
@@ -108,6 +108,24 @@ def test_accumulating_kernel_is_caught_after_timing(problem):
     assert np.isnan(row.gflops) and np.isnan(row.gbps_compulsory) and np.isnan(row.median_s)
     assert row.rel_error > 1.0
     assert json.loads(row.info)["repeatable"] is False
+
+
+def test_kernel_that_works_only_once_is_caught(problem):
+    def build(p):
+        c = p.new_output()
+        ab = product(p)
+        state = {"done": False}
+
+        def run():  # "caches" its answer: later calls return at once and leave C as it is
+            if not state["done"]:
+                c[:] = ab
+                state["done"] = True
+
+        return host_prepared(run, c)
+
+    row = measure(fake(build), problem, {}, QUICK)
+    assert row.status == "FAIL" and row.message.startswith("re-run after poisoning:") and "NaN/Inf" in row.message
+    assert np.isnan(row.median_s) and np.isnan(row.gflops)
 
 
 def test_kernel_going_nan_after_first_call_reports_nan_error(problem):
