@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -43,6 +44,8 @@ class Param:
                 out = kind(value)
                 if kind is int and isinstance(value, str) and str(out) != value.strip().lstrip("+"):
                     raise ValueError
+            if kind is float and not math.isfinite(out):  # float("nan") parses, and compares false with any limit
+                raise ValueError
         except (TypeError, ValueError):
             raise ParamError(f"parameter {self.name}={value!r} is not a valid {kind.__name__}") from None
         if self.strict and self.choices and out not in self.choices:

@@ -39,7 +39,11 @@ def test_param_parse():
     assert flag.parse("yes") is True and flag.parse("0") is False and flag.parse("TRUE") is True
     with pytest.raises(ParamError, match=r"unroll='maybe' is not a valid bool"):
         flag.parse("maybe")
-    assert Param("alpha", 0.5).parse("0.25") == 0.25
+    alpha = Param("alpha", 0.5, minimum=0.0)
+    assert alpha.parse("0.25") == 0.25
+    for bad in ("nan", "inf", "-inf"):
+        with pytest.raises(ParamError, match=rf"alpha={bad!r} is not a valid float"):
+            alpha.parse(bad)
 
 
 def test_decorator_checks_and_registration(scratch):
