@@ -161,6 +161,9 @@ def gpu_ceilings(tiny: bool = False) -> dict:
     Copy: ``dst[i] = src[i]`` over 512 MiB float32 buffers, grid-stride, 8 bytes per element. FMA: every
     thread runs 8 independent ``cuda.fma`` chains of ``iters`` steps on a grid of 32 blocks × 256 threads per
     SM; 2 flops per FMA. Each is the best of 5 launches after one warm-up."""
+    # The kernels must see ``cuda`` as a module global: the CUDA simulator (tests) swaps the globals of a
+    # kernel for its fake module, which a closure variable would escape.
+    global cuda
     from numba import cuda
 
     from spmm_study.environment import machine_label
@@ -215,7 +218,7 @@ def gpu_ceilings(tiny: bool = False) -> dict:
             launch()
             e1.record()
             e1.synchronize()
-            best = min(best, cuda.event_elapsed_time(e0, e1))
+            best = min(best, e0.elapsed_time(e1))
         return max(best, 1e-6)  # the simulator's events measure nothing
 
     copy_ms = best_ms(lambda: copy[blocks, threads](dst, src))

@@ -7,8 +7,9 @@ and hand back comparable result files. The format::
     description = "Does reordering the loops pay?"
     baseline = "cpu.dense.numpy"               # optional: speedups in reports are against this variant
 
-    [timing]                                   # optional: repeats, min_time, warmup (seconds), cache
-    repeats = 10
+    [timing]                                   # optional: repeats, min_time, warmup (seconds), cache,
+    repeats = 10                               # rounds: each problem's variants run A B C A B C ... this
+    rounds = 2                                 # many times; reports take the median of the rounds
 
     [defaults]                                 # optional: keys every [[runs]] entry inherits
     n = [256]
@@ -64,7 +65,7 @@ TOP_KEYS = {"name", "description", "baseline", "timing", "defaults", "runs"}
 RUN_KEYS = {"variants", "matrices", "n", "threads", "dtype", "seed", "prune", "params", "tags", "suite",
             # suite options
             "table", "source", "sparsity", "use_case", "model", "method", "layers"}
-TIMING_KEYS = {"repeats": int, "min_time": (int, float), "warmup": (int, float), "cache": str}
+TIMING_KEYS = {"repeats": int, "min_time": (int, float), "warmup": (int, float), "cache": str, "rounds": int}
 SUITES = ("study", "dlmc")
 DEFAULT_DLMC_N = (256, 2048)
 
@@ -158,7 +159,7 @@ def parse(doc: dict, *, source: str = "inline", text: str = "", dlmc_root: str |
         errors.append("description must be a string")
         description = ""
 
-    timing = _parse_timing(doc.get("timing", {}), errors)
+    timing, rounds = _parse_timing(doc.get("timing", {}), errors)
     baseline = doc.get("baseline")
     if baseline is not None:
         if not isinstance(baseline, str):
@@ -204,14 +205,14 @@ def parse(doc: dict, *, source: str = "inline", text: str = "", dlmc_root: str |
     if errors:
         raise ExperimentError(source, errors)
     # the same task twice (two runs overlapping) is measured once
-    tasks = list(dict.fromkeys(tasks))
+    tasks = interleave(list(dict.fromkeys(tasks)), rounds)
     return Experiment(name, description, source, text, timing, baseline, tasks, warnings)
 
 
-def _parse_timing(section: Any, errors: list[str]) -> TimingConfig:
+def _parse_timing(section: Any, errors: list[str]) -> tuple[TimingConfig, int]:
     if not isinstance(section, dict):
         errors.append("[timing] must be a table")
-        return TimingConfig()
+        return TimingConfig(), 1
     vals = {}
     for key, value in section.items():
         if key not in TIMING_KEYS:
@@ -220,14 +221,16 @@ def _parse_timing(section: Any, errors: list[str]) -> TimingConfig:
         if _check_type("[timing]", key, value, TIMING_KEYS[key], errors):
             vals[key] = value
     if "cache" in vals and vals["cache"] not in ("cold", "warm"):
-        errors.append(f"[timing]: cache = {vals['cache']!r} must be cold or warm")
+        errors.append(f"[timing]: cache = {vals.pop('cache')!r} must be cold or warm")
     if vals.get("repeats", 1) < 1:
-        errors.append(f"[timing]: repeats = {vals['repeats']} must be >= 1")
+        errors.append(f"[timing]: repeats = {vals.pop('repeats')} must be >= 1")
+    if vals.get("rounds", 1) < 1:
+        errors.append(f"[timing]: rounds = {vals.pop('rounds')} must be >= 1")
     for key in ("min_time", "warmup"):
-        if vals.get(key, 0) < 0:
-            errors.append(f"[timing]: {key} = {vals[key]} must be >= 0")
+        if key in vals and not (0 <= vals[key] < 3600):
+            errors.append(f"[timing]: {key} = {vals.pop(key)} must be between 0 and 3600 seconds")
     return TimingConfig(repeats=vals.get("repeats", 10), min_time_s=float(vals.get("min_time", 0.2)),
-                        warmup_s=float(vals.get("warmup", 0.1)), cache=vals.get("cache", "cold"))
+                        warmup_s=float(vals.get("warmup", 0.1)), cache=vals.get("cache", "cold")), vals.get("rounds", 1)
 
 
 def _select_variants(where: str, names: list[str], errors: list[str]) -> list[tuple[Any, bool]]:
@@ -355,7 +358,7 @@ def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], d
             warnings.append(f"{v.id} skipped: {reason}")
             continue
         plan.append((v, grid))
-    used = {name for v, grid in plan for combo in grid for name, _ in combo}
+    used = {p.name for v, _ in plan for p in v.params if p.name in params}
     unavailable_params = {p.name for v, _ in selected for p in v.params if v.unavailable_reason()}
     for name in sorted(set(params) - used - unavailable_params):
         errors.append(f"{where}: no selected variant takes the parameter {name!r}")
@@ -369,6 +372,23 @@ def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], d
                 all_tags = ";".join(x for x in (ptags, tags) if x)
                 tasks.append(Task(v, spec, n, combo, dtype, seed, prune, t if v.device == "cpu" else None, all_tags))
     return tasks
+
+
+def interleave(tasks: list[Task], rounds: int) -> list[Task]:
+    """Each problem's tasks repeated ``rounds`` times back to back (A B C A B C), tagged ``round=r``, so a
+    noisy shared machine disturbs every variant alike; reports merge the rounds (median)."""
+    if rounds <= 1:
+        return tasks
+    from dataclasses import replace
+
+    groups: dict[tuple, list[Task]] = {}
+    for t in tasks:
+        groups.setdefault(problem_of(t), []).append(t)
+    out = []
+    for group in groups.values():
+        for r in range(rounds):
+            out += [replace(t, tags=";".join(x for x in (t.tags, f"round={r}") if x)) for t in group]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- suites

@@ -509,7 +509,46 @@ def dlmc_summary(rows: list[dict]) -> Table:
     return t
 
 
-TABLE_KINDS = ("auto", "ladder", "compare", "study", "dlmc")
+def break_even_table(rows: list[dict], baseline: str | None = None) -> Table:
+    """Where sparse starts to win: for each shape (M×K, N) measured at three or more sparsities, the sparsity
+    at which each variant's speedup over the baseline crosses 1× (linear in sparsity, log in speedup, at the
+    last crossing from below), beside its speedups at the lowest and highest sparsity measured."""
+    rows = speedups(_best_per_variant(merge_rounds(rows)), baseline)
+    bases = {r["baseline_id"] for r in rows if r["baseline_id"]}
+    fams: dict[tuple, dict[str, dict[float, float]]] = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        if r["variant"] in bases or not finite(r["speedup"]):
+            continue
+        fams[(r["machine"], r["m"], r["k"], r["n"], r["dtype"], r["threads"])][r["variant"]][r["sparsity"]] = r["speedup"]
+    t = Table(title=f"Break-even sparsity vs {', '.join(sorted(bases)) or 'baseline'} — {machines_and_dates(rows)}",
+              columns=["M×K", "N", "threads", "variant", "sparsities", "speedup at lowest", "speedup at highest",
+                       "sparse wins from"],
+              formats={"speedup at lowest": "x", "speedup at highest": "x", "sparse wins from": "f3"})
+    for (machine, m, k, n, _, threads), per in sorted(fams.items()):
+        if len({s for v in per.values() for s in v}) < 3:
+            continue
+        for v in sorted(per, key=_ladder_position):
+            pts = sorted(per[v].items())
+            if len(pts) < 2:
+                continue
+            ss = [p[0] for p in pts]
+            ups = [p[1] for p in pts]
+            if all(u >= 1 for u in ups):
+                where: Any = f"≤ {ss[0]:.3g}"
+            elif ups[-1] < 1:
+                where = f"> {ss[-1]:.3g}"
+            else:
+                i = max(j for j in range(len(ups) - 1) if ups[j] < 1 <= ups[j + 1])
+                l0, l1 = math.log(ups[i]), math.log(ups[i + 1])
+                where = ss[i] + (ss[i + 1] - ss[i]) * (0 - l0) / (l1 - l0)
+            t.rows.append([f"{m}×{k}", n, threads, v, len(ss), ups[0], ups[-1], where])
+    if not t.rows:
+        raise ResultsError("break-even needs one shape measured at three or more sparsities")
+    t.caption = "Interpolated between the two measured sparsities around the crossing (log speedup, linear sparsity)."
+    return t
+
+
+TABLE_KINDS = ("auto", "ladder", "compare", "study", "dlmc", "break-even")
 
 
 def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None) -> list[Table]:
@@ -528,6 +567,8 @@ def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None
         return [study_table(rows, baseline)]
     if kind == "dlmc":
         return [dlmc_summary(rows)]
+    if kind == "break-even":
+        return [break_even_table(rows, baseline)]
     suites = defaultdict(list)
     for r in rows:
         suites[parse_tags(r["tags"]).get("suite", "")].append(r)
@@ -540,6 +581,10 @@ def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None
     if rest:
         n_problems = len({(r["machine"], *problem_key(r)) for r in rest})
         tables += ladder_tables(rest, baseline) if n_problems <= 6 else [compare_table(rest, baseline=baseline)]
+        try:
+            tables.append(break_even_table(rest, baseline))
+        except ResultsError:
+            pass  # no shape at three sparsities
     return tables
 
 
