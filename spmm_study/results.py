@@ -6,7 +6,9 @@ A run directory (``results/<name>/<timestamp>/`` by default) holds:
 
 * ``rows.jsonl`` — appended one complete line per result, flushed and fsynced, so an interrupted sweep
   loses at most the row it was measuring; a torn last line (power cut) is ignored when read back;
-* ``results.csv`` — the same rows as CSV, rewritten atomically (temporary file + rename) after each row;
+* ``results.csv`` — the same rows as CSV: one line appended (flushed) per row, and the whole file rewritten
+  atomically from ``rows.jsonl`` whenever a writer opens the directory, so a torn CSV line does not outlive
+  a resume. (Rewriting it after every row cost O(rows²): 19 s of a 2000-row sweep went to writing files.)
 * ``meta.json`` — environment, command line, experiment text; written atomically.
 
 Nothing is overwritten: opening an existing directory that holds rows needs ``resume`` (append, skip
@@ -126,10 +128,11 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def rows_to_csv(rows: Iterable[dict]) -> str:
+def rows_to_csv(rows: Iterable[dict], header: bool = True) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
+    if header:
+        w.writeheader()
     for r in rows:
         w.writerow(r)
     return buf.getvalue()
@@ -169,8 +172,11 @@ class ResultWriter:
                 if p.exists():
                     p.unlink()
         self.rows: list[dict] = existing
-        if existing:  # drop a torn last line for good before appending after it
+        if existing:  # drop a torn last line for good before appending after it; the CSV follows the JSONL
             atomic_write_text(self.jsonl, "".join(json.dumps(r, allow_nan=True) + "\n" for r in existing))
+            atomic_write_text(self.csv, rows_to_csv(existing))
+        elif self.csv.exists():
+            self.csv.unlink()  # a CSV without a JSONL twin (rows.jsonl deleted by hand) would get a second header
         self.done = {row_key(r) for r in existing if r.get("status") != "ERROR"}
         if meta is not None:
             old = {}
@@ -197,7 +203,10 @@ class ResultWriter:
         self.rows.append(row)
         if result.status != "ERROR":
             self.done.add(result.key())
-        atomic_write_text(self.csv, rows_to_csv(self.rows))
+        new = not self.csv.exists()
+        with open(self.csv, "a", encoding="utf-8", newline="") as f:
+            f.write(rows_to_csv([row], header=new))
+            f.flush()
 
 
 def read_rows(path: Path | str) -> list[dict]:

@@ -182,3 +182,20 @@ def test_default_dir_never_collides(tmp_path, monkeypatch):
     assert second == tmp_path / "run" / "20261123-120000-2"
     ResultWriter(second).append(make_row(1))  # no 'already holds rows' for a second run in the same second
     assert results.default_dir("run", tmp_path).name == "20261123-120000-3"
+
+
+def test_csv_is_appended_and_rebuilt_from_jsonl_on_open(tmp_path):
+    d = tmp_path / "run"
+    w = ResultWriter(d)
+    for i in range(3):
+        w.append(make_row(i))
+    text = (d / "results.csv").read_text()
+    assert text.count("\n") == 4 and text.startswith("variant,")  # one header, three rows
+    with open(d / "results.csv", "a") as f:
+        f.write("cpu.csr.v9,cpu,cs")  # interrupted in the middle of a CSV line
+    ResultWriter(d, resume=True)
+    assert (d / "results.csv").read_text() == text  # rebuilt from rows.jsonl
+    (d / "rows.jsonl").unlink()  # rows deleted by hand: the CSV must not keep them with a second header
+    w = ResultWriter(d)
+    w.append(make_row(7))
+    assert [r["variant"] for r in read_rows(d / "results.csv")] == ["cpu.csr.v7"]
