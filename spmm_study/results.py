@@ -12,7 +12,7 @@ A run directory (``results/<name>/<timestamp>/`` by default) holds:
 * ``meta.json`` — environment, command line, experiment text; written atomically.
 
 Nothing is overwritten: opening an existing directory that holds rows needs ``resume`` (append, skip
-finished keys) or ``force`` (start again).
+finished keys; ERROR rows are dropped, since they are measured again) or ``force`` (start again).
 """
 
 from __future__ import annotations
@@ -171,8 +171,10 @@ class ResultWriter:
             for p in (self.jsonl, self.csv):
                 if p.exists():
                     p.unlink()
+        if resume:  # an ERROR row is not finished: it is measured again, so keep one row per key
+            existing = [r for r in existing if r.get("status") != "ERROR"]
         self.rows: list[dict] = existing
-        if existing:  # drop a torn last line for good before appending after it; the CSV follows the JSONL
+        if existing or resume and self.jsonl.exists():  # drop a torn last line for good before appending after it; the CSV follows the JSONL
             atomic_write_text(self.jsonl, "".join(json.dumps(r, allow_nan=True) + "\n" for r in existing))
             atomic_write_text(self.csv, rows_to_csv(existing))
         elif self.csv.exists():
