@@ -685,7 +685,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except typer.TyperException as exc:  # usage errors: unknown option, bad value, missing argument
         msg = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        err.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
+        if msg:  # empty for a bare 'spmm-study' or 'spmm-study data': the help was printed, no "error: " line
+            err.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)

@@ -448,3 +448,11 @@ def test_run_where_every_variant_refuses_exits_2_with_one_line(capsys, monkeypat
                          "--matrix", "synthetic:uniform:16x16:0.5", "--n", 4, *FAST)
     assert code == 2 and "SKIP" in out
     assert err.splitlines() == ["SKIP cpu.csr.clitestint32: K = 16 is past int32 for this kernel"]
+
+
+def test_bare_command_prints_help_and_no_error_line(capsys):
+    for argv in ([], ["data"]):
+        code, out, err = cli(capsys, *argv)
+        assert code == 2 and "Usage: spmm-study" in out and err == ""
+    code, out, err = cli(capsys, "--help")
+    assert code == 0 and "run" in out and "list" in out and err == ""
