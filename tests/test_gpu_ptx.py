@@ -32,6 +32,8 @@ def _cases():
         "row_col": (k11_csr_row_col.kernel("float32"), (*csr, a2(f32), a2(f32)), None),
         "block_smem": (k12_csr_block_smem.kernel(128, "float32", "int32"), (*csr, a2(f32), a2(f32)), None),
         "warp_vec": (_rowvec.kernel(32, 4, 2, 2, False, "float32"), (*csr, a1(f32), a1(f32), i64, a1(i32)), 16),
+        "warp_vec_u4": (_rowvec.kernel(32, 4, 1, 4, False, "float32"), (*csr, a1(f32), a1(f32), i64, a1(i32)), 16),
+        "swizzle_u8": (_rowvec.kernel(16, 4, 2, 8, True, "float32"), (*csr, a1(f32), a1(f32), i64, a1(i32)), 16),
         "subwarp_v2": (_rowvec.kernel(8, 2, 1, 1, False, "float32"), (*csr, a1(f32), a1(f32), i64, a1(i32)), 8),
         "swizzle": (_rowvec.kernel(16, 4, 1, 2, True, "float32"), (*csr, a1(f32), a1(f32), i64, a1(i32)), 16),
         "rowvec_f64": (_rowvec.kernel(32, 2, 2, 2, False, "float64"),

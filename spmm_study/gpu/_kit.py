@@ -78,7 +78,10 @@ def resources(kernel) -> dict:
                     ("local_bytes_per_thread", "get_local_mem_per_thread")):
         try:
             val = getattr(kernel, fn)()
-            out[key] = int(val) if not isinstance(val, dict) else {str(k): int(v) for k, v in val.items()}
+            if isinstance(val, dict):  # one entry per compiled signature; a rung compiles one
+                val = max(val.values()) if val else None
+            if val is not None:
+                out[key] = int(val)
         except Exception:  # noqa: BLE001 - a report we cannot read is left out, never invented
             pass
     return out

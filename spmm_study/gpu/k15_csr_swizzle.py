@@ -30,7 +30,7 @@ def longest_first(indptr: np.ndarray) -> np.ndarray:
          params=(Param("lanes", 16, (4, 8, 16, 32), "threads per row"),
                  Param("vec", 4, (1, 2, 4), "B values per load"),
                  Param("tiles", 1, (1, 2, 4), "vec-groups per lane"),
-                 Param("unroll", 2, (1, 2), "nonzeros per loop iteration"),
+                 Param("unroll", 2, (1, 2, 4, 8), "nonzeros per loop iteration (B loads in flight)"),
                  Param("threads", 128, (64, 128, 256), "threads per block")),
          available=gpu_unavailable_reason)
 def build(problem, lanes, vec, tiles, unroll, threads):
