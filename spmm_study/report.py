@@ -60,7 +60,7 @@ def load_rows(paths: Iterable[Path | str]) -> list[dict]:
         for f in find_result_files(p):
             for r in read_rows(f):
                 ident = (r["variant"], r["matrix"], r["n"], r["dtype"], r["seed"], r["params"], r["threads"],
-                         r["tags"], r["machine"], r["timestamp"], r["median_s"])
+                         r["tags"], r["machine"], r["timestamp"], repr(r["median_s"]))  # repr: NaN == NaN
                 if ident in seen:
                     continue
                 seen.add(ident)
@@ -787,10 +787,13 @@ def plot_tile_heatmap(rows: list[dict], path: Path | str, variant: str | None = 
             grid[i][j] = r["gflops"]
     fig, ax = plt.subplots(figsize=(1.0 * len(xs) + 3, 0.7 * len(ys) + 2.4))
     im = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
+    vals = [v for line in grid for v in line if finite(v)]
+    mid = (min(vals) + max(vals)) / 2
     for i in range(len(ys)):
         for j in range(len(xs)):
-            if finite(grid[i][j]):
-                ax.text(j, i, f"{grid[i][j]:.3g}", ha="center", va="center", fontsize=8, color="w")
+            if finite(grid[i][j]):  # dark text on the bright (fast) half of viridis, white on the dark half
+                ax.text(j, i, f"{grid[i][j]:.3g}", ha="center", va="center", fontsize=8,
+                        color="k" if grid[i][j] > mid else "w")
     ax.set_xticks(range(len(xs)))
     ax.set_xticklabels([str(x) for x in xs])
     ax.set_xlabel(xkey)

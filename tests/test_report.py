@@ -1,0 +1,201 @@
+"""Reports from hand-made result files: speedups, merged rounds, tables (data and markdown), plots, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from spmm_study import report
+from spmm_study.errors import ResultsError
+from spmm_study.results import Result, ResultWriter
+
+CPU = "Test CPU (2 cores)"
+GPU = "Test GPU"
+
+
+def row(variant, t, *, matrix="synthetic:magnitude:ffn1:0.9", n=256, m=2048, k=512, sparsity=0.9, status="PASS",
+        machine=CPU, params=None, tags="", threads=1, baseline=None):
+    device, fmt, idea = variant.split(".", 2)
+    nnz = int(round(m * k * (1 - sparsity)))
+    flops = 2 * nnz * n
+    comp = 1e6
+    return Result(
+        variant=variant, device=device, format=fmt, idea=idea,
+        baseline=baseline if baseline is not None else variant in ("cpu.dense.numpy", "gpu.dense.cublas", "cpu.csr.scipy"),
+        matrix=matrix, m=m, k=k, n=n, nnz=nnz, sparsity=sparsity, dtype="float32", seed=0,
+        params=json.dumps(params or {}, sort_keys=True), threads=threads, status=status,
+        message="first check: wrong" if status == "FAIL" else "", median_s=t, p20_s=t * 0.9, p80_s=t * 1.1, min_s=t * 0.8,
+        repeats=5, gflops=flops / t / 1e9, gflops_dense=2 * m * k * n / t / 1e9, bytes_compulsory=comp,
+        bytes_model=2 * comp, gbps_compulsory=comp / t / 1e9, gbps_model=2 * comp / t / 1e9,
+        intensity=flops / comp, machine=machine, timestamp="2026-11-23T12:00:00", tags=tags)
+
+
+def write_dir(path: Path, results) -> Path:
+    w = ResultWriter(path, meta={"experiment": "test"})
+    for r in results:
+        w.append(r)
+    return path
+
+
+@pytest.fixture
+def ladder_dir(tmp_path):
+    return write_dir(tmp_path / "cpu", [
+        row("cpu.dense.numpy", 4e-3),
+        row("cpu.csr.rowwise", 2e-3),
+        row("cpu.csr.rowwise", 1e-3, tags="round=1"),  # a second round of the same thing
+        row("cpu.csr.rowwise", 3e-3, tags="round=2"),
+        row("cpu.csr.broken", float("nan"), status="FAIL"),
+        row("cpu.csr.scipy", 8e-3),
+    ])
+
+
+def test_speedups_merge_rounds_and_mark_failures(ladder_dir):
+    rows = report.load_rows([ladder_dir])
+    tables = report.ladder_tables(rows)
+    assert len(tables) == 1
+    rec = {r["variant"]: r for r in tables[0].records()}
+    up = tables[0].columns[-1]
+    assert up == "speedup vs cpu.dense.numpy"
+    # rounds 2, 1 and 3 ms merge to their median, 2 ms: 4 ms / 2 ms
+    assert rec["cpu.csr.rowwise"]["median time"] == pytest.approx(2e-3)
+    assert rec["cpu.csr.rowwise"][up] == pytest.approx(2.0)
+    assert rec["cpu.csr.scipy"][up] == pytest.approx(0.5)
+    assert rec["cpu.dense.numpy"][up] == pytest.approx(1.0)
+    assert rec["cpu.csr.broken"][up] == "FAIL" and rec["cpu.csr.broken"]["median time"] == "FAIL"
+    md = report.to_markdown(tables)
+    assert "| cpu.csr.rowwise |" in md and "2.00×" in md and "FAIL" in md and "0.50×" in md
+    assert CPU in md and "2026-11-23" in md
+
+
+def test_explicit_baseline_and_even_round_count(tmp_path):
+    d = write_dir(tmp_path / "r", [row("cpu.csr.scipy", 6e-3), row("cpu.csr.rowwise", 2e-3, tags="round=0"),
+                                   row("cpu.csr.rowwise", 4e-3, tags="round=1")])
+    rows = report.speedups(report.merge_rounds(report.load_rows([d])), baseline="cpu.csr.scipy")
+    rw = [r for r in rows if r["variant"] == "cpu.csr.rowwise"][0]
+    assert rw["median_s"] == pytest.approx(3e-3) and rw["speedup"] == pytest.approx(2.0)
+    assert rw["gflops"] == pytest.approx(2 * rw["nnz"] * 256 / 3e-3 / 1e9)  # rates follow the merged time
+
+
+def test_compare_table_combines_machines_and_each_device_has_its_baseline(tmp_path, ladder_dir):
+    gpu = write_dir(tmp_path / "gpu", [row("gpu.dense.cublas", 1e-4, machine=GPU, threads=0),
+                                       row("gpu.csr.fast", 5e-5, machine=GPU, threads=0),
+                                       row("gpu.csr.bad", 1.0, machine=GPU, status="FAIL", threads=0)])
+    rows = report.load_rows([ladder_dir, gpu])
+    t = report.compare_table(rows)
+    assert "machine" in t.columns and len(t.rows) == 2
+    recs = {r["machine"]: r for r in t.records()}
+    assert recs[GPU]["gpu.csr.fast"].speedup == pytest.approx(2.0)
+    assert recs[GPU]["gpu.csr.bad"] == "FAIL" and recs[GPU]["cpu.csr.rowwise"] == "-"
+    assert recs[CPU]["cpu.csr.rowwise"].speedup == pytest.approx(2.0)
+    assert "50 µs (2.00×)" in report.to_markdown(t)
+
+
+def test_load_rows_reads_csv_jsonl_and_folders_once(tmp_path, ladder_dir):
+    by_dir = report.load_rows([ladder_dir])
+    by_files = report.load_rows([ladder_dir / "rows.jsonl", ladder_dir / "results.csv"])
+    by_parent = report.load_rows([tmp_path])
+    assert len(by_dir) == len(by_files) == len(by_parent) == 6
+    with pytest.raises(ResultsError):
+        report.load_rows([tmp_path / "missing"])
+
+
+def study_rows():
+    out = []
+    for problem, (m, k, n, case, count, t4) in {1: (64, 256, 3136, "RN50", 2, 4.3), 12: (64, 32, 12544, "MbNetV1", 1, 1.4)}.items():
+        tags = f"suite=study;problem={problem};use_case={case};count={count};sparsity=0.9;t4={t4}"
+        kw = dict(matrix=f"synthetic:magnitude:{m}x{k}:0.9", m=m, k=k, n=n, tags=tags)
+        out += [row("cpu.dense.numpy", 1e-3, **kw), row("cpu.csr.rowwise", 5e-4 if problem == 1 else 2e-3, **kw)]
+    return out
+
+
+def test_study_table_columns_and_published_column(tmp_path):
+    rows = report.load_rows([write_dir(tmp_path / "s", study_rows())])
+    t = report.study_table(rows)
+    assert t.columns[:8] == ["#", "M", "K", "N", "use case", "count", "sparsity", "matrix"]
+    assert t.columns[-1] == "T4 published" and "cpu.csr.rowwise" in t.columns
+    recs = t.records()
+    assert [r["#"] for r in recs] == [1, 12, "geomean"]
+    assert recs[0]["cpu.csr.rowwise"] == pytest.approx(2.0) and recs[1]["cpu.csr.rowwise"] == pytest.approx(0.5)
+    assert recs[2]["cpu.csr.rowwise"] == pytest.approx(1.0)  # geomean of 2 and 0.5
+    assert recs[2]["T4 published"] == pytest.approx(math.sqrt(4.3 * 1.4))
+    assert recs[1]["N"] == 12544 and recs[1]["use case"] == "MbNetV1" and recs[0]["count"] == 2
+    assert report.tables_for(rows)[0].title.startswith("The study table")
+
+
+def test_dlmc_summary_geomean_and_fraction(tmp_path):
+    rs = []
+    for i, t in enumerate([0.5e-3, 2e-3, 0.25e-3]):
+        tags = f"suite=dlmc;model=transformer;method=magnitude_pruning;sparsity=0.9;layer=l{i}"
+        kw = dict(matrix=f"dlmc:transformer/magnitude_pruning/0.9/l{i}", tags=tags)
+        rs += [row("cpu.dense.numpy", 1e-3, **kw), row("cpu.csr.scipy", 1e-3, **kw), row("cpu.csr.tiled", t, **kw)]
+    rs.append(row("cpu.csr.tiled", 1.0, status="FAIL", matrix="dlmc:x/l9", tags="suite=dlmc;model=transformer;"
+                  "method=magnitude_pruning;sparsity=0.9;layer=l9"))
+    t = report.dlmc_summary(report.load_rows([write_dir(tmp_path / "d", rs)]))
+    recs = [r for r in t.records() if r["variant"] == "cpu.csr.tiled"]
+    assert {r["vs baseline"] for r in recs} == {"cpu.dense.numpy", "cpu.csr.scipy"}
+    for r in recs:
+        assert r["problems"] == 3 and r["FAIL"] == 1
+        assert r["geomean speedup"] == pytest.approx((2 * 0.5 * 4) ** (1 / 3))
+        assert r["faster in"] == pytest.approx(2 / 3)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_plots_from_result_files(tmp_path):
+    rs = []
+    for s, t_sparse in ((0.5, 4e-3), (0.8, 1.5e-3), (0.9, 8e-4), (0.95, 5e-4)):
+        kw = dict(matrix=f"synthetic:magnitude:ffn1:{s}", sparsity=s)
+        rs += [row("cpu.dense.numpy", 2e-3, **kw), row("cpu.csr.rowwise", t_sparse, **kw)]
+    for tile, t in ((16, 2e-3), (32, 1e-3), (64, 1.2e-3)):
+        for rpt in (16, 64):
+            rs.append(row("cpu.csr.tiled", t * (1 + rpt / 640), params={"tile_n": tile, "rows_per_task": rpt}))
+    d = write_dir(tmp_path / "p", rs)
+    ceilings = tmp_path / "ceilings.json"
+    ceilings.write_text(json.dumps({CPU: {"device": "cpu", "machine": CPU, "threads_all": 2, "stream_gbps_1": 30.0,
+                                          "stream_gbps_all": 35.0, "fma_gflops_fp32_1": 200.0,
+                                          "fma_gflops_fp32_all": 400.0}}))
+    written = report.plot_all(report.load_rows([d]), tmp_path / "plots", ceilings_path=ceilings,
+                              row_hist_specs=["synthetic:magnitude:64x128:0.9"])
+    names = sorted(p.name for p in written)
+    assert names == sorted(["roofline.png", "loop_orders.png", "speedup_vs_sparsity.png", "tiles_cpu.csr.tiled.png",
+                            "rows_synthetic_magnitude_64x128_0.9.png"])
+    for p in written:
+        w, h = png_size(p)
+        assert w > 300 and h > 200 and p.stat().st_size < 200_000
+    # the break-even table sees the crossing between 0.5 (0.5x) and 0.8 (1.33x)
+    be = report.break_even_table(report.load_rows([d]))
+    rec = [r for r in be.records() if r["variant"] == "cpu.csr.rowwise"][0]
+    assert 0.5 < rec["sparse wins from"] < 0.8
+
+
+def test_plot_refuses_rows_that_cannot_support_it(tmp_path):
+    rows = [asdict(row("cpu.csr.rowwise", 1e-3))]
+    with pytest.raises(ResultsError, match="two or more sparsities"):
+        report.plot_speedup_vs_sparsity(rows, tmp_path / "x.png")
+    with pytest.raises(ResultsError, match="heatmap"):
+        report.plot_tile_heatmap(rows, tmp_path / "y.png")
+
+
+def test_cli_report_markdown_and_errors(tmp_path, ladder_dir):
+    from typer.testing import CliRunner
+
+    from spmm_study.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["report", str(ladder_dir), "--markdown"])
+    assert res.exit_code == 0, res.output
+    assert "| variant |" in res.output and "2.00×" in res.output
+    res = runner.invoke(app, ["report", str(ladder_dir), "--kind", "compare", "--plots", str(tmp_path / "pl")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "pl" / "roofline.png").exists()
+    res = runner.invoke(app, ["report", str(tmp_path / "nothing")])
+    assert isinstance(res.exception, ResultsError)
