@@ -177,3 +177,53 @@ def test_astype_and_dense_round_trip():
     b = a.astype(np.float32)
     assert b.dtype == np.float32 and b.indices is a.indices
     np.testing.assert_array_equal(CSR.from_dense(b.to_dense()).data, b.data)
+
+
+# ------------------------------------------------------------------------------------ properties
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(0, 25), k=st.integers(0, 25), density=st.floats(0, 1), seed=st.integers(0, 2**16),
+       shuffle=st.booleans())
+def test_property_triplets_csr_coo_csc_agree(m, k, density, seed, shuffle):
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((m, k)) < density, rng.standard_normal((m, k)), 0.0).astype(np.float32)
+    rows, cols = np.nonzero(dense)
+    vals = dense[rows, cols]
+    if shuffle:  # triplets in any order give the same canonical CSR
+        p = rng.permutation(rows.size)
+        rows, cols, vals = rows[p], cols[p], vals[p]
+    a = CSR.from_coo_arrays((m, k), rows, cols, vals)
+    assert a.validate() is a  # canonical already: sorted, no duplicates
+    np.testing.assert_array_equal(a.to_dense(), dense)
+    ref = sp.csr_matrix(dense)
+    np.testing.assert_array_equal(a.indptr, ref.indptr)
+    np.testing.assert_array_equal(a.indices, ref.indices)
+    coo = COO.from_csr(a)
+    np.testing.assert_array_equal(coo.rows, rows[np.lexsort((cols, rows))])
+    csc = CSC.from_csr(a)
+    np.testing.assert_array_equal(CSR((k, m), csc.indptr, csc.indices, csc.data).validate().to_dense(), dense.T)
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 12), k=st.integers(1, 12), nnz=st.integers(1, 40), seed=st.integers(0, 2**16))
+def test_property_validate_finds_every_corruption(m, k, nnz, seed):
+    """Random index corruption: validate either accepts a still-valid CSR or raises FormatError; never
+    anything else, and never accepts an index out of range."""
+    rng = np.random.default_rng(seed)
+    indptr = np.sort(rng.integers(0, nnz + 1, m + 1))
+    indptr[0], indptr[-1] = 0, nnz
+    indices = rng.integers(-2, k + 2, nnz).astype(np.int32)
+    a = CSR((m, k), indptr.astype(np.int32), indices, np.ones(nnz, np.float32))
+    try:
+        b = a.validate(canonicalize=bool(seed % 2))
+    except FormatError as exc:
+        assert any(ch.isdigit() for ch in str(exc))  # the message carries numbers
+        return
+    assert b.indices.min() >= 0 and b.indices.max() < k
+    for r in range(m):
+        row = b.indices[b.indptr[r]:b.indptr[r + 1]]
+        assert (np.diff(row) > 0).all()

@@ -366,3 +366,25 @@ def test_convert_round_trip_and_no_overwrite(tmp_path, suffix):
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temporary files left behind
     with pytest.raises(SourceError, match=r"must end in .mtx, .npz or .smtx"):
         sources.convert(other, tmp_path / "m.txt")
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(m=st.integers(1, 20), k=st.integers(1, 20), density=st.floats(0, 1), seed=st.integers(0, 2**16),
+       suffix=st.sampled_from([".mtx", ".npz", ".smtx"]), f64=st.booleans())
+def test_property_files_round_trip(tmp_path, m, k, density, seed, suffix, f64):
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((m, k)) < density, rng.standard_normal((m, k)), 0.0)
+    dense = dense.astype(np.float64 if f64 else np.float32)
+    a = CSR.from_dense(dense)
+    out = tmp_path / f"p{seed}_{m}x{k}{suffix}"
+    sources.convert(a, out, force=True)
+    back = sources.load(f"{suffix[1:]}:{out}").a
+    assert back.shape == (m, k)
+    np.testing.assert_array_equal(back.indptr, a.indptr)
+    np.testing.assert_array_equal(back.indices, a.indices)
+    if suffix != ".smtx":
+        np.testing.assert_array_equal(back.data.astype(dense.dtype), a.data)  # exact, float64 included
