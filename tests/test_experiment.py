@@ -238,3 +238,35 @@ def test_shipped_experiments_validate(dlmc):
         e = ex.load(f, dlmc_root=str(dlmc))
         assert e.tasks, f
         assert np.all([t.n > 0 for t in e.tasks])
+
+
+def _wrong_build(problem):
+    """Deliberately wrong (C = 2·A·B): compare must show it as FAIL, never as a speed."""
+    a = problem.a.to_scipy()
+    c = problem.new_output()
+
+    def run():
+        c[...] = 2 * (a @ problem.b)
+
+    return host_prepared(run, c)
+
+
+def test_cli_compare_side_by_side_with_fail(monkeypatch, tmp_path, fake_variant):
+    from typer.testing import CliRunner
+
+    from spmm_study.cli import app
+
+    bad = Variant(id="cpu.csr.fake_wrong", build=_wrong_build, loop_order="-", movement=movement.csr_rowwise, params=(),
+                  rung=9998)
+    monkeypatch.setitem(registry._REGISTRY, bad.id, bad)
+    res = CliRunner().invoke(app, ["compare", "-v", "fake_tiled,fake_wrong", "-m", "synthetic:uniform:16x16:0.5",
+                                   "-n", "4", "-n", "8", "--rounds", "2", "--threads", "1", "--repeats", "1",
+                                   "--min-time", "0", "--warmup", "0", "--markdown", "--out", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("| synthetic")]
+    assert len(lines) == 2  # one line per problem (N = 4, 8), the two rounds merged
+    header = [ln for ln in res.output.splitlines() if ln.startswith("| matrix")][0]
+    assert "cpu.csr.fake_tiled" in header and "cpu.dense.numpy" in header  # the dense baseline joins by default
+    assert all("FAIL" in ln and "(1.00×)" in ln for ln in lines)
+    rows = read_rows(tmp_path / "c")
+    assert len(rows) == 2 * 2 * 3 and {r["tags"] for r in rows} == {"round=0", "round=1"}
