@@ -153,7 +153,7 @@ def machine_label(device: str = "cpu") -> str:
     return f"{cpu_model()} ({cores()} cores)"
 
 
-def describe(include_gpu: bool = False) -> dict:
+def describe(include_gpu: bool = False, argv: list[str] | None = None) -> dict:
     env = {
         "host": platform.node(),
         "platform": platform.platform(),
@@ -163,7 +163,7 @@ def describe(include_gpu: bool = False) -> dict:
         "caches": caches(),
         "versions": versions(),
         "git_commit": git_commit(),
-        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "command": " ".join(["spmm-study"] + list(sys.argv[1:] if argv is None else argv)),
         "env": {k: v for k, v in os.environ.items()
                 if k.startswith(("NUMBA_", "OMP_", "OPENBLAS_", "MKL_", "SPMM_STUDY_", "CUDA_VISIBLE"))},
     }

@@ -194,6 +194,10 @@ def read_smtx(path: Path | str, seed: int = 0, dtype=np.float32) -> CSR:
         lines.pop()
     if not lines:
         raise SourceError(f"{path} is empty")
+    blank = next((i for i, line in enumerate(lines) if not line.strip()), None)
+    if blank is not None:
+        what = ("the row offsets", "the column indices")[min(blank - 1, 1)] if blank else "the header"
+        raise SourceError(f"{path}: line {blank + 1} is blank where {what} should be")
     head = _ints(lines[0], "line 1 (rows, cols, nnz)", path)
     if head.size != 3:
         raise SourceError(f"{path}: line 1 has {head.size} numbers; expected 3 (rows, cols, nnz)")
