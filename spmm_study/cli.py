@@ -113,7 +113,7 @@ def make_writer(name: str, out_dir: Optional[Path], force: bool, resume: bool, m
     if not save:
         return None
     directory = out_dir or default_dir(name)
-    meta = {"experiment": name, **describe(), **(meta_extra or {})}
+    meta = {"experiment": name, **describe(argv=_ARGV), **(meta_extra or {})}
     return ResultWriter(directory, meta=meta, force=force, resume=resume)
 
 
@@ -671,8 +671,13 @@ def report_cmd(
 # ----------------------------------------------------------------------------------------------- entry
 
 
+_ARGV: list[str] | None = None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the Typer app, turning every user mistake into one line and exit code 2."""
+    global _ARGV
+    _ARGV = list(sys.argv[1:] if argv is None else argv)  # recorded in meta.json as the command line
     try:
         code = app(args=argv, standalone_mode=False, prog_name="spmm-study")
     except SpmmError as exc:
