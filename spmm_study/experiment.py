@@ -204,6 +204,12 @@ def parse(doc: dict, *, source: str = "inline", text: str = "", dlmc_root: str |
         errors.append("the grid is empty: no variant is available here for these runs")
     if errors:
         raise ExperimentError(source, errors)
+    skipped: dict[str, list[str]] = {}
+    for vid, reason in warnings:
+        skipped.setdefault(reason, [])
+        if vid not in skipped[reason]:
+            skipped[reason].append(vid)
+    warnings = [f"skipped {', '.join(ids)}: {reason}" for reason, ids in skipped.items()]
     # the same task twice (two runs overlapping) is measured once
     tasks = interleave(list(dict.fromkeys(tasks)), rounds)
     return Experiment(name, description, source, text, timing, baseline, tasks, warnings)
@@ -355,7 +361,7 @@ def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], d
             continue
         reason = v.unavailable_reason()
         if reason:
-            warnings.append(f"{v.id} skipped: {reason}")
+            warnings.append((v.id, reason))
             continue
         plan.append((v, grid))
     used = {p.name for v, _ in plan for p in v.params if p.name in params}
