@@ -21,10 +21,10 @@ from spmm_study.registry import Param, variant
 
 
 @variant("gpu.csr.warp_vec", loop_order="(i,J)∥→p→(t,v)", rung=13,
-         movement=models.csr_panel(lambda p: 32 * p.get("vec", 4) * p.get("tiles", 2)),
+         movement=models.csr_panel(lambda p: 32 * p.get("vec", 4) * p.get("tiles", 1)),
          params=(Param("vec", 4, (1, 2, 4), "B values per load (4: 16-byte loads; float64 allows ≤2)"),
-                 Param("tiles", 2, (1, 2, 4), "vec-groups per lane: accumulators = vec·tiles"),
-                 Param("unroll", 2, (1, 2, 4, 8), "nonzeros per loop iteration (B loads in flight)"),
+                 Param("tiles", 1, (1, 2, 4), "vec-groups per lane: accumulators = vec·tiles"),
+                 Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration (B loads in flight)"),
                  Param("threads", 128, (64, 128, 256), "threads per block (a warp per row)")),
          available=gpu_unavailable_reason)
 def build(problem, vec, tiles, unroll, threads):

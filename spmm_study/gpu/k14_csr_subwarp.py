@@ -21,7 +21,7 @@ from spmm_study.registry import Param, variant
          params=(Param("lanes", 16, (4, 8, 16, 32), "threads per row (a power of two ≤ 32)"),
                  Param("vec", 4, (1, 2, 4), "B values per load"),
                  Param("tiles", 1, (1, 2, 4), "vec-groups per lane"),
-                 Param("unroll", 2, (1, 2, 4, 8), "nonzeros per loop iteration (B loads in flight)"),
+                 Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration (B loads in flight)"),
                  Param("threads", 128, (64, 128, 256), "threads per block")),
          available=gpu_unavailable_reason)
 def build(problem, lanes, vec, tiles, unroll, threads):

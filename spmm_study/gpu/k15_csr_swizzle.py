@@ -26,11 +26,11 @@ def longest_first(indptr: np.ndarray) -> np.ndarray:
 
 
 @variant("gpu.csr.swizzle", loop_order="(order[g],J)∥→p→(t,v)", rung=15,
-         movement=models.csr_panel(lambda p: p.get("lanes", 16) * p.get("vec", 4) * p.get("tiles", 1)),
+         movement=models.csr_panel(lambda p: p.get("lanes", 16) * p.get("vec", 4) * p.get("tiles", 2)),
          params=(Param("lanes", 16, (4, 8, 16, 32), "threads per row"),
                  Param("vec", 4, (1, 2, 4), "B values per load"),
-                 Param("tiles", 1, (1, 2, 4), "vec-groups per lane"),
-                 Param("unroll", 2, (1, 2, 4, 8), "nonzeros per loop iteration (B loads in flight)"),
+                 Param("tiles", 2, (1, 2, 4), "vec-groups per lane"),
+                 Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration (B loads in flight)"),
                  Param("threads", 128, (64, 128, 256), "threads per block")),
          available=gpu_unavailable_reason)
 def build(problem, lanes, vec, tiles, unroll, threads):
