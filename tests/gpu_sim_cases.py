@@ -37,6 +37,13 @@ CASES = {
                           ({"chunk": 40, "vec": 4, "tiles": 1, "threads": 32}, ["one_dense_row"], (8,))],
     "gpu.csr.densify_tile": [({"vec": 2, "warps": 2, "rows_per_warp": 2, "kt": 4}, SMALL, (6, 67)),
                              ({"vec": 4, "warps": 1, "rows_per_warp": 3, "kt": 8}, ["one_dense_row"], (5, 8))],
+    "gpu.csr.l1_panel": [({"lanes": 4, "vec": 4, "tiles": 1, "unroll": 2, "threads": 8, "blocks_per_sm": 2, "slots": 3},
+                          SMALL, (5, 16, 37)),
+                         ({"lanes": 2, "vec": 2, "tiles": 2, "unroll": 4, "threads": 4, "blocks_per_sm": 1, "slots": 5},
+                          ["n_not_multiple_of_tile", "one_dense_row"], (3, 30)),
+                         # more panels than SM slots: each slot walks several panels
+                         ({"lanes": 4, "vec": 4, "tiles": 1, "unroll": 4, "threads": 8, "blocks_per_sm": 2, "slots": 1},
+                          ["empty_rows", "one_dense_row"], (37,))],
     "gpu.coo.atomic": [({"block_x": 8, "block_y": 4}, SMALL, (5, 11))],
     "gpu.nm24.structured": [({"vec": 4, "block_x": 2, "block_y": 4}, ["nm24", "nm24_wide"], (6, 9, 8)),
                             ({"vec": 1, "block_x": 4, "block_y": 2}, ["nm24"], (5,))],

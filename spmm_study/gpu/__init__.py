@@ -16,6 +16,7 @@ from spmm_study.gpu import (  # noqa: F401,E402  (imported for registration)
     k15_csr_swizzle,
     k16_csr_nnz_split,
     k17_csr_densify_tile,
+    k18_csr_l1_panel,
     k20_coo_atomic,
     k21_structured24,
 )

@@ -1,0 +1,170 @@
+"""GPU rung 18 — SM-affine panels: a persistent grid that keeps each SM on one column panel of B, so the
+B rows its warps re-read come from its own L1 instead of L2.
+
+The row kernel of rungs 13–15 re-reads one B row segment per nonzero; on the H100 those loads ran at
+~10 TB/s (ffn_conv1 90%, N=4096: 1.7 GB in 160 µs), i.e. from L2: with rows fast in the grid, every SM
+holds blocks of several panels and its L1 (≤256 KB, shared with shared memory) cannot keep any panel.
+Here the grid is persistent (``blocks_per_sm`` blocks per SM, all resident at once) and block b, which the
+hardware places on SM slot b mod #SMs in the first and only wave, works only on panel
+p = slot·P / #SMs (several SMs share a panel when P < #SMs; an SM walks its panels one after another when
+P > #SMs). The panel is ``lanes``·vec·tiles columns wide: K·width·4 bytes of B should fit in L1 — 64 columns
+(lanes 16, vec 4) are 128 KB for K = 512. Rows are visited longest first (the swizzle order of rung 15),
+strided over the blocks that share the panel.
+Loop order: persistent block → its panel(s) → rows (strided) → p → (tile, vec).
+
+What changed from rung 15: only the mapping of work to blocks — same loads, same registers — so any gain
+is L1 hit rate. If the placement assumption fails (blocks not spread round-robin) the result stays
+correct, only slower. Expect up to ~2× at large N (the L1 pipe is ~3× L2 bandwidth), nothing at N=256.
+"""
+
+from functools import lru_cache
+
+import numpy as np
+
+from spmm_study.errors import ParamError
+from spmm_study.gpu import models
+from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, cuda_module, device_arrays, flat, kernel_prepared
+from spmm_study.gpu.device import gpu_unavailable_reason, simulator
+from spmm_study.gpu.k15_csr_swizzle import longest_first
+from spmm_study.registry import Param, variant
+
+
+@lru_cache(maxsize=None)
+def kernel(lanes: int, vec: int, tiles: int, unroll: int, dtype: str):
+    bind_cuda(globals())
+    from spmm_study.gpu._vec import ops
+
+    load2, load4, store2, store4 = ops()
+    np_t = np.dtype(dtype).type
+    zero = np_t(0)
+    nacc = tiles * vec
+    step = lanes * vec
+    width = lanes * vec * tiles
+
+    @cuda.jit(cache=not simulator())  # noqa: F821 - bound by bind_cuda
+    def l1_panel(indptr, indices, data, bf, cf, n, order, slots, bps):
+        tid = cuda.threadIdx.x  # noqa: F821
+        groups = cuda.blockDim.x // lanes  # noqa: F821
+        g_local = tid // lanes
+        lane = tid % lanes
+        b = cuda.blockIdx.x  # noqa: F821
+        slot = b % slots
+        rnd = b // slots
+        m = indptr.size - 1
+        npanels = (n + width - 1) // width
+        wide = (n % vec) == 0
+        if npanels <= slots:
+            p_first = (slot * npanels) // slots
+            p_last = p_first + 1
+            p_step = 1
+            first_slot = (p_first * slots + npanels - 1) // npanels
+            next_slot = ((p_first + 1) * slots + npanels - 1) // npanels
+            q = slot - first_slot
+            nq = next_slot - first_slot
+        else:
+            p_first = slot
+            p_last = npanels
+            p_step = slots
+            q = 0
+            nq = 1
+        acc = cuda.local.array(nacc, np_t)  # noqa: F821
+        offs = cuda.local.array(unroll, np.int64)  # noqa: F821
+        vals = cuda.local.array(unroll, np_t)  # noqa: F821
+        row_stride = nq * bps * groups
+        for panel in range(p_first, p_last, p_step):
+            j0 = panel * width + lane * vec
+            for rr in range((q * bps + rnd) * groups + g_local, m, row_stride):
+                i = order[rr]
+                for c in range(nacc):
+                    acc[c] = zero
+                p = indptr[i]
+                end = indptr[i + 1]
+                while p + unroll <= end:
+                    for u in range(unroll):
+                        offs[u] = indices[p + u] * n
+                        vals[u] = data[p + u]
+                    for t in range(tiles):
+                        j = j0 + t * step
+                        if wide and j + vec <= n:
+                            for u in range(unroll):
+                                if vec == 4:
+                                    x0, y0, z0, w0 = load4(bf, offs[u] + j)
+                                    acc[t * 4] += vals[u] * x0
+                                    acc[t * 4 + 1] += vals[u] * y0
+                                    acc[t * 4 + 2] += vals[u] * z0
+                                    acc[t * 4 + 3] += vals[u] * w0
+                                elif vec == 2:
+                                    x0, y0 = load2(bf, offs[u] + j)
+                                    acc[t * 2] += vals[u] * x0
+                                    acc[t * 2 + 1] += vals[u] * y0
+                                else:
+                                    acc[t] += vals[u] * bf[offs[u] + j]
+                        else:
+                            for u in range(unroll):
+                                for w in range(vec):
+                                    if j + w < n:
+                                        acc[t * vec + w] += vals[u] * bf[offs[u] + j + w]
+                    p += unroll
+                while p < end:
+                    off0 = indices[p] * n
+                    v0 = data[p]
+                    for t in range(tiles):
+                        j = j0 + t * step
+                        for w in range(vec):
+                            if j + w < n:
+                                acc[t * vec + w] += v0 * bf[off0 + j + w]
+                    p += 1
+                row = i * n
+                for t in range(tiles):
+                    j = j0 + t * step
+                    if wide and j + vec <= n:
+                        if vec == 4:
+                            store4(cf, row + j, acc[t * 4], acc[t * 4 + 1], acc[t * 4 + 2], acc[t * 4 + 3])
+                        elif vec == 2:
+                            store2(cf, row + j, acc[t * 2], acc[t * 2 + 1])
+                        else:
+                            cf[row + j] = acc[t]
+                    else:
+                        for w in range(vec):
+                            if j + w < n:
+                                cf[row + j + w] = acc[t * vec + w]
+
+    return l1_panel
+
+
+def sm_count() -> int:
+    if simulator():
+        return 2
+    return int(cuda_module().get_current_device().MULTIPROCESSOR_COUNT)
+
+
+@variant("gpu.csr.l1_panel", loop_order="block→panel→rows(strided)→p→(t,v)", rung=18,
+         movement=models.csr_panel(lambda p: p.get("lanes", 16) * p.get("vec", 4) * p.get("tiles", 1)),
+         params=(Param("lanes", 16, (8, 16, 32), "threads per row = panel width / (vec·tiles)"),
+                 Param("vec", 4, (1, 2, 4), "B values per load"),
+                 Param("tiles", 1, (1, 2), "vec-groups per lane"),
+                 Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration"),
+                 Param("threads", 128, (128, 256), "threads per block"),
+                 Param("blocks_per_sm", 4, (2, 4, 8), "resident blocks per SM (persistent grid)", minimum=1),
+                 Param("slots", 0, (0,), "SM slots the grid is laid out for (0: this GPU's SM count)", minimum=0)),
+         available=gpu_unavailable_reason)
+def build(problem, lanes, vec, tiles, unroll, threads, blocks_per_sm, slots):
+    """SM-affine column panels: a persistent grid keeps each SM on one B panel so re-reads hit L1."""
+    check_vec(vec, problem.dtype)
+    if lanes not in (1, 2, 4, 8, 16, 32) or threads % lanes or threads > 1024:
+        raise ParamError(f"lanes={lanes} must be a power of two ≤ 32 dividing threads={threads} (≤ 1024)")
+    if unroll not in (1, 2, 4, 8):
+        raise ParamError(f"unroll={unroll}: choose 1, 2, 4 or 8")
+    cu = cuda_module()
+    slots = slots or sm_count()
+    indptr, indices, data, b, c = device_arrays(problem)
+    order = cu.to_device(longest_first(problem.a.indptr) if problem.m else np.zeros(1, np.int32))
+    k = kernel(lanes, vec, tiles, unroll, problem.dtype.name)
+    grid = slots * blocks_per_sm
+    width = lanes * vec * tiles
+    info = {"grid": [grid], "block": [threads], "panel_cols": width, "slots": slots,
+            "panel_b_bytes": problem.k * width * problem.dtype.itemsize}
+    args = (indptr, indices, data, flat(b), flat(c), np.int64(problem.n), order, np.int64(slots),
+            np.int64(blocks_per_sm))
+    return kernel_prepared([(k[grid, threads], args)], c, info, kernels=[("", k)],
+                           keep=(indptr, indices, data, b, order))
