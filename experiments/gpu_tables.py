@@ -1,0 +1,176 @@
+"""README tables of the GPU ladder, generated from result files only (DESIGN.md §11.8).
+
+    python experiments/gpu_tables.py            # rewrites the README between the gpu-ladder / gpu-ratios markers
+
+Reads data/reference/gpu-ladder.csv (every rung on one matrix), data/reference/gpu-bench.csv (every DLMC
+layer-0 matrix × N: baselines and candidate configs measured in the same run) and gpu-env.json (device,
+copy bandwidth: the roof of the byte floor).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REF = ROOT / "data" / "reference"
+
+
+def rows(name):
+    path = REF / name
+    return list(csv.DictReader(open(path))) if path.exists() else []
+
+
+def f(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def geomean(xs):
+    xs = [x for x in xs if x == x and x > 0]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else float("nan")
+
+
+def short_matrix(spec):
+    m = re.search(r"/(0\.\d+)/body_(\w+?)_layer_0_(.*)_fully_connected", spec)
+    if not m:
+        return spec
+    part = m.group(3).replace("self_attention_multihead_attention_", "self_").replace(
+        "encdec_attention_multihead_attention_", "encdec_").replace("output_transform", "out")
+    return f"{m.group(2)[:3]}.{part}"
+
+
+def params_short(p):
+    d = json.loads(p or "{}")
+    return " ".join(f"{k}={v}" for k, v in sorted(d.items()))
+
+
+def info(r):
+    return json.loads(r.get("info") or "{}")
+
+
+def ladder_table(env):
+    data = rows("gpu-ladder.csv")
+    if not data:
+        return "_no ladder results yet_"
+    roof = env.get("copy_tbps_read_plus_write", 3.0) * 1e12
+    out = []
+    by_n = defaultdict(list)
+    for r in data:
+        by_n[int(r["n"])].append(r)
+    m0 = data[0]
+    out.append(f"Matrix `{m0['matrix'].split(':', 1)[-1]}` (M={m0['m']}, K={m0['k']}, nnz={m0['nnz']}), fp32, "
+               f"device: {env.get('name', 'GPU')}; time = median device time (CUDA events, launches hidden behind "
+               f"a spin kernel), cold L2 unless noted; floor = compulsory bytes at {roof / 1e12:.1f} TB/s.")
+    for n in sorted(by_n):
+        rs = by_n[n]
+        cub = next((f(r["median_s"]) for r in rs if r["variant"] == "gpu.dense.cublas" and r["cache"] == "cold"), float("nan"))
+        out.append("")
+        out.append(f"**N = {n}**")
+        out.append("")
+        out.append("| rung | variant | params | cold µs | warm µs | host dispatch µs | vs cuBLAS | % of byte floor | regs | smem B | local B |")
+        out.append("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        seen = {}
+        for r in rs:
+            seen.setdefault((r["variant"], r["params"]), {})[r["cache"]] = r
+        for (vid, p), modes in seen.items():
+            c = modes.get("cold") or modes.get("warm")
+            w = modes.get("warm")
+            if c["status"] != "PASS":
+                out.append(f"| | `{vid}` | {params_short(p)} | {c['status']}: {c['message'][:60]} | | | | | | | |")
+                continue
+            t = f(c["median_s"])
+            floor = f(c["bytes_compulsory"]) / roof
+            i = info(c)
+            note = " (†)" if "timing" in i else ""
+            out.append(f"| {vid.split('.')[-1]} | `{vid}` | {params_short(p)} | {t * 1e6:.1f}{note} | "
+                       f"{f(w['median_s']) * 1e6 if w else float('nan'):.1f} | {f(c['host_dispatch_s']) * 1e6:.0f} | "
+                       f"{cub / t:.2f}× | {100 * floor / t:.0f}% | {i.get('regs_per_thread', '')} | "
+                       f"{i.get('smem_static_bytes', '')} | {i.get('local_bytes_per_thread', '')} |")
+    out.append("")
+    out.append("(†) the library synchronises inside the call, so no spin can hide its launch: its time is the sum "
+               "of its kernels' durations from CUPTI (torch.profiler). Host dispatch is the host time of one "
+               "`run()` (enqueue only); when it exceeds the device time, a real program is launch-bound.")
+    return "\n".join(out)
+
+
+def ratio_table(env):
+    data = rows("gpu-bench.csv")
+    if not data:
+        return "_no benchmark results yet_"
+    roof = env.get("copy_tbps_read_plus_write", 3.0) * 1e12
+    groups = defaultdict(list)
+    for r in data:
+        groups[(r["matrix"], int(r["n"]))].append(r)
+    out = [f"Device: {env.get('name', 'GPU')}, fp32, cold L2, same run for all columns. `best` = fastest of the "
+           "candidate configs measured on that problem (all correct against float64). Ratios > 1 mean the numba "
+           "kernel is faster. Floor = compulsory bytes at the measured copy bandwidth.", ""]
+    out.append("| sparsity | matrix | M×K | N | best µs | winner | cuBLAS µs | cuSPARSE (cupy) µs | cuSPARSE (torch) µs | ×cuBLAS | ×cupy | ×torch | % floor |")
+    out.append("| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    agg = defaultdict(lambda: defaultdict(list))
+    fails = 0
+    for (spec, n), rs in sorted(groups.items(), key=lambda kv: (kv[0][0].split("/")[2], kv[0][0], kv[0][1])):
+        fails += sum(r["status"] != "PASS" for r in rs)
+        ok = [r for r in rs if r["status"] == "PASS"]
+        base = {r["variant"]: f(r["median_s"]) for r in ok if r["baseline"] == "True"}
+        cands = [r for r in ok if r["baseline"] != "True"]
+        if not cands:
+            continue
+        best = min(cands, key=lambda r: f(r["median_s"]))
+        t = f(best["median_s"])
+        sp = spec.split("/")[2]
+        rc = base.get("gpu.dense.cublas", float("nan")) / t
+        rs_ = base.get("gpu.csr.cusparse", float("nan")) / t
+        rt = base.get("gpu.csr.torch", float("nan")) / t
+        floor = f(best["bytes_compulsory"]) / roof
+        for key in (("N", n), ("sparsity N", (sp, n))):
+            agg[key]["cublas"].append(rc)
+            agg[key]["cupy"].append(rs_)
+            agg[key]["torch"].append(rt)
+            agg[key]["floor"].append(floor / t)
+        out.append(f"| {sp} | {short_matrix(spec)} | {best['m']}×{best['k']} | {n} | {t * 1e6:.1f} | "
+                   f"{best['variant'].split('.')[-1]} {params_short(best['params'])} | "
+                   f"{base.get('gpu.dense.cublas', float('nan')) * 1e6:.1f} | {base.get('gpu.csr.cusparse', float('nan')) * 1e6:.1f} | "
+                   f"{base.get('gpu.csr.torch', float('nan')) * 1e6:.1f} | {rc:.2f} | {rs_:.2f} | {rt:.2f} | {100 * floor / t:.0f}% |")
+    summary = ["", "**Geometric means** (best numba kernel vs each library; higher is better):", "",
+               "| group | problems | ×cuBLAS | ×cuSPARSE (cupy) | ×cuSPARSE (torch) | mean % of byte floor |",
+               "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for key in sorted(agg, key=lambda k: (k[0], str(k[1]))):
+        a = agg[key]
+        label = f"N = {key[1]}" if key[0] == "N" else f"{key[1][0]}, N = {key[1][1]}"
+        summary.append(f"| {label} | {len(a['cublas'])} | {geomean(a['cublas']):.2f} | {geomean(a['cupy']):.2f} | "
+                       f"{geomean(a['torch']):.2f} | {100 * sum(a['floor']) / len(a['floor']):.0f}% |")
+    summary.append("")
+    summary.append(f"Rows that did not PASS in the benchmark file: {fails}.")
+    return "\n".join(summary[1:] + ["", "<details><summary>Every matrix</summary>", ""] + out + ["", "</details>"])
+
+
+def replace_between(text, name, body):
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text:
+        raise SystemExit(f"README lacks the {start} marker")
+    a = text.index(start) + len(start)
+    b = text.index(end)
+    return text[:a] + "\n" + body + "\n" + text[b:]
+
+
+def main():
+    env_path = REF / "gpu-env.json"
+    env = json.loads(env_path.read_text()) if env_path.exists() else {}
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    text = replace_between(text, "gpu-ladder", ladder_table(env))
+    text = replace_between(text, "gpu-ratios", ratio_table(env))
+    readme.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
