@@ -456,6 +456,10 @@ def sweep(
     force: bool = typer.Option(False, help="replace rows already in --out"),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate and list the grid, measure nothing"),
     markdown: bool = typer.Option(False, "--markdown", help="print the report tables as markdown at the end"),
+    repeats: Optional[int] = typer.Option(None, help="override the file's [timing] repeats"),
+    min_time: Optional[float] = typer.Option(None, "--min-time", help="override [timing] min_time (s)"),
+    warmup: Optional[float] = typer.Option(None, help="override [timing] warmup (s)"),
+    rounds: Optional[int] = typer.Option(None, help="override [timing] rounds (interleaved repetitions)"),
 ):
     """Run an experiment grid: validated first (all errors at once), progress with ETA, resumable, shardable."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -465,10 +469,12 @@ def sweep(
 
     grid = ex.parse_param_grid(param)
     ctx = runner.Context(dlmc_root=dlmc_root)
+    timing = {k: v for k, v in (("repeats", repeats), ("min_time", min_time), ("warmup", warmup),
+                                ("rounds", rounds)) if v is not None}
     if experiment is not None:
         if variants or matrix or n or threads:
             raise ParamError("give either an experiment file or --variants/--matrix/--n/--threads, not both")
-        exp = ex.load(experiment, dlmc_root=dlmc_root, extra_params=grid, ctx=ctx)
+        exp = ex.load(experiment, dlmc_root=dlmc_root, extra_params=grid, ctx=ctx, timing=timing)
     else:
         if not variants:
             raise ParamError("give an experiment file or --variants")
@@ -481,7 +487,8 @@ def sweep(
             run_doc["threads"] = list(threads)
         if grid:
             run_doc["params"] = grid
-        exp = ex.parse({"name": "sweep", "runs": [run_doc]}, source="command line", dlmc_root=dlmc_root, ctx=ctx)
+        exp = ex.parse({"name": "sweep", "runs": [run_doc], "timing": timing}, source="command line",
+                       dlmc_root=dlmc_root, ctx=ctx)
     ctx.timing = exp.timing
     for w in exp.warnings:
         err.print(f"[yellow]warning:[/] {w}", highlight=False)

@@ -132,9 +132,13 @@ def read_experiment_text(path: Path | str) -> tuple[dict, str]:
 
 
 def load(path: Path | str, *, dlmc_root: str | None = None, extra_params: dict[str, list] | None = None,
-         ctx: Context | None = None) -> Experiment:
-    """Read and validate an experiment file; raises ExperimentError listing every mistake."""
+         ctx: Context | None = None, timing: dict | None = None) -> Experiment:
+    """Read and validate an experiment file; raises ExperimentError listing every mistake. ``timing``
+    overrides keys of the file's [timing] (the command line's --repeats, --min-time, ...)."""
     doc, text = read_experiment_text(path)
+    if timing:
+        base = doc.get("timing", {})
+        doc["timing"] = {**(base if isinstance(base, dict) else {}), **timing}
     return parse(doc, source=str(path), text=text, dlmc_root=dlmc_root, extra_params=extra_params, ctx=ctx,
                  base_dir=Path(path).resolve().parent)
 

@@ -366,37 +366,49 @@ class Measured:
 
 def compare_table(rows: list[dict], variants: Sequence[str] | None = None, baseline: str | None = None) -> Table:
     """Side by side: one row per problem, one column per variant holding ``Measured(time, speedup)``
-    (its best params when several were run); a failed variant shows FAIL, one not measured ``-``."""
+    (its best params when several were run); a failed variant shows FAIL, one not measured ``-``. Files of
+    several machines combine: a variant measured on more than one machine gets one column per machine."""
     rows = speedups(merge_rounds(rows), baseline)
-    variants = list(variants) if variants else sorted({r["variant"] for r in rows}, key=_ladder_position)
-    cells: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    want = list(variants) if variants else sorted({r["variant"] for r in rows}, key=_ladder_position)
+    pairs = [mv for v in want for mv in sorted({(r["machine"], r["variant"]) for r in rows if r["variant"] == v})]
+    several = _several_machines(pairs)
+    cells: dict[tuple, dict[tuple, dict]] = defaultdict(dict)
     info: dict[tuple, dict] = {}
     for r in rows:
-        key = (r["machine"], *problem_key(r))
+        key = problem_key(r)
         info.setdefault(key, r)
-        prev = cells[key].get(r["variant"])
+        mv = (r["machine"], r["variant"])
+        prev = cells[key].get(mv)
         if prev is None or (r["status"] == "PASS" and (prev["status"] != "PASS" or r["median_s"] < prev["median_s"])):
-            cells[key][r["variant"]] = r  # several params of one variant: its best
+            cells[key][mv] = r  # several params of one variant: its best
     bases = sorted({r["baseline_id"] for r in rows if r["baseline_id"]})
-    several = len({k[0] for k in cells}) > 1
-    cols = ["matrix", "M×K", "sparsity", "N"] + (["machine"] if several else []) + list(variants)
+    labels = [_label(m, v, v in several) for m, v in pairs]
+    cols = ["matrix", "M×K", "sparsity", "N"] + labels
     t = Table(title=f"Median time (speedup vs {', '.join(bases) or 'baseline'}) — {machines_and_dates(rows)}",
               columns=cols, formats={"sparsity": "f3"})
     for key, per in cells.items():
         r0 = info[key]
         vals = []
-        for v in variants:
-            r = per.get(v)
+        for mv in pairs:
+            r = per.get(mv)
             if r is None:
                 vals.append("-")
             elif r["status"] != "PASS":
                 vals.append(FAIL if r["status"] in ("FAIL", "ERROR") else r["status"])
             else:
                 vals.append(Measured(r["median_s"], r["speedup"]))
-        t.rows.append([r0["matrix"], f"{r0['m']}×{r0['k']}", r0["sparsity"], r0["n"]] +
-                      ([key[0]] if several else []) + vals)
-    t.caption = f"Speedup = {', '.join(bases) or 'baseline'} median time / variant median time on the same problem."
+        t.rows.append([r0["matrix"], f"{r0['m']}×{r0['k']}", r0["sparsity"], r0["n"]] + vals)
+    t.caption = (f"Speedup = {', '.join(bases) or 'baseline'} median time / variant median time on the same problem "
+                 "and machine.")
     return t
+
+
+def _several_machines(pairs: Sequence[tuple[str, str]]) -> set[str]:
+    """Variants that appear with more than one machine (only those need the machine in their label)."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for m, v in pairs:
+        seen[v].add(m)
+    return {v for v, ms in seen.items() if len(ms) > 1}
 
 
 def _best_per_variant(rows: list[dict]) -> list[dict]:
@@ -429,9 +441,9 @@ def study_table(rows: list[dict], baseline: str | None = None) -> Table:
         raise ResultsError("no rows tagged suite=study (run experiments/study_table.toml)")
     rows = speedups(_best_per_variant(merge_rounds(rows)), baseline)
     bases = {r["baseline_id"] for r in rows if r["baseline_id"]}
-    machines = {r["machine"] for r in rows}
-    several = len(machines) > 1
-    pairs = _variant_columns(rows, bases)
+    passed = {(r["machine"], r["variant"]) for r in rows if r["status"] == "PASS"}
+    pairs = [mv for mv in _variant_columns(rows, bases) if mv in passed]  # a column of SKIPs says nothing
+    multi = _several_machines(pairs)
     lines: dict[tuple, dict] = {}
     for r in rows:
         tg = parse_tags(r["tags"])
@@ -439,10 +451,10 @@ def study_table(rows: list[dict], baseline: str | None = None) -> Table:
         line = lines.setdefault(key, {"tags": tg, "row": r, "cells": {}})
         line["cells"][(r["machine"], r["variant"])] = r
     cols = ["#", "M", "K", "N", "use case", "count", "sparsity", "matrix"] + \
-        [_label(m, v, several) for m, v in pairs] + ["T4 published"]
+        [_label(m, v, v in multi) for m, v in pairs] + ["T4 published"]
     t = Table(title=f"The study table: speedup over {', '.join(sorted(bases)) or 'the dense baseline'} — "
                     f"{machines_and_dates(rows)}",
-              columns=cols, formats={**{_label(m, v, several): "x" for m, v in pairs}, "T4 published": "x",
+              columns=cols, formats={**{_label(m, v, v in multi): "x" for m, v in pairs}, "T4 published": "x",
                                      "sparsity": "f2"})
     per_col: dict[str, list[float]] = defaultdict(list)
     for key in sorted(lines):
@@ -455,14 +467,15 @@ def study_table(rows: list[dict], baseline: str | None = None) -> Table:
             val = "-" if r is None else r["speedup"]
             cells.append(val)
             if finite(val):
-                per_col[_label(m, v, several)].append(val)
+                per_col[_label(m, v, v in multi)].append(val)
         t4 = float(tg["t4"]) if tg.get("t4") else float("nan")
         per_col["T4 published"].append(t4)
         t.rows.append([key[0], r0["m"], r0["k"], r0["n"], tg.get("use_case", ""), int(tg.get("count", 0) or 0),
                        key[1], source] + cells + [t4])
     t.rows.append(["geomean", "", "", "", "", "", "", ""] + [geomean(per_col[c]) for c in cols[8:]])
-    t.caption = ("Speedup = dense baseline median time / variant median time on this machine (best params per "
-                 "variant). T4 published: SparseRT over cuBLAS on a Tesla T4, from the course study's Table 1.")
+    t.caption = ("Speedup = dense baseline median time / variant median time on the same machine (the best of the "
+                 "params measured per variant). T4 published: SparseRT over cuBLAS on a Tesla T4, from the course "
+                 "study's Table 1.")
     return t
 
 

@@ -87,12 +87,19 @@ def test_compare_table_combines_machines_and_each_device_has_its_baseline(tmp_pa
                                        row("gpu.csr.bad", 1.0, machine=GPU, status="FAIL", threads=0)])
     rows = report.load_rows([ladder_dir, gpu])
     t = report.compare_table(rows)
-    assert "machine" in t.columns and len(t.rows) == 2
-    recs = {r["machine"]: r for r in t.records()}
-    assert recs[GPU]["gpu.csr.fast"].speedup == pytest.approx(2.0)
-    assert recs[GPU]["gpu.csr.bad"] == "FAIL" and recs[GPU]["cpu.csr.rowwise"] == "-"
-    assert recs[CPU]["cpu.csr.rowwise"].speedup == pytest.approx(2.0)
+    assert len(t.rows) == 1  # one problem, measured on two machines: one line, CPU and GPU side by side
+    (rec,) = t.records()
+    assert rec["gpu.csr.fast"].speedup == pytest.approx(2.0)  # against cuBLAS, not numpy
+    assert rec["gpu.csr.bad"] == "FAIL"
+    assert rec["cpu.csr.rowwise"].speedup == pytest.approx(2.0)  # against numpy on the CPU machine
     assert "50 µs (2.00×)" in report.to_markdown(t)
+    # the same variant on a second CPU machine gets a column per machine
+    other = write_dir(tmp_path / "cpu2", [row("cpu.dense.numpy", 1e-3, machine="Other CPU"),
+                                          row("cpu.csr.rowwise", 2e-3, machine="Other CPU")])
+    t2 = report.compare_table(report.load_rows([ladder_dir, other]))
+    rec2 = t2.records()[0]
+    assert rec2[f"cpu.csr.rowwise @ {CPU}"].speedup == pytest.approx(2.0)
+    assert rec2["cpu.csr.rowwise @ Other CPU"].speedup == pytest.approx(0.5)
 
 
 def test_load_rows_reads_csv_jsonl_and_folders_once(tmp_path, ladder_dir):
