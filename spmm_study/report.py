@@ -636,8 +636,13 @@ def _this_machine() -> str:
     return machine_label("cpu")
 
 
-def _short(variant: str) -> str:
-    return variant
+def _plain_log_ticks(ax, axis: str = "y") -> None:
+    """Log axes labelled 0.1, 1, 10 rather than 10^-1, 10^0, 10^1 (students read these faster)."""
+    from matplotlib.ticker import FuncFormatter
+
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
 
 def _markers():
@@ -667,8 +672,10 @@ def plot_roofline(rows: list[dict], path: Path | str, ceilings: dict[str, dict] 
             roofs = [("", c.get("copy_gbps"), c.get("fma_gflops_fp32"), "-")]
         else:
             fp = "fp64" if dtype == "float64" else "fp32"
-            roofs = [(f"all {c.get('threads_all', '')} threads", c.get("stream_gbps_all"), c.get(f"fma_gflops_{fp}_all"), "-"),
-                     ("1 thread", c.get("stream_gbps_1"), c.get(f"fma_gflops_{fp}_1"), "--")]
+            one = all(r["threads"] == 1 for r in ok if r["machine"] == machine)  # solid: the roof the rows ran under
+            roofs = [(f"all {c.get('threads_all', '')} threads", c.get("stream_gbps_all"), c.get(f"fma_gflops_{fp}_all"),
+                      "--" if one else "-"),
+                     ("1 thread", c.get("stream_gbps_1"), c.get(f"fma_gflops_{fp}_1"), "-" if one else "--")]
         for label, bw, peak, style in roofs:
             if not (finite(bw) and finite(peak)):
                 continue
@@ -717,9 +724,17 @@ def plot_speedup_vs_sparsity(rows: list[dict], path: Path | str, baseline: str |
     ax.annotate("break-even with " + ", ".join(sorted(bases)), (ax.get_xlim()[1], 1.0), fontsize=7,
                 va="bottom", ha="right", color="0.3")
     ax.set_yscale("log")
+    _plain_log_ticks(ax)
     ax.set_xlabel("sparsity (fraction of zeros in A)")
     ax.set_ylabel(f"speedup over {', '.join(sorted(bases)) or 'baseline'} (×, log scale)")
-    ax.set_title("Speedup vs sparsity (geometric mean over the problems at each sparsity)", fontsize=11)
+    measured = [r for r in rows if finite(r["speedup"])]
+    shapes = sorted({(r["m"], r["k"], r["n"]) for r in measured})
+    threads = sorted({r["threads"] for r in measured if r["device"] == "cpu"})
+    what = (f"{shapes[0][0]}×{shapes[0][1]}, N={shapes[0][2]}" if len(shapes) == 1 else
+            f"geometric mean over {len(shapes)} shapes per sparsity")
+    if threads:
+        what += f", {'/'.join(map(str, threads))} CPU thread{'s' if threads != [1] else ''}"
+    ax.set_title(f"Speedup vs sparsity ({what})", fontsize=11)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return _finish(fig, path, rows)
@@ -750,10 +765,7 @@ def plot_loop_orders(rows: list[dict], path: Path | str) -> Path:
     ax.set_xticks(range(len(order)))
     ax.set_xticklabels([f"{v}\n{_order_label(best[v])}" for v in order], fontsize=7, rotation=20, ha="right")
     ax.set_yscale("log")
-    from matplotlib.ticker import FuncFormatter
-
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: ""))
+    _plain_log_ticks(ax)
     ax.set_ylabel("useful GFLOP/s (log scale)")
     r0 = group[0]
     ax.set_title(f"Loop orders on {r0['matrix'].rsplit('/', 1)[-1]} ({r0['m']}×{r0['k']}, N={r0['n']}, "
