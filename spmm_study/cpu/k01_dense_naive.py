@@ -8,7 +8,6 @@ What to look at: GFLOP/s far below the machine's FMA peak and modelled bytes (``
 compulsory ones; the loop-order rung shows how much just reordering the loops gives back.
 """
 
-import numpy as np
 from numba import njit
 
 from spmm_study import movement

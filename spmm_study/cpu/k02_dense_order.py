@@ -27,7 +27,6 @@ Compiled without fastmath, so the k-innermost orders do not vectorise their redu
 reassociate the sum): this rung is about the order, not about the compiler's licence.
 """
 
-import numpy as np
 from numba import njit
 
 from spmm_study import movement

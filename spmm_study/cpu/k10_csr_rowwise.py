@@ -9,7 +9,6 @@ once. At 90% sparsity that is 10× fewer flops than the dense rungs and B rows t
 cache across rows of A.
 """
 
-import numpy as np
 from numba import njit
 
 from spmm_study import movement

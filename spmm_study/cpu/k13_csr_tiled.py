@@ -18,8 +18,12 @@ Why each choice (numbers from experiments/notes-cpu.md, AMD EPYC Zen5, DLMC ffn_
   unrolls the j-loop *before* the loop vectoriser sees it, and the SLP vectoriser does not put the 16 or 32
   scalar accumulators back into vectors: ``experiments/cpu_asm.py`` counts 25 scalar FMAs and 4 zmm FMAs
   for tile_n = 16 against 20 zmm FMAs for 256, and the time is 6–7× worse. Kept as choices for that lesson.
-* B rows are taken as 1-D slices ``b[k, j0:j0+tile_n]`` so that the index is provably non-negative;
-  with ``b[k, j0 + j]`` numba's negative-index wraparound check made LLVM emit gathers (4× slower).
+* B rows are taken as fixed-size views from a raw pointer (``numba.carray(elem_ptr(b, k·N + j0), tile_n)``)
+  and the nonzero loop counts with an unsigned integer. Indexing ``b[k, j0 + j]`` made LLVM emit gathers
+  (numba's negative-index wraparound makes each lane's address different; 4–5× slower); a slice
+  ``b[k, j0:j0+tile_n]`` fixed that but still cost about 20 scalar instructions per nonzero for bounds
+  clamping and index wraparound next to the 16 FMAs; the pointer view removes them: 0.94 → 0.67 ms with
+  one thread (warm), 1.4× (notes-cpu.md §1).
 * ``fastmath={"contract"}`` only: a·b + c becomes one FMA (one rounding instead of two, more accurate).
   No reassociation is needed — each lane sums its nonzeros in stored order — so results are bitwise
   deterministic and independent of the thread count.
@@ -42,7 +46,7 @@ from numba import njit, prange
 
 from spmm_study import movement
 from spmm_study.cpu._balance import balance_param, partition, rows_per_task_param, spread
-from spmm_study.cpu._simd import stack_empty
+from spmm_study.cpu._simd import elem_ptr, stack_empty
 from spmm_study.registry import Param, host_prepared, variant
 
 TILE_CHOICES = (16, 32, 64, 128, 256)
@@ -61,24 +65,27 @@ def kernel(tile_n: int):
             acc = numba.carray(stack_empty(TN, b.dtype), TN)
             for r in range(bounds[t], bounds[t + 1]):
                 i = rows[r]
-                start = indptr[i]
-                end = indptr[i + 1]
+                start = np.uint64(indptr[i])  # unsigned: no negative-index wraparound code per access
+                end = np.uint64(indptr[i + 1])
                 for j0 in range(0, n_full, TN):
                     for j in range(TN):
                         acc[j] = 0.0
-                    for p in range(start, end):
+                    p = start
+                    while p < end:
                         v = data[p]
-                        brow = b[indices[p], j0:j0 + TN]  # a 1-D view: unit stride, index >= 0 → vector loads
+                        # a fixed-size view of B[k, j0:j0+TN] from a raw pointer: unit stride, constant length
+                        brow = numba.carray(elem_ptr(b, np.int64(indices[p]) * n + j0), TN)
                         for j in range(TN):
                             acc[j] += v * brow[j]
-                    crow = c[i, j0:j0 + TN]
+                        p += np.uint64(1)
+                    crow = numba.carray(elem_ptr(c, np.int64(i) * n + j0), TN)
                     for j in range(TN):
                         crow[j] = acc[j]
                 if n_full < n:  # the tail tile, accumulated in C itself (at most TN-1 columns)
                     ctail = c[i, n_full:n]
                     for j in range(n - n_full):
                         ctail[j] = 0.0
-                    for p in range(start, end):
+                    for p in range(indptr[i], indptr[i + 1]):
                         v = data[p]
                         btail = b[indices[p], n_full:n]
                         for j in range(n - n_full):

@@ -16,15 +16,13 @@ IR is written directly; notes-cpu.md has the numbers.) Each row's sum uses 4 int
 (nonzero p goes to partial p mod 4, added in a fixed order at the end) so a 50-term row is not one
 4-cycle-latency FMA chain: deterministic, within the fp32 tolerance.
 
-Cache sets: at N = 256 fp32 the rows of B are 1 KiB apart, so the 16 columns j..j+15 of a row's ~50 B rows
-fall into only 4 of L1's 64 sets (set = address/64 mod 64): 50 lines fight for 4 × 12 ways and every
-vector load misses L1. ``pad`` copies B into rows of N + 16 elements (1 088 bytes apart: one set further
-per row) before each call — the copy is inside the measured time — and the conflicts go away;
-``pad=0`` shows the conflict misses. (The register-blocked kernel reads each B row contiguously and never
-sees this.)
-
 Costs: generation + compilation are timed as ``setup_s`` (and ``info`` holds the IR size and compile
-time); code size grows with nnz·(N/16) and so does compile time. Matrices with more than ``max_nnz``
+time): about 10–15 s for the 21k nonzeros of DLMC ffn_conv1 at 98% and 50 s for the 105k at 90% here.
+And the code is data that must move: two instructions (≈16 bytes) per nonzero, 1.7 MB at 90%. With warm
+caches the kernel matches ``cpu.csr.tiled`` (0.206 vs 0.214 ms at 98%, one thread); with the harness's cold
+caches it loses (0.40 vs 0.23 ms), because instruction fetch after a flush streams the code from memory
+with little prefetching, while the data loads of the CSR kernel are prefetched. (A padded copy of B, to
+rule out cache-set conflicts of the 1 KiB-strided B rows, changed nothing: 0.40 vs 0.45 ms.) Matrices with more than ``max_nnz``
 nonzeros are refused (a SKIP row that says so).
 
 Loop order: part t (prange) → row i (constant) → j (vectors of 16) → p (unrolled, constant).
@@ -185,9 +183,8 @@ def run_parts(addrs, d, b, c):
 @variant("cpu.csr.codegen", loop_order="t‖→i(const)→j→p(const)", movement=movement.csr_codegen, rung=40, params=(
     Param("max_nnz", 150_000, (150_000,), "refuse matrices with more nonzeros (code size and compile time grow "
           "with nnz)", minimum=0),
-    Param("pad", 16, (0, 16), "extra elements per row of a padded copy of B (0 = use B as it is)", minimum=0),
 ))
-def build(problem, max_nnz, pad):
+def build(problem, max_nnz):
     """SparseRT-style: LLVM IR generated with the pattern and N as constants, JIT-compiled (compile = setup)."""
     a = problem.a
     if a.nnz > max_nnz:
@@ -197,7 +194,7 @@ def build(problem, max_nnz, pad):
     _, bounds = partition(a.row_lengths(), threads, "nnz")
     n = problem.n
     t0 = time.perf_counter()
-    text = generate_ir(a.indptr, a.indices, n, bounds, problem.dtype, ldb=n + pad)
+    text = generate_ir(a.indptr, a.indices, n, bounds, problem.dtype, ldb=n)
     t1 = time.perf_counter()
     engine, addrs = compile_ir(text, bounds.size - 1)
     t2 = time.perf_counter()
@@ -205,17 +202,8 @@ def build(problem, max_nnz, pad):
     b = problem.b
     c = problem.new_output()
     info = {"ir_bytes": len(text), "generate_s": round(t1 - t0, 4), "compile_s": round(t2 - t1, 4),
-            "parts": int(bounds.size - 1), "threads": threads, "ldb": n + pad}
-    if pad:
-        b_pad = np.zeros((problem.k, n + pad), dtype=problem.dtype)
-
-        def run():
-            b_pad[:, :n] = b  # the copy is part of every call's time
-            run_parts(addrs, d, b_pad, c)
-    else:
-        def run():
-            run_parts(addrs, d, b, c)
-    prepared = host_prepared(run, c, info)
+            "parts": int(bounds.size - 1), "threads": threads}
+    prepared = host_prepared(lambda: run_parts(addrs, d, b, c), c, info)
     prepared.release = lambda: engine.close()
     prepared._engine = engine  # keep the compiled code alive as long as the closure
     return prepared
