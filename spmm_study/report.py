@@ -473,9 +473,11 @@ def study_table(rows: list[dict], baseline: str | None = None) -> Table:
         t.rows.append([key[0], r0["m"], r0["k"], r0["n"], tg.get("use_case", ""), int(tg.get("count", 0) or 0),
                        key[1], source] + cells + [t4])
     t.rows.append(["geomean", "", "", "", "", "", "", ""] + [geomean(per_col[c]) for c in cols[8:]])
+    threads = sorted({r["threads"] for r in rows if r["device"] == "cpu"})
+    on = f" CPU variants and BLAS at {'/'.join(map(str, threads))} thread{'s' if threads != [1] else ''}." if threads else ""
     t.caption = ("Speedup = dense baseline median time / variant median time on the same machine (the best of the "
-                 "params measured per variant). T4 published: SparseRT over cuBLAS on a Tesla T4, from the course "
-                 "study's Table 1.")
+                 f"params measured per variant).{on} T4 published: SparseRT over cuBLAS on a Tesla T4, from the "
+                 "course study's Table 1.")
     return t
 
 
