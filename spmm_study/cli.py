@@ -656,11 +656,19 @@ def report_cmd(
     ceilings: Optional[Path] = typer.Option(None, "--ceilings", help="ceilings JSON from 'calibrate' for the roofline"),
     row_hist: Optional[List[str]] = typer.Option(None, "--row-hist", help="also plot the row-length histogram of this matrix spec"),
     dlmc_root: Optional[str] = DlmcRootOpt,
+    save_rows: Optional[Path] = typer.Option(None, "--save-rows", help="also write the rows, rounds merged, to this CSV (small reference files)"),
 ):
     """Tables (rich or markdown) and PNG plots from result files only; several machines' files combine."""
     from spmm_study import report
 
     rows = report.load_rows(results)
+    if save_rows is not None:
+        from spmm_study.results import atomic_write_text, rows_to_csv
+
+        if save_rows.suffix != ".csv":
+            raise ParamError(f"--save-rows {save_rows}: the file must end in .csv")
+        atomic_write_text(save_rows, rows_to_csv(report.merge_rounds(rows)))
+        err.print(f"[dim]wrote {save_rows}[/]")
     tables = report.tables_for(rows, kind=kind, baseline=baseline)
     if markdown:
         print(report.to_markdown(tables))

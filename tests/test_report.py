@@ -204,5 +204,12 @@ def test_cli_report_markdown_and_errors(tmp_path, ladder_dir):
     res = runner.invoke(app, ["report", str(ladder_dir), "--kind", "compare", "--plots", str(tmp_path / "pl")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "pl" / "roofline.png").exists()
+    merged = tmp_path / "merged.csv"
+    res = runner.invoke(app, ["report", str(ladder_dir), "--save-rows", str(merged), "--markdown"])
+    assert res.exit_code == 0, res.output
+    back = report.load_rows([merged])
+    assert len(back) == 4  # the three rounds of rowwise became one row
+    assert report.to_markdown(report.ladder_tables(back)) == report.to_markdown(report.ladder_tables(
+        report.load_rows([ladder_dir])))
     res = runner.invoke(app, ["report", str(tmp_path / "nothing")])
     assert isinstance(res.exception, ResultsError)
