@@ -745,30 +745,37 @@ def plot_speedup_vs_sparsity(rows: list[dict], path: Path | str, baseline: str |
     return _finish(fig, path, rows)
 
 
+def _order_is_param(variant: str) -> bool:
+    order = loop_order_of(variant)
+    return "param" in order.lower()
+
+
 def plot_loop_orders(rows: list[dict], path: Path | str) -> Path:
-    """Bars of useful GFLOP/s per variant on one problem (the one measured with the most variants), each
-    bar labelled with its loop order and median time."""
+    """Bars of useful GFLOP/s per loop nest on one problem (the one measured with the most variants), each
+    bar labelled with its loop order and median time. A variant whose loop order is a Param (``order=``)
+    gets one bar per order it ran; other variants one bar, their best params."""
     plt = _pyplot()
-    ok = [r for r in _best_per_variant(merge_rounds(rows)) if r["status"] == "PASS"]
+    ok = [r for r in merge_rounds(rows) if r["status"] == "PASS"]
     by_problem: dict[tuple, list[dict]] = defaultdict(list)
     for r in ok:
         by_problem[(r["machine"], *problem_key(r), r["threads"])].append(r)
     if not by_problem:
         raise ResultsError("no passing rows for a loop-order chart")
-    group = max(by_problem.values(), key=len)
-    best: dict[str, dict] = {}
+    group = max(by_problem.values(), key=lambda g: len({r["variant"] for r in g}))
+    best: dict[tuple, dict] = {}
     for r in group:
-        if r["variant"] not in best or r["median_s"] < best[r["variant"]]["median_s"]:
-            best[r["variant"]] = r
-    order = sorted(best, key=_ladder_position)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(order) + 2), 4.8))
-    vals = [best[v]["gflops"] for v in order]
-    bars = ax.bar(range(len(order)), vals, color=[f"C{i % 7}" for i in range(len(order))])
-    for b, v in zip(bars, order):
-        ax.annotate(fmt_time(best[v]["median_s"]), (b.get_x() + b.get_width() / 2, b.get_height()),
+        key = (r["variant"], r["params"] if _order_is_param(r["variant"]) else "")
+        if key not in best or r["median_s"] < best[key]["median_s"]:
+            best[key] = r
+    order = sorted(best, key=lambda k: (_ladder_position(k[0]), k[1]))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(order) + 2), 4.8))
+    vals = [best[k]["gflops"] for k in order]
+    bars = ax.bar(range(len(order)), vals, color=[f"C{i % 10}" for i in range(len(order))])
+    for b, k in zip(bars, order):
+        ax.annotate(fmt_time(best[k]["median_s"]), (b.get_x() + b.get_width() / 2, b.get_height()),
                     ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(order)))
-    ax.set_xticklabels([f"{v}\n{_order_label(best[v])}" for v in order], fontsize=7, rotation=20, ha="right")
+    ax.set_xticklabels([f"{k[0]}\n{_order_label(best[k])}" for k in order], fontsize=7, rotation=20, ha="right")
     ax.set_yscale("log")
     _plain_log_ticks(ax)
     ax.set_ylabel("useful GFLOP/s (log scale)")
