@@ -144,6 +144,34 @@ def edge_phase(cfg: HarnessConfig) -> list:
     return rows
 
 
+def smid_phase(out: Path) -> None:
+    """Where does the hardware put block b of a persistent grid? (tests rung 18's placement assumption:
+    blocks b and b + #SMs on one SM)."""
+    from numba import cuda
+
+    from spmm_study.gpu._vec import smid_op
+
+    smid = smid_op()
+
+    @cuda.jit
+    def probe(out_ids):
+        if cuda.threadIdx.x == 0:
+            out_ids[cuda.blockIdx.x] = smid()
+
+    sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
+    facts = {}
+    for bps in (1, 4, 8):
+        ids = cuda.device_array(sms * bps, dtype=np.int32)
+        probe[sms * bps, 128](ids)
+        h = ids.copy_to_host()
+        same = float(np.mean([h[b] == h[b % sms] for b in range(sms * bps)]))
+        per_sm = np.bincount(h, minlength=sms)
+        facts[f"bps{bps}"] = {"share_sm_with_b_mod_sms": round(same, 3), "blocks_per_sm_min": int(per_sm.min()),
+                              "blocks_per_sm_max": int(per_sm.max()), "first_16": h[:16].tolist()}
+    log("SMID", json.dumps(facts))
+    (out / "gpu-smid.json").write_text(json.dumps(facts, indent=1))
+
+
 def problem_for(spec: str, n: int, root: str, cache: dict) -> Problem:
     key = (spec, n)
     if key not in cache:
@@ -176,6 +204,20 @@ def main() -> int:
     t_start = time.time()
     if "env" in phases:
         env_phase(out)
+    if "smid" in phases:
+        smid_phase(out)
+    if "nm24" in phases:
+        rows = []
+        for n in map(int, args.ladder_n.split(",")):
+            loaded = sources.load("synthetic:nm:ffn1", seed=0)
+            p = Problem.make(loaded.a, n, "float32", 0, matrix="synthetic:nm:ffn1")
+            for vid, params in [("gpu.nm24.structured", {}), ("gpu.nm24.structured", {"vec": 4, "block_x": 32, "block_y": 4}),
+                                ("gpu.csr.swizzle", {}), ("gpu.csr.swizzle", {"lanes": 32, "tiles": 1}),
+                                ("gpu.dense.cublas", {}), ("gpu.csr.torch", {})]:
+                r = measure(registry.get(vid), p, params, cfg)
+                rows.append(r)
+                log(short(r))
+        write_rows(out, "nm24", rows)
     if "check" in phases:
         write_rows(out, "check", edge_phase(HarnessConfig(timing=TimingConfig(repeats=2, min_time_s=0, warmup_s=0))))
     if "ladder" in phases:

@@ -142,7 +142,10 @@ def ratio_table(env):
     summary = ["", "**Geometric means** (best numba kernel vs each library; higher is better):", "",
                "| group | problems | ×cuBLAS | ×cuSPARSE (cupy) | ×cuSPARSE (torch) | mean % of byte floor |",
                "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for key in sorted(agg, key=lambda k: (k[0], str(k[1]))):
+    def order(k):
+        return (k[0], k[1]) if k[0] == "N" else (k[0], float(k[1][0]), k[1][1])
+
+    for key in sorted(agg, key=order):
         a = agg[key]
         label = f"N = {key[1]}" if key[0] == "N" else f"{key[1][0]}, N = {key[1][1]}"
         summary.append(f"| {label} | {len(a['cublas'])} | {geomean(a['cublas']):.2f} | {geomean(a['cupy']):.2f} | "

@@ -91,6 +91,36 @@ def _intrinsic_ops():
     return make_load(2), make_load(4), store2, store4
 
 
+def smid_op():
+    """``smid()``: the id of the SM the calling thread runs on (PTX %smid), for placement experiments.
+    Under the simulator it returns 0."""
+    if simulator():
+        return lambda: 0
+    from llvmlite import ir
+    from numba.cuda import types
+    from numba.cuda.extending import intrinsic
+
+    @intrinsic
+    def smid(typingctx):
+        def codegen(context, builder, sig, args):
+            fnty = ir.FunctionType(ir.IntType(32), [])
+            fn = cgutils_get_or_insert(builder.module, fnty, "llvm.nvvm.read.ptx.sreg.smid")
+            return builder.call(fn, [])
+
+        return types.int32(), codegen
+
+    return smid
+
+
+def cgutils_get_or_insert(module, fnty, name):
+    try:
+        return module.get_global(name)
+    except KeyError:
+        from llvmlite import ir
+
+        return ir.Function(module, fnty, name)
+
+
 _OPS = None
 
 
