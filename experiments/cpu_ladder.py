@@ -1,7 +1,7 @@
 """Measure the CPU ladder and the speed ratios for the README (issue 3), interleaved, in one process.
 
     python experiments/cpu_ladder.py --threads 2 --rounds 5            # measure → results/cpu-ladder/<ts>/
-    python experiments/cpu_ladder.py --render results/cpu-ladder/<ts> [--readme README.md]
+    python experiments/cpu_ladder.py --render results/cpu-ladder/<ts> [--ratios DIR] [--readme README.md]
 
 Parts, all fp32, cold caches (the harness default), each row checked against float64:
 
@@ -155,17 +155,17 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
 LADDER_COLUMNS = ["variant", "params", "threads", "status", "median_s", "p20_s", "p80_s", "gflops", "bytes_model",
                   "gbps_model", "speedup_vs_numpy", "rounds", "setup_s", "info", "message", "matrix", "m", "k", "n",
                   "nnz", "dtype", "cache", "machine", "timestamp"]
-RATIO_COLUMNS = ["matrix", "sparsity", "n", "threads", "tiled_ms", "tiled_gflops", "mkl_ms", "mkl_gflops", "scipy_ms",
+RATIO_COLUMNS = ["run", "matrix", "sparsity", "n", "threads", "tiled_ms", "tiled_gflops", "mkl_ms", "mkl_gflops", "scipy_ms",
                  "scipy_gflops", "numpy_ms", "numpy_gflops", "vs_mkl", "vs_scipy", "vs_numpy", "rounds", "machine", "date"]
 
 
 def ratio_markdown(rows: list[dict]) -> str:
-    head = ("| matrix | threads | cpu.csr.tiled | GFLOP/s | MKL | scipy | numpy dense | tiled vs MKL | vs scipy | vs dense |\n"
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+    head = ("| run | matrix | threads | cpu.csr.tiled | GFLOP/s | MKL | scipy | numpy dense | tiled vs MKL | vs scipy | vs dense |\n"
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
     body = ""
     for r in rows:
         name = r["matrix"].split("/")[-3] + "/" + r["matrix"].split("/")[-2] if "/" in r["matrix"] else r["matrix"]
-        body += (f"| ffn_conv1 {r['sparsity']:.2f} ({name}) | {r['threads']} | {r['tiled_ms']:.3f} ms | {r['tiled_gflops']:.0f} | "
+        body += (f"| {r['run']} ({r['rounds']} rounds) | ffn_conv1 {r['sparsity']:.2f} ({name}) | {r['threads']} | {r['tiled_ms']:.3f} ms | {r['tiled_gflops']:.0f} | "
                  f"{r['mkl_ms']:.3f} ms | {r['scipy_ms']:.3f} ms | {r['numpy_ms']:.3f} ms | {r['vs_mkl']:.1f}× | "
                  f"{r['vs_scipy']:.1f}× | {r['vs_numpy']:.1f}× |\n")
     return head + body
@@ -175,6 +175,9 @@ def render(args) -> str:
     from spmm_study.report import ladder_tables, load_rows, merge_rounds, speedups, to_markdown
 
     rows = load_rows([args.render])
+    ratio_runs = {Path(args.render).name: rows}
+    if args.ratios:  # the ratio and 2:4 parts from other runs (each one process, interleaved), one table row each
+        ratio_runs = {Path(d).name: load_rows([d]) for d in args.ratios}
     ladder = _part(rows, "ladder")
     merged = speedups(merge_rounds(ladder), "cpu.dense.numpy")
     for r in merged:
@@ -182,9 +185,12 @@ def render(args) -> str:
         r.setdefault("rounds", 1)
     ref = Path(args.reference)
     write_csv(ref / "cpu-ladder.csv", merged, LADDER_COLUMNS)
-    ratios = ratio_rows(rows)
+    ratios = []
+    for run, run_rows in ratio_runs.items():
+        for r in ratio_rows(run_rows):
+            ratios.append(dict(r, run=run))
     write_csv(ref / "cpu-ratios.csv", ratios, RATIO_COLUMNS)
-    nm = _part(rows, "nm24")
+    nm = _part(list(ratio_runs.values())[0], "nm24")
     if nm:
         nm_merged = speedups(merge_rounds(nm), "cpu.dense.numpy")
         for r in nm_merged:
@@ -195,7 +201,9 @@ def render(args) -> str:
     skipped = {(r["variant"], r["message"]) for r in ladder if r["status"] == "SKIP"}
     md = [to_markdown(ladder_tables([r for r in ladder if r["status"] != "SKIP"], "cpu.dense.numpy"))]
     md += [f"`{vid}`: SKIP — {msg}\n" for vid, msg in sorted(skipped)]
-    md.append("Best CSR kernel against the vendor libraries (interleaved rounds, median of round medians):\n")
+    md.append(f"Best CSR kernel against the vendor libraries, DLMC transformer ffn_conv1 at 90% and 98%, N = 256; "
+              f"each run one process, interleaved rounds, median of the round medians "
+              f"({ratios[0]['machine'] if ratios else ''}, {ratios[0]['date'] if ratios else ''}):\n")
     md.append(ratio_markdown(ratios))
     if nm:
         md.append(to_markdown(ladder_tables(nm, "cpu.dense.numpy")))
@@ -221,6 +229,8 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--render", help="render this result directory instead of measuring")
+    ap.add_argument("--ratios", nargs="+", help="take the ratios (and, from the first, the nm24) part from these "
+                    "result directories instead, one table row per run")
     ap.add_argument("--reference", default="data/reference")
     ap.add_argument("--readme")
     args = ap.parse_args()

@@ -79,7 +79,8 @@ def main():
     c = np.empty((a.m, 256), np.float32)
     res["sgemm"] = clock(lambda: np.matmul(dense, p.b, out=c), max(20, args.reps // 10))
 
-    print(f"{args.matrix.split('/')[-2]}  threads={args.threads}  nnz={a.nnz}  (L1-B matrix: {a32.nnz} nonzeros, time scaled)")
+    print(f"{args.matrix.split('/')[-2]}  threads={args.threads}  nnz={a.nnz}  (L1-B matrix: {a32.nnz} nonzeros, "
+          f"time scaled)  B offset {prep.info['b_offset_bytes']} B, packed: {prep.info['b_packed']}")
     for name, t in res.items():
         if name == "sgemm":
             print(f"  {name:6s} {t * 1e3:8.3f} ms  {2 * a.m * a.k * 256 / t / 1e9:6.1f} GFLOP/s (dense flops)")

@@ -146,3 +146,24 @@ def test_unavailable_baselines_say_why():
         reason = v.unavailable_reason()
         if reason is not None:
             assert v.baseline and len(reason) > 10, v.id
+
+
+def test_tiled_packs_a_misaligned_b_and_uses_an_aligned_one_as_is():
+    from spmm_study.cpu.k13_csr_tiled import ALIGN, aligned_empty
+
+    a = EDGES["n_not_multiple_of_tile"]
+    v = registry.get("cpu.csr.tiled")
+    base = Problem.make(a, 37)
+    for offset in (0, 16):
+        raw = aligned_empty((base.b.size * 4 + ALIGN,), np.uint8)
+        b = raw[offset:offset + base.b.nbytes].view(np.float32).reshape(base.b.shape)
+        b[...] = base.b
+        problem = Problem(base.a, b)
+        prep = v.build(problem, **v.resolve_params({"tile_n": 16}))
+        assert prep.info["b_offset_bytes"] == offset and prep.info["b_packed"] == (offset != 0)
+        prep.poison()
+        prep.run()
+        assert problem.check(prep.fetch()).ok
+        b *= 2.0  # B changes between calls: a packed copy must follow
+        prep.run()
+        assert np.allclose(prep.fetch(), 2.0 * problem.reference, rtol=1e-4, atol=1e-4)
