@@ -90,10 +90,26 @@ def ladder_table(env):
             floor = f(c["bytes_compulsory"]) / roof
             i = info(c)
             note = " (†)" if "timing" in i else ""
+            wnote = " (†)" if w and "timing" in info(w) else ""
             out.append(f"| {vid.split('.')[-1]} | `{vid}` | {params_short(p)} | {t * 1e6:.1f}{note} | "
-                       f"{f(w['median_s']) * 1e6 if w else float('nan'):.1f} | {f(c['host_dispatch_s']) * 1e6:.0f} | "
+                       f"{f(w['median_s']) * 1e6 if w else float('nan'):.1f}{wnote} | {f(c['host_dispatch_s']) * 1e6:.0f} | "
                        f"{cub / t:.2f}× | {100 * floor / t:.0f}% | {i.get('regs_per_thread', '')} | "
                        f"{i.get('smem_static_bytes', '')} | {i.get('local_bytes_per_thread', '')} |")
+    nm = rows("gpu-nm24.csv")
+    if nm:
+        out.append("")
+        out.append(f"**2:4 rung** (not 2:4, the DLMC matrix above gives a SKIP row): on `synthetic:nm:ffn1` "
+                   f"(M={nm[0]['m']}, K={nm[0]['k']}, nnz={nm[0]['nnz']}, exactly 2 of every 4), cold L2:")
+        out.append("")
+        out.append("| variant | params | N | µs | vs cuBLAS |")
+        out.append("| --- | --- | ---: | ---: | ---: |")
+        for n in sorted({int(r["n"]) for r in nm}):
+            rs = [r for r in nm if int(r["n"]) == n and r["status"] == "PASS"]
+            cub = next((f(r["median_s"]) for r in rs if r["variant"] == "gpu.dense.cublas"), float("nan"))
+            for r in rs:
+                mark = " (†)" if "timing" in info(r) else ""
+                out.append(f"| `{r['variant']}` | {params_short(r['params'])} | {n} | {f(r['median_s']) * 1e6:.1f}{mark} | "
+                           f"{cub / f(r['median_s']):.2f}× |")
     out.append("")
     out.append("(†) the library synchronises inside the call, so no spin can hide its launch: its time is the sum "
                "of its kernels' durations from CUPTI (torch.profiler). Host dispatch is the host time of one "
