@@ -9,6 +9,8 @@ equal length, so no lane idles while a neighbour finishes a long row, and the lo
 instead of forming a tail at the end of the grid (Sputnik's "row swizzle"). DLMC rows vary by a
 coefficient of variation of 0.2–0.5 (dlmc.csv), so expect a modest 5–20%. C is written in row
 order[g]: scattered rows, each still a contiguous (coalesced) run of columns.
+Measured (H100, ffn_conv1 90%, N=4096): 161 µs (16 lanes × 2 tiles, unroll 4; 66 registers, no spills),
+the fastest rung: 1.14× cuBLAS, 1.35× cuSPARSE through torch; it won 55 of the 72 benchmark problems.
 """
 
 import numpy as np

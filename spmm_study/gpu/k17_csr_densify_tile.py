@@ -12,6 +12,10 @@ bytes) instead of once per nonzero (nnz·N): at 90% with 32 rows per block that 
 from L2; the price is a dense tile copy (also of B rows no nonzero of the block needs) and two barriers
 per chunk. It pays when rows·density > 1 (80–90%) and loses at 98% (0.6 tiles used per copy).
 What to look at: registers (acc = rows_per_warp·vec) and smem per block; local bytes must be 0.
+Measured (H100, ffn_conv1 90%, N=4096): 378 µs (kt 64: 339 µs) against 161 µs for rung 15 — the
+prediction was wrong: each nonzero still costs a dependent global load of its column index (the loop
+decides from it whether the K-tile is done) and each tile copy is exposed between two barriers. Next
+step: stage the block's (col, val) pairs in shared memory and double-buffer the B tile.
 """
 
 from functools import lru_cache
