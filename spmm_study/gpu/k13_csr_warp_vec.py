@@ -8,7 +8,7 @@ What changed from rung 12: (1) a thread computes vec·tiles outputs, so the row'
 loaded once per 4·tiles multiply-adds instead of once per multiply-add; (2) B moves in 16-byte
 vectors — a quarter of the load instructions (numba alone emits only 4-byte loads for float32); (3) no
 shared memory and no barriers: the row's (index, value) are warp-uniform broadcast loads from L1;
-(4) ``unroll``=2 keeps two B rows in flight. Expect 2–4× over rung 12 at large N.
+(4) ``unroll``=U keeps U B rows in flight. Expect 2–4× over rung 12 at large N.
 Traffic (``models.csr_panel``): A once per panel, one B row segment per nonzero (through L1/L2), C once
 (16-byte stores). What to look at: registers per thread and local bytes (must be 0: the accumulators
 stay in registers only because every index into them is a compile-time constant).
