@@ -13,7 +13,10 @@ Both CPU ceilings are measured with one thread (per core) and with every thread 
 the best of a few repeats (the machine may be shared: a ceiling is what the hardware *can* do).
 
 Measured 2026-11-23 on the 2-core AMD EPYC (Zen 5, AVX-512) development VM: triad 38.7 GB/s (1 thread) and
-37.8 GB/s (2 threads); fp32 FMA 254 GFLOP/s per core, 480 GFLOP/s on both cores.
+37.8 GB/s (2 threads); fp32 FMA 254 GFLOP/s per core, 480 GFLOP/s on both cores. On the H100 (same day,
+``data/reference/ceilings-h100.json``): copy 2.16 TB/s, fp32 FMA 50.9 TFLOP/s with 16 chains and a doubled
+loop body (33.5 TFLOP/s with 8 chains and a single body: the loop counter and branch took issue slots). The
+copy kernel moves 4-byte elements and stays below the 3.0 TB/s a device-to-device memcpy reaches (DESIGN §5).
 
 Ceilings go to a small JSON file (default ``~/.cache/spmm-study/ceilings.json``, or ``--out``), keyed by
 the machine label that result rows carry, so ``report --plots`` finds the roofs of each row's machine.
