@@ -641,6 +641,26 @@ def _this_machine() -> str:
     return machine_label("cpu")
 
 
+def _num(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def _clip(text: str, width: int = 44) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def ceilings_for(machine: str, ceilings: dict[str, dict]) -> dict | None:
+    """The ceilings of a row's machine: the exact label, else the one stored label that contains it or is
+    contained in it ("H100" and "NVIDIA H100 80GB HBM3"); None when absent or ambiguous."""
+    if machine in ceilings:
+        return ceilings[machine]
+    m = machine.lower().strip()
+    if not m:
+        return None
+    close = [c for key, c in ceilings.items() if m in key.lower() or key.lower() in m]
+    return close[0] if len(close) == 1 else None
+
+
 def _plain_log_ticks(ax, axis: str = "y") -> None:
     """Log axes labelled 0.1, 1, 10 rather than 10^-1, 10^0, 10^1 (students read these faster)."""
     from matplotlib.ticker import FuncFormatter
@@ -668,7 +688,7 @@ def plot_roofline(rows: list[dict], path: Path | str, ceilings: dict[str, dict] 
     lo_x, hi_x = min(xs) / 4, max(xs) * 4
     roofs_drawn = []
     for i, machine in enumerate(sorted({r["machine"] for r in ok})):
-        c = (ceilings or {}).get(machine)
+        c = ceilings_for(machine, ceilings or {})
         if not c:
             continue
         color = f"C{7 + i}" if i < 3 else "0.4"
@@ -687,7 +707,7 @@ def plot_roofline(rows: list[dict], path: Path | str, ceilings: dict[str, dict] 
             knee = peak / bw
             xr = [min(lo_x, knee / 8), knee, max(hi_x, knee * 8)]
             ax.plot(xr, [bw * xr[0], peak, peak], style, color=color, lw=1.2, alpha=0.8)
-            ax.annotate(f"{machine} {label}: {bw:.0f} GB/s, {peak:.0f} GFLOP/s", (xr[-1], peak),
+            ax.annotate(f"{machine}{' ' + label if label else ''}: {bw:,.0f} GB/s, {peak:,.0f} GFLOP/s", (xr[-1], peak),
                         fontsize=7, ha="right", va="bottom", color=color)
             roofs_drawn.append(machine)
     variants = sorted({r["variant"] for r in ok}, key=_ladder_position)
@@ -697,6 +717,8 @@ def plot_roofline(rows: list[dict], path: Path | str, ceilings: dict[str, dict] 
                    s=36, label=v, zorder=3, color=f"C{j % 7}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log_ticks(ax, "x")
+    _plain_log_ticks(ax, "y")
     ax.set_xlabel("arithmetic intensity (useful flop per compulsory byte)")
     ax.set_ylabel("useful GFLOP/s (2·nnz·N / median time)")
     title = "Roofline: each variant against the measured roofs"
@@ -822,14 +844,14 @@ def plot_tile_heatmap(rows: list[dict], path: Path | str, variant: str | None = 
         i, j = ys.index(p[ykey] if ykey else None), xs.index(p[xkey])
         if not finite(grid[i][j]) or r["gflops"] > grid[i][j]:
             grid[i][j] = r["gflops"]
-    fig, ax = plt.subplots(figsize=(1.0 * len(xs) + 3, 0.7 * len(ys) + 2.4))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.0 * len(xs) + 3), 0.7 * len(ys) + 2.4))
     im = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
     vals = [v for line in grid for v in line if finite(v)]
     mid = (min(vals) + max(vals)) / 2
     for i in range(len(ys)):
         for j in range(len(xs)):
             if finite(grid[i][j]):  # dark text on the bright (fast) half of viridis, white on the dark half
-                ax.text(j, i, f"{grid[i][j]:.3g}", ha="center", va="center", fontsize=8,
+                ax.text(j, i, _num(grid[i][j]), ha="center", va="center", fontsize=8,
                         color="k" if grid[i][j] > mid else "w")
     ax.set_xticks(range(len(xs)))
     ax.set_xticklabels([str(x) for x in xs])
@@ -841,7 +863,7 @@ def plot_tile_heatmap(rows: list[dict], path: Path | str, variant: str | None = 
     fig.colorbar(im, ax=ax, label="useful GFLOP/s")
     r0 = group[0]
     ax.set_title(f"{r0['variant']}: GFLOP/s over {xkey}{' × ' + ykey if ykey else ''}\n"
-                 f"{r0['matrix'].rsplit('/', 1)[-1]} ({r0['m']}×{r0['k']}, N={r0['n']})", fontsize=10)
+                 f"{_clip(r0['matrix'].rsplit('/', 1)[-1])} ({r0['m']}×{r0['k']}, N={r0['n']})", fontsize=10)
     return _finish(fig, path, group, note="other params: best value per cell")
 
 

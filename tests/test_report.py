@@ -213,3 +213,10 @@ def test_cli_report_markdown_and_errors(tmp_path, ladder_dir):
         report.load_rows([ladder_dir])))
     res = runner.invoke(app, ["report", str(tmp_path / "nothing")])
     assert isinstance(res.exception, ResultsError)
+
+
+def test_ceilings_match_a_shorter_machine_label():
+    c = {"NVIDIA H100 80GB HBM3": {"device": "gpu", "copy_gbps": 1.0}, "AMD EPYC (2 cores)": {"device": "cpu"}}
+    assert report.ceilings_for("H100", c)["copy_gbps"] == 1.0
+    assert report.ceilings_for("AMD EPYC (2 cores)", c)["device"] == "cpu"
+    assert report.ceilings_for("Intel Xeon", c) is None and report.ceilings_for("", c) is None
