@@ -108,10 +108,14 @@ def csr_dot(s: Shape, params: dict | None = None) -> Bytes:
 
 def csr_tiled(s: Shape, params: dict | None = None) -> Bytes:
     """CSR register-blocked over N: A (values + indices) read once per column tile, ceil(N/tile_n) times;
-    one tile-row of B per nonzero per tile (nnz·N values in all); C written once (accumulated in registers)."""
-    tiles = _ceil_div(s.n, (params or {}).get("tile_n", 256))
+    one tile-row of B per nonzero per tile (nnz·N values in all); C written once (accumulated in registers).
+    With ``pack_b`` B is also copied once per call (read + write K·N values), as it is when numpy's buffer is
+    not 64-byte aligned (the usual case; whether it happened is in the result's info)."""
+    p = params or {}
+    tiles = _ceil_div(s.n, p.get("tile_n", 256))
+    pack = 2 * s.k * s.n * s.value_bytes if p.get("pack_b", False) else 0
     return Bytes(tiles * s.nnz * (s.value_bytes + s.index_bytes) + (s.m + 1) * s.index_bytes,
-                 s.nnz * s.n * s.value_bytes, s.m * s.n * s.value_bytes)
+                 s.nnz * s.n * s.value_bytes + pack, s.m * s.n * s.value_bytes)
 
 
 def coo_scatter(s: Shape, params: dict | None = None) -> Bytes:
