@@ -195,7 +195,8 @@ def parse(doc: dict, *, source: str = "inline", text: str = "", dlmc_root: str |
     for i, run in enumerate(runs, 1):
         merged = {**{k: v for k, v in defaults.items() if k in RUN_KEYS}, **run}
         if extra_params:
-            merged["params"] = {**merged.get("params", {}), **extra_params}
+            given = merged.get("params", {})
+            merged["params"] = {**(given if isinstance(given, dict) else {}), **extra_params}
         tasks += _expand_run(f"[[runs]] #{i}", merged, errors, warnings, dlmc_root, base_dir, matrices)
 
     if ctx is not None:  # resolve every matrix once, now: bad specs and files are errors here too
