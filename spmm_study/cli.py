@@ -456,10 +456,10 @@ def sweep(
     force: bool = typer.Option(False, help="replace rows already in --out"),
     dry_run: bool = typer.Option(False, "--dry-run", help="validate and list the grid, measure nothing"),
     markdown: bool = typer.Option(False, "--markdown", help="print the report tables as markdown at the end"),
-    repeats: Optional[int] = typer.Option(None, help="override the file's [timing] repeats"),
-    min_time: Optional[float] = typer.Option(None, "--min-time", help="override [timing] min_time (s)"),
-    warmup: Optional[float] = typer.Option(None, help="override [timing] warmup (s)"),
-    rounds: Optional[int] = typer.Option(None, help="override [timing] rounds (interleaved repetitions)"),
+    repeats: Optional[int] = typer.Option(None, help="override the file's timing.repeats"),
+    min_time: Optional[float] = typer.Option(None, "--min-time", help="override timing.min_time (s)"),
+    warmup: Optional[float] = typer.Option(None, help="override timing.warmup (s)"),
+    rounds: Optional[int] = typer.Option(None, help="override timing.rounds (interleaved repetitions)"),
 ):
     """Run an experiment grid: validated first (all errors at once), progress with ETA, resumable, shardable."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -652,7 +652,7 @@ def report_cmd(
     baseline: Optional[str] = typer.Option(None, help="speedups against this variant id (default: each device's dense BLAS baseline)"),
     markdown: bool = typer.Option(False, "--markdown", help="print markdown tables on stdout (for the README)"),
     plots: Optional[Path] = typer.Option(None, "--plots", help="write PNG plots into this folder"),
-    kind: str = typer.Option("auto", "--kind", help="table kind: auto, ladder, compare, study, dlmc"),
+    kind: str = typer.Option("auto", "--kind", help="table kind: auto, ladder, compare, study, dlmc, break-even"),
     ceilings: Optional[Path] = typer.Option(None, "--ceilings", help="ceilings JSON from 'calibrate' for the roofline"),
     row_hist: Optional[List[str]] = typer.Option(None, "--row-hist", help="also plot the row-length histogram of this matrix spec"),
     dlmc_root: Optional[str] = DlmcRootOpt,
