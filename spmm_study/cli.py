@@ -669,7 +669,9 @@ def report_cmd(
             raise ParamError(f"--save-rows {save_rows}: the file must end in .csv")
         atomic_write_text(save_rows, rows_to_csv(report.merge_rounds(rows)))
         err.print(f"[dim]wrote {save_rows}[/]")
-    tables = report.tables_for(rows, kind=kind, baseline=baseline)
+    from spmm_study import calibrate
+
+    tables = report.tables_for(rows, kind=kind, baseline=baseline, ceilings=calibrate.load(ceilings))
     if markdown:
         print(report.to_markdown(tables))
     else:

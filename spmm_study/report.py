@@ -281,7 +281,9 @@ def format_cell(value: Any, kind: str = "") -> str:
     if kind == "x":
         return f"{value:.2f}×" if finite(value) else "-"
     if kind == "pct":
-        return f"{100 * value:.0f}%" if finite(value) else "-"
+        if not finite(value):
+            return "-"
+        return f"{100 * value:.1f}%" if abs(value) < 0.1 else f"{100 * value:.0f}%"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
@@ -324,9 +326,28 @@ def _problem_title(r: dict) -> str:
             f"N={r['n']}, {r['dtype']}")
 
 
-def ladder_tables(rows: list[dict], baseline: str | None = None) -> list[Table]:
+def roof_gflops(row: dict, ceilings: dict[str, dict] | None) -> float:
+    """The roofline bound for a row: min(peak FMA rate, bandwidth × useful flop per compulsory byte), from the
+    ceilings of its machine at its thread count (CPU: one thread or all; GPU: copy bandwidth, fp32 peak)."""
+    c = ceilings_for(row["machine"], ceilings or {})
+    if not c or not finite(row.get("intensity")):
+        return float("nan")
+    if c.get("device") == "gpu":
+        bw, peak = c.get("copy_gbps"), c.get("fma_gflops_fp32")
+    else:
+        which = "1" if row["threads"] == 1 else "all"
+        fp = "fp64" if row["dtype"] == "float64" else "fp32"
+        bw, peak = c.get(f"stream_gbps_{which}"), c.get(f"fma_gflops_{fp}_{which}")
+    if not (finite(bw) and finite(peak)):
+        return float("nan")
+    return min(peak, bw * row["intensity"])
+
+
+def ladder_tables(rows: list[dict], baseline: str | None = None,
+                  ceilings: dict[str, dict] | None = None) -> list[Table]:
     """One table per problem (matrix, N, dtype, seed) and machine: variants in ladder order with median time,
-    GFLOP/s, modelled bytes and speedup vs the baseline. FAIL rows stay in, marked FAIL."""
+    GFLOP/s, modelled bytes and speedup vs the baseline; with the machine's ceilings (``calibrate``) also the
+    fraction of the roofline bound each variant reaches. FAIL rows stay in, marked FAIL."""
     rows = speedups(merge_rounds(rows), baseline)
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
@@ -336,16 +357,19 @@ def ladder_tables(rows: list[dict], baseline: str | None = None) -> list[Table]:
         group.sort(key=lambda r: (_ladder_position(r["variant"]), r["params"], r["threads"]))
         show_params = any(params_label(r) for r in group)
         bases = sorted({r["baseline_id"] for r in group if r["baseline_id"]})
+        roofed = ceilings_for(machine, ceilings or {}) is not None
+        up = f"speedup vs {', '.join(bases) or 'baseline'}"
         cols = ["variant"] + (["params"] if show_params else []) + [
-            "threads", "status", "median time", "GFLOP/s", "modelled bytes", "GB/s (model)",
-            f"speedup vs {', '.join(bases) or 'baseline'}"]
+            "threads", "status", "median time", "GFLOP/s", "modelled bytes", "GB/s (model)", up] + \
+            (["of roofline"] if roofed else [])
         t = Table(title=f"{_problem_title(group[0])} — {machine or 'unknown machine'}", columns=cols,
-                  formats={"median time": "time", "modelled bytes": "bytes", cols[-1]: "x"})
+                  formats={"median time": "time", "modelled bytes": "bytes", up: "x", "of roofline": "pct"})
         for r in group:
             failed = r["status"] != "PASS"
             t.rows.append([r["variant"]] + ([params_label(r)] if show_params else []) + [
                 r["threads"], r["status"], FAIL if failed else r["median_s"], FAIL if failed else r["gflops"],
-                r["bytes_model"], FAIL if failed else r["gbps_model"], r["speedup"]])
+                r["bytes_model"], FAIL if failed else r["gbps_model"], r["speedup"]] +
+                ([FAIL if failed else r["gflops"] / roof_gflops(r, ceilings)] if roofed else []))
         dates = machines_and_dates(group).rsplit(", ", 1)[-1]
         t.caption = f"Measured {dates}; speedup = {', '.join(bases) or 'baseline'} median time / variant median time."
         tables.append(t)
@@ -569,7 +593,8 @@ def break_even_table(rows: list[dict], baseline: str | None = None) -> Table:
 TABLE_KINDS = ("auto", "ladder", "compare", "study", "dlmc", "break-even")
 
 
-def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None) -> list[Table]:
+def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None,
+               ceilings: dict[str, dict] | None = None) -> list[Table]:
     """The tables ``report`` shows for these rows. ``auto``: the study table and the DLMC summary for rows
     tagged with those suites, then ladder tables (one per problem) for up to 6 other problems, else one
     side-by-side compare table."""
@@ -580,7 +605,7 @@ def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None
     if kind == "compare":
         return [compare_table(rows, baseline=baseline)]
     if kind == "ladder":
-        return ladder_tables(rows, baseline)
+        return ladder_tables(rows, baseline, ceilings)
     if kind == "study":
         return [study_table(rows, baseline)]
     if kind == "dlmc":
@@ -598,7 +623,7 @@ def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None
     rest = [r for group in suites.values() for r in group]
     if rest:
         n_problems = len({(r["machine"], *problem_key(r)) for r in rest})
-        tables += ladder_tables(rest, baseline) if n_problems <= 6 else [compare_table(rest, baseline=baseline)]
+        tables += ladder_tables(rest, baseline, ceilings) if n_problems <= 6 else [compare_table(rest, baseline=baseline)]
         try:
             tables.append(break_even_table(rest, baseline))
         except ResultsError:

@@ -220,3 +220,15 @@ def test_ceilings_match_a_shorter_machine_label():
     assert report.ceilings_for("H100", c)["copy_gbps"] == 1.0
     assert report.ceilings_for("AMD EPYC (2 cores)", c)["device"] == "cpu"
     assert report.ceilings_for("Intel Xeon", c) is None and report.ceilings_for("", c) is None
+
+
+def test_ladder_shows_the_fraction_of_the_roofline_when_ceilings_exist(ladder_dir):
+    rows = report.load_rows([ladder_dir])
+    assert "of roofline" not in report.ladder_tables(rows)[0].columns
+    c = {CPU: {"device": "cpu", "stream_gbps_1": 10.0, "fma_gflops_fp32_1": 100.0}}
+    t = report.ladder_tables(rows, ceilings=c)[0]
+    rec = {r["variant"]: r for r in t.records()}
+    r = [x for x in rows if x["variant"] == "cpu.dense.numpy"][0]
+    bound = min(100.0, 10.0 * r["intensity"])  # intensity = 2·nnz·N / 1 MB
+    assert rec["cpu.dense.numpy"]["of roofline"] == pytest.approx(r["gflops"] / bound)
+    assert rec["cpu.csr.broken"]["of roofline"] == "FAIL"
