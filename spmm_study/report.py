@@ -422,8 +422,10 @@ def compare_table(rows: list[dict], variants: Sequence[str] | None = None, basel
             else:
                 vals.append(Measured(r["median_s"], r["speedup"]))
         t.rows.append([r0["matrix"], f"{r0['m']}×{r0['k']}", r0["sparsity"], r0["n"]] + vals)
+    threads = sorted({r["threads"] for r in rows if r["device"] == "cpu"})
+    on = f" CPU threads: {'/'.join(map(str, threads))}." if threads else ""
     t.caption = (f"Speedup = {', '.join(bases) or 'baseline'} median time / variant median time on the same problem "
-                 "and machine.")
+                 f"and machine.{on}")
     return t
 
 
