@@ -270,3 +270,33 @@ def test_cli_compare_side_by_side_with_fail(monkeypatch, tmp_path, fake_variant)
     assert all("FAIL" in ln and "(1.00×)" in ln for ln in lines)
     rows = read_rows(tmp_path / "c")
     assert len(rows) == 2 * 2 * 3 and {r["tags"] for r in rows} == {"round=0", "round=1"}
+
+
+def test_cli_shards_concatenate_into_one_report(tmp_path):
+    """Two shards of one sweep, run separately, hold every task once and report together."""
+    from typer.testing import CliRunner
+
+    from spmm_study import report
+    from spmm_study.cli import app
+
+    path = write(tmp_path, """
+name = "sharded"
+[timing]
+repeats = 1
+min_time = 0.0
+warmup = 0.0
+[[runs]]
+variants = ["cpu.csr.scipy", "cpu.dense.numpy"]
+matrices = ["synthetic:uniform:16x16:0.5", "synthetic:uniform:16x8:0.5", "synthetic:uniform:8x16:0.5"]
+n = [4, 8]
+threads = 1
+""")
+    runner = CliRunner()
+    for i in (1, 2):
+        res = runner.invoke(app, ["sweep", str(path), "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}")])
+        assert res.exit_code == 0, res.output
+    a, b = read_rows(tmp_path / "s1"), read_rows(tmp_path / "s2")
+    keys = [(r["variant"], r["matrix"], r["n"]) for r in a + b]
+    assert len(keys) == len(set(keys)) == 2 * 3 * 2 and len(a) == 6 and len(b) == 6
+    t = report.compare_table(report.load_rows([tmp_path / "s1", tmp_path / "s2"]))
+    assert len(t.rows) == 6 and all(isinstance(r[-1], report.Measured) for r in t.rows)
