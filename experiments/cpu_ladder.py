@@ -190,7 +190,7 @@ def render(args) -> str:
         for r in ratio_rows(run_rows):
             ratios.append(dict(r, run=run))
     write_csv(ref / "cpu-ratios.csv", ratios, RATIO_COLUMNS)
-    nm = _part(list(ratio_runs.values())[0], "nm24")
+    nm = _part(rows, "nm24") or _part(list(ratio_runs.values())[0], "nm24")
     if nm:
         nm_merged = speedups(merge_rounds(nm), "cpu.dense.numpy")
         for r in nm_merged:

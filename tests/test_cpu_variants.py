@@ -149,7 +149,7 @@ def test_unavailable_baselines_say_why():
 
 
 def test_tiled_packs_a_misaligned_b_and_uses_an_aligned_one_as_is():
-    from spmm_study.cpu.k13_csr_tiled import ALIGN, aligned_empty
+    from spmm_study.cpu._simd import ALIGN, aligned_empty
 
     a = EDGES["n_not_multiple_of_tile"]
     v = registry.get("cpu.csr.tiled")

@@ -51,7 +51,7 @@ from numba import njit, prange
 
 from spmm_study import movement
 from spmm_study.cpu._balance import balance_param, partition, rows_per_task_param, spread
-from spmm_study.cpu._simd import elem_ptr, stack_empty
+from spmm_study.cpu._simd import elem_ptr, packed_operand, stack_empty
 from spmm_study.registry import Param, host_prepared, variant
 
 TILE_CHOICES = (16, 32, 64, 128, 256)
@@ -119,16 +119,12 @@ def build(problem, tile_n, balance, rows_per_task, pack_b):
     info["tile_n"] = tile_n
     k = kernel(tile_n)
     c = problem.new_output()
-    b = problem.b
-    packed = pack_b and b.ctypes.data % ALIGN != 0
-    info["b_offset_bytes"] = int(b.ctypes.data % ALIGN)
-    info["b_packed"] = bool(packed)
-    b_use = aligned_empty(b.shape, b.dtype) if packed else b
+    b_use, refresh_b, b_info = packed_operand(problem.b, pack_b)
+    info.update(b_info)
     args = (rows, bounds, a.indptr, a.indices, a.data, b_use, c)
 
     def call():
-        if packed:
-            np.copyto(b_use, b)  # part of every call: B is an input and may change between calls
+        refresh_b()  # part of every call: B is an input and may change between calls
         k(*args)
 
     if balance == "dynamic":
@@ -138,14 +134,3 @@ def build(problem, tile_n, balance, rows_per_task, pack_b):
     else:
         run = call
     return host_prepared(run, c, info)
-
-
-ALIGN = 64  # bytes: one cache line, one zmm register
-
-
-def aligned_empty(shape, dtype) -> np.ndarray:
-    """An uninitialised C-contiguous array whose data starts on a 64-byte boundary."""
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
-    start = (-raw.ctypes.data) % ALIGN
-    return raw[start:start + nbytes].view(dtype).reshape(shape)

@@ -13,6 +13,8 @@ benefit of equal trip counts. With σ > 1 rows are processed out of order (``per
 rows a thread writes. Expect it at or a little behind ``cpu.csr.tiled`` — and far behind on matrices with
 a long-tailed row-length distribution, where one long row pads its whole slice.
 
+The inner loop is built like ``cpu.csr.tiled``'s (raw-pointer row views, B packed to 64-byte alignment).
+
 Loop order: slice s (prange) → row r of the slice → column tile j0 → w (padded width) → j (in registers).
 Traffic (``movement.sell``): as ``csr_tiled`` but over the padded entries (the model assumes no padding;
 ``info`` holds the real ratio). Slices are split statically across threads.
@@ -23,10 +25,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numba
+import numpy as np
 from numba import njit, prange
 
 from spmm_study import movement
-from spmm_study.cpu._simd import stack_empty
+from spmm_study.cpu._simd import elem_ptr, packed_operand, stack_empty
 from spmm_study.formats import SELL
 from spmm_study.registry import Param, host_prepared, variant
 
@@ -53,12 +56,12 @@ def kernel(tile_n: int):
                     for j in range(TN):
                         acc[j] = 0.0
                     for w in range(width):
-                        pos = base + w * c_rows + r
+                        pos = np.uint64(base + w * c_rows + r)  # unsigned: no wraparound code
                         v = data[pos]
-                        brow = b[cols[pos], j0:j0 + TN]
+                        brow = numba.carray(elem_ptr(b, np.int64(cols[pos]) * n + j0), TN)
                         for j in range(TN):
                             acc[j] += v * brow[j]
-                    crow = c[i, j0:j0 + TN]
+                    crow = numba.carray(elem_ptr(c, np.int64(i) * n + j0), TN)
                     for j in range(TN):
                         crow[j] = acc[j]
                 if n_full < n:
@@ -79,13 +82,20 @@ def kernel(tile_n: int):
     Param("c", 8, (1, 4, 8, 32), "rows per slice (C); C = M with sigma = 1 is plain ELLPACK", minimum=1),
     Param("sigma", 256, (1, 64, 256), "sorting window (σ rows); 1 = no sorting", minimum=1),
     Param("tile_n", 256, (16, 64, 256), "columns of C held in registers per row", minimum=1),
+    Param("pack_b", True, (True, False), "copy a misaligned B into a 64-byte-aligned buffer in each call (timed)"),
 ))
-def build(problem, c, sigma, tile_n):
+def build(problem, c, sigma, tile_n, pack_b):
     """SELL-C-σ: rows sorted in windows of σ, padded per slice of C rows; register-blocked over N."""
     sell = SELL.from_csr(problem.a, c, sigma)
     out = problem.new_output()
     k = kernel(tile_n)
+    b_use, refresh_b, b_info = packed_operand(problem.b, pack_b)
     info = {"padding": round(sell.padding, 4), "stored": sell.stored, "slices": int(sell.widths.size),
-            "threads": numba.get_num_threads(), "tile_n": tile_n}
-    args = (sell.c, sell.perm, sell.slice_ptr, sell.widths, sell.cols, sell.data, problem.b, out)
-    return host_prepared(lambda: k(*args), out, info)
+            "threads": numba.get_num_threads(), "tile_n": tile_n, **b_info}
+    args = (sell.c, sell.perm, sell.slice_ptr, sell.widths, sell.cols, sell.data, b_use, out)
+
+    def run():
+        refresh_b()
+        k(*args)
+
+    return host_prepared(run, out, info)

@@ -10,6 +10,9 @@ The variant refuses (a SKIP row with the first offending group) any matrix that 
 ``--prune 2:4`` or use ``synthetic:nm:ffn1``. Rows with fewer than two entries in a group carry explicit
 zeros, so on a 2:4 matrix at exactly 50% the stored slots equal nnz.
 
+The inner loop is built like ``cpu.csr.tiled``'s (raw-pointer row views, B packed to 64-byte alignment), so
+the two rungs differ only in the format.
+
 Loop order: row i (prange) → column tile j0 → slot s (K/2 of them) → j (in registers).
 Traffic (``movement.nm_structured``): values + 2 bits each, a row of B per slot, C written once.
 """
@@ -19,10 +22,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numba
+import numpy as np
 from numba import njit, prange
 
 from spmm_study import movement
-from spmm_study.cpu._simd import stack_empty
+from spmm_study.cpu._simd import elem_ptr, packed_operand, stack_empty
 from spmm_study.formats import NM24
 from spmm_study.registry import Param, host_prepared, variant
 
@@ -44,10 +48,11 @@ def kernel(tile_n: int):
                 for s in range(slots):
                     pos = (meta[i, s >> 2] >> ((s & 3) * 2)) & 3
                     v = data[i, s]
-                    brow = b[(s >> 1) * 4 + pos, j0:j0 + TN]
+                    # fixed-size view from a raw pointer (see cpu.csr.tiled): no slice clamping per slot
+                    brow = numba.carray(elem_ptr(b, np.int64((s >> 1) * 4 + pos) * n + j0), TN)
                     for j in range(TN):
                         acc[j] += v * brow[j]
-                crow = c[i, j0:j0 + TN]
+                crow = numba.carray(elem_ptr(c, np.int64(i) * n + j0), TN)
                 for j in range(TN):
                     crow[j] = acc[j]
             if n_full < n:
@@ -66,12 +71,19 @@ def kernel(tile_n: int):
 
 @variant("cpu.nm24.tiled", loop_order="i‖→j0→s→j", movement=movement.nm_structured, rung=32, params=(
     Param("tile_n", 256, (16, 64, 256), "columns of C held in registers per row", minimum=1),
+    Param("pack_b", True, (True, False), "copy a misaligned B into a 64-byte-aligned buffer in each call (timed)"),
 ))
-def build(problem, tile_n):
+def build(problem, tile_n, pack_b):
     """2:4 structured: K/2 values per row with 2-bit positions, register-blocked; SKIP if A is not 2:4."""
     a = NM24.from_csr(problem.a)
     c = problem.new_output()
     k = kernel(tile_n)
+    b_use, refresh_b, b_info = packed_operand(problem.b, pack_b)
     info = {"slots_per_nnz": round(a.data.size / a.nnz, 4) if a.nnz else 1.0, "meta_bytes": int(a.meta.size),
-            "threads": numba.get_num_threads(), "tile_n": tile_n}
-    return host_prepared(lambda: k(a.data, a.meta, problem.b, c), c, info)
+            "threads": numba.get_num_threads(), "tile_n": tile_n, **b_info}
+
+    def run():
+        refresh_b()
+        k(a.data, a.meta, b_use, c)
+
+    return host_prepared(run, c, info)
