@@ -44,6 +44,8 @@ CASES = {
                          # more panels than SM slots: each slot walks several panels
                          ({"lanes": 4, "vec": 4, "tiles": 1, "unroll": 4, "threads": 8, "blocks_per_sm": 2, "slots": 1},
                           ["empty_rows", "one_dense_row"], (37,))],
+    "gpu.csr.row_split": [({"warps": 2, "vec": 4, "unroll": 2}, SMALL, (6, 8)),
+                          ({"warps": 3, "vec": 2, "unroll": 4}, ["one_dense_row", "n_not_multiple_of_tile"], (64, 5))],
     "gpu.coo.atomic": [({"block_x": 8, "block_y": 4}, SMALL, (5, 11))],
     "gpu.nm24.structured": [({"vec": 4, "block_x": 2, "block_y": 4}, ["nm24", "nm24_wide"], (6, 9, 8)),
                             ({"vec": 1, "block_x": 4, "block_y": 2}, ["nm24"], (5,))],

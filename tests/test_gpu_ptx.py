@@ -20,7 +20,7 @@ def _cases():
     a2 = lambda d: d[:, ::1]  # noqa: E731
     csr = (a1(i32), a1(i32), a1(f32))
     from spmm_study.gpu import (_rowvec, k01_dense_naive, k02_dense_tiled, k10_csr_row_thread, k11_csr_row_col,
-                                k12_csr_block_smem, k16_csr_nnz_split, k17_csr_densify_tile, k18_csr_l1_panel, k20_coo_atomic,
+                                k12_csr_block_smem, k16_csr_nnz_split, k17_csr_densify_tile, k18_csr_l1_panel, k19_csr_row_split, k20_coo_atomic,
                                 k21_structured24, timing)
 
     zk, nk = k16_csr_nnz_split.kernels(4, 2, "float32")
@@ -43,6 +43,7 @@ def _cases():
         "densify_tile": (k17_csr_densify_tile.kernel(4, 8, 4, 32, "float32"), (*csr, a1(f32), a1(f32), i64, i64), 16),
         "l1_panel": (k18_csr_l1_panel.kernel(16, 4, 1, 4, "float32"),
                      (*csr, a1(f32), a1(f32), i64, a1(i32), i64, i64), 16),
+        "row_split": (k19_csr_row_split.kernel(4, 4, 4, "float32"), (*csr, a1(f32), a1(f32), i64), 16),
         "coo_atomic": (k20_coo_atomic.kernel("float32"), (a1(i32), a1(i32), a1(f32), a2(f32), a1(f32), i64), None),
         "structured24": (k21_structured24.kernel(4, "float32"), (a2(f32), a2(u8), a1(f32), a1(f32), i64), 16),
         "spin": (spin, (i64,), None),

@@ -17,6 +17,7 @@ from spmm_study.gpu import (  # noqa: F401,E402  (imported for registration)
     k16_csr_nnz_split,
     k17_csr_densify_tile,
     k18_csr_l1_panel,
+    k19_csr_row_split,
     k20_coo_atomic,
     k21_structured24,
 )
