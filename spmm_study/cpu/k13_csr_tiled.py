@@ -16,8 +16,9 @@ Why each choice (numbers from experiments/notes-cpu.md, AMD EPYC Zen5, DLMC ffn_
   constant (each value is its own compiled kernel). 256 covers N = 256 in one pass, so A's indices and
   values are read once; smaller tiles re-read the row's nonzeros N/tile_n times. Below 64 LLVM fully
   unrolls the j-loop *before* the loop vectoriser sees it, and the SLP vectoriser does not put the 16 or 32
-  scalar accumulators back into vectors: ``experiments/cpu_asm.py`` counts 25 scalar FMAs and 4 zmm FMAs
-  for tile_n = 16 against 20 zmm FMAs for 256, and the time is 6–7× worse. Kept as choices for that lesson.
+  scalar accumulators back into vectors: ``experiments/cpu_asm.py`` counts 73 scalar FMAs (41 for tile_n = 32)
+  beside 4 zmm ones in the tails, against 20 zmm FMAs (16 in the main loop) for 256, and the time is 5–7×
+  worse. Kept as choices for that lesson.
 * B rows are taken as fixed-size views from a raw pointer (``numba.carray(elem_ptr(b, k·N + j0), tile_n)``)
   and the nonzero loop counts with an unsigned integer. Indexing ``b[k, j0 + j]`` made LLVM emit gathers
   (numba's negative-index wraparound makes each lane's address different; 4–5× slower); a slice
@@ -36,7 +37,8 @@ Why each choice (numbers from experiments/notes-cpu.md, AMD EPYC Zen5, DLMC ffn_
 * Columns past the last full tile (N mod tile_n) are done row-wise into C directly.
 
 Traffic (``movement.csr_tiled``): A read ceil(N/tile_n) times, one tile-row of B per nonzero per tile
-(nnz·N values in all, from L2: B is 512 KiB for K = 512, N = 256), C written exactly once.
+(nnz·N values in all, from L2: B is 512 KiB for K = 512, N = 256), C written exactly once; with ``pack_b``
+one copy of B per call.
 
 What to look at: GFLOP/s against the row-wise rungs, and ``imbalance`` in info for the balance choices.
 """
