@@ -138,9 +138,11 @@ def sell(s: Shape, params: dict | None = None) -> Bytes:
     slice's longest row. The padding depends on the row lengths, which ``Shape`` does not carry: this model
     assumes none (a lower bound); the real padding ratio is in the result's ``info`` (``padding``)."""
     v = s.value_bytes
-    c_rows = (params or {}).get("c", 8)
+    p = params or {}
+    c_rows = p.get("c", 8)
+    pack = 2 * s.k * s.n * v if p.get("pack_b", False) else 0  # pack_b: one copy of B per call
     return Bytes(s.nnz * (v + s.index_bytes) + 2 * _ceil_div(s.m, c_rows) * s.index_bytes + s.m * s.index_bytes,
-                 s.nnz * s.n * v, s.m * s.n * v)
+                 s.nnz * s.n * v + pack, s.m * s.n * v)
 
 
 def bsr(s: Shape, params: dict | None = None) -> Bytes:
@@ -157,10 +159,11 @@ def bsr(s: Shape, params: dict | None = None) -> Bytes:
 
 def nm_structured(s: Shape, params: dict | None = None) -> Bytes:
     """2:4 compressed: exactly K/2 values per row (zeros padded in) plus 2 bits of position each; each stored
-    value reads one row of B; C written once (register-blocked)."""
+    value reads one row of B; C written once (register-blocked); with ``pack_b`` one copy of B per call."""
     v = s.value_bytes
     stored = s.m * 2 * _ceil_div(s.k, 4)
-    return Bytes(stored * v + stored / 4, stored * s.n * v, s.m * s.n * v)
+    pack = 2 * s.k * s.n * v if (params or {}).get("pack_b", False) else 0  # pack_b: one copy of B per call
+    return Bytes(stored * v + stored / 4, stored * s.n * v + pack, s.m * s.n * v)
 
 
 def csr_codegen(s: Shape, params: dict | None = None) -> Bytes:
