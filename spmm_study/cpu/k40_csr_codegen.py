@@ -17,19 +17,21 @@ IR is written directly; notes-cpu.md has the numbers.) Each row's sum uses 4 int
 4-cycle-latency FMA chain: deterministic, within the fp32 tolerance.
 
 Costs: generation + compilation are timed as ``setup_s`` (and ``info`` holds the IR size and compile
-time): about 10–15 s for the 21k nonzeros of DLMC ffn_conv1 at 98% and 50 s for the 105k at 90% here.
-And the code is data that must move: two instructions (≈16 bytes) per nonzero, 1.7 MB at 90%. With warm
-caches the kernel matches ``cpu.csr.tiled`` (0.206 vs 0.214 ms at 98%, one thread); with the harness's cold
-caches it loses (0.40 vs 0.23 ms), because instruction fetch after a flush streams the code from memory
-with little prefetching, while the data loads of the CSR kernel are prefetched. (A padded copy of B, to
-rule out cache-set conflicts of the 1 KiB-strided B rows, changed nothing: 0.40 vs 0.45 ms.) Matrices with more than ``max_nnz``
-nonzeros are refused (a SKIP row that says so).
+time): 6–15 s for the 21k nonzeros of DLMC ffn_conv1 at 98% and 25–50 s for the 105k at 90% here.
+Matrices with more than ``max_nnz`` nonzeros are refused (a SKIP row that says so).
+
+What it buys, measured at 98% on one thread: against the slice-view version of ``cpu.csr.tiled`` it was
+level with warm caches (0.206 vs 0.214 ms); against the current one (pointer views, packed B) it is 1.5×
+slower warm (0.200 vs 0.132 ms) and 1.9× slower cold (0.42 vs 0.22 ms). Warm, the loop issues two loads
+per FMA (a vector of B and a broadcast of the value) where the register-blocked kernel issues one, because
+its 256-float accumulator reuses each value across the whole row of C. Cold, the code itself is data that
+must move: two instructions (≈16 bytes) per nonzero, 0.35 MB at 98% and 1.7 MB at 90%, fetched after the
+harness's cache flush by the front end with little prefetching. (A padded copy of B, to rule out
+cache-set conflicts of the 1 KiB-strided B rows, changed nothing: 0.40 vs 0.45 ms.)
 
 Loop order: part t (prange) → row i (constant) → j (vectors of 16) → p (unrolled, constant).
 Traffic (``movement.csr_codegen``): no index traffic; each value is re-read once per vector of columns
-(from L1); B and C as the register-blocked kernel. Per FMA the loop issues two loads (a vector of B and
-a broadcast of the value), against one for ``cpu.csr.tiled``, whose 256-float accumulator reuses the value
-across the whole row of C.
+(from L1); B and C as the register-blocked kernel.
 """
 
 from __future__ import annotations
