@@ -1,7 +1,8 @@
 """Rung 12 — CSR row-wise i→p→j across threads (``prange``), with a choice of how rows are split.
 
-What changed from rung 10 (``cpu.csr.rowwise``; rung 11 is the dot-product detour): the row loop is split into one part per thread. Rows of C
-are disjoint, so the threads never write the same element: no atomics, no races, same bits as one thread.
+What changed from rung 10 (``cpu.csr.rowwise``; rung 11 is the dot-product detour): the row loop is split
+into one part per thread. Rows of C are disjoint, so the threads never write the same element: no atomics,
+no races, same bits as one thread.
 The inner loops are unchanged, so the gain is at most the thread count, and only if the parts carry equal
 work: that is what ``balance`` is about (static row chunks, nnz-balanced prefix sums, sorted round-robin
 "row swizzle", or dynamic tasks; see ``spmm_study.cpu._balance``). The nonzeros each thread got and the
@@ -11,6 +12,8 @@ Loop order: part t (prange) → row i → nonzero p → j. Each nonzero loads an
 (in L1), so this kernel is bound by loads/stores, not by FMAs: the next rung keeps the row in registers.
 
 Traffic (``movement.csr_rowwise``): as the serial rung; the threads share B in L3 and each has its own L2.
+Measured (DLMC ffn_conv1 90%, N = 256, 2 threads, cold): 0.94–0.99 ms for every ``balance`` against 2.08 ms
+for the serial rung — the 2× the thread count allows, because the rows are even (imbalance ≤ 1.003).
 """
 
 from __future__ import annotations
