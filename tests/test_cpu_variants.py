@@ -167,3 +167,13 @@ def test_tiled_packs_a_misaligned_b_and_uses_an_aligned_one_as_is():
         b *= 2.0  # B changes between calls: a packed copy must follow
         prep.run()
         assert np.allclose(prep.fetch(), 2.0 * problem.reference, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("vid", ["cpu.csr.tiled", "cpu.csr.rowwise_par"])
+@pytest.mark.parametrize("rows_per_task", [1, 3])
+def test_dynamic_balance_with_many_small_tasks(vid, rows_per_task):
+    params = {"balance": "dynamic", "rows_per_task": rows_per_task}
+    if vid == "cpu.csr.tiled":
+        params["tile_n"] = 16
+    for name in ("tall", "empty_rows", "one_dense_row"):
+        check_variant(registry.get(vid), EDGES[name], 37, params, label=name)
