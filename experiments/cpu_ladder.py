@@ -26,8 +26,9 @@ import os
 # keep spinning workers after a parallel call (Intel's default KMP_BLOCKTIME is 200 ms), and on 2 cores a
 # spinning idle pool takes a core from the next variant: in one interleaved process every 2-thread kernel
 # then took 6-10 ms (one scheduler time slice) instead of 0.5 ms (notes-cpu.md). Set before numpy loads.
-for _key, _val in (("KMP_BLOCKTIME", "0"), ("OMP_WAIT_POLICY", "PASSIVE"), ("OPENBLAS_THREAD_TIMEOUT", "4")):
-    os.environ.setdefault(_key, _val)
+from spmm_study.pools import quiet_idle_pools  # noqa: E402
+
+quiet_idle_pools()
 
 import argparse
 import csv

@@ -15,8 +15,9 @@ Prints useful GFLOP/s for each; experiments/notes-cpu.md section 5 reads them.
 import argparse
 import os
 
-for _key, _val in (("KMP_BLOCKTIME", "0"), ("OMP_WAIT_POLICY", "PASSIVE"), ("OPENBLAS_THREAD_TIMEOUT", "4")):
-    os.environ.setdefault(_key, _val)
+from spmm_study.pools import quiet_idle_pools  # noqa: E402
+
+quiet_idle_pools()
 
 import time  # noqa: E402
 

@@ -13,11 +13,15 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import typer
-from rich.console import Console
-from rich.table import Table
+from spmm_study.pools import quiet_idle_pools
 
-from spmm_study.errors import ParamError, SpmmError
+quiet_idle_pools()  # before anything loads numpy, numba or MKL
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from spmm_study.errors import ParamError, SpmmError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="spmm-study: a laboratory for sparse x dense matrix multiplication (SpMM) on CPU and GPU.")

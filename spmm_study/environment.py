@@ -165,7 +165,7 @@ def describe(include_gpu: bool = False, argv: list[str] | None = None) -> dict:
         "git_commit": git_commit(),
         "command": " ".join(["spmm-study"] + list(sys.argv[1:] if argv is None else argv)),
         "env": {k: v for k, v in os.environ.items()
-                if k.startswith(("NUMBA_", "OMP_", "OPENBLAS_", "MKL_", "SPMM_STUDY_", "CUDA_VISIBLE"))},
+                if k.startswith(("NUMBA_", "OMP_", "KMP_", "OPENBLAS_", "MKL_", "SPMM_STUDY_", "CUDA_VISIBLE"))},
     }
     if include_gpu:
         env["gpu"] = gpu_info()

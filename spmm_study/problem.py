@@ -127,10 +127,26 @@ def seeded_values(nnz: int, seed: int, dtype) -> np.ndarray:
     return rng.standard_normal(nnz).astype(dtype)
 
 
+ALIGN = 64  # one cache line and one AVX-512 vector: numpy's default 16-byte alignment splits vector loads
+
+
+def aligned_full(shape: tuple[int, int], fill: float, dtype) -> np.ndarray:
+    """A C-contiguous array whose first element sits on a 64-byte boundary, filled with ``fill``."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape))
+    raw = np.empty(count * dtype.itemsize + ALIGN, dtype=np.uint8)
+    start = (-raw.ctypes.data) % ALIGN
+    arr = raw[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
+    arr.fill(fill)
+    return arr
+
+
 def seeded_b(k: int, n: int, seed: int, dtype) -> np.ndarray:
-    """The dense operand B (K×N, row-major), standard normal, from the problem seed."""
+    """The dense operand B (K×N, row-major, 64-byte aligned), standard normal, from the problem seed."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xB]))
-    return rng.standard_normal((k, n), dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
+    b = aligned_full((k, n), 0.0, dtype)
+    b[...] = rng.standard_normal((k, n), dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
+    return b
 
 
 @dataclass(frozen=True)
@@ -216,8 +232,8 @@ class Problem:
         return np.asarray(a @ np.abs(self.b.astype(np.float64)))
 
     def new_output(self) -> np.ndarray:
-        """A C buffer poisoned with NaN (DESIGN.md §5: an unwritten entry must fail the check)."""
-        return np.full((self.m, self.n), np.nan, dtype=self.dtype)
+        """A 64-byte-aligned C buffer poisoned with NaN (DESIGN.md §5: an unwritten entry must fail the check)."""
+        return aligned_full((self.m, self.n), np.nan, self.dtype)
 
     def check(self, c: np.ndarray) -> CheckResult:
         ref = self.reference
