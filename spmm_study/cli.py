@@ -19,6 +19,7 @@ quiet_idle_pools()  # before anything loads numpy, numba or MKL
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402  (reasons and specs hold brackets: "pip install 'spmm-study[gpu]'")
 from rich.table import Table  # noqa: E402
 
 from spmm_study.errors import ParamError, SpmmError  # noqa: E402
@@ -84,7 +85,7 @@ def results_table(rows, title: str = "") -> Table:
     if one_matrix and rows:
         r0 = rows[0]
         title = title or f"{r0['matrix']}  ({r0['m']}x{r0['k']}, nnz {r0['nnz']:,}, {r0['dtype']})"
-    t = Table(title=title, show_lines=False, header_style="bold")
+    t = Table(title=escape(title), show_lines=False, header_style="bold")
     cols = [("variant", "left")] + ([] if one_matrix else [("matrix", "left")])
     for col, just in cols + [("N", "right"), ("status", "left"),
                       ("median", "right"), ("p20–p80", "right"), ("GFLOP/s", "right"), ("GB/s comp", "right"),
@@ -94,7 +95,7 @@ def results_table(rows, title: str = "") -> Table:
     for r in rows:
         matrix = r["matrix"] if len(r["matrix"]) <= 48 else "…" + r["matrix"][-47:]
         status = f"[{status_style(r['status'])}]{r['status']}[/]"
-        t.add_row(r["variant"], *([] if one_matrix else [matrix]), str(r["n"]), status, fmt_time(r["median_s"]),
+        t.add_row(r["variant"], *([] if one_matrix else [escape(matrix)]), str(r["n"]), status, fmt_time(r["median_s"]),
                   f"{fmt_time(r['p20_s'])}–{fmt_time(r['p80_s'])}" if r["status"] == "PASS" else "-",
                   fmt_num(r["gflops"]), fmt_num(r["gbps_compulsory"]), fmt_num(r["gbps_model"]),
                   fmt_num(r["rel_error"], 2), fmt_time(r["setup_s"]), fmt_time(r["first_call_s"]), str(r["threads"]))
@@ -105,7 +106,7 @@ def print_messages(rows, console: Console) -> None:
     for r in rows:
         r = r if isinstance(r, dict) else r.__dict__
         if r["status"] != "PASS" and r["message"]:
-            console.print(f"[{status_style(r['status'])}]{r['status']}[/] {r['variant']}: {r['message']}",
+            console.print(f"[{status_style(r['status'])}]{r['status']}[/] {r['variant']}: {escape(r['message'])}",
                           markup=True, highlight=False, soft_wrap=True)
 
 
@@ -172,9 +173,9 @@ def list_cmd(
     for it in items:
         params = " ".join(f"{p['name']}={p['default']}" for p in it["params"])
         flags = ("B" if it["baseline"] else "") + ("" if it["deterministic"] else "~")
-        summary = it["summary"] if it["available"] else f"[dim]unavailable: {it['unavailable_reason']}[/]"
+        summary = escape(it["summary"]) if it["available"] else f"unavailable: {escape(it['unavailable_reason'])}"
         style = None if it["available"] else "dim"
-        t.add_row(it["id"], it["loop_order"], params, flags, summary, style=style)
+        t.add_row(it["id"], escape(it["loop_order"]), escape(params), flags, summary, style=style)
     out.print(t)
     out.print("[dim]B = vendor baseline, ~ = non-deterministic (atomics); run one with: spmm-study run --variant ID[/]")
 
@@ -281,7 +282,7 @@ def info(gpu: bool = typer.Option(True, "--gpu/--no-gpu", help="probe the GPU (i
         t.add_row(f"threads: {pool.get('library') or pool.get('internal_api')}", str(pool.get("num_threads")))
     if gpu:
         g = env["gpu"]
-        t.add_row("gpu", g.get("error") and f"unavailable: {g['error']}" or ", ".join(f"{k}={v}" for k, v in g.items()))
+        t.add_row("gpu", escape(g.get("error") and f"unavailable: {g['error']}" or ", ".join(f"{k}={v}" for k, v in g.items())))
     out.print(t)
 
 
@@ -336,13 +337,13 @@ def render_table(table) -> Table:
     """A report.Table (data) as a rich table; FAIL cells in red."""
     from spmm_study.report import formatted_rows
 
-    t = Table(title=table.title, header_style="bold", caption=table.caption or None)
+    t = Table(title=escape(table.title), header_style="bold", caption=escape(table.caption) if table.caption else None)
     for i, col in enumerate(table.columns):
         numeric = any(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in table.rows) or \
             any(type(r[i]).__name__ == "Measured" for r in table.rows)
         t.add_column(col, justify="right" if numeric else "left", overflow="fold")
     for row in formatted_rows(table):
-        t.add_row(*[f"[bold red]{c}[/]" if c in ("FAIL", "ERROR") else c for c in row])
+        t.add_row(*[f"[bold red]{c}[/]" if c in ("FAIL", "ERROR") else escape(str(c)) for c in row])
     return t
 
 

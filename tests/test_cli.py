@@ -130,6 +130,22 @@ def test_list_and_json(capsys):
     assert all(it["device"] == "gpu" for it in json.loads(out))
 
 
+def test_list_prints_reasons_with_brackets_verbatim(capsys, monkeypatch):
+    """Rich markup once ate "[gpu]" out of "pip install 'spmm-study[gpu]'" in the unavailable reason."""
+    registry.load_all()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @registry.variant("cpu.csr.clitestbrackets", loop_order="i→[p]→j", movement=movement.csr_rowwise,
+                      available=lambda: "needs extras (pip install 'spmm-study[gpu]')")
+    def build(problem):
+        """Summary with [brackets] kept."""
+        raise AssertionError("never built")
+
+    code, out, err = cli(capsys, "list", "--format", "csr")
+    flat = re.sub(r"[\s│]+", " ", out)
+    assert code == 0 and "spmm-study[gpu]" in flat and "i→[p]→j" in flat
+
+
 def test_info_no_gpu(capsys):
     code, out, err = cli(capsys, "info", "--no-gpu", "--json")
     assert code == 0, err
