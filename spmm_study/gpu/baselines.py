@@ -19,32 +19,20 @@ from importlib.util import find_spec
 
 import numpy as np
 
-from spmm_study.errors import DeviceUnavailable, FormatError
+from spmm_study.errors import DeviceUnavailable
 from spmm_study.gpu import models
 from spmm_study.gpu.device import cupy_unavailable_reason
 from spmm_study.registry import Prepared, variant
 
 
-def check_csr_for_library(a) -> None:
-    """Independent index validation before a vendor library sees the arrays (it trusts them)."""
-    indptr = np.asarray(a.indptr, dtype=np.int64)
-    if indptr.size != a.m + 1 or indptr[0] != 0 or indptr[-1] != a.nnz:
-        raise FormatError(f"indptr has {indptr.size} entries from {indptr[0] if indptr.size else None} to "
-                          f"{indptr[-1] if indptr.size else None}; expected {a.m + 1} from 0 to {a.nnz}")
-    lengths = np.diff(indptr)
-    if (lengths < 0).any():
-        raise FormatError(f"indptr decreases at row {int(np.argmax(lengths < 0))}")
-    idx = np.asarray(a.indices, dtype=np.int64)
-    if idx.size and (idx.min() < 0 or idx.max() >= a.k):
-        raise FormatError(f"column index {int(idx.min() if idx.min() < 0 else idx.max())} outside 0..{a.k - 1}")
-    if idx.size > 1:
-        step = np.diff(idx)
-        row_start = np.zeros(idx.size - 1, dtype=bool)
-        starts = indptr[1:-1]
-        row_start[starts[(starts > 0) & (starts < idx.size)] - 1] = True
-        bad = (step <= 0) & ~row_start
-        if bad.any():
-            raise FormatError(f"column indices not strictly increasing within a row at nonzero {int(np.argmax(bad)) + 1}")
+def check_csr_for_library(a, index_dtype=np.int32):
+    """Validate A again, right before a vendor library sees it, and return it with the library's index type.
+
+    cuSPARSE trusts its arrays: an out-of-range or unsorted index can crash it or return garbage, so the
+    full O(nnz) ``CSR.validate`` runs here too, not only when the matrix was loaded; ``with_index_dtype``
+    refuses (ResourceError, with the numbers) a matrix whose indices would wrap around in int32.
+    """
+    return a.validate().with_index_dtype(index_dtype)
 
 
 def _torch_unavailable() -> str | None:
@@ -90,10 +78,8 @@ def build_cusparse(problem):
     import cupy as cp
     from cupyx.scipy import sparse as cps
 
-    check_csr_for_library(problem.a)
-    a = problem.a
-    mat = cps.csr_matrix((cp.asarray(a.data), cp.asarray(a.indices.astype(np.int32)),
-                          cp.asarray(a.indptr.astype(np.int32))), shape=(a.m, a.k))
+    a = check_csr_for_library(problem.a)
+    mat = cps.csr_matrix((cp.asarray(a.data), cp.asarray(a.indices), cp.asarray(a.indptr)), shape=(a.m, a.k))
     mat.has_canonical_format = True
     b = cp.asarray(problem.b)
     out = [cp.full((problem.m, problem.n), np.nan, dtype=problem.dtype)]
@@ -110,11 +96,9 @@ def build_torch(problem):
     """cuSPARSE CSR SpMM through torch.sparse.mm on a sparse CSR tensor."""
     import torch
 
-    check_csr_for_library(problem.a)
-    a = problem.a
+    a = check_csr_for_library(problem.a, np.int64)
     dev = torch.device("cuda")
-    mat = torch.sparse_csr_tensor(torch.as_tensor(a.indptr.astype(np.int64), device=dev),
-                                  torch.as_tensor(a.indices.astype(np.int64), device=dev),
+    mat = torch.sparse_csr_tensor(torch.as_tensor(a.indptr, device=dev), torch.as_tensor(a.indices, device=dev),
                                   torch.as_tensor(a.data, device=dev), size=(a.m, a.k))
     b = torch.as_tensor(problem.b, device=dev)
     out = [torch.full((problem.m, problem.n), float("nan"), dtype=b.dtype, device=dev)]
