@@ -567,6 +567,8 @@ def convert(a: CSR, out: Path | str, force: bool = False) -> Path:
     import scipy.io
     import scipy.sparse as sp
 
+    from spmm_study.results import publish_mode
+
     out = Path(out)
     if out.suffix not in (".mtx", ".npz", ".smtx"):
         raise SourceError(f"output {out} must end in .mtx, .npz or .smtx")
@@ -583,6 +585,7 @@ def convert(a: CSR, out: Path | str, force: bool = False) -> Path:
             scipy.io.mmwrite(tmp, a.to_scipy())
         else:
             sp.save_npz(tmp, sp.csr_matrix(a.to_scipy()), compressed=True)
+        publish_mode(tmp)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

@@ -201,3 +201,18 @@ def test_csv_is_appended_and_rebuilt_from_jsonl_on_open(tmp_path):
     w = ResultWriter(d)
     w.append(make_row(7))
     assert [r["variant"] for r in read_rows(d / "results.csv")] == ["cpu.csr.v7"]
+
+
+def test_result_files_get_the_mode_a_plain_open_would(tmp_path):
+    """mkstemp makes 0600 files; result files and converted matrices are meant to be read by others."""
+    import os
+    import stat
+
+    from spmm_study.results import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "x.json", "{}")
+        assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
