@@ -365,11 +365,16 @@ def ladder_tables(rows: list[dict], baseline: str | None = None,
         t = Table(title=f"{_problem_title(group[0])} — {machine or 'unknown machine'}", columns=cols,
                   formats={"median time": "time", "modelled bytes": "bytes", up: "x", "of roofline": "pct"})
         for r in group:
-            failed = r["status"] != "PASS"
+            # a wrong result is FAIL, never a number; a SKIP/UNAVAILABLE row was not measured at all: "-"
+            blank = FAIL if r["status"] in ("FAIL", "ERROR") else "-" if r["status"] != "PASS" else None
+
+            def cell(value, blank=blank):
+                return value if blank is None else blank
+
             t.rows.append([r["variant"]] + ([params_label(r)] if show_params else []) + [
-                r["threads"], r["status"], FAIL if failed else r["median_s"], FAIL if failed else r["gflops"],
-                r["bytes_model"], FAIL if failed else r["gbps_model"], r["speedup"]] +
-                ([FAIL if failed else r["gflops"] / roof_gflops(r, ceilings)] if roofed else []))
+                r["threads"], r["status"], cell(r["median_s"]), cell(r["gflops"]),
+                r["bytes_model"], cell(r["gbps_model"]), r["speedup"]] +
+                ([cell(r["gflops"] / roof_gflops(r, ceilings) if blank is None else 0.0)] if roofed else []))
         dates = machines_and_dates(group).rsplit(", ", 1)[-1]
         t.caption = f"Measured {dates}; speedup = {', '.join(bases) or 'baseline'} median time / variant median time."
         tables.append(t)

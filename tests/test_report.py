@@ -72,6 +72,14 @@ def test_speedups_merge_rounds_and_mark_failures(ladder_dir):
     assert CPU in md and "2026-11-23" in md
 
 
+def test_a_skipped_variant_is_blank_not_fail(tmp_path):
+    """SKIP means 'not measured' (e.g. 2:4 kernel on a non-2:4 matrix), not a wrong result."""
+    d = write_dir(tmp_path / "skip", [row("cpu.dense.numpy", 4e-3), row("cpu.nm24.tiled", float("nan"), status="SKIP")])
+    rec = {r["variant"]: r for r in report.ladder_tables(report.load_rows([d]))[0].records()}
+    assert rec["cpu.nm24.tiled"]["status"] == "SKIP"
+    assert rec["cpu.nm24.tiled"]["median time"] == "-" and rec["cpu.nm24.tiled"]["GFLOP/s"] == "-"
+
+
 def test_explicit_baseline_and_even_round_count(tmp_path):
     d = write_dir(tmp_path / "r", [row("cpu.csr.scipy", 6e-3), row("cpu.csr.rowwise", 2e-3, tags="round=0"),
                                    row("cpu.csr.rowwise", 4e-3, tags="round=1")])
