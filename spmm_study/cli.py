@@ -425,7 +425,7 @@ def compare(
         rows = list(writer.rows)  # a resumed compare reports the earlier rounds too
     table = report.compare_table(rows, [v.id for v in chosen], baseline)
     if as_json:
-        print(json.dumps(rows, indent=2, default=str))
+        print(json.dumps(strict_json(rows), indent=2, default=str, allow_nan=False))
     elif markdown:
         print(report.to_markdown(table))
     else:

@@ -272,6 +272,26 @@ def test_cli_compare_side_by_side_with_fail(monkeypatch, tmp_path, fake_variant)
     assert len(rows) == 2 * 2 * 3 and {r["tags"] for r in rows} == {"round=0", "round=1"}
 
 
+def test_cli_compare_json_is_strict_json(monkeypatch, tmp_path, fake_variant):
+    """A FAIL row has no time: --json must say null, not NaN (which jq and JavaScript reject)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from spmm_study.cli import app
+
+    bad = Variant(id="cpu.csr.fake_wrong", build=_wrong_build, loop_order="-", movement=movement.csr_rowwise, params=(),
+                  rung=9998)
+    monkeypatch.setitem(registry._REGISTRY, bad.id, bad)
+    res = CliRunner().invoke(app, ["compare", "-v", "fake_wrong", "-m", "synthetic:uniform:16x16:0.5", "-n", "4",
+                                   "--threads", "1", "--repeats", "1", "--min-time", "0", "--warmup", "0", "--json",
+                                   "--no-save"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"{c} in --json output"))
+    wrong = [r for r in rows if r["variant"] == "cpu.csr.fake_wrong"]
+    assert wrong and wrong[0]["status"] == "FAIL" and wrong[0]["median_s"] is None
+
+
 def test_cli_shards_concatenate_into_one_report(tmp_path):
     """Two shards of one sweep, run separately, hold every task once and report together."""
     from typer.testing import CliRunner
