@@ -37,26 +37,43 @@ from spmm_study.timing import TimingConfig, summarize, time_calls
 @dataclass(frozen=True)
 class HarnessConfig:
     timing: TimingConfig = TimingConfig()
-    threads: int | None = None  # None: leave the pools as they are (recorded anyway)
+    threads: int | None = None  # None: every core numba may use, applied to every pool (recorded)
     machine: str = ""
     tags: str = ""
 
 
+def default_threads() -> int:
+    """The CPU thread count when none is given: every core numba may use (NUMBA_NUM_THREADS)."""
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
+
+
+def current_threads() -> int:
+    import numba
+
+    return numba.get_num_threads()
+
+
 def apply_threads(threads: int | None) -> int:
-    """Set numba's pool and every BLAS/OpenMP pool (threadpoolctl) to ``threads``; return the count in force.
+    """Set numba's pool and every BLAS/OpenMP pool (threadpoolctl) to ``threads`` (``None``: all cores numba
+    may use, ``default_threads()``); return the count in force.
 
     Numba, OpenBLAS and MKL each start their own threads; on a 2-core machine they compete and a 1 ms
-    product can take 8 ms, so rungs and baselines are always compared at one explicit thread count.
+    product can take 8 ms, so rungs and baselines are always compared at one explicit thread count, also
+    when the user gave none: with the pools left as they were, numpy's sgemm for RN50 problem 1 took 13.3 ms
+    instead of 1.15 ms (2026-11-23) and every sparse kernel looked 20x better than it is.
     """
     import numba
     from threadpoolctl import threadpool_limits
 
-    if threads is not None:
-        limit = numba.config.NUMBA_NUM_THREADS
-        if threads < 1 or threads > limit:
-            raise ParamError(f"--threads {threads} is outside 1..{limit} (this machine's numba thread limit)")
-        numba.set_num_threads(threads)
-        threadpool_limits(limits=threads)
+    limit = default_threads()
+    if threads is None:
+        threads = limit
+    if threads < 1 or threads > limit:
+        raise ParamError(f"--threads {threads} is outside 1..{limit} (this machine's numba thread limit)")
+    numba.set_num_threads(threads)
+    threadpool_limits(limits=threads)
     return numba.get_num_threads()
 
 
@@ -83,7 +100,7 @@ def measure(variant: Variant, problem: Problem, params: dict | None = None,
     reason = variant.unavailable_reason()
     if reason:
         raise DeviceUnavailable(f"{variant.id} is unavailable: {reason}")
-    threads = apply_threads(cfg.threads) if variant.device == "cpu" else apply_threads(None)
+    threads = apply_threads(cfg.threads) if variant.device == "cpu" else current_threads()
     row = _base_row(variant, problem, params, threads, cfg)
     s = problem.shape
     flops = s.flops

@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Iterator
 
 from spmm_study import sources
 from spmm_study.errors import DeviceUnavailable, SpmmError
-from spmm_study.harness import HarnessConfig, apply_threads, measure
+from spmm_study.harness import HarnessConfig, current_threads, default_threads, measure
 from spmm_study.problem import Problem, parse_dtype
 from spmm_study.registry import Variant
 from spmm_study.results import Result, ResultWriter
@@ -33,9 +33,10 @@ class Task:
 
     def key(self, canonical_spec: str, cache: str) -> str:
         resolved = self.variant.resolve_params(dict(self.params))
-        threads = self.threads if self.variant.device == "cpu" else None
-        if threads is None:
-            threads = apply_threads(None)
+        if self.variant.device != "cpu":
+            threads = current_threads()
+        else:
+            threads = self.threads if self.threads is not None else default_threads()
         # the row records the dtype's canonical name (float32), the user may have typed an alias (fp32)
         dtype = str(parse_dtype(self.dtype))
         return "|".join(map(str, (self.variant.id, canonical_spec, self.n, dtype, self.seed,

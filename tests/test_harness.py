@@ -271,8 +271,12 @@ def test_threads_applied_and_recorded(problem):
             measure(fake(correct_build), problem, {}, HarnessConfig(timing=QUICK.timing, threads=limit + 1))
         with pytest.raises(ParamError, match=r"--threads 0 is outside"):
             harness.apply_threads(0)
-        row = measure(fake(correct_build), problem, {}, QUICK)  # threads=None: leave as is, record it
-        assert row.threads == 1
+        # threads=None: every core numba may use, applied to numba and BLAS alike, not "whatever was left"
+        row = measure(fake(correct_build), problem, {}, QUICK)
+        assert row.threads == limit and numba.get_num_threads() == limit
+        from threadpoolctl import threadpool_info
+
+        assert all(p["num_threads"] == limit for p in threadpool_info())
     finally:
         harness.apply_threads(before)
 
