@@ -408,7 +408,9 @@ def interleave(tasks: list[Task], rounds: int) -> list[Task]:
 def read_study_table(path: Path | str = STUDY_TABLE) -> list[dict]:
     path = Path(path)
     if not path.is_file():
-        raise ParamError(f"no study table {path}")
+        hint = (" (the table ships in the repository's data/ folder: install from a checkout with "
+                "'pip install -e .' or give 'table = PATH' in the experiment)") if path == STUDY_TABLE else ""
+        raise ParamError(f"no study table {path}{hint}")
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     need = {"problem", "m", "k", "n", "use_case", "count", "sparsity", "t4_speedup_vs_cublas", "dlmc", "synthetic"}
