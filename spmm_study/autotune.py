@@ -18,21 +18,17 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import time
 from pathlib import Path
 
-from spmm_study.errors import ResultsError
 
 CACHE_ENV = "SPMM_STUDY_TUNED"
 
 
 def default_path() -> Path:
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "spmm-study" / "tuned.json"
+    from spmm_study.results import cache_path
+
+    return cache_path(CACHE_ENV, "tuned.json")
 
 
 def _pow2(x: int) -> int:
@@ -67,16 +63,9 @@ def best(rows: list[dict]) -> dict[tuple, dict]:
 
 
 def load(path: Path | str | None = None) -> dict:
-    path = Path(path) if path else default_path()
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"{path} is not a tuning cache: {exc}") from None
-    if not isinstance(data, dict):
-        raise ResultsError(f"{path} is not a tuning cache (expected a JSON object)")
-    return data
+    from spmm_study.results import read_json_object
+
+    return read_json_object(Path(path) if path else default_path(), "tuning cache")
 
 
 def save(winners: dict[tuple, dict], path: Path | str | None = None) -> Path:

@@ -26,24 +26,20 @@ the machine label that result rows carry, so ``report --plots`` finds the roofs 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from spmm_study.errors import ResultsError
 
 CACHE_ENV = "SPMM_STUDY_CEILINGS"
 LANES = 128  # independent accumulators per CPU thread: 8 zmm registers of 16 float32
 
 
 def default_path() -> Path:
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "spmm-study" / "ceilings.json"
+    from spmm_study.results import cache_path
+
+    return cache_path(CACHE_ENV, "ceilings.json")
 
 
 # ----------------------------------------------------------------------------------------------- CPU kernels
@@ -277,16 +273,9 @@ def gpu_ceilings(tiny: bool = False) -> dict:
 
 def load(path: Path | str | None = None) -> dict[str, dict]:
     """Machine label → ceilings (an empty dict when no file was written yet)."""
-    path = Path(path) if path else default_path()
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"{path} is not a ceilings file: {exc}") from None
-    if not isinstance(data, dict):
-        raise ResultsError(f"{path} is not a ceilings file (expected a JSON object)")
-    return data
+    from spmm_study.results import read_json_object
+
+    return read_json_object(Path(path) if path else default_path(), "ceilings file")
 
 
 def save(entries: list[dict], path: Path | str | None = None) -> Path:

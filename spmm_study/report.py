@@ -716,7 +716,6 @@ def plot_roofline(rows: list[dict], path: Path | str, ceilings: dict[str, dict] 
         raise ResultsError("no passing rows to draw a roofline from")
     fig, ax = plt.subplots(figsize=(7.5, 5))
     xs = [r["intensity"] for r in ok]
-    ys = [r["gflops"] for r in ok]
     lo_x, hi_x = min(xs) / 4, max(xs) * 4
     roofs_drawn = []
     for i, machine in enumerate(sorted({r["machine"] for r in ok})):

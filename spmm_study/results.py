@@ -23,9 +23,9 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 from spmm_study.errors import ResultsError
 
@@ -142,6 +142,28 @@ def atomic_write_text(path: Path, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+def cache_path(env_var: str, filename: str) -> Path:
+    """A small per-user cache file (ceilings, tuned params): ``$env_var``, else $XDG_CACHE_HOME/spmm-study/."""
+    env = os.environ.get(env_var)
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "spmm-study" / filename
+
+
+def read_json_object(path: Path, what: str) -> dict:
+    """A JSON object from ``path`` ({} when the file does not exist yet); anything else is a ResultsError."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path} is not a {what}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path} is not a {what} (expected a JSON object)")
+    return data
 
 
 def rows_to_csv(rows: Iterable[dict], header: bool = True) -> str:
