@@ -130,13 +130,17 @@ def seeded_values(nnz: int, seed: int, dtype) -> np.ndarray:
 ALIGN = 64  # one cache line and one AVX-512 vector: numpy's default 16-byte alignment splits vector loads
 
 
-def aligned_full(shape: tuple[int, int], fill: float, dtype) -> np.ndarray:
-    """A C-contiguous array whose first element sits on a 64-byte boundary, filled with ``fill``."""
-    dtype = np.dtype(dtype)
-    count = int(np.prod(shape))
-    raw = np.empty(count * dtype.itemsize + ALIGN, dtype=np.uint8)
+def aligned_empty(shape, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array whose first element sits on a 64-byte boundary."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
     start = (-raw.ctypes.data) % ALIGN
-    arr = raw[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def aligned_full(shape: tuple[int, int], fill: float, dtype) -> np.ndarray:
+    """``aligned_empty`` filled with ``fill``."""
+    arr = aligned_empty(shape, dtype)
     arr.fill(fill)
     return arr
 

@@ -14,6 +14,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from spmm_study.problem import ALIGN, aligned_empty  # noqa: F401  (one allocator for the project; tests use it)
+
 
 @intrinsic
 def stack_empty(typingctx, size, dtype):
@@ -48,21 +50,11 @@ def elem_ptr(typingctx, arr, offset):
     return types.CPointer(arr.dtype)(arr, offset), codegen
 
 
-ALIGN = 64  # bytes: one cache line, one zmm register
-
-
-def aligned_empty(shape, dtype) -> np.ndarray:
-    """An uninitialised C-contiguous array whose data starts on a 64-byte boundary."""
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
-    start = (-raw.ctypes.data) % ALIGN
-    return raw[start:start + nbytes].view(dtype).reshape(shape)
-
-
 def packed_operand(b: np.ndarray, pack: bool):
-    """(array the kernel reads, refresh function, info) for B. numpy buffers are 16-byte aligned, so a 64-byte
-    vector load of a B row segment usually spans two cache lines; with ``pack`` a misaligned B is copied into an
-    aligned buffer by ``refresh()``, which the variant calls at the start of every run (timed: B is an input)."""
+    """(array the kernel reads, refresh function, info) for B. A 64-byte vector load of a misaligned B row
+    segment spans two cache lines (1.37x slower, notes-cpu.md). ``Problem`` hands out 64-byte-aligned B, so
+    this is a no-op there; a B from elsewhere (numpy gives 16-byte alignment) is copied into an aligned buffer
+    by ``refresh()``, which the variant calls at the start of every run (timed: B is an input)."""
     offset = int(b.ctypes.data % ALIGN)
     info = {"b_offset_bytes": offset, "b_packed": bool(pack and offset)}
     if not info["b_packed"]:
