@@ -181,6 +181,13 @@ def problem_for(spec: str, n: int, root: str, cache: dict) -> Problem:
     return cache[key]
 
 
+def device_name() -> str:
+    from numba import cuda
+
+    name = cuda.get_current_device().name
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--phases", default="env,check,ladder")
@@ -199,7 +206,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     phases = args.phases.split(",")
     tcfg = TimingConfig(repeats=20, min_time_s=args.min_time, warmup_s=0.02, cache="cold")
-    cfg = HarnessConfig(timing=tcfg, machine="H100")
+    machine = device_name()  # the rows say which GPU measured them (the device tool may lend an H200 instead)
+    cfg = HarnessConfig(timing=tcfg, machine=machine)
     cache: dict = {}
     t_start = time.time()
     if "env" in phases:
@@ -229,7 +237,7 @@ def main() -> int:
                     continue
                 for mode in ("cold", "warm"):
                     c = HarnessConfig(timing=TimingConfig(repeats=10, min_time_s=args.min_time, warmup_s=0.02,
-                                                          cache=mode), machine="H100")
+                                                          cache=mode), machine=machine)
                     r = measure(v, p, {}, c)
                     rows.append(r)
                     log(short(r))
