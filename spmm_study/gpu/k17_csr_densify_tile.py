@@ -1,21 +1,45 @@
-"""GPU rung 17 — densify and tile: a dense B tile in shared memory, several sparse rows streamed against it.
+"""GPU rung 17 — densify and tile: a dense B tile in shared memory, a block of sparse rows streamed against it.
 
-After Algorithms 2–3 of the course study (SparseRT-style "densify and tile", seeds/001): a block owns
-``warps``·``rows_per_warp`` rows and a panel of 32·vec columns. For each K-chunk of ``kt`` rows of B it
-copies the dense B tile (kt × 32·vec, 16-byte loads) into shared memory once, synchronises, and each
-warp advances its rows' nonzeros whose column falls in the chunk (CSR columns are sorted, so a pointer
-per row moves forward), reading B from shared memory; accumulators for all its rows stay in registers.
-Loop order: (I-block, J-panel)∥ → K-chunk → row r → p in chunk → (vec).
+After Algorithms 2–3 of the course study (SparseRT-style "densify and tile", seeds/001) and the adaptive
+tiling of ASpT (Hong et al., PPoPP'19): a block owns R = ``warps``·``rows_per_warp`` rows and a panel of
+32·vec columns. For each K-tile of ``kt`` rows of B it copies the dense tile (kt × 32·vec, 16-byte loads)
+into shared memory once, and every warp streams its rows' nonzeros of that K-tile against it, reading
+B from shared memory; the accumulators of all its rows stay in registers across the K-tiles.
+Loop order: (I-block, J-panel)∥ → K-tile → row r → p in tile → (vec).
 
-What changed from rung 13: B reaches the SM once per block of rows (models.csr_densify: ceil(M/rows)·K·N
-bytes) instead of once per nonzero (nnz·N): at 90% with 32 rows per block that is 3.2× fewer B bytes
-from L2; the price is a dense tile copy (also of B rows no nonzero of the block needs) and two barriers
-per chunk. It pays when rows·density > 1 (80–90%) and loses at 98% (0.6 tiles used per copy).
-What to look at: registers (acc = rows_per_warp·vec) and smem per block; local bytes must be 0.
-Measured (H100, ffn_conv1 90%, N=4096): 378 µs (kt 64: 339 µs) against 161 µs for rung 15 — the
-prediction was wrong: each nonzero still costs a dependent global load of its column index (the loop
-decides from it whether the K-tile is done) and each tile copy is exposed between two barriers. Next
-step: stage the block's (col, val) pairs in shared memory and double-buffer the B tile.
+What changed from rung 13: B reaches the SM once per block of rows (models.csr_densify: ceil(M/R)·K·N
+bytes) instead of once per nonzero (nnz·N): at 90% and R=32 that is 3.2× fewer B bytes from L2, and the
+re-reads come from shared memory, which has the L1's bandwidth but no misses. It pays when R·density > 1
+(80–95%) and loses at 98% with small R (the copy moves B rows no nonzero of the block needs).
+
+The format is prepared on the host, once, like the CSR itself (DESIGN.md §4: preprocessing is part of a
+format, not of the timed multiply):
+* ``tptr[i, t]``: where row i's nonzeros of K-tile t start (columns are sorted, so each (row, tile) is a
+  contiguous run of the CSR): the inner loop knows its trip count without reading a column first;
+* ``pairs``: (shared-memory offset of the nonzero's B row, value) side by side in one array of the value
+  type, so one 8-byte broadcast load gives both (the offset, (col mod kt)·32·vec < 2^24, is exact
+  in float32).
+The global loads of tile t+1 are issued into registers before the nonzeros of tile t are consumed, so
+the L2 latency of the copy hides behind the multiply-adds; with ``buffers``=2 they are stored to the other
+buffer afterwards (one barrier per tile), with ``buffers``=1 after a second barrier, which lets kt double
+in the same 32 KB.
+
+Measured (ffn_conv1 90%, N=4096, fp32, cold L2; same-run ratios):
+* H100, 16 warps × 2 rows, kt 32, two buffers: 257 µs against 161 µs for rung 15 (swizzle) and 182 µs for
+  cuBLAS; it wins where B re-reads dominate: ffn_conv2 at 80% (512×2048: 325 µs against swizzle's 409) and
+  22 of the 180 DLMC benchmark problems (data/reference/gpu-bench.csv), all at 80–90%.
+* H200 (the device tool lent one; same SMs as the H100), one buffer and kt 64 — the defaults: 191 µs
+  against 262 µs for kt 32 with two buffers and 160 µs for swizzle; on ffn_conv2 80%, 282 against 332 µs.
+  Half the K-tiles halve the per-(row, tile) overhead, which is what this kernel is bound by:
+* ncu (H100): issue-bound, not memory-bound — 0.65 instructions issued per cycle per scheduler, about 51
+  warp instructions per (nonzero, 128-column panel) where the inner loop needs ~10; the rest is the
+  per-(row, tile) setup (64-bit index arithmetic, loop prologues) with only ~3 nonzeros per row per
+  32-row K-tile at 90%, and the tile copy. 78 registers (37% occupancy) in that profile.
+History: the first version (2026-11-23) walked the plain CSR and broke out of the row loop on the first
+column past the tile, so every nonzero paid a dependent global load before its B load, and the tile copy
+sat exposed between two barriers: 378 µs on the H100 against 161 µs for rung 15.
+What to look at: registers (acc = rows_per_warp·vec, prefetch = kt/warps·vec) and smem per block
+(``buffers`` tiles of kt·32·vec values); local bytes must be 0.
 """
 
 from functools import lru_cache
@@ -29,8 +53,26 @@ from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
 
+def tile_format(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, m: int, k: int, kt: int, width: int):
+    """(tptr, pairs) for K-tiles of ``kt`` columns; tptr is (m, ntiles+1) int32 flattened, pairs 2·nnz values."""
+    ntiles = max(1, ceil_div(k, kt))
+    indptr = np.asarray(indptr, dtype=np.int64)
+    lengths = np.diff(indptr)
+    rows = np.repeat(np.arange(m, dtype=np.int64), lengths)
+    cols = np.asarray(indices, dtype=np.int64)
+    counts = np.bincount(rows * ntiles + cols // kt, minlength=m * ntiles).reshape(m, ntiles)
+    tptr = np.empty((m, ntiles + 1), dtype=np.int64)
+    tptr[:, 0] = indptr[:-1]
+    np.cumsum(counts, axis=1, out=tptr[:, 1:])
+    tptr[:, 1:] += indptr[:-1, None]
+    pairs = np.empty(2 * cols.size, dtype=data.dtype)
+    pairs[0::2] = (cols % kt) * width
+    pairs[1::2] = data
+    return tptr.astype(np.int32).reshape(-1), pairs, ntiles
+
+
 @lru_cache(maxsize=None)
-def kernel(vec: int, warps: int, rpw: int, kt: int, dtype: str):
+def kernel(vec: int, warps: int, rpw: int, kt: int, unroll: int, nbuf: int, dtype: str):
     bind_cuda(globals())
 
     from spmm_study.gpu._vec import ops
@@ -41,80 +83,112 @@ def kernel(vec: int, warps: int, rpw: int, kt: int, dtype: str):
     width = 32 * vec
     rows = warps * rpw
     nthreads = 32 * warps
-    vecs_per_row = width // vec
-    tile_vecs = kt * vecs_per_row
+    per_thread = kt // warps  # vec-groups of the tile each thread copies: kt·32 groups over 32·warps threads
     nacc = rpw * vec
-    tile_elems = kt * width  # a plain int here: shared.array needs a compile-time size
+    npre = per_thread * vec
+    tile_elems = kt * width
+    smem_elems = nbuf * tile_elems  # a plain int here: shared.array needs a compile-time size
+    align = None if simulator() else 16  # 16-byte vector loads from shared memory; the simulator takes no alignment
 
-    @cuda.jit(cache=not simulator())
-    def densify_tile(indptr, indices, data, bf, cf, n, k):
-        bs = cuda.shared.array(tile_elems, np_t)
+    @cuda.jit(cache=align is not None)
+    def densify_tile(tptr, pairs, bf, cf, n, k, m, ntiles):
+        bs = cuda.shared.array(smem_elems, np_t, alignment=align)
         tid = cuda.threadIdx.x
         warp = tid // 32
         lane = tid % 32
-        m = indptr.size - 1
         jp = cuda.blockIdx.y * width
         j0 = jp + lane * vec
         row_base = cuda.blockIdx.x * rows + warp * rpw
         wide = (n % vec) == 0
-        ptr = cuda.local.array(rpw, np.int64)
-        endp = cuda.local.array(rpw, np.int64)
+        stride = ntiles + 1
         acc = cuda.local.array(nacc, np_t)
+        pre = cuda.local.array(npre, np_t)
+        ptr = cuda.local.array(rpw, np.int64)  # where each row's next tile starts: the end of its last one
+        for q in range(nacc):
+            acc[q] = zero
         for r in range(rpw):
-            i = row_base + r
-            if i < m:
-                ptr[r] = indptr[i]
-                endp[r] = indptr[i + 1]
-            else:
-                ptr[r] = 0
-                endp[r] = 0
-            for u in range(vec):
-                acc[r * vec + u] = zero
-        for k0 in range(0, k, kt):
-            # 1. the dense tile B[k0:k0+kt, jp:jp+width] into shared memory (zeros past K or N)
-            for e in range(tid, tile_vecs, nthreads):
-                kr = e // vecs_per_row
-                cv = (e % vecs_per_row) * vec
-                gk = k0 + kr
-                gj = jp + cv
-                if gk < k and wide and gj + vec <= n:
-                    if vec == 4:
-                        x, y, z, w = load4(bf, gk * n + gj)
-                        store4(bs, kr * width + cv, x, y, z, w)
-                    elif vec == 2:
-                        x, y = load2(bf, gk * n + gj)
-                        store2(bs, kr * width + cv, x, y)
+            ptr[r] = tptr[(row_base + r) * stride] if row_base + r < m else 0
+        # the copy: thread tid moves vec-groups e = tid + q·nthreads of the tile, i.e. warp w copies tile
+        # rows w, w+warps, ...: 32 lanes × vec contiguous values of one B row, a 512-byte coalesced load
+        cv = lane * vec
+        gj = jp + cv
+        for t in range(ntiles + 1):
+            # 1. issue the global loads of tile t into registers (none after the last tile)
+            if t < ntiles:
+                for q in range(per_thread):
+                    gk = t * kt + warp + q * warps
+                    if gk < k and wide and gj + vec <= n:
+                        if vec == 4:
+                            x, y, z, w = load4(bf, gk * n + gj)
+                            pre[q * 4] = x
+                            pre[q * 4 + 1] = y
+                            pre[q * 4 + 2] = z
+                            pre[q * 4 + 3] = w
+                        elif vec == 2:
+                            x, y = load2(bf, gk * n + gj)
+                            pre[q * 2] = x
+                            pre[q * 2 + 1] = y
+                        else:
+                            pre[q] = bf[gk * n + gj]
                     else:
-                        bs[kr * width + cv] = bf[gk * n + gj]
-                else:
-                    for u in range(vec):
-                        bs[kr * width + cv + u] = bf[gk * n + gj + u] if gk < k and gj + u < n else zero
-            cuda.syncthreads()
-            # 2. every row of this warp consumes its nonzeros with columns in [k0, k0+kt)
-            kend = k0 + kt
-            for r in range(rpw):
-                p = ptr[r]
-                e_ = endp[r]
-                while p < e_:
-                    col = indices[p]
-                    if col >= kend:
-                        break
-                    v = data[p]
-                    base = (col - k0) * width + lane * vec
+                        for u in range(vec):
+                            pre[q * vec + u] = bf[gk * n + gj + u] if gk < k and gj + u < n else zero
+            # 2. consume tile t-1 from shared memory while those loads are in flight
+            if t > 0:
+                buf = ((t - 1) % nbuf) * tile_elems + cv
+                for r in range(rpw):
+                    i = row_base + r
+                    if i < m:
+                        p = ptr[r]
+                        end = tptr[i * stride + t]
+                        ptr[r] = end
+                        while p + unroll <= end:
+                            for u in range(unroll):
+                                off, v = load2(pairs, 2 * (p + u))
+                                base = buf + int(off)
+                                if vec == 4:
+                                    x, y, z, w = load4(bs, base)
+                                    acc[r * 4] += v * x
+                                    acc[r * 4 + 1] += v * y
+                                    acc[r * 4 + 2] += v * z
+                                    acc[r * 4 + 3] += v * w
+                                elif vec == 2:
+                                    x, y = load2(bs, base)
+                                    acc[r * 2] += v * x
+                                    acc[r * 2 + 1] += v * y
+                                else:
+                                    acc[r] += v * bs[base]
+                            p += unroll
+                        while p < end:
+                            off, v = load2(pairs, 2 * p)
+                            base = buf + int(off)
+                            if vec == 4:
+                                x, y, z, w = load4(bs, base)
+                                acc[r * 4] += v * x
+                                acc[r * 4 + 1] += v * y
+                                acc[r * 4 + 2] += v * z
+                                acc[r * 4 + 3] += v * w
+                            elif vec == 2:
+                                x, y = load2(bs, base)
+                                acc[r * 2] += v * x
+                                acc[r * 2 + 1] += v * y
+                            else:
+                                acc[r] += v * bs[base]
+                            p += 1
+            # 3. the registers of tile t into the other buffer (its readers finished before the last barrier);
+            # with one buffer, wait until every warp has finished reading it
+            if nbuf == 1 and t > 0 and t < ntiles:
+                cuda.syncthreads()
+            if t < ntiles:
+                sb = (t % nbuf) * tile_elems + cv
+                for q in range(per_thread):
+                    kr = warp + q * warps
                     if vec == 4:
-                        x, y, z, w = load4(bs, base)
-                        acc[r * 4] += v * x
-                        acc[r * 4 + 1] += v * y
-                        acc[r * 4 + 2] += v * z
-                        acc[r * 4 + 3] += v * w
+                        store4(bs, sb + kr * width, pre[q * 4], pre[q * 4 + 1], pre[q * 4 + 2], pre[q * 4 + 3])
                     elif vec == 2:
-                        x, y = load2(bs, base)
-                        acc[r * 2] += v * x
-                        acc[r * 2 + 1] += v * y
+                        store2(bs, sb + kr * width, pre[q * 2], pre[q * 2 + 1])
                     else:
-                        acc[r] += v * bs[base]
-                    p += 1
-                ptr[r] = p
+                        bs[sb + kr * width] = pre[q]
             cuda.syncthreads()
         for r in range(rpw):
             i = row_base + r
@@ -135,24 +209,38 @@ def kernel(vec: int, warps: int, rpw: int, kt: int, dtype: str):
     return densify_tile
 
 
-@variant("gpu.csr.densify_tile", loop_order="(I,J)∥→K0→r→p→v", rung=17, movement=models.csr_densify,
+@variant("gpu.csr.densify_tile", loop_order="(I,J)∥→K-tile→r→p→v", rung=17, movement=models.csr_densify,
          params=(Param("vec", 4, (1, 2, 4), "B values per load; panel = 32·vec columns"),
-                 Param("warps", 8, (2, 4, 8), "warps per block"),
-                 Param("rows_per_warp", 4, (1, 2, 4), "rows per warp (accumulators = rows_per_warp·vec)"),
-                 Param("kt", 32, (8, 16, 32, 64), "rows of B per shared-memory tile")),
+                 Param("warps", 16, (4, 8, 16), "warps per block"),
+                 Param("rows_per_warp", 2, (1, 2, 4, 8), "rows per warp (accumulators = rows_per_warp·vec)"),
+                 Param("kt", 64, (16, 32, 64), "rows of B per shared-memory tile (a multiple of warps)"),
+                 Param("unroll", 2, (1, 2, 4), "nonzeros per inner iteration (shared-memory loads in flight)"),
+                 Param("buffers", 1, (1, 2), "B tiles in shared memory: 2 = double-buffered (one barrier per tile), "
+                       "1 = twice the kt in the same space (two barriers per tile)", strict=True)),
          available=gpu_unavailable_reason)
-def build(problem, vec, warps, rows_per_warp, kt):
-    """Densify-and-tile: a dense B tile in shared memory, a block of sparse rows streamed against it."""
+def build(problem, vec, warps, rows_per_warp, kt, unroll, buffers):
+    """Densify-and-tile: a double-buffered dense B tile in shared memory, a block of sparse rows against it."""
     check_vec(vec, problem.dtype)
-    smem = kt * 32 * vec * problem.dtype.itemsize
+    if warps < 1 or warps > 32 or rows_per_warp < 1 or unroll < 1:
+        raise ParamError("warps must be 1..32, rows_per_warp and unroll >= 1")
+    if kt % warps:
+        raise ParamError(f"kt={kt} must be a multiple of warps={warps} (each warp copies kt/warps rows of the tile)")
+    smem = buffers * kt * 32 * vec * problem.dtype.itemsize
     if smem > 48 * 1024:
-        raise ParamError(f"kt={kt}, vec={vec}: the B tile needs {smem} bytes of shared memory; 48 KiB is the static limit")
-    if warps * 32 > 1024 or warps < 1 or rows_per_warp < 1:
-        raise ParamError("warps must be 1..32 and rows_per_warp >= 1")
-    indptr, indices, data, b, c = device_arrays(problem)
-    k = kernel(vec, warps, rows_per_warp, kt, problem.dtype.name)
+        raise ParamError(f"kt={kt}, vec={vec}, buffers={buffers}: the B tiles need {smem} bytes of shared memory; 48 KiB is the static limit")
+    cu = cuda_module()
+    a = problem.a
+    width = 32 * vec
+    tptr, pairs, ntiles = tile_format(a.indptr, a.indices, a.data, problem.m, problem.k, kt, width)
+    if pairs.size == 0:
+        pairs = np.zeros(2, problem.dtype)
+    tptr_dev, pairs_dev = cu.to_device(tptr), cu.to_device(pairs)
+    _, _, _, b, c = device_arrays(problem)
+    kern = kernel(vec, warps, rows_per_warp, kt, unroll, buffers, problem.dtype.name)
     rows = warps * rows_per_warp
-    grid = (ceil_div(max(problem.m, 1), rows), ceil_div(problem.n, 32 * vec))
-    info = {"grid": list(grid), "block": [32 * warps], "smem_tile_bytes": smem}
-    args = (indptr, indices, data, flat(b), flat(c), np.int64(problem.n), np.int64(problem.k))
-    return kernel_prepared([(k[grid, 32 * warps], args)], c, info, kernels=[("", k)], keep=(indptr, indices, data, b))
+    grid = (ceil_div(max(problem.m, 1), rows), ceil_div(max(problem.n, 1), width))
+    info = {"grid": list(grid), "block": [32 * warps], "smem_tile_bytes": smem, "k_tiles": ntiles}
+    args = (tptr_dev, pairs_dev, flat(b), flat(c), np.int64(problem.n), np.int64(problem.k), np.int64(problem.m),
+            np.int64(ntiles))
+    return kernel_prepared([(kern[grid, 32 * warps], args)], c, info, kernels=[("", kern)],
+                           keep=(tptr_dev, pairs_dev, b))
