@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 
 from spmm_study import experiment as ex
 from spmm_study import movement, registry
-from spmm_study.errors import ParamError
+from spmm_study.errors import ParamError, SpmmError
 from spmm_study.registry import Param, Variant, host_prepared
 from spmm_study.results import read_rows
 
@@ -234,7 +235,17 @@ def test_shipped_experiments_validate(dlmc):
     """Every experiment file in experiments/ parses and expands with today's registry (no measurement)."""
     files = sorted((ROOT / "experiments").glob("*.toml"))
     assert files
+    from spmm_study.gpu.device import gpu_unavailable_reason
+
     for f in files:
+        runs = tomllib.loads(f.read_text()).get("runs", [])
+        named = [v for run in runs for v in run.get("variants", [])]
+        gpu_only = bool(named) and all(v.startswith("gpu.") for v in named)
+        if gpu_unavailable_reason() and gpu_only:
+            # a GPU-only experiment on a machine without one: one clear error, not an empty sweep
+            with pytest.raises(SpmmError, match="no variant is available here"):
+                ex.load(f, dlmc_root=str(dlmc))
+            continue
         e = ex.load(f, dlmc_root=str(dlmc))
         assert e.tasks, f
         assert np.all([t.n > 0 for t in e.tasks])
