@@ -87,6 +87,15 @@ def resources(kernel) -> dict:
     return out
 
 
+def device_bc(problem):
+    """B and C on the device; C poisoned (for rungs that bring A in their own format)."""
+    cu = cuda_module()
+    b = cu.to_device(problem.b)
+    c = cu.device_array((problem.m, problem.n), dtype=problem.dtype)
+    fill(flat(c), np.nan)
+    return b, c
+
+
 def device_arrays(problem):
     """A (CSR), B and C on the device; C poisoned."""
     cu = cuda_module()
@@ -94,10 +103,7 @@ def device_arrays(problem):
     indptr = cu.to_device(np.ascontiguousarray(a.indptr))
     indices = cu.to_device(np.ascontiguousarray(a.indices) if a.nnz else np.zeros(1, a.indices.dtype))
     data = cu.to_device(np.ascontiguousarray(a.data) if a.nnz else np.zeros(1, a.dtype))
-    b = cu.to_device(problem.b)
-    c = cu.device_array((problem.m, problem.n), dtype=problem.dtype)
-    fill(flat(c), np.nan)
-    return indptr, indices, data, b, c
+    return (indptr, indices, data, *device_bc(problem))
 
 
 def check_vec(vec: int, dtype) -> None:

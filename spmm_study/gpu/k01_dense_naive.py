@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, kernel_prepared
+from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, device_bc, kernel_prepared
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
@@ -48,8 +48,7 @@ def build(problem, block_x, block_y):
     """Dense naive GEMM: a thread per C entry, A densified, zeros multiplied."""
     cu = cuda_module()
     a = cu.to_device(problem.a.to_dense())
-    b = cu.to_device(problem.b)
-    c = cu.device_array((problem.m, problem.n), dtype=problem.dtype)
+    b, c = device_bc(problem)
     k = kernel(problem.dtype.name)
     grid = (ceil_div(problem.n, block_x), ceil_div(problem.m, block_y))
     launch = k[grid, (block_x, block_y)]

@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, kernel_prepared
+from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, device_bc, kernel_prepared
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
@@ -59,8 +59,7 @@ def build(problem, tile):
     """Shared-memory tiled dense GEMM: T×T tiles of A and B staged per K-chunk."""
     cu = cuda_module()
     a = cu.to_device(problem.a.to_dense())
-    b = cu.to_device(problem.b)
-    c = cu.device_array((problem.m, problem.n), dtype=problem.dtype)
+    b, c = device_bc(problem)
     k = kernel(tile, problem.dtype.name)
     grid = (ceil_div(problem.n, tile), ceil_div(problem.m, tile))
     info = {"grid": list(grid), "block": [tile, tile]}

@@ -48,7 +48,7 @@ import numpy as np
 
 from spmm_study.errors import ParamError
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, cuda_module, device_arrays, flat, kernel_prepared
+from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, cuda_module, device_bc, flat, kernel_prepared
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
@@ -235,7 +235,7 @@ def build(problem, vec, warps, rows_per_warp, kt, unroll, buffers):
     if pairs.size == 0:
         pairs = np.zeros(2, problem.dtype)
     tptr_dev, pairs_dev = cu.to_device(tptr), cu.to_device(pairs)
-    _, _, _, b, c = device_arrays(problem)
+    b, c = device_bc(problem)  # the CSR itself stays on the host: the kernel reads tptr and pairs
     kern = kernel(vec, warps, rows_per_warp, kt, unroll, buffers, problem.dtype.name)
     rows = warps * rows_per_warp
     grid = (ceil_div(max(problem.m, 1), rows), ceil_div(max(problem.n, 1), width))

@@ -17,7 +17,7 @@ import numpy as np
 
 from spmm_study.formats import COO
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, fill, flat, kernel_prepared
+from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, device_bc, fill, flat, kernel_prepared
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
@@ -51,8 +51,7 @@ def build(problem, block_x, block_y):
     rows = cu.to_device(np.ascontiguousarray(pad(coo.rows)))
     cols = cu.to_device(np.ascontiguousarray(pad(coo.cols)))
     vals = cu.to_device(np.ascontiguousarray(pad(coo.data)))
-    b = cu.to_device(problem.b)
-    c = cu.device_array((problem.m, problem.n), dtype=problem.dtype)
+    b, c = device_bc(problem)
     cf = flat(c)
     k = kernel(problem.dtype.name)
     grid = (max(1, ceil_div(nnz, block_y)), ceil_div(problem.n, block_x))

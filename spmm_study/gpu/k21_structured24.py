@@ -19,7 +19,7 @@ import numpy as np
 
 from spmm_study.errors import FormatError
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, cuda_module, flat, kernel_prepared
+from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, cuda_module, device_bc, flat, kernel_prepared
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
@@ -120,8 +120,8 @@ def build(problem, vec, block_x, block_y):
     cu = cuda_module()
     if vals_h.shape[1] == 0:  # K = 0 cannot happen for a valid matrix; keep the kernel's arrays non-empty
         vals_h, meta_h = np.zeros((problem.m, 2), problem.dtype), np.zeros((problem.m, 2), np.uint8)
-    vals, meta, b = cu.to_device(vals_h), cu.to_device(meta_h), cu.to_device(problem.b)
-    c = cu.device_array((problem.m, problem.n), dtype=problem.dtype)
+    vals, meta = cu.to_device(vals_h), cu.to_device(meta_h)
+    b, c = device_bc(problem)
     k = kernel(vec, problem.dtype.name)
     grid = (ceil_div(ceil_div(problem.n, vec), block_x), ceil_div(problem.m, block_y))
     info = {"grid": list(grid), "block": [block_x, block_y], "slots_per_row": int(vals_h.shape[1])}
