@@ -26,7 +26,7 @@ CACHE_ENV = "SPMM_STUDY_TUNED"
 
 
 def default_path() -> Path:
-    from spmm_study.results import cache_path
+    from spmm_study.files import cache_path
 
     return cache_path(CACHE_ENV, "tuned.json")
 
@@ -63,14 +63,14 @@ def best(rows: list[dict]) -> dict[tuple, dict]:
 
 
 def load(path: Path | str | None = None) -> dict:
-    from spmm_study.results import read_json_object
+    from spmm_study.files import read_json_object
 
     return read_json_object(Path(path) if path else default_path(), "tuning cache")
 
 
 def save(winners: dict[tuple, dict], path: Path | str | None = None) -> Path:
     """Merge the winners of ``best`` into the cache file (atomically); a new tuning replaces an old one."""
-    from spmm_study.results import atomic_write_text
+    from spmm_study.files import atomic_write_text
 
     path = Path(path) if path else default_path()
     data = load(path)

@@ -37,7 +37,7 @@ LANES = 128  # independent accumulators per CPU thread: 8 zmm registers of 16 fl
 
 
 def default_path() -> Path:
-    from spmm_study.results import cache_path
+    from spmm_study.files import cache_path
 
     return cache_path(CACHE_ENV, "ceilings.json")
 
@@ -273,14 +273,14 @@ def gpu_ceilings(tiny: bool = False) -> dict:
 
 def load(path: Path | str | None = None) -> dict[str, dict]:
     """Machine label → ceilings (an empty dict when no file was written yet)."""
-    from spmm_study.results import read_json_object
+    from spmm_study.files import read_json_object
 
     return read_json_object(Path(path) if path else default_path(), "ceilings file")
 
 
 def save(entries: list[dict], path: Path | str | None = None) -> Path:
     """Merge ``entries`` (each with a ``machine``) into the ceilings file, atomically."""
-    from spmm_study.results import atomic_write_text
+    from spmm_study.files import atomic_write_text
 
     path = Path(path) if path else default_path()
     data = load(path)

@@ -77,16 +77,28 @@ def apply_threads(threads: int | None) -> int:
     return numba.get_num_threads()
 
 
-def _base_row(variant: Variant, problem: Problem, params: dict, threads: int, cfg: HarnessConfig) -> Result:
+def base_row(variant: Variant, problem: Problem, params: dict, threads: int, cfg: HarnessConfig,
+             status: str = "ERROR", message: str = "") -> Result:
+    """The one row builder: a result row with every fact of the variant and problem filled in and no
+    measurement yet (``measure`` fills the rest; the runner writes UNAVAILABLE rows with it)."""
     s = problem.shape
     return Result(
         variant=variant.id, device=variant.device, format=variant.format, idea=variant.idea,
         baseline=variant.baseline, matrix=problem.matrix, m=s.m, k=s.k, n=s.n, nnz=s.nnz,
         sparsity=round(s.sparsity, 6), dtype=str(problem.dtype), seed=problem.seed,
-        params=json.dumps(params, sort_keys=True), threads=threads, status="ERROR",
+        params=json.dumps(params, sort_keys=True), threads=threads, status=status, message=message,
         tolerance=problem.tolerance.rel_fro, cache=cfg.timing.cache, deterministic=variant.deterministic,
         machine=cfg.machine, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"), tags=cfg.tags,
+        rung=variant.rung, loop_order=variant.loop_order,
     )
+
+
+def row_threads(variant: Variant, threads: int | None) -> int:
+    """The thread count a row of ``variant`` records: the CPU pool size it runs under (all cores numba may
+    use when none is given); for GPU rows numba's current setting, which the GPU kernel does not use."""
+    if variant.device != "cpu":
+        return current_threads()
+    return threads if threads is not None else default_threads()
 
 
 def _oneline(exc: BaseException) -> str:
@@ -101,7 +113,7 @@ def measure(variant: Variant, problem: Problem, params: dict | None = None,
     if reason:
         raise DeviceUnavailable(f"{variant.id} is unavailable: {reason}")
     threads = apply_threads(cfg.threads) if variant.device == "cpu" else current_threads()
-    row = _base_row(variant, problem, params, threads, cfg)
+    row = base_row(variant, problem, params, threads, cfg)
     s = problem.shape
     flops = s.flops
     comp = mv.compulsory(s, params)

@@ -107,28 +107,19 @@ def params_label(row: dict) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(p.items()))
 
 
-def _ladder_position(variant_id: str) -> tuple:
-    """Ladder order from the registry when the variant is known here, else device then id."""
-    device = variant_id.split(".")[0]
-    try:
-        from spmm_study.registry import DEVICES, load_all
-
-        v = load_all().get(variant_id)
-        if v is not None:
-            return (DEVICES.index(v.device), v.rung, v.id)
-    except Exception:  # noqa: BLE001 - a report must work from files alone, even without the variant code
-        pass
-    return ({"cpu": 0, "gpu": 1}.get(device, 2), 10_000, variant_id)
+DEVICE_ORDER = {"cpu": 0, "gpu": 1}
 
 
-def loop_order_of(variant_id: str) -> str:
-    try:
-        from spmm_study.registry import load_all
+def ladder_position(row: dict) -> tuple:
+    """Where a row's variant stands: device, then the rung the row records, then the id (rows of files
+    written before rows carried their rung all stand at rung 100, in id order)."""
+    return (DEVICE_ORDER.get(row["device"], 2), row.get("rung", 100), row["variant"])
 
-        v = load_all().get(variant_id)
-        return v.loop_order if v is not None else ""
-    except Exception:  # noqa: BLE001
-        return ""
+
+def ladder_order(rows: list[dict]):
+    """A sort key over variant ids, from the rungs these rows record (the report never loads a kernel)."""
+    pos = {r["variant"]: ladder_position(r) for r in rows}
+    return lambda vid: pos.get(vid, (2, 10_000, vid))
 
 
 def merge_rounds(rows: list[dict]) -> list[dict]:
@@ -354,7 +345,7 @@ def ladder_tables(rows: list[dict], baseline: str | None = None,
         groups[(problem_key(r), r["machine"])].append(r)
     tables = []
     for (_, machine), group in groups.items():
-        group.sort(key=lambda r: (_ladder_position(r["variant"]), r["params"], r["threads"]))
+        group.sort(key=lambda r: (ladder_position(r), r["params"], r["threads"]))
         show_params = any(params_label(r) for r in group)
         bases = sorted({r["baseline_id"] for r in group if r["baseline_id"]})
         roofed = ceilings_for(machine, ceilings or {}) is not None
@@ -398,7 +389,7 @@ def compare_table(rows: list[dict], variants: Sequence[str] | None = None, basel
     (its best params when several were run); a failed variant shows FAIL, one not measured ``-``. Files of
     several machines combine: a variant measured on more than one machine gets one column per machine."""
     rows = speedups(merge_rounds(rows), baseline)
-    want = list(variants) if variants else sorted({r["variant"] for r in rows}, key=_ladder_position)
+    want = list(variants) if variants else sorted({r["variant"] for r in rows}, key=ladder_order(rows))
     pairs = [mv for v in want for mv in sorted({(r["machine"], r["variant"]) for r in rows if r["variant"] == v})]
     several = _several_machines(pairs)
     cells: dict[tuple, dict[tuple, dict]] = defaultdict(dict)
@@ -456,7 +447,7 @@ def _best_per_variant(rows: list[dict]) -> list[dict]:
 def _variant_columns(rows: list[dict], exclude: set[str]) -> list[tuple[str, str]]:
     """(machine, variant) pairs in ladder order; the machine is part of the label only if there are several."""
     pairs = sorted({(r["machine"], r["variant"]) for r in rows if r["variant"] not in exclude},
-                   key=lambda mv: (_ladder_position(mv[1]), mv[0]))
+                   key=lambda mv, pos=ladder_order(rows): (pos(mv[1]), mv[0]))
     return pairs
 
 
@@ -576,7 +567,7 @@ def break_even_table(rows: list[dict], baseline: str | None = None) -> Table:
     for (machine, m, k, n, _, threads), per in sorted(fams.items()):
         if len({s for v in per.values() for s in v}) < 3:
             continue
-        for v in sorted(per, key=_ladder_position):
+        for v in sorted(per, key=ladder_order(rows)):
             pts = sorted(per[v].items())
             if len(pts) < 2:
                 continue
@@ -741,7 +732,7 @@ def plot_roofline(rows: list[dict], path: Path | str, ceilings: dict[str, dict] 
             ax.annotate(f"{machine}{' ' + label if label else ''}: {bw:,.0f} GB/s, {peak:,.0f} GFLOP/s", (xr[-1], peak),
                         fontsize=7, ha="right", va="bottom", color=color)
             roofs_drawn.append(machine)
-    variants = sorted({r["variant"] for r in ok}, key=_ladder_position)
+    variants = sorted({r["variant"] for r in ok}, key=ladder_order(ok))
     for j, v in enumerate(variants):
         mine = [r for r in ok if r["variant"] == v]
         ax.scatter([r["intensity"] for r in mine], [r["gflops"] for r in mine], marker=_markers()[j % 12],
@@ -775,7 +766,7 @@ def plot_speedup_vs_sparsity(rows: list[dict], path: Path | str, baseline: str |
     if len({s for per in pts.values() for s in per}) < 2:
         raise ResultsError("speedup vs sparsity needs passing rows at two or more sparsities")
     fig, ax = plt.subplots(figsize=(9, 4.8))
-    for j, v in enumerate(sorted(pts, key=_ladder_position)):
+    for j, v in enumerate(sorted(pts, key=ladder_order(rows))):
         xs = sorted(pts[v])
         ax.plot(xs, [geomean(pts[v][x]) for x in xs], marker=_markers()[j % 12], label=v, color=f"C{j % 7}")
     ax.axhline(1.0, color="0.3", lw=1, ls="--")
@@ -798,9 +789,8 @@ def plot_speedup_vs_sparsity(rows: list[dict], path: Path | str, baseline: str |
     return _finish(fig, path, rows)
 
 
-def _order_is_param(variant: str) -> bool:
-    order = loop_order_of(variant)
-    return "param" in order.lower()
+def _order_is_param(row: dict) -> bool:
+    return "param" in row.get("loop_order", "").lower()
 
 
 def plot_loop_orders(rows: list[dict], path: Path | str) -> Path:
@@ -817,10 +807,10 @@ def plot_loop_orders(rows: list[dict], path: Path | str) -> Path:
     group = max(by_problem.values(), key=lambda g: len({r["variant"] for r in g}))
     best: dict[tuple, dict] = {}
     for r in group:
-        key = (r["variant"], r["params"] if _order_is_param(r["variant"]) else "")
+        key = (r["variant"], r["params"] if _order_is_param(r) else "")
         if key not in best or r["median_s"] < best[key]["median_s"]:
             best[key] = r
-    order = sorted(best, key=lambda k: (_ladder_position(k[0]), k[1]))
+    order = sorted(best, key=lambda k: (ladder_position(best[k]), k[1]))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(order) + 2), 4.8))
     vals = [best[k]["gflops"] for k in order]
     bars = ax.bar(range(len(order)), vals, color=[f"C{i % 10}" for i in range(len(order))])
@@ -841,7 +831,7 @@ def plot_loop_orders(rows: list[dict], path: Path | str) -> Path:
 
 def _order_label(row: dict) -> str:
     """The loop order shown under a bar; a variant whose order is a Param shows the value it ran with."""
-    order = loop_order_of(row["variant"])
+    order = row.get("loop_order", "")
     if not order or "param" in order.lower():
         return params_label(row) or order or row["idea"]
     return order

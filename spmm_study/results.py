@@ -12,7 +12,7 @@ A run directory (``results/<name>/<timestamp>/`` by default) holds:
 * ``meta.json`` — environment, command line, experiment text; written atomically.
 
 Nothing is overwritten: opening an existing directory that holds rows needs ``resume`` (append, skip
-finished keys; ERROR rows are dropped, since they are measured again) or ``force`` (start again).
+finished keys; ERROR and UNAVAILABLE rows are dropped, since they are measured again) or ``force`` (start again).
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import csv
 import io
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable
 
 from spmm_study.errors import ResultsError
+from spmm_study.files import atomic_write_text
 
 
 @dataclass
@@ -72,11 +72,12 @@ class Result:
     machine: str = ""
     timestamp: str = ""
     tags: str = ""  # experiment-level labels, e.g. "suite=study;problem=9"
+    rung: int = 100  # the variant's place on its ladder (reports sort by it without importing any kernel)
+    loop_order: str = ""  # the variant's loop order, e.g. "i→p→j" (charts label bars with it)
 
     def key(self) -> str:
-        """What identifies a measurement for resume: variant, matrix, N, dtype, seed, params, threads."""
-        return "|".join(map(str, (self.variant, self.matrix, self.n, self.dtype, self.seed, self.params,
-                                  self.threads, self.cache, self.tags)))
+        """What identifies a measurement for resume (see ``resume_key``)."""
+        return row_key(asdict(self))
 
     @property
     def ok(self) -> bool:
@@ -85,16 +86,34 @@ class Result:
 
 FIELDS = [f.name for f in fields(Result)]
 _TYPES = {f.name: f.type for f in fields(Result)}
+_DEFAULTS = {"rung": 100, "loop_order": ""}  # the fields added after result files were first written
+
+
+UNFINISHED = ("ERROR", "UNAVAILABLE")  # rows a resume measures again (a crash; a device that was not there)
+KEY_FIELDS = ("variant", "matrix", "n", "dtype", "seed", "params", "threads", "cache", "tags")
+
+
+def resume_key(variant: str, matrix: str, n: int, dtype: str, seed: int, params: str, threads: int, cache: str,
+               tags: str) -> str:
+    """What identifies a measurement for resume, the one definition: a finished row with this key is not
+    measured again. ``params`` is the JSON of the resolved params with sorted keys, ``dtype`` its canonical
+    name, ``matrix`` the canonical spec."""
+    return "|".join(map(str, (variant, matrix, n, dtype, seed, params, threads, cache, tags)))
 
 
 def row_key(row: dict) -> str:
-    return "|".join(str(row.get(k, "")) for k in ("variant", "matrix", "n", "dtype", "seed", "params", "threads",
-                                                    "cache", "tags"))
+    """``resume_key`` of a result row (a dict read from a file, or ``asdict(Result)``)."""
+    return resume_key(*(row.get(k, "") for k in KEY_FIELDS))
 
 
 def _coerce(row: dict) -> dict:
+    """A row read back with each field in its type; a field that files of an older schema lack (``rung``,
+    ``loop_order``) takes its default."""
     out = {}
     for name in FIELDS:
+        if name in _DEFAULTS and row.get(name, "") in ("", None):
+            out[name] = _DEFAULTS[name]
+            continue
         val = row.get(name, "")
         t = _TYPES[name]
         try:
@@ -108,62 +127,6 @@ def _coerce(row: dict) -> dict:
             raise ResultsError(f"result field {name}={val!r} is not a {t}") from None
         out[name] = val
     return out
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def publish_mode(fd_or_path) -> None:
-    """Give a mkstemp file (mode 0600) the mode a plain open() would: result files are meant to be shared."""
-    mode = 0o666 & ~_umask()
-    if isinstance(fd_or_path, int):
-        os.fchmod(fd_or_path, mode)
-    else:
-        os.chmod(fd_or_path, mode)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        publish_mode(fd)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def cache_path(env_var: str, filename: str) -> Path:
-    """A small per-user cache file (ceilings, tuned params): ``$env_var``, else $XDG_CACHE_HOME/spmm-study/."""
-    env = os.environ.get(env_var)
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "spmm-study" / filename
-
-
-def read_json_object(path: Path, what: str) -> dict:
-    """A JSON object from ``path`` ({} when the file does not exist yet); anything else is a ResultsError."""
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"{path} is not a {what}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ResultsError(f"{path} is not a {what} (expected a JSON object)")
-    return data
 
 
 def rows_to_csv(rows: Iterable[dict], header: bool = True) -> str:
@@ -209,15 +172,15 @@ class ResultWriter:
             for p in (self.jsonl, self.csv):
                 if p.exists():
                     p.unlink()
-        if resume:  # an ERROR row is not finished: it is measured again, so keep one row per key
-            existing = [r for r in existing if r.get("status") != "ERROR"]
+        if resume:  # an ERROR or UNAVAILABLE row is not finished: it is measured again, so keep one row per key
+            existing = [r for r in existing if r.get("status") not in UNFINISHED]
         self.rows: list[dict] = existing
         if existing or resume and self.jsonl.exists():  # drop a torn last line for good before appending after it; the CSV follows the JSONL
             atomic_write_text(self.jsonl, "".join(json.dumps(r, allow_nan=True) + "\n" for r in existing))
             atomic_write_text(self.csv, rows_to_csv(existing))
         elif self.csv.exists():
             self.csv.unlink()  # a CSV without a JSONL twin (rows.jsonl deleted by hand) would get a second header
-        self.done = {row_key(r) for r in existing if r.get("status") != "ERROR"}
+        self.done = {row_key(r) for r in existing if r.get("status") not in UNFINISHED}
         if meta is not None:
             old = {}
             if resume and self.meta_path.exists():
@@ -241,7 +204,7 @@ class ResultWriter:
             f.flush()
             os.fsync(f.fileno())
         self.rows.append(row)
-        if result.status != "ERROR":
+        if result.status not in UNFINISHED:
             self.done.add(result.key())
         new = not self.csv.exists()
         with open(self.csv, "a", encoding="utf-8", newline="") as f:

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from spmm_study import sources
-from spmm_study.errors import DeviceUnavailable, SpmmError
-from spmm_study.harness import HarnessConfig, current_threads, default_threads, measure
+from spmm_study.errors import DeviceUnavailable
+from spmm_study.harness import HarnessConfig, base_row, measure, row_threads
 from spmm_study.problem import Problem, parse_dtype
 from spmm_study.registry import Variant
-from spmm_study.results import Result, ResultWriter
+from spmm_study.results import Result, ResultWriter, resume_key
 from spmm_study.timing import TimingConfig
 
 
@@ -32,15 +32,10 @@ class Task:
     tags: str = ""
 
     def key(self, canonical_spec: str, cache: str) -> str:
-        resolved = self.variant.resolve_params(dict(self.params))
-        if self.variant.device != "cpu":
-            threads = current_threads()
-        else:
-            threads = self.threads if self.threads is not None else default_threads()
-        # the row records the dtype's canonical name (float32), the user may have typed an alias (fp32)
-        dtype = str(parse_dtype(self.dtype))
-        return "|".join(map(str, (self.variant.id, canonical_spec, self.n, dtype, self.seed,
-                                  json.dumps(resolved, sort_keys=True), threads, cache, self.tags)))
+        """The ``resume_key`` of the row this task will write (params resolved, dtype canonical)."""
+        params = json.dumps(self.variant.resolve_params(dict(self.params)), sort_keys=True)
+        return resume_key(self.variant.id, canonical_spec, self.n, str(parse_dtype(self.dtype)), self.seed, params,
+                          row_threads(self.variant, self.threads), cache, self.tags)
 
 
 @dataclass
@@ -67,27 +62,14 @@ class Context:
         return self._problems[key]
 
 
-def skipped_row(task: Task, problem: Problem | None, status: str, message: str, cfg: HarnessConfig) -> Result:
-    s = problem.shape if problem else None
-    return Result(
-        variant=task.variant.id, device=task.variant.device, format=task.variant.format, idea=task.variant.idea,
-        baseline=task.variant.baseline, matrix=problem.matrix if problem else task.matrix,
-        m=s.m if s else 0, k=s.k if s else 0, n=task.n, nnz=s.nnz if s else 0,
-        sparsity=round(s.sparsity, 6) if s else float("nan"), dtype=str(parse_dtype(task.dtype)), seed=task.seed,
-        params=json.dumps(dict(task.params), sort_keys=True), threads=task.threads or 0, status=status,
-        message=message, cache=cfg.timing.cache, machine=cfg.machine, tags=task.tags,
-    )
-
-
 def execute(tasks: Iterable[Task], ctx: Context, writer: ResultWriter | None = None,
             on_result: Callable[[Task, Result], None] | None = None,
             strict: bool = False) -> Iterator[Result]:
     """Measure each task; yields results. Unavailable variants give UNAVAILABLE rows unless ``strict``,
     when the first user error is raised (``run`` of a single variant wants the one-line exit)."""
     for task in tasks:
-        problem = None
+        problem = ctx.problem(task)
         try:
-            problem = ctx.problem(task)
             if writer is not None and writer.has(task.key(problem.matrix, ctx.timing.cache)):
                 continue
             cfg = HarnessConfig(timing=ctx.timing, threads=task.threads,
@@ -96,9 +78,9 @@ def execute(tasks: Iterable[Task], ctx: Context, writer: ResultWriter | None = N
         except DeviceUnavailable as exc:
             if strict:
                 raise
-            result = skipped_row(task, problem, "UNAVAILABLE", str(exc), HarnessConfig(timing=ctx.timing))
-        except SpmmError:
-            raise
+            cfg = HarnessConfig(timing=ctx.timing, tags=task.tags)
+            result = base_row(task.variant, problem, task.variant.resolve_params(dict(task.params)),
+                              row_threads(task.variant, task.threads), cfg, "UNAVAILABLE", str(exc))
         if writer is not None:
             writer.append(result)
         if on_result is not None:

@@ -233,7 +233,7 @@ def read_smtx(path: Path | str, seed: int = 0, dtype=np.float32) -> CSR:
 
 
 def write_smtx(a: CSR, path: Path | str) -> None:
-    from spmm_study.results import atomic_write_text
+    from spmm_study.files import atomic_write_text
 
     lines = [f"{a.m}, {a.k}, {a.nnz}", " ".join(map(str, a.indptr.tolist())), " ".join(map(str, a.indices.tolist()))]
     atomic_write_text(Path(path), "\n".join(lines) + "\n")
@@ -567,7 +567,7 @@ def convert(a: CSR, out: Path | str, force: bool = False) -> Path:
     import scipy.io
     import scipy.sparse as sp
 
-    from spmm_study.results import publish_mode
+    from spmm_study.files import publish_mode
 
     out = Path(out)
     if out.suffix not in (".mtx", ".npz", ".smtx"):
