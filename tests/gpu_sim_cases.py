@@ -47,6 +47,10 @@ CASES = {
                           ["empty_rows", "one_dense_row"], (37,))],
     "gpu.csr.row_split": [({"warps": 2, "vec": 4, "unroll": 2}, SMALL, (6, 8)),
                           ({"warps": 3, "vec": 2, "unroll": 4}, ["one_dense_row", "n_not_multiple_of_tile"], (64, 5))],
+    # the chooser: the packaged (H100-interim) table on tiny N picks rung 19 with its real launch shape; the
+    # test table sends N<8 to rung 15, skewed rows at N>=8 to rung 17, the rest to the default (rung 19)
+    "gpu.csr.auto": [({}, ["empty_rows", "1x1"], (5,)),
+                     ({"table": "tests/chooser_sim_table.json"}, SMALL, (5, 9))],
     "gpu.coo.atomic": [({"block_x": 8, "block_y": 4}, SMALL, (5, 11))],
     "gpu.nm24.structured": [({"vec": 4, "block_x": 2, "block_y": 4}, ["nm24", "nm24_wide"], (6, 9, 8)),
                             ({"vec": 1, "block_x": 4, "block_y": 2}, ["nm24"], (5,))],

@@ -20,4 +20,5 @@ from spmm_study.gpu import (  # noqa: F401,E402  (imported for registration)
     k19_csr_row_split,
     k20_coo_atomic,
     k21_structured24,
+    k30_csr_auto,
 )

@@ -1,0 +1,94 @@
+"""GPU rung 30 — the chooser: pick a rung and its parameters for this matrix and N, then build that rung.
+
+No new kernel. At build, ``chooser.features`` reads the CSR offsets once (O(M): shape, N, sparsity, the
+mean, coefficient of variation and max/mean of the row lengths, the fraction of empty rows), the decision
+table (``chooser_h100_interim.json`` unless ``table`` names another file) maps them to one configuration of
+one rung, and that rung's ``build`` runs with those parameters. The row's ``info`` says what was chosen:
+``auto_variant``, ``auto_params``, ``auto_rule`` (which rule decided, in words) and ``auto_table``.
+
+What changed from the rungs before: every earlier rung is a fixed kernel with fixed parameters, and the
+best of them differs per problem (H100, 180 layer-0 DLMC problems: rung 19 won 58 of the 60 at N=256,
+rung 15 most of N=4096, rung 17 22 problems at 80–90%). The "best of nine" in the GPU tables was an oracle
+— the minimum measured on the problem itself, which no user has before running. This rung is what a user
+gets: a choice made from features alone, by a table fitted once on other matrices
+(``experiments/fit_gpu_chooser.py``: trained and evaluated with whole weight matrices held out).
+
+Loop order and traffic: those of the chosen rung (the movement model below is the row-panel model at the
+default 128-column panel; the chosen rung's own model bytes are in ``info["auto_model_bytes"]``).
+What to look at: ``auto_rule`` next to the time; the gap to the oracle in the fit script's report.
+Measured: nothing yet on a device. The packaged table is INTERIM, fitted from H100 rows
+(``data/reference/gpu-bench.csv``, 2026-11-23: 180 problems, 7 configurations of rungs 15, 17, 18, 19):
+held out by weight matrix it reached 0.949 / 0.927 / 0.933 of the oracle at N = 256 / 2048 / 4096, i.e.
+1.16× / 1.02× / 1.09× cuBLAS fp32 against the oracle's 1.22× / 1.10× / 1.17× (replayed from those rows, not
+run; the table's ``cv`` entry). It must be refitted on H200 rows (``experiments/h200_round2.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from spmm_study.errors import DeviceUnavailable, ParamError
+from spmm_study.gpu import chooser, models
+from spmm_study.gpu.device import gpu_unavailable_reason
+from spmm_study.registry import Param, variant
+
+PACKAGED_TABLE = Path(__file__).with_name("chooser_h100_interim.json")
+AUTO_ID = "gpu.csr.auto"
+
+
+@lru_cache(maxsize=8)
+def _table(path: str) -> chooser.Table:
+    return chooser.load_table(Path(path))
+
+
+def table_for(path: str = "") -> chooser.Table:
+    """The decision table at ``path`` ('' = the packaged interim one), checked against the registry:
+    every rule names a GPU rung of this project (no baseline, not this rung) with parameters it accepts."""
+    from spmm_study import registry
+
+    table = _table(str(Path(path).expanduser().resolve()) if path else str(PACKAGED_TABLE))
+    configs = [(f"rule {i + 1}", r.variant, r.params) for i, r in enumerate(table.rules)]
+    configs.append(("default", *table.default))
+    for where, vid, params in configs:
+        reg = registry.load_all()
+        v = reg.get(vid)
+        if v is None or v.device != "gpu" or v.baseline or vid == AUTO_ID:
+            raise ParamError(f"chooser table {table.source} {where}: {vid!r} is not a GPU rung of this project")
+        try:
+            v.resolve_params(params)
+        except ParamError as exc:
+            raise ParamError(f"chooser table {table.source} {where}: {exc}") from None
+    return table
+
+
+def decide(problem, table: chooser.Table):
+    """(variant, resolved params, info) for ``problem``: the table's choice, without building anything."""
+    from spmm_study import registry
+
+    a = problem.a
+    feats = chooser.features(a.indptr, a.m, a.k, problem.n)
+    i, vid, params = table.choose(feats)
+    v = registry.get(vid)
+    resolved = v.resolve_params(params)
+    rule = table.rules[i].describe() if i >= 0 else "default (no rule matched)"
+    info = {"auto_variant": vid, "auto_params": json.dumps(resolved, sort_keys=True), "auto_rule": rule,
+            "auto_table": Path(table.source).name, "auto_table_fitted_on": table.meta.get("machine", "?"),
+            "auto_model_bytes": v.movement(problem.shape, resolved).total}
+    return v, resolved, info
+
+
+@variant(AUTO_ID, loop_order="chosen rung's", rung=30,
+         movement=models.csr_panel(lambda p: 128),
+         params=(Param("table", "", (), "decision table JSON ('' = the packaged H100-interim table)"),),
+         available=gpu_unavailable_reason)
+def build(problem, table):
+    """The chooser: features → decision table → one rung with its parameters, built (choice in info)."""
+    v, params, info = decide(problem, table_for(table))
+    reason = v.unavailable_reason()
+    if reason:
+        raise DeviceUnavailable(f"the chooser picked {v.id}, which is unavailable: {reason}")
+    prepared = v.build(problem, **params)
+    prepared.info.update(info)  # in place: the rung's run() adds its resource report to this same dict
+    return prepared
