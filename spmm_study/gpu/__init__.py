@@ -21,4 +21,5 @@ from spmm_study.gpu import (  # noqa: F401,E402  (imported for registration)
     k20_coo_atomic,
     k21_structured24,
     k30_csr_auto,
+    sputnik,
 )
