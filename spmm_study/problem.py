@@ -1,6 +1,7 @@
 """The problem C = A·B: a sparse A (M×K, CSR), a seeded dense B (K×N), a dtype, and a float64 reference.
 
-One truth per fact (DESIGN.md §11.10): the tolerances, the seeding of B and the memory estimate live here.
+One truth per fact (DESIGN.md §11.10): the tolerances, the check of N and the memory estimate live here; the
+seeding of A's values and of B lives in ``seeding.py``.
 
 Correctness criterion (``check``), for a result C against the float64 reference R = A·B computed with
 sparse semantics (zeros of A contribute nothing, so an all-zero row must give exact zeros):
@@ -18,7 +19,6 @@ summation order yet fails TF32 (≈3e-4) and any wrong or missing entry.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -26,6 +26,8 @@ import numpy as np
 
 from spmm_study.errors import ParamError, ResourceError
 from spmm_study.formats import CSR
+from spmm_study.memory import ALIGN, aligned_empty, aligned_full, available_memory_bytes  # noqa: F401  (cpu/_simd imports the allocator from here)
+from spmm_study.seeding import check_seed, seeded_b
 
 
 @dataclass(frozen=True)
@@ -41,13 +43,6 @@ TOLERANCES = {
 DTYPES = {"float32": np.dtype(np.float32), "fp32": np.dtype(np.float32),
           "float64": np.dtype(np.float64), "fp64": np.dtype(np.float64)}
 MAX_N = 1 << 24
-
-
-def check_seed(seed) -> int:
-    """Seeds feed numpy's SeedSequence, which takes non-negative integers only."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ParamError(f"seed {seed!r} must be a non-negative integer")
-    return int(seed)
 
 
 def parse_dtype(name) -> np.dtype:
@@ -87,17 +82,6 @@ class Shape:
         return 1.0 - self.nnz / cells if cells else 0.0
 
 
-def available_memory_bytes() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-
-
 def estimate_bytes(m: int, k: int, n: int, nnz: int, dtype) -> int:
     """Host memory a run needs at its peak, the check after timing: B and its float64 copy (K·N); per output
     entry the variant's C and the harness's copy of the first result (2 values), the float64 reference and
@@ -106,12 +90,20 @@ def estimate_bytes(m: int, k: int, n: int, nnz: int, dtype) -> int:
     return k * n * (isz + 8) + m * n * (2 * isz + 40) + nnz * (isz + 8 + 16)
 
 
-def check_size(m: int, k: int, n: int, nnz: int, dtype, fraction: float = 0.8) -> None:
-    """Refuse before allocating: N out of range, or the problem past this machine's free memory."""
+def check_n(n: int) -> int:
+    """The one check of N (the columns of B): a positive integer up to ``MAX_N``."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise ParamError(f"N must be an integer, got {n!r}")
     if n <= 0:
         raise ParamError(f"N must be positive, got {n}")
     if n > MAX_N:
         raise ParamError(f"N = {n} is past the limit of {MAX_N}")
+    return int(n)
+
+
+def check_size(m: int, k: int, n: int, nnz: int, dtype, fraction: float = 0.8) -> None:
+    """Refuse before allocating: N out of range, or the problem past this machine's free memory."""
+    check_n(n)
     need = estimate_bytes(m, k, n, nnz, dtype)
     avail = available_memory_bytes()
     if need > fraction * avail:
@@ -119,38 +111,6 @@ def check_size(m: int, k: int, n: int, nnz: int, dtype, fraction: float = 0.8) -
             f"problem M={m} K={k} N={n} nnz={nnz} needs about {need / 2**30:.1f} GiB; "
             f"{avail / 2**30:.1f} GiB is available"
         )
-
-
-def seeded_values(nnz: int, seed: int, dtype) -> np.ndarray:
-    """Values for pattern-only matrices: standard normal, from the matrix seed."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xA]))
-    return rng.standard_normal(nnz).astype(dtype)
-
-
-ALIGN = 64  # one cache line and one AVX-512 vector: numpy's default 16-byte alignment splits vector loads
-
-
-def aligned_empty(shape, dtype) -> np.ndarray:
-    """An uninitialised C-contiguous array whose first element sits on a 64-byte boundary."""
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
-    start = (-raw.ctypes.data) % ALIGN
-    return raw[start:start + nbytes].view(dtype).reshape(shape)
-
-
-def aligned_full(shape: tuple[int, int], fill: float, dtype) -> np.ndarray:
-    """``aligned_empty`` filled with ``fill``."""
-    arr = aligned_empty(shape, dtype)
-    arr.fill(fill)
-    return arr
-
-
-def seeded_b(k: int, n: int, seed: int, dtype) -> np.ndarray:
-    """The dense operand B (K×N, row-major, 64-byte aligned), standard normal, from the problem seed."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xB]))
-    b = aligned_full((k, n), 0.0, dtype)
-    b[...] = rng.standard_normal((k, n), dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
-    return b
 
 
 @dataclass(frozen=True)

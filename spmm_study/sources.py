@@ -35,7 +35,8 @@ import numpy as np
 
 from spmm_study.errors import FormatError, SourceError, SpmmError
 from spmm_study.formats import CSR, INT32_MAX, index_dtype_for
-from spmm_study.problem import available_memory_bytes, check_seed, seeded_values
+from spmm_study.memory import available_memory_bytes
+from spmm_study.seeding import check_seed, seeded_values
 
 DEFAULT_SPEC = "synthetic:magnitude:ffn1:0.9"
 DEFAULT_N = 256

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from spmm_study import sources
 from spmm_study.errors import SourceError
 from spmm_study.formats import CSR
-from spmm_study.problem import seeded_values
+from spmm_study.seeding import seeded_values
 
 FFN1 = "transformer/magnitude_pruning/0.9/body_decoder_layer_0_ffn_conv1_fully_connected"
 
