@@ -6,8 +6,11 @@ power of two, sparsity to 0.05 - and by the machine (a tile that suits a 32 MiB 
 
     {machine: {variant: {shape class: {"params": {...}, "median_s": ..., "matrix": ..., "n": ..., "date": ...}}}}
 
-``tune`` measures the product of each variant's Param ``choices`` (capped at ``max_combos``, default values
-first) through the ordinary harness and runner, so every candidate is checked before it can win; ``best``
+``autotune`` measures the product of each variant's Param ``choices`` through the ordinary planner, harness
+and runner, so every candidate is checked before it can win. A product larger than ``max_combos`` (default
+64; the tiled CSR rung has 120) is *sampled*, seeded, with the defaults always in, and the command says so:
+a prefix of the product would never try the last values of the first Param (``tile_n`` 64 and 128 were
+never tried that way); ``best``
 picks the fastest passing row per (variant, shape class) and ``save`` merges it into the file (default
 ``~/.cache/spmm-study/tuned.json``, ``$SPMM_STUDY_TUNED`` or ``--cache-file``). ``spmm-study run --tuned``
 looks the problem's class up and runs with those params (explicit ``--param`` values still win).
@@ -18,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import random
 import time
 from pathlib import Path
 
@@ -40,14 +44,25 @@ def shape_class(m: int, k: int, n: int, sparsity: float) -> str:
     return f"m{_pow2(m)}-k{_pow2(k)}-n{_pow2(n)}-s{round(sparsity * 20) / 20:.2f}"
 
 
-def candidates(variant, max_combos: int = 64) -> list[tuple]:
-    """Sorted (name, value) tuples over the product of the variant's Param choices; defaults first."""
-    axes = []
-    for p in variant.params:
-        values = list(dict.fromkeys([p.default, *p.choices]))
-        axes.append([(p.name, v) for v in values])
-    combos = [tuple(sorted(c)) for c in itertools.product(*axes)] if axes else [()]
-    return combos[:max_combos]
+def _product(variant) -> list[tuple]:
+    axes = [[(p.name, v) for v in dict.fromkeys([p.default, *p.choices])] for p in variant.params]
+    return [tuple(sorted(c)) for c in itertools.product(*axes)] if axes else [()]
+
+
+def grid_size(variant) -> int:
+    """How many combinations the product of the variant's Param choices holds."""
+    return len(_product(variant))
+
+
+def candidates(variant, max_combos: int = 64, seed: int = 0) -> list[tuple]:
+    """Sorted (name, value) tuples over the product of the variant's Param choices, defaults first; past
+    ``max_combos`` the defaults and a seeded sample of the rest, in grid order."""
+    combos = _product(variant)
+    if len(combos) <= max_combos:
+        return combos
+    rest = combos[1:]
+    keep = sorted(random.Random(seed).sample(range(len(rest)), max_combos - 1))
+    return [combos[0]] + [rest[i] for i in keep]
 
 
 def best(rows: list[dict]) -> dict[tuple, dict]:
@@ -89,3 +104,25 @@ def lookup(variant_id: str, m: int, k: int, n: int, sparsity: float, machine: st
     """The tuned params for this variant and problem class on this machine, or None if never tuned."""
     entry = load(path).get(machine, {}).get(variant_id, {}).get(shape_class(m, k, n, sparsity))
     return dict(entry["params"]) if entry else None
+
+
+def summary(rows: list[dict], winners: dict[tuple, dict], path: Path):
+    """The table ``autotune`` prints: per (variant, shape class) the best params, their median time, the
+    defaults' time on the same problem and the gain."""
+    from spmm_study import registry
+    from spmm_study.report import Table
+
+    reg = registry.load_all()
+    defaults = {}
+    for r in rows:
+        v = reg.get(r["variant"])
+        if r["status"] == "PASS" and v and json.loads(r["params"]) == v.resolve_params({}):
+            defaults[(r["machine"], r["variant"], shape_class(r["m"], r["k"], r["n"], r["sparsity"]))] = r
+    t = Table(title=f"Best params per shape class (stored in {path})",
+              columns=["variant", "shape class", "best params", "median", "defaults", "gain"],
+              formats={"median": "time", "defaults": "time", "gain": "x"})
+    for key, r in sorted(winners.items()):
+        d = defaults.get(key)
+        t.rows.append([key[1], key[2], json.dumps(json.loads(r["params"])), r["median_s"],
+                       d["median_s"] if d else "-", d["median_s"] / r["median_s"] if d else "-"])
+    return t

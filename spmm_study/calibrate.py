@@ -306,3 +306,23 @@ def calibrate(cpu: bool = True, gpu: bool | None = None, tiny: bool = False) -> 
         elif gpu:
             raise DeviceUnavailable(reason)
     return out
+
+
+CEILING_NAMES = {"stream_gbps_1": ("triad bandwidth, 1 thread", "GB/s"),
+                 "stream_gbps_all": ("triad bandwidth, all threads", "GB/s"),
+                 "fma_gflops_fp32_1": ("fp32 FMA peak, 1 thread", "GFLOP/s"),
+                 "fma_gflops_fp32_all": ("fp32 FMA peak, all threads", "GFLOP/s"),
+                 "fma_gflops_fp64_1": ("fp64 FMA peak, 1 thread", "GFLOP/s"),
+                 "fma_gflops_fp64_all": ("fp64 FMA peak, all threads", "GFLOP/s"),
+                 "copy_gbps": ("GPU copy bandwidth", "GB/s"), "fma_gflops_fp32": ("GPU fp32 FMA peak", "GFLOP/s")}
+
+
+def ceilings_table(entries: list[dict], path: Path):
+    """The table ``calibrate`` prints: one line per machine and ceiling measured."""
+    from spmm_study.report import Table
+
+    t = Table(title=f"Ceilings stored in {path}", columns=["machine", "ceiling", "value"])
+    for e in entries:
+        t.rows += [[e["machine"], label, f"{e[key]:,.1f} {unit}"] for key, (label, unit) in CEILING_NAMES.items()
+                   if key in e]
+    return t

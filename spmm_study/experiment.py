@@ -63,9 +63,11 @@ DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 STUDY_TABLE = DATA_DIR / "study_table.csv"
 TOP_KEYS = {"name", "description", "baseline", "timing", "defaults", "runs"}
 RUN_KEYS = {"variants", "matrices", "n", "threads", "dtype", "seed", "prune", "params", "tags", "suite",
+            "device", "format",  # how bare variant names resolve (default cpu, csr)
             # suite options
             "table", "source", "sparsity", "use_case", "model", "method", "layers"}
 TIMING_KEYS = {"repeats": int, "min_time": (int, float), "warmup": (int, float), "cache": str, "rounds": int}
+COMMAND_LINE = "command line"  # the source of the documents run, compare, sweep and autotune build from options
 SUITES = ("study", "dlmc")
 DEFAULT_DLMC_N = (256, 2048)
 
@@ -75,7 +77,13 @@ class ExperimentError(ParamError):
 
     def __init__(self, source: str, errors: list[str]):
         self.errors = errors
-        head = f"{source}: {len(errors)} error{'s' if len(errors) > 1 else ''} in the experiment"
+        if source == COMMAND_LINE:  # bad options are one line, as every command prints bad input
+            super().__init__("; ".join(errors))
+            return
+        if len(errors) == 1:
+            super().__init__(f"{source}: {errors[0]}")
+            return
+        head = f"{source}: {len(errors)} errors in the experiment"
         super().__init__(head + "\n" + "\n".join(f"  - {e}" for e in errors))
 
 
@@ -110,12 +118,12 @@ def _check_type(where: str, key: str, value: Any, kind, errors: list[str], allow
     kinds = kind if isinstance(kind, tuple) else (kind,)
     values = _as_list(value) if allow_list else [value]
     if allow_list and not values:
-        errors.append(f"{where}: {key} is an empty list")
+        errors.append(f"{where}{key} is an empty list")
         return []
     bad = [v for v in values if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds)]
     if bad:
         names = " or ".join(k.__name__ for k in kinds)
-        errors.append(f"{where}: {key} = {bad[0]!r} is not {'a list of ' if allow_list else 'a '}{names}")
+        errors.append(f"{where}{key} = {bad[0]!r} is not {'a list of ' if allow_list else 'a '}{names}")
         return []
     return values
 
@@ -145,9 +153,11 @@ def load(path: Path | str, *, dlmc_root: str | None = None, extra_params: dict[s
 
 def parse(doc: dict, *, source: str = "inline", text: str = "", dlmc_root: str | None = None,
           extra_params: dict[str, list] | None = None, ctx: Context | None = None,
-          base_dir: Path | None = None) -> Experiment:
-    """Validate a parsed experiment document and expand its grid. ``extra_params`` (from ``--param``)
-    are added to every run. ``ctx`` (when given) loads every matrix now, so bad specs are errors here."""
+          base_dir: Path | None = None, strict: bool = False) -> Experiment:
+    """The planner: validate an experiment document and expand its grid into tasks. Every command that
+    measures builds such a document (``sweep`` reads it from a file). ``extra_params`` (from ``--param``)
+    are added to every run. ``ctx`` (when given) loads every matrix now, so bad specs are errors here.
+    ``strict``: a variant named explicitly that cannot run here is an error, not a warning (``run``)."""
     from spmm_study import registry
 
     errors: list[str] = []
@@ -163,7 +173,7 @@ def parse(doc: dict, *, source: str = "inline", text: str = "", dlmc_root: str |
         errors.append("description must be a string")
         description = ""
 
-    timing, rounds = _parse_timing(doc.get("timing", {}), errors)
+    timing = _parse_timing(doc.get("timing", {}), errors, bare=source == COMMAND_LINE)
     baseline = doc.get("baseline")
     if baseline is not None:
         if not isinstance(baseline, str):
@@ -197,14 +207,15 @@ def parse(doc: dict, *, source: str = "inline", text: str = "", dlmc_root: str |
         if extra_params:
             given = merged.get("params", {})
             merged["params"] = {**(given if isinstance(given, dict) else {}), **extra_params}
-        tasks += _expand_run(f"[[runs]] #{i}", merged, errors, warnings, dlmc_root, base_dir, matrices)
+        where = "" if source == COMMAND_LINE and len(runs) == 1 else f"[[runs]] #{i}: "
+        tasks += _expand_run(where, merged, errors, warnings, dlmc_root, base_dir, matrices, strict)
 
     if ctx is not None:  # resolve every matrix once, now: bad specs and files are errors here too
         for spec, prune, seed in dict.fromkeys(matrices):
             try:
                 ctx.matrix(spec, prune, seed)
             except SpmmError as exc:
-                errors.append(f"matrix {spec}: {exc}")
+                errors.append(str(exc) if source == COMMAND_LINE else f"matrix {spec}: {exc}")
     if not errors and not tasks:
         errors.append("the grid is empty: no variant is available here for these runs")
     if errors:
@@ -214,101 +225,133 @@ def parse(doc: dict, *, source: str = "inline", text: str = "", dlmc_root: str |
         skipped.setdefault(reason, [])
         if vid not in skipped[reason]:
             skipped[reason].append(vid)
-    warnings = [f"skipped {', '.join(ids)}: {reason}" for reason, ids in skipped.items()]
+    warnings = [f"skipped {', '.join(ids)}: {reason}" if ids[0] else reason for reason, ids in skipped.items()]
     # the same task twice (two runs overlapping) is measured once
-    tasks = interleave(list(dict.fromkeys(tasks)), rounds)
+    tasks = interleave(list(dict.fromkeys(tasks)), timing.rounds)
     return Experiment(name, description, source, text, timing, baseline, tasks, warnings)
 
 
-def _parse_timing(section: Any, errors: list[str]) -> tuple[TimingConfig, int]:
+def _parse_timing(section: Any, errors: list[str], bare: bool = False) -> TimingConfig:
+    """The [timing] table: types checked here, values by TimingConfig's own rules (``timing_problems``)."""
+    from spmm_study.timing import timing_problems
+
     if not isinstance(section, dict):
         errors.append("[timing] must be a table")
-        return TimingConfig(), 1
+        return TimingConfig()
     vals = {}
     for key, value in section.items():
         if key not in TIMING_KEYS:
             errors.append(f"[timing]: unknown key {key!r} (known: {', '.join(TIMING_KEYS)})")
             continue
-        if _check_type("[timing]", key, value, TIMING_KEYS[key], errors):
+        if _check_type("[timing]: ", key, value, TIMING_KEYS[key], errors):
             vals[key] = value
-    if "cache" in vals and vals["cache"] not in ("cold", "warm"):
-        errors.append(f"[timing]: cache = {vals.pop('cache')!r} must be cold or warm")
-    if vals.get("repeats", 1) < 1:
-        errors.append(f"[timing]: repeats = {vals.pop('repeats')} must be >= 1")
-    if vals.get("rounds", 1) < 1:
-        errors.append(f"[timing]: rounds = {vals.pop('rounds')} must be >= 1")
-    for key in ("min_time", "warmup"):
-        if key in vals and not (0 <= vals[key] < 3600):
-            errors.append(f"[timing]: {key} = {vals.pop(key)} must be between 0 and 3600 seconds")
-    return TimingConfig(repeats=vals.get("repeats", 10), min_time_s=float(vals.get("min_time", 0.2)),
-                        warmup_s=float(vals.get("warmup", 0.1)), cache=vals.get("cache", "cold")), vals.get("rounds", 1)
+    default = TimingConfig()
+    kw = dict(repeats=vals.get("repeats", default.repeats), min_time_s=float(vals.get("min_time", default.min_time_s)),
+              warmup_s=float(vals.get("warmup", default.warmup_s)), cache=vals.get("cache", default.cache),
+              rounds=vals.get("rounds", default.rounds))
+    for key, message in timing_problems(**kw):
+        errors.append(message if bare else f"[timing]: {key} = {vals[key]!r}: {message}")
+    return TimingConfig(**kw) if not timing_problems(**kw) else default
 
 
-def _select_variants(where: str, names: list[str], errors: list[str]) -> list[tuple[Any, bool]]:
-    """(Variant, named explicitly) for each name or glob, in order, without repeats."""
+def _select_variants(where: str, names: list[str], errors: list[str], device: str | None = None,
+                     format: str | None = None) -> list[tuple[Any, bool]]:
+    """(Variant, named explicitly) for each name or glob, in order, without repeats; bare names resolve on
+    ``device`` and ``format`` (default cpu, csr)."""
     from spmm_study import registry
 
     out: dict[str, tuple[Any, bool]] = {}
     for name in names:
         if any(c in name for c in "*?["):
-            matched = registry.select(pattern=name)
+            try:
+                matched = registry.select(pattern=name, device=device, format=format)
+            except SpmmError as exc:
+                errors.append(f"{where}{exc}")
+                continue
             if not matched:
-                errors.append(f"{where}: no variant matches {name!r}")
+                errors.append(f"{where}no variant matches {name!r}")
             for v in matched:
                 out.setdefault(v.id, (v, False))
         else:
             try:
-                v = registry.get(name)
+                v = registry.get(name, device=device, format=format)
             except SpmmError as exc:
-                errors.append(f"{where}: {exc}")
+                errors.append(f"{where}{exc}")
                 continue
             out[v.id] = (v, True)
     return list(out.values())
 
 
-def _param_grid(where: str, variant, params: dict, explicit: bool, errors: list[str]) -> list[tuple] | None:
-    """The sorted (name, value) tuples to run for one variant, or None to drop it (glob, no param applies)."""
+def _param_names(params: dict | list) -> list[str]:
+    names = params if isinstance(params, dict) else [k for combo in params for k in combo]
+    return list(dict.fromkeys(names))
+
+
+def _param_grid(where: str, variant, params: dict | list, explicit: bool, errors: list[str]) -> list[tuple] | None:
+    """The sorted (name, value) tuples to run for one variant, or None to drop it (glob, no param applies).
+
+    ``params`` is a table of axes (``{tile_n = [16, 32], balance = "choices"}``: their product) or a list of
+    tables, each one combination (what ``autotune`` plans). The one rule for every command: a param applies
+    to the variants that take it; a variant named explicitly runs with the params it has, defaults for the
+    rest; one matched only by a glob is dropped when it takes none of them."""
     known = {p.name: p for p in variant.params}
+
+    def parse(name, val):
+        try:
+            return known[name].parse(val)
+        except SpmmError as exc:
+            errors.append(f"{where}{variant.id}: {exc}")
+            return None
+
+    if isinstance(params, list):
+        mine = [c for c in params if set(c) <= set(known)]
+        if params and not mine:
+            return [()] if explicit else None
+        combos = [tuple(sorted((k, parse(k, v)) for k, v in c.items())) for c in mine]
+        return list(dict.fromkeys(combos)) or [()]
     mine = {k: v for k, v in params.items() if k in known}
     if params and not mine and not explicit:
         return None
     axes = []
     for name, value in mine.items():
         p = known[name]
-        if value == "choices":
-            values = list(p.choices) or [p.default]
-        else:
-            values = _as_list(value)
-        parsed = []
-        for val in values:
-            try:
-                parsed.append(p.parse(val))
-            except SpmmError as exc:
-                errors.append(f"{where}: {variant.id}: {exc}")
+        values = (list(p.choices) or [p.default]) if value == "choices" else _as_list(value)
+        parsed = [parse(name, val) for val in values]
         axes.append([(name, v) for v in dict.fromkeys(parsed)])
     return [tuple(sorted(combo)) for combo in itertools.product(*axes)] if axes else [()]
 
 
+def _named(where: str, key: str, value: Any, exc: Exception) -> str:
+    """An error of one value: in a file ``[[runs]] #1: n = 0: N must be positive...``; on the command line
+    (no ``where``) the message alone, which names the option already."""
+    return f"{where}{key} = {value!r}: {exc}" if where else str(exc)
+
+
 def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], dlmc_root: str | None,
-                base_dir: Path | None, matrices: list[tuple]) -> list[Task]:
-    from spmm_study.problem import parse_dtype
+                base_dir: Path | None, matrices: list[tuple], strict: bool = False) -> list[Task]:
+    from spmm_study.harness import check_threads
+    from spmm_study.problem import check_n, parse_dtype
     from spmm_study.sources import parse_prune
 
     n_err = len(errors)
     for key in sorted(set(run) - RUN_KEYS):
-        errors.append(f"{where}: unknown key {key!r} (known: {', '.join(sorted(RUN_KEYS))})")
+        errors.append(f"{where}unknown key {key!r} (known: {', '.join(sorted(RUN_KEYS))})")
     names = _check_type(where, "variants", run.get("variants", []), str, errors, allow_list=True)
     if "variants" not in run:
-        errors.append(f"{where}: no variants")
-    selected = _select_variants(where, names, errors)
+        errors.append(f"{where}no variants")
+    device, format = run.get("device"), run.get("format")
+    for key, value in (("device", device), ("format", format)):
+        if value is not None and not _check_type(where, key, value, str, errors):
+            device, format = None, None
+    selected = _select_variants(where, names, errors, device, format)
 
     suite = run.get("suite")
     problems: list[tuple[str, int, str]] = []  # (matrix spec, n, tags)
     if suite is not None:
         if suite not in SUITES:
-            errors.append(f"{where}: suite = {suite!r} is not one of {', '.join(SUITES)}")
+            errors.append(f"{where}suite = {suite!r} is not one of {', '.join(SUITES)}")
         elif "matrices" in run:
-            errors.append(f"{where}: give either suite or matrices, not both")
+            errors.append(f"{where}give either suite or matrices, not both")
         elif suite == "study":
             problems = _study_problems(where, run, errors, dlmc_root, base_dir)
         else:
@@ -316,27 +359,32 @@ def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], d
     else:
         for key in ("table", "source", "use_case", "model", "method", "layers", "sparsity"):
             if key in run:
-                errors.append(f"{where}: {key} is a suite option, but no suite is given")
+                errors.append(f"{where}{key} is a suite option, but no suite is given")
         specs = _check_type(where, "matrices", run.get("matrices", ["synthetic:magnitude:ffn1:0.9"]), str, errors,
                             allow_list=True)
-        ns = _check_type(where, "n", run.get("n", 256), int, errors, allow_list=True)
-        for n in ns:
-            if n <= 0:
-                errors.append(f"{where}: n = {n} must be positive")
-        problems = [(s, n, "") for s in specs for n in ns if n > 0]
+        ns = []
+        for n in _check_type(where, "n", run.get("n", 256), int, errors, allow_list=True):
+            try:
+                ns.append(check_n(n))
+            except SpmmError as exc:
+                errors.append(_named(where, "n", n, exc))
+        problems = [(s, n, "") for s in specs for n in ns]
     problem_specs = list(dict.fromkeys(specs if suite is None else [p[0] for p in problems]))
 
     threads = _check_type(where, "threads", run.get("threads", []), int, errors, allow_list=True) \
         if "threads" in run else [None]
     for t in threads:
-        if t is not None and t < 1:
-            errors.append(f"{where}: threads = {t} must be >= 1")
+        if t is not None:
+            try:
+                check_threads(t)
+            except SpmmError as exc:
+                errors.append(_named(where, "threads", t, exc))
     dtypes = _check_type(where, "dtype", run.get("dtype", "float32"), str, errors, allow_list=True)
     for d in dtypes:
         try:
             parse_dtype(d)
         except SpmmError as exc:
-            errors.append(f"{where}: {exc}")
+            errors.append(f"{where}{exc}")
     seed = run.get("seed", 0)
     if not _check_type(where, "seed", seed, int, errors):
         seed = 0
@@ -347,17 +395,18 @@ def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], d
                 parse_prune(prune)
                 matrices.extend((spec, prune, seed) for spec in problem_specs)
             except SpmmError as exc:
-                errors.append(f"{where}: {exc}")
+                errors.append(f"{where}{exc}")
     else:
         matrices.extend((spec, None, seed) for spec in problem_specs)
     tags = run.get("tags", "")
     if not isinstance(tags, str):
-        errors.append(f"{where}: tags must be a string like \"lab=1;group=a\"")
+        errors.append(f"{where}tags must be a string like \"lab=1;group=a\"")
         tags = ""
     params = run.get("params", {})
-    if not isinstance(params, dict):
-        errors.append(f"{where}: params must be a table like {{ tile_n = [16, 32] }}")
+    if not (isinstance(params, dict) or isinstance(params, list) and all(isinstance(c, dict) for c in params)):
+        errors.append(f"{where}params must be a table like {{ tile_n = [16, 32] }} or a list of such tables")
         params = {}
+    names = _param_names(params)
 
     plan = []
     for v, explicit in selected:
@@ -366,13 +415,19 @@ def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], d
             continue
         reason = v.unavailable_reason()
         if reason:
+            if strict and explicit:
+                errors.append(f"{where}{v.id} is unavailable: {reason}")
             warnings.append((v.id, reason))
             continue
+        if names and explicit and not {p.name for p in v.params} & set(names):
+            warnings.append(("", f"{v.id} takes none of {', '.join(names)}: it runs with its defaults"))
         plan.append((v, grid))
-    used = {p.name for v, _ in plan for p in v.params if p.name in params}
+    used = {p.name for v, _ in plan for p in v.params if p.name in names}
     unavailable_params = {p.name for v, _ in selected for p in v.params if v.unavailable_reason()}
-    for name in sorted(set(params) - used - unavailable_params):
-        errors.append(f"{where}: no selected variant takes the parameter {name!r}")
+    for name in [x for x in names if x not in used | unavailable_params]:
+        one = f": variant {plan[0][0].id} has no parameter {name} (its parameters: " \
+              f"{', '.join(p.name for p in plan[0][0].params) or 'none'})" if len(plan) == 1 else ""
+        errors.append(f"{where}no selected variant takes the parameter {name!r}{one}")
     if len(errors) > n_err:
         return []
     tasks = []
@@ -429,22 +484,22 @@ def _study_problems(where: str, run: dict, errors: list[str], dlmc_root: str | N
     try:
         rows = read_study_table(path)
     except SpmmError as exc:
-        errors.append(f"{where}: {exc}")
+        errors.append(f"{where}{exc}")
         return []
     source = run.get("source", "auto")
     if source not in ("auto", "dlmc", "synthetic"):
-        errors.append(f"{where}: source = {source!r} must be auto, dlmc or synthetic")
+        errors.append(f"{where}source = {source!r} must be auto, dlmc or synthetic")
         return []
     root = dlmc_root or os.environ.get("SPMM_STUDY_DLMC")
     if source == "dlmc" and not root:
-        errors.append(f"{where}: source = \"dlmc\" needs a DLMC root (--dlmc-root or $SPMM_STUDY_DLMC)")
+        errors.append(f"{where}source = \"dlmc\" needs a DLMC root (--dlmc-root or $SPMM_STUDY_DLMC)")
     use_dlmc = source == "dlmc" or (source == "auto" and bool(root))
     sparsities = [float(s) for s in _check_type(where, "sparsity", run.get("sparsity", [0.9, 0.95]), (int, float),
                                                 errors, allow_list=True)]
     cases = _check_type(where, "use_case", run.get("use_case", ["RN50", "NLP", "MbNetV1"]), str, errors,
                         allow_list=True)
     if "n" in run:
-        errors.append(f"{where}: the study suite takes N from the table; drop n")
+        errors.append(f"{where}the study suite takes N from the table; drop n")
     out = []
     for r in rows:
         if r["use_case"] not in cases or not any(abs(float(r["sparsity"]) - s) < 1e-9 for s in sparsities):
@@ -454,7 +509,7 @@ def _study_problems(where: str, run: dict, errors: list[str], dlmc_root: str | N
                 f"sparsity={float(r['sparsity']):g};t4={r['t4_speedup_vs_cublas']}")
         out.append((spec, int(r["n"]), tags))
     if not out:
-        errors.append(f"{where}: the study table filters (sparsity {sparsities}, use_case {cases}) select nothing")
+        errors.append(f"{where}the study table filters (sparsity {sparsities}, use_case {cases}) select nothing")
     return out
 
 
@@ -477,7 +532,7 @@ def _dlmc_problems(where: str, run: dict, errors: list[str], dlmc_root: str | No
     try:
         root = sources.dlmc_root(dlmc_root)
     except SpmmError as exc:
-        errors.append(f"{where}: {exc}")
+        errors.append(f"{where}{exc}")
         return []
     model = run.get("model", "transformer")
     method = run.get("method", "magnitude_pruning")
@@ -487,33 +542,33 @@ def _dlmc_problems(where: str, run: dict, errors: list[str], dlmc_root: str | No
                                               errors, allow_list=True)]
     layers = run.get("layers", "*")
     if not isinstance(layers, str):
-        errors.append(f"{where}: layers must be a glob string like \"*ffn*\"")
+        errors.append(f"{where}layers must be a glob string like \"*ffn*\"")
         return []
     ns = _check_type(where, "n", run.get("n", list(DEFAULT_DLMC_N)), int, errors, allow_list=True)
     batch = None
     if model == "rn50":
         if "n" in run:
-            errors.append(f"{where}: RN50 matrices run at their layer's batch size (rn50_batchsizes.txt); drop n")
+            errors.append(f"{where}RN50 matrices run at their layer's batch size (rn50_batchsizes.txt); drop n")
         try:
             batch = rn50_batch_sizes(root)
         except SpmmError as exc:
-            errors.append(f"{where}: {exc}")
+            errors.append(f"{where}{exc}")
             return []
     out = []
     for s in sparsities:
         folder = root / model / method / s
         if not folder.is_dir():
-            errors.append(f"{where}: no DLMC folder {folder}")
+            errors.append(f"{where}no DLMC folder {folder}")
             continue
         files = sorted(p for p in folder.glob("*.smtx") if fnmatch.fnmatch(p.stem, layers))
         if not files:
-            errors.append(f"{where}: no .smtx under {folder} matches layers = {layers!r}")
+            errors.append(f"{where}no .smtx under {folder} matches layers = {layers!r}")
         for f in files:
             spec = f"dlmc:{model}/{method}/{s}/{f.stem}"
             tags = f"suite=dlmc;model={model};method={method};sparsity={s};layer={f.stem}"
             if batch is not None:
                 if f.stem not in batch:
-                    errors.append(f"{where}: no batch size for RN50 layer {f.stem} in rn50_batchsizes.txt")
+                    errors.append(f"{where}no batch size for RN50 layer {f.stem} in rn50_batchsizes.txt")
                     continue
                 out.append((spec, batch[f.stem], tags))
             else:
@@ -550,17 +605,7 @@ def parse_param_grid(items: list[str] | None) -> dict[str, list]:
     for item in items or []:
         name, eq, values = item.partition("=")
         if not eq or not name.strip() or not values.strip():
-            raise ParamError(f"--param {item!r} must look like name=v1,v2,... or name=choices")
+            raise ParamError(f"--param {item!r} must look like name=value (or name=v1,v2,... or name=choices)")
         vals = [v.strip() for v in values.split(",") if v.strip()]
         out[name.strip()] = "choices" if vals == ["choices"] else vals
     return out
-
-
-# ----------------------------------------------------------------------------------------------- running
-
-
-def pending(tasks: list[Task], ctx: Context, writer) -> list[Task]:
-    """The tasks a resumed writer does not hold yet (all of them for a fresh one)."""
-    if writer is None or not writer.done:
-        return list(tasks)
-    return [t for t in tasks if not writer.has(t.key(ctx.problem(t).matrix, ctx.timing.cache))]

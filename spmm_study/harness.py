@@ -55,6 +55,14 @@ def current_threads() -> int:
     return numba.get_num_threads()
 
 
+def check_threads(threads: int) -> int:
+    """The one check of a CPU thread count: 1 up to the cores numba may use here."""
+    limit = default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= limit:
+        raise ParamError(f"--threads {threads} is outside 1..{limit} (this machine's numba thread limit)")
+    return threads
+
+
 def apply_threads(threads: int | None) -> int:
     """Set numba's pool and every BLAS/OpenMP pool (threadpoolctl) to ``threads`` (``None``: all cores numba
     may use, ``default_threads()``); return the count in force.
@@ -67,11 +75,7 @@ def apply_threads(threads: int | None) -> int:
     import numba
     from threadpoolctl import threadpool_limits
 
-    limit = default_threads()
-    if threads is None:
-        threads = limit
-    if threads < 1 or threads > limit:
-        raise ParamError(f"--threads {threads} is outside 1..{limit} (this machine's numba thread limit)")
+    threads = default_threads() if threads is None else check_threads(threads)
     numba.set_num_threads(threads)
     threadpool_limits(limits=threads)
     return numba.get_num_threads()

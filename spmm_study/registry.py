@@ -111,6 +111,15 @@ class Variant:
     def unavailable_reason(self) -> str | None:
         return self.available()
 
+    def describe(self) -> dict:
+        """The facts ``list`` shows (and prints with ``--json``)."""
+        reason = self.unavailable_reason()
+        return {"id": self.id, "device": self.device, "format": self.format, "idea": self.idea, "rung": self.rung,
+                "loop_order": self.loop_order, "baseline": self.baseline, "deterministic": self.deterministic,
+                "params": [{"name": p.name, "default": p.default, "choices": list(p.choices), "help": p.help}
+                           for p in self.params],
+                "available": reason is None, "unavailable_reason": reason, "summary": self.summary}
+
     def resolve_params(self, given: dict[str, Any] | None = None) -> dict[str, Any]:
         """Defaults overlaid with ``given``; unknown names and bad values are ParamErrors."""
         given = dict(given or {})

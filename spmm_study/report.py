@@ -1,4 +1,4 @@
-"""Reports from result files only (DESIGN.md §8): tables as data, markdown, speedups, PNG plots.
+"""Reports from result files only (DESIGN.md §8): tables as data, markdown, speedups.
 
 The report never measures. It reads flat ``Result`` rows (``rows.jsonl``, ``results.csv`` or run
 directories, from any number of machines), merges repeated measurements of the same thing (the rounds of
@@ -11,8 +11,7 @@ an interleaved ``compare``), finds each row's baseline on the *same problem* and
 * Default baseline: the device's dense BLAS baseline (``cpu.dense.numpy``, ``gpu.dense.cublas``), else the
   first dense baseline variant found in the rows.
 
-Plots (``plot_*``) use matplotlib's Agg backend and write PNGs; each carries a title, axis units, and the
-machine(s) and date(s) of the rows it draws.
+The plots drawn from the same rows live in ``plots.py``.
 """
 
 from __future__ import annotations
@@ -66,6 +65,18 @@ def load_rows(paths: Iterable[Path | str]) -> list[dict]:
                 seen.add(ident)
                 rows.append(r)
     return rows
+
+
+def save_rows(rows: list[dict], path: Path | str) -> Path:
+    """``report --save-rows``: the rows, rounds merged, as one CSV (the small reference files of data/)."""
+    from spmm_study.files import atomic_write_text
+    from spmm_study.results import rows_to_csv
+
+    path = Path(path)
+    if path.suffix != ".csv":
+        raise ResultsError(f"--save-rows {path}: the file must end in .csv")
+    atomic_write_text(path, rows_to_csv(merge_rounds(rows)))
+    return path
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -284,6 +295,8 @@ def format_cell(value: Any, kind: str = "") -> str:
             return "-"
         if kind.startswith("f"):
             return f"{value:.{int(kind[1:])}f}"
+        if kind.startswith("g"):
+            return f"{value:.{int(kind[1:])}g}"
         return f"{value:.3g}"
     return str(value)
 
@@ -332,6 +345,63 @@ def roof_gflops(row: dict, ceilings: dict[str, dict] | None) -> float:
     if not (finite(bw) and finite(peak)):
         return float("nan")
     return min(peak, bw * row["intensity"])
+
+
+LEGEND = {
+    "median": "median time of the timed repeats (compile, first call and warm-up never count)",
+    "GFLOP/s": "useful work rate: 2·nnz·N flops (zeros of A skipped) per median time",
+    "speedup": "median time of the device's dense BLAS baseline on the same problem / this median time",
+    "p20–p80": "20th to 80th percentile of the repeats: the spread; a wide one means a noisy machine",
+    "GB/s comp": "compulsory bytes (A, B read once, C written once) per median time: a floor on traffic",
+    "GB/s model": "bytes the variant's movement model says it moves (re-reads of B included) per median time",
+    "rel err": "relative Frobenius error against the float64 reference (the check it passed or failed)",
+    "setup": "build time: format conversion, allocation, copies to the device (not in the median)",
+    "1st call": "the first call: JIT compile or cache load and the first check (not in the median)",
+    "thr": "CPU threads the variant and BLAS ran with (not shown for GPU rows)",
+}
+NARROW = ("variant", "N", "status", "median", "GFLOP/s", "speedup")
+WIDE = ("p20–p80", "GB/s comp", "GB/s model", "rel err", "setup", "1st call", "thr")
+
+
+def results_table(rows: list[dict], wide: bool = False) -> Table:
+    """The table ``run`` prints: per row the variant, N, status, median time, GFLOP/s and speedup over the
+    dense baseline when it was measured too (what reads on an 80-column terminal); ``wide`` adds the spread,
+    the two bandwidths, the error, setup and first-call times and the threads (``LEGEND`` says what each
+    means). The matrix goes to the title when there is one, else into a column; one thread count likewise."""
+    rows = speedups(rows)
+    one_matrix = len({r["matrix"] for r in rows}) == 1
+    cpu_threads = sorted({r["threads"] for r in rows if r["device"] == "cpu"})
+    title = ""
+    if one_matrix and rows:
+        r0 = rows[0]
+        title = f"{r0['matrix']}  ({r0['m']}x{r0['k']}, nnz {r0['nnz']:,}, {r0['dtype']})"
+    if len(cpu_threads) == 1 and not wide:
+        title += f"{'  ' if title else ''}{cpu_threads[0]} CPU thread{'s' if cpu_threads[0] != 1 else ''}"
+    cols = ["variant"] + ([] if one_matrix else ["matrix"]) + list(NARROW[1:]) + \
+        (list(WIDE) if wide else (["thr"] if len(cpu_threads) > 1 else []))
+    t = Table(title=title, columns=cols, formats={"median": "time", "setup": "time", "1st call": "time",
+                                                  "speedup": "x", "rel err": "g2"})
+    for r in rows:
+        ok = r["status"] == "PASS"
+        cell = {"variant": r["variant"], "matrix": clip(r["matrix"], 40), "N": r["n"], "status": r["status"],
+                "median": r["median_s"] if ok else "-", "GFLOP/s": r["gflops"] if ok else "-",
+                "speedup": r["speedup"] if ok else "-",
+                "p20–p80": f"{fmt_time(r['p20_s'])}–{fmt_time(r['p80_s'])}" if ok else "-",
+                "GB/s comp": r["gbps_compulsory"], "GB/s model": r["gbps_model"], "rel err": r["rel_error"],
+                "setup": r["setup_s"], "1st call": r["first_call_s"],
+                "thr": r["threads"] if r["device"] == "cpu" else "-"}
+        t.rows.append([cell[c] for c in cols])
+    bases = sorted({r["baseline_id"] for r in rows if r["baseline_id"] and finite(r["speedup"])})
+    t.caption = (f"speedup vs {', '.join(bases)}. " if bases else "speedup: no dense baseline measured. ") + \
+        ("" if wide else "--wide adds the spread, bandwidths, error, setup and 1st call. ") + \
+        "--explain says what each column means."
+    return t
+
+
+def legend_table(columns: Sequence[str] = tuple(LEGEND)) -> Table:
+    """What each column of the result table means (``run --explain``; the README holds the same list)."""
+    return Table(title="The columns of the result table", columns=["column", "meaning"],
+                 rows=[[c, LEGEND[c]] for c in columns if c in LEGEND])
 
 
 def ladder_tables(rows: list[dict], baseline: str | None = None,
@@ -433,7 +503,7 @@ def _several_machines(pairs: Sequence[tuple[str, str]]) -> set[str]:
     return {v for v, ms in seen.items() if len(ms) > 1}
 
 
-def _best_per_variant(rows: list[dict]) -> list[dict]:
+def best_per_variant(rows: list[dict]) -> list[dict]:
     """Keep, per (machine, variant, problem, threads), the fastest passing params (a failed one if none passed)."""
     best: dict[tuple, dict] = {}
     for r in rows:
@@ -461,7 +531,7 @@ def study_table(rows: list[dict], baseline: str | None = None) -> Table:
     rows = [r for r in rows if parse_tags(r["tags"]).get("suite") == "study"]
     if not rows:
         raise ResultsError("no rows tagged suite=study (run experiments/study_table.toml)")
-    rows = speedups(_best_per_variant(merge_rounds(rows)), baseline)
+    rows = speedups(best_per_variant(merge_rounds(rows)), baseline)
     bases = {r["baseline_id"] for r in rows if r["baseline_id"]}
     passed = {(r["machine"], r["variant"]) for r in rows if r["status"] == "PASS"}
     pairs = [mv for mv in _variant_columns(rows, bases) if mv in passed]  # a column of SKIPs says nothing
@@ -509,7 +579,7 @@ def dlmc_summary(rows: list[dict]) -> Table:
     rows = [r for r in rows if parse_tags(r["tags"]).get("suite") == "dlmc"]
     if not rows:
         raise ResultsError("no rows tagged suite=dlmc (run experiments/dlmc_transformer.toml)")
-    rows = _best_per_variant(merge_rounds(rows))
+    rows = best_per_variant(merge_rounds(rows))
     idx = baseline_index(rows)
     baselines = sorted({(r["device"], r["variant"]) for r in rows if r["baseline"]},
                        key=lambda dv: (dv[0], dv[1] not in DENSE_BASELINES.values(), dv[1]))
@@ -553,7 +623,7 @@ def break_even_table(rows: list[dict], baseline: str | None = None) -> Table:
     """Where sparse starts to win: for each shape (M×K, N) measured at three or more sparsities, the sparsity
     at which each variant's speedup over the baseline crosses 1× (linear in sparsity, log in speedup, at the
     last crossing from below), beside its speedups at the lowest and highest sparsity measured."""
-    rows = speedups(_best_per_variant(merge_rounds(rows)), baseline)
+    rows = speedups(best_per_variant(merge_rounds(rows)), baseline)
     bases = {r["baseline_id"] for r in rows if r["baseline_id"]}
     fams: dict[tuple, dict[str, dict[float, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
@@ -629,46 +699,7 @@ def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None
     return tables
 
 
-# ----------------------------------------------------------------------------------------------- plots
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display, no GUI toolkit
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _finish(fig, path: Path, rows: list[dict] | None = None, note: str = "") -> Path:
-    """Footer with the machine(s) and date(s), then save the PNG (small: 110 dpi)."""
-    import time as _time
-
-    from spmm_study import __version__
-
-    who = machines_and_dates(rows) if rows else f"{_this_machine()}, {_time.strftime('%Y-%m-%d')}"
-    fig.text(0.01, 0.005, f"{who} · spmm-study {__version__}" + (f" · {note}" if note else ""),
-             fontsize=7, color="0.35", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
-    return path
-
-
-def _this_machine() -> str:
-    from spmm_study.environment import machine_label
-
-    return machine_label("cpu")
-
-
-def _num(v: float) -> str:
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
-
-
-def _clip(text: str, width: int = 44) -> str:
+def clip(text: str, width: int = 44) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -682,264 +713,3 @@ def ceilings_for(machine: str, ceilings: dict[str, dict]) -> dict | None:
         return None
     close = [c for key, c in ceilings.items() if m in key.lower() or key.lower() in m]
     return close[0] if len(close) == 1 else None
-
-
-def _plain_log_ticks(ax, axis: str = "y") -> None:
-    """Log axes labelled 0.1, 1, 10 rather than 10^-1, 10^0, 10^1 (students read these faster)."""
-    from matplotlib.ticker import FuncFormatter
-
-    target = ax.yaxis if axis == "y" else ax.xaxis
-    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    target.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-
-
-def _markers():
-    return ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
-
-
-def plot_roofline(rows: list[dict], path: Path | str, ceilings: dict[str, dict] | None = None) -> Path:
-    """Useful GFLOP/s against arithmetic intensity (useful flops per compulsory byte), one marker per
-    variant, under the measured roofs of each machine (``calibrate``): bandwidth × intensity and the FMA
-    peak, all cores solid, one core dashed."""
-    plt = _pyplot()
-    ok = [r for r in merge_rounds(rows) if r["status"] == "PASS" and finite(r["intensity"]) and finite(r["gflops"])]
-    if not ok:
-        raise ResultsError("no passing rows to draw a roofline from")
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    xs = [r["intensity"] for r in ok]
-    lo_x, hi_x = min(xs) / 4, max(xs) * 4
-    roofs_drawn = []
-    for i, machine in enumerate(sorted({r["machine"] for r in ok})):
-        c = ceilings_for(machine, ceilings or {})
-        if not c:
-            continue
-        color = f"C{7 + i}" if i < 3 else "0.4"
-        dtype = ok[0]["dtype"]
-        if c.get("device") == "gpu":
-            roofs = [("", c.get("copy_gbps"), c.get("fma_gflops_fp32"), "-")]
-        else:
-            fp = "fp64" if dtype == "float64" else "fp32"
-            one = all(r["threads"] == 1 for r in ok if r["machine"] == machine)  # solid: the roof the rows ran under
-            roofs = [(f"all {c.get('threads_all', '')} threads", c.get("stream_gbps_all"), c.get(f"fma_gflops_{fp}_all"),
-                      "--" if one else "-"),
-                     ("1 thread", c.get("stream_gbps_1"), c.get(f"fma_gflops_{fp}_1"), "-" if one else "--")]
-        for label, bw, peak, style in roofs:
-            if not (finite(bw) and finite(peak)):
-                continue
-            knee = peak / bw
-            xr = [min(lo_x, knee / 8), knee, max(hi_x, knee * 8)]
-            ax.plot(xr, [bw * xr[0], peak, peak], style, color=color, lw=1.2, alpha=0.8)
-            ax.annotate(f"{machine}{' ' + label if label else ''}: {bw:,.0f} GB/s, {peak:,.0f} GFLOP/s", (xr[-1], peak),
-                        fontsize=7, ha="right", va="bottom", color=color)
-            roofs_drawn.append(machine)
-    variants = sorted({r["variant"] for r in ok}, key=ladder_order(ok))
-    for j, v in enumerate(variants):
-        mine = [r for r in ok if r["variant"] == v]
-        ax.scatter([r["intensity"] for r in mine], [r["gflops"] for r in mine], marker=_markers()[j % 12],
-                   s=36, label=v, zorder=3, color=f"C{j % 7}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    _plain_log_ticks(ax, "x")
-    _plain_log_ticks(ax, "y")
-    ax.set_xlabel("arithmetic intensity (useful flop per compulsory byte)")
-    ax.set_ylabel("useful GFLOP/s (2·nnz·N / median time)")
-    title = "Roofline: each variant against the measured roofs"
-    if not roofs_drawn:
-        title = "Roofline points (no ceilings stored: run 'spmm-study calibrate')"
-    ax.set_title(title, fontsize=11)
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7, loc="lower right")
-    return _finish(fig, path, ok)
-
-
-def plot_speedup_vs_sparsity(rows: list[dict], path: Path | str, baseline: str | None = None) -> Path:
-    """Speedup over the baseline against sparsity, one line per variant (geometric mean over the problems
-    at each sparsity), with the break-even line at 1×; like the figures of the SC'20 paper."""
-    plt = _pyplot()
-    rows = speedups(_best_per_variant(merge_rounds(rows)), baseline)
-    bases = {r["baseline_id"] for r in rows if r["baseline_id"]}
-    pts: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        if r["variant"] in bases or not finite(r["speedup"]):
-            continue
-        pts[r["variant"]][round(r["sparsity"], 4)].append(r["speedup"])
-    if len({s for per in pts.values() for s in per}) < 2:
-        raise ResultsError("speedup vs sparsity needs passing rows at two or more sparsities")
-    fig, ax = plt.subplots(figsize=(9, 4.8))
-    for j, v in enumerate(sorted(pts, key=ladder_order(rows))):
-        xs = sorted(pts[v])
-        ax.plot(xs, [geomean(pts[v][x]) for x in xs], marker=_markers()[j % 12], label=v, color=f"C{j % 7}")
-    ax.axhline(1.0, color="0.3", lw=1, ls="--")
-    ax.annotate("break-even with " + ", ".join(sorted(bases)), (ax.get_xlim()[1], 1.0), fontsize=7,
-                va="bottom", ha="right", color="0.3")
-    ax.set_yscale("log")
-    _plain_log_ticks(ax)
-    ax.set_xlabel("sparsity (fraction of zeros in A)")
-    ax.set_ylabel(f"speedup over {', '.join(sorted(bases)) or 'baseline'} (×, log scale)")
-    measured = [r for r in rows if finite(r["speedup"])]
-    shapes = sorted({(r["m"], r["k"], r["n"]) for r in measured})
-    threads = sorted({r["threads"] for r in measured if r["device"] == "cpu"})
-    what = (f"{shapes[0][0]}×{shapes[0][1]}, N={shapes[0][2]}" if len(shapes) == 1 else
-            f"geometric mean over {len(shapes)} shapes per sparsity")
-    if threads:
-        what += f", {'/'.join(map(str, threads))} CPU thread{'s' if threads != [1] else ''}"
-    ax.set_title(f"Speedup vs sparsity ({what})", fontsize=11)
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    return _finish(fig, path, rows)
-
-
-def _order_is_param(row: dict) -> bool:
-    return "param" in row.get("loop_order", "").lower()
-
-
-def plot_loop_orders(rows: list[dict], path: Path | str) -> Path:
-    """Bars of useful GFLOP/s per loop nest on one problem (the one measured with the most variants), each
-    bar labelled with its loop order and median time. A variant whose loop order is a Param (``order=``)
-    gets one bar per order it ran; other variants one bar, their best params."""
-    plt = _pyplot()
-    ok = [r for r in merge_rounds(rows) if r["status"] == "PASS"]
-    by_problem: dict[tuple, list[dict]] = defaultdict(list)
-    for r in ok:
-        by_problem[(r["machine"], *problem_key(r), r["threads"])].append(r)
-    if not by_problem:
-        raise ResultsError("no passing rows for a loop-order chart")
-    group = max(by_problem.values(), key=lambda g: len({r["variant"] for r in g}))
-    best: dict[tuple, dict] = {}
-    for r in group:
-        key = (r["variant"], r["params"] if _order_is_param(r) else "")
-        if key not in best or r["median_s"] < best[key]["median_s"]:
-            best[key] = r
-    order = sorted(best, key=lambda k: (ladder_position(best[k]), k[1]))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(order) + 2), 4.8))
-    vals = [best[k]["gflops"] for k in order]
-    bars = ax.bar(range(len(order)), vals, color=[f"C{i % 10}" for i in range(len(order))])
-    for b, k in zip(bars, order):
-        ax.annotate(fmt_time(best[k]["median_s"]), (b.get_x() + b.get_width() / 2, b.get_height()),
-                    ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(order)))
-    ax.set_xticklabels([f"{k[0]}\n{_order_label(best[k])}" for k in order], fontsize=7, rotation=20, ha="right")
-    ax.set_yscale("log")
-    _plain_log_ticks(ax)
-    ax.set_ylabel("useful GFLOP/s (log scale)")
-    r0 = group[0]
-    ax.set_title(f"Loop orders on {r0['matrix'].rsplit('/', 1)[-1]} ({r0['m']}×{r0['k']}, N={r0['n']}, "
-                 f"{r0['threads']} thread{'s' if r0['threads'] != 1 else ''})", fontsize=10)
-    ax.grid(True, axis="y", which="both", alpha=0.25)
-    return _finish(fig, path, group, note="bar labels: median time")
-
-
-def _order_label(row: dict) -> str:
-    """The loop order shown under a bar; a variant whose order is a Param shows the value it ran with."""
-    order = row.get("loop_order", "")
-    if not order or "param" in order.lower():
-        return params_label(row) or order or row["idea"]
-    return order
-
-
-def plot_tile_heatmap(rows: list[dict], path: Path | str, variant: str | None = None) -> Path:
-    """GFLOP/s of one variant over its two most varied numeric params (one row when it has one), on the
-    problem where it was measured with the most param combinations."""
-    plt = _pyplot()
-    ok = [r for r in merge_rounds(rows) if r["status"] == "PASS" and (variant is None or r["variant"] == variant)]
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in ok:
-        groups[(r["variant"], r["machine"], *problem_key(r), r["threads"])].append(r)
-    groups = {k: g for k, g in groups.items() if len({r["params"] for r in g}) >= 2}
-    if not groups:
-        raise ResultsError("no variant measured with two or more param values: nothing for a heatmap")
-    group = max(groups.values(), key=lambda g: len({r["params"] for r in g}))
-    params = [json.loads(r["params"]) for r in group]
-    numeric = [k for k in params[0] if all(isinstance(p.get(k), (int, float)) and not isinstance(p.get(k), bool)
-                                           for p in params)]
-    varied = sorted(numeric, key=lambda k: -len({p[k] for p in params}))
-    varied = [k for k in varied if len({p[k] for p in params}) > 1][:2]
-    if not varied:
-        raise ResultsError("the params that vary are not numeric: nothing for a heatmap")
-    ykey = varied[1] if len(varied) > 1 else None
-    xkey = varied[0]
-    xs = sorted({p[xkey] for p in params})
-    ys = sorted({p[ykey] for p in params}) if ykey else [None]
-    grid = [[float("nan")] * len(xs) for _ in ys]
-    for r, p in zip(group, params):
-        i, j = ys.index(p[ykey] if ykey else None), xs.index(p[xkey])
-        if not finite(grid[i][j]) or r["gflops"] > grid[i][j]:
-            grid[i][j] = r["gflops"]
-    fig, ax = plt.subplots(figsize=(max(6.5, 1.0 * len(xs) + 3), 0.7 * len(ys) + 2.4))
-    im = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
-    vals = [v for line in grid for v in line if finite(v)]
-    mid = (min(vals) + max(vals)) / 2
-    for i in range(len(ys)):
-        for j in range(len(xs)):
-            if finite(grid[i][j]):  # dark text on the bright (fast) half of viridis, white on the dark half
-                ax.text(j, i, _num(grid[i][j]), ha="center", va="center", fontsize=8,
-                        color="k" if grid[i][j] > mid else "w")
-    ax.set_xticks(range(len(xs)))
-    ax.set_xticklabels([str(x) for x in xs])
-    ax.set_xlabel(xkey)
-    ax.set_yticks(range(len(ys)))
-    ax.set_yticklabels([str(y) for y in ys] if ykey else [""])
-    if ykey:
-        ax.set_ylabel(ykey)
-    fig.colorbar(im, ax=ax, label="useful GFLOP/s")
-    r0 = group[0]
-    ax.set_title(f"{r0['variant']}: GFLOP/s over {xkey}{' × ' + ykey if ykey else ''}\n"
-                 f"{_clip(r0['matrix'].rsplit('/', 1)[-1])} ({r0['m']}×{r0['k']}, N={r0['n']})", fontsize=10)
-    return _finish(fig, path, group, note="other params: best value per cell")
-
-
-def plot_row_lengths(spec: str, path: Path | str, dlmc_root: str | None = None, bins: int = 40) -> Path:
-    """Histogram of the row lengths (nonzeros per row) of a matrix: the load-balance picture. Loading a
-    matrix is not measuring, so this plot is allowed in a report."""
-    import numpy as np
-
-    from spmm_study import sources
-
-    plt = _pyplot()
-    loaded = sources.load(spec, dlmc_root=dlmc_root)
-    lengths = loaded.a.row_lengths()
-    st = sources.row_stats(loaded.a)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    ax.hist(lengths, bins=min(bins, max(1, int(np.ptp(lengths)) + 1)) if lengths.size else 1, color="C0",
-            edgecolor="white")
-    ax.axvline(st["row_mean"], color="C3", ls="--", lw=1)
-    ax.annotate(f"mean {st['row_mean']:.1f}", (st["row_mean"], ax.get_ylim()[1] * 0.95), color="C3", fontsize=8)
-    ax.set_xlabel("nonzeros per row")
-    ax.set_ylabel("rows")
-    ax.set_title(f"Row lengths of {loaded.spec.rsplit('/', 1)[-1]}\n{st['rows']}×{st['cols']}, nnz {st['nnz']:,}, "
-                 f"sparsity {st['sparsity']:.3f}, CV {st['row_cv']:.2f}, max/mean {st['row_max'] / max(st['row_mean'], 1e-9):.2f}",
-                 fontsize=10)
-    ax.grid(True, axis="y", alpha=0.25)
-    return _finish(fig, path, None, note=loaded.spec)
-
-
-def _slug(text: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80]
-
-
-def plot_all(rows: list[dict], folder: Path | str, baseline: str | None = None, ceilings_path=None,
-             row_hist_specs: Sequence[str] = (), dlmc_root: str | None = None) -> list[Path]:
-    """Every plot the rows support, into ``folder``; plots the rows cannot support are skipped."""
-    from spmm_study import calibrate
-
-    folder = Path(folder)
-    written = []
-    ceilings = calibrate.load(ceilings_path)
-    attempts = [("roofline.png", lambda p: plot_roofline(rows, p, ceilings)),
-                ("loop_orders.png", lambda p: plot_loop_orders(rows, p)),
-                ("speedup_vs_sparsity.png", lambda p: plot_speedup_vs_sparsity(rows, p, baseline))]
-    tuned = sorted({r["variant"] for r in rows if r["status"] == "PASS"
-                    and len({x["params"] for x in rows if x["variant"] == r["variant"]}) >= 2})
-    attempts += [(f"tiles_{_slug(v)}.png", lambda p, v=v: plot_tile_heatmap(rows, p, v)) for v in tuned]
-    for name, fn in attempts:
-        try:
-            written.append(fn(folder / name))
-        except ResultsError:
-            continue  # these rows do not support this plot
-    for spec in row_hist_specs:
-        written.append(plot_row_lengths(spec, folder / f"rows_{_slug(spec)}.png", dlmc_root))
-    if not written:
-        raise ResultsError("these rows support no plot (no passing rows?)")
-    return written

@@ -88,6 +88,13 @@ def execute(tasks: Iterable[Task], ctx: Context, writer: ResultWriter | None = N
         yield result
 
 
+def pending(tasks: list[Task], ctx: Context, writer: ResultWriter | None) -> list[Task]:
+    """The tasks a resumed writer does not hold yet (all of them for a fresh one)."""
+    if writer is None or not writer.done:
+        return list(tasks)
+    return [t for t in tasks if not writer.has(t.key(ctx.problem(t).matrix, ctx.timing.cache))]
+
+
 def _machine(device: str) -> str:
     from spmm_study.environment import machine_label
 

@@ -23,25 +23,44 @@ from functools import lru_cache
 import numpy as np
 
 
+MAX_SECONDS = 3600.0  # a warm-up or measuring time past an hour is a typo, not a plan
+
+
 @dataclass(frozen=True)
 class TimingConfig:
+    """How every measurement is timed; the one place its values are checked (commands and experiment files
+    only pass them on). ``rounds`` is how often each problem's variants run, interleaved (A B C A B C)."""
+
     repeats: int = 10
     min_time_s: float = 0.2
     warmup_s: float = 0.1
     max_repeats: int = 10_000
     cache: str = "cold"  # cold | warm
+    rounds: int = 1
 
     def __post_init__(self):
-        # every command builds one of these: refuse here what would hang (--warmup inf) or mean nothing
         from spmm_study.errors import ParamError
 
-        if not (isinstance(self.repeats, int) and self.repeats >= 1):
-            raise ParamError(f"repeats must be >= 1, got {self.repeats}")
-        for name, val in (("min-time", self.min_time_s), ("warmup", self.warmup_s)):
-            if not (np.isfinite(val) and val >= 0):
-                raise ParamError(f"--{name} {val} must be a finite number of seconds >= 0")
-        if self.cache not in ("cold", "warm"):
-            raise ParamError(f"--cache {self.cache!r}: choose cold or warm")
+        problems = timing_problems(self.repeats, self.min_time_s, self.warmup_s, self.cache, self.rounds)
+        if problems:
+            raise ParamError(problems[0][1])
+
+
+def timing_problems(repeats, min_time_s, warmup_s, cache, rounds=1) -> list[tuple[str, str]]:
+    """(key, message) for each value that would hang (``--warmup inf``) or mean nothing; keys as in an
+    experiment's ``[timing]`` table."""
+    out = []
+    for key, val in (("repeats", repeats), ("rounds", rounds)):
+        if not (isinstance(val, (int, np.integer)) and not isinstance(val, bool) and val >= 1):
+            out.append((key, f"--{key} must be >= 1, got {val!r}"))
+    for key, val in (("min_time", min_time_s), ("warmup", warmup_s)):
+        flag = key.replace("_", "-")
+        if isinstance(val, bool) or not isinstance(val, (int, float, np.number)) or not np.isfinite(val) \
+                or not 0 <= val <= MAX_SECONDS:
+            out.append((key, f"--{flag} {val} must be a finite number of seconds between 0 and {MAX_SECONDS:g}"))
+    if cache not in ("cold", "warm"):
+        out.append(("cache", f"--cache {cache!r}: choose cold or warm"))
+    return out
 
 
 @dataclass

@@ -331,3 +331,18 @@ threads = 1
     assert len(keys) == len(set(keys)) == 2 * 3 * 2 and len(a) == 6 and len(b) == 6
     t = report.compare_table(report.load_rows([tmp_path / "s1", tmp_path / "s2"]))
     assert len(t.rows) == 6 and all(isinstance(r[-1], report.Measured) for r in t.rows)
+
+
+def test_one_param_rule_for_every_command(fake_variant):
+    """A param applies to the variants that take it; an explicitly named variant that takes none runs with
+    its defaults and the plan says so (run -v tiled -v rowwise -p tile_n=64 used to drop rowwise silently)."""
+    from spmm_study import plan
+
+    exp, _ = plan.plan([plan.run_doc(["fake_tiled", "rowwise"], matrices=["synthetic:uniform:8x8:0.5"], n=[4],
+                                     params={"tile": ["2"]})], name="t", timing={})
+    assert [(t.variant.id, t.params) for t in exp.tasks] == [("cpu.csr.fake_tiled", (("tile", 2),)),
+                                                             ("cpu.csr.rowwise", ())]
+    assert any("cpu.csr.rowwise takes none of tile" in w for w in exp.warnings)
+    with pytest.raises(ParamError, match=r"no selected variant takes the parameter 'nope': variant cpu.csr.rowwise "
+                                         r"has no parameter nope"):
+        plan.plan([plan.run_doc(["rowwise"], params={"nope": ["1"]})], name="t", timing={})

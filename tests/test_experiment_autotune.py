@@ -74,3 +74,23 @@ def test_autotune_cli_stores_the_winner_and_run_tuned_uses_it(fake, tmp_path, mo
     res = runner.invoke(app, ["run", "-v", "fake_tune", "-m", "synthetic:uniform:64x32:0.9", "-n", "8", "--tuned",
                               "--no-save", "--threads", "1", "--repeats", "1", "--min-time", "0", "--warmup", "0"])
     assert res.exit_code == 0 and "never tuned" in res.output
+
+
+def test_a_grid_past_the_cap_is_sampled_not_cut_and_the_command_says_so(fake):
+    """Issue 9 item 7: the cap took a prefix of the product, so the last values of the first Param (tile_n
+    64 and 128 for the tiled rung) were never tried. Now: the defaults, then a seeded sample of the rest."""
+    from spmm_study import plan
+
+    full = at.candidates(fake)
+    assert at.grid_size(fake) == len(full) == 6
+    cut = at.candidates(fake, max_combos=4)
+    assert cut[0] == full[0] and len(set(cut)) == 4 and set(cut) <= set(full)
+    assert cut != full[:4] or at.candidates(fake, max_combos=4, seed=1) != full[:4]
+    assert cut == at.candidates(fake, max_combos=4)  # seeded: a rerun measures the same combinations
+    assert [c for c in full if c in cut] == cut  # grid order kept
+    tiled = registry.get("cpu.csr.tiled")  # the case the review found: 120 combinations under a cap of 64
+    (tile_n,) = [p for p in tiled.params if p.name == "tile_n"]
+    assert at.grid_size(tiled) > 64
+    assert {dict(c)["tile_n"] for c in at.candidates(tiled)} == set(tile_n.choices) | {tile_n.default}
+    (g,) = plan.tuning_grids(["fake_tune"], "cpu", 4)
+    assert g.cut and g.total == 6 and len(g.combos) == 4

@@ -178,8 +178,11 @@ def test_plots_from_result_files(tmp_path):
     ceilings.write_text(json.dumps({CPU: {"device": "cpu", "machine": CPU, "threads_all": 2, "stream_gbps_1": 30.0,
                                           "stream_gbps_all": 35.0, "fma_gflops_fp32_1": 200.0,
                                           "fma_gflops_fp32_all": 400.0}}))
-    written = report.plot_all(report.load_rows([d]), tmp_path / "plots", ceilings_path=ceilings,
-                              row_hist_specs=["synthetic:magnitude:64x128:0.9"])
+    from spmm_study import calibrate, plots, sources
+
+    m = sources.load("synthetic:magnitude:64x128:0.9")
+    written = plots.plot_all(report.load_rows([d]), tmp_path / "plots", ceilings=calibrate.load(ceilings),
+                             row_lengths=[(m.spec, m.a.row_lengths(), sources.row_stats(m.a))])
     names = sorted(p.name for p in written)
     assert names == sorted(["roofline.png", "loop_orders.png", "speedup_vs_sparsity.png", "tiles_cpu.csr.tiled.png",
                             "rows_synthetic_magnitude_64x128_0.9.png"])
@@ -193,11 +196,13 @@ def test_plots_from_result_files(tmp_path):
 
 
 def test_plot_refuses_rows_that_cannot_support_it(tmp_path):
+    from spmm_study import plots
+
     rows = [asdict(row("cpu.csr.rowwise", 1e-3))]
     with pytest.raises(ResultsError, match="two or more sparsities"):
-        report.plot_speedup_vs_sparsity(rows, tmp_path / "x.png")
+        plots.plot_speedup_vs_sparsity(rows, tmp_path / "x.png")
     with pytest.raises(ResultsError, match="heatmap"):
-        report.plot_tile_heatmap(rows, tmp_path / "y.png")
+        plots.plot_tile_heatmap(rows, tmp_path / "y.png")
 
 
 def test_cli_report_markdown_and_errors(tmp_path, ladder_dir):
@@ -240,3 +245,41 @@ def test_ladder_shows_the_fraction_of_the_roofline_when_ceilings_exist(ladder_di
     bound = min(100.0, 10.0 * r["intensity"])  # intensity = 2·nnz·N / 1 MB
     assert rec["cpu.dense.numpy"]["of roofline"] == pytest.approx(r["gflops"] / bound)
     assert rec["cpu.csr.broken"]["of roofline"] == "FAIL"
+
+
+def test_result_table_reads_on_80_columns():
+    """Issue 10 item 8: at 80 columns the variant, status, median, GFLOP/s and speedup show in full; the rest
+    moves to --wide, and --explain's legend says what every column means."""
+    import re
+
+    from rich.console import Console
+
+    from spmm_study.cli import render_table
+
+    rows = [asdict(row(v, t, threads=2)) for v, t in (("cpu.dense.numpy", 4.37e-3), ("cpu.csr.rowwise_par", 1.234e-3),
+                                                       ("cpu.csr.tiled", 6.78e-4))]
+    rows.append(asdict(row("cpu.csr.broken", float("nan"), status="FAIL", threads=2)))
+    t = report.results_table(rows)
+    assert "p20–p80" not in t.columns and "GB/s model" not in t.columns and "thr" not in t.columns
+    console = Console(width=80, record=True, color_system=None)
+    console.print(render_table(t, keep=report.NARROW))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    lines = {re.split(r"\s*│\s*", ln.strip("│ "))[0]: re.split(r"\s*│\s*", ln.strip("│ "))
+             for ln in text.splitlines() if ln.startswith("│ cpu.")}
+    assert lines["cpu.csr.tiled"][1:] == ["256", "PASS", "678 µs", report.format_cell(rows[2]["gflops"]), "6.45×"]
+    assert lines["cpu.csr.rowwise_par"][2:4] == ["PASS", "1.23 ms"] and lines["cpu.csr.broken"][2:4] == ["FAIL", "-"]
+    flat = re.sub(r"\s+", " ", text)
+    assert "2 CPU threads" in flat and "--wide" in flat and "--explain" in flat
+    wide = report.results_table(rows, wide=True)
+    assert set(report.WIDE) <= set(wide.columns)
+    legend = {r[0]: r[1] for r in report.legend_table().rows}
+    assert set(legend) >= {"GB/s comp", "GB/s model", "p20–p80", "setup", "1st call"}
+
+
+def test_result_table_shows_no_thread_count_on_gpu_rows():
+    rows = [asdict(row("cpu.csr.rowwise", 1e-3, threads=2)), asdict(row("gpu.csr.warp_vec", 1e-4, threads=16))]
+    rows[1]["device"] = "gpu"
+    t = report.results_table(rows, wide=True)
+    recs = {r["variant"]: r for r in t.records()}
+    assert recs["cpu.csr.rowwise"]["thr"] == 2 and recs["gpu.csr.warp_vec"]["thr"] == "-"

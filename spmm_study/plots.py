@@ -1,0 +1,304 @@
+"""Plots from result rows only (DESIGN.md §8): PNGs through matplotlib's Agg backend, each with a title, axis
+units, and the machine(s) and date(s) of the rows it draws.
+
+Nothing here reads a file or measures: rows come from ``report.load_rows``, the machine's ceilings from
+``calibrate.load`` and a matrix's row lengths and statistics from ``sources``, all passed in by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+from spmm_study.errors import ResultsError
+from spmm_study.report import (best_per_variant, ceilings_for, clip, finite, fmt_time, geomean, ladder_order,
+                               ladder_position, machines_and_dates, merge_rounds, params_label, problem_key,
+                               speedups)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display, no GUI toolkit
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish(fig, path: Path, rows: list[dict] | None = None, note: str = "") -> Path:
+    """Footer with the machine(s) and date(s), then save the PNG (small: 110 dpi)."""
+    import time as _time
+
+    from spmm_study import __version__
+
+    who = machines_and_dates(rows) if rows else _time.strftime("%Y-%m-%d")
+    fig.text(0.01, 0.005, f"{who} · spmm-study {__version__}" + (f" · {note}" if note else ""),
+             fontsize=7, color="0.35", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def _num(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def _plain_log_ticks(ax, axis: str = "y") -> None:
+    """Log axes labelled 0.1, 1, 10 rather than 10^-1, 10^0, 10^1 (students read these faster)."""
+    from matplotlib.ticker import FuncFormatter
+
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def _markers():
+    return ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
+
+
+def plot_roofline(rows: list[dict], path: Path | str, ceilings: dict[str, dict] | None = None) -> Path:
+    """Useful GFLOP/s against arithmetic intensity (useful flops per compulsory byte), one marker per
+    variant, under the measured roofs of each machine (``calibrate``): bandwidth × intensity and the FMA
+    peak, all cores solid, one core dashed."""
+    plt = _pyplot()
+    ok = [r for r in merge_rounds(rows) if r["status"] == "PASS" and finite(r["intensity"]) and finite(r["gflops"])]
+    if not ok:
+        raise ResultsError("no passing rows to draw a roofline from")
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    xs = [r["intensity"] for r in ok]
+    lo_x, hi_x = min(xs) / 4, max(xs) * 4
+    roofs_drawn = []
+    for i, machine in enumerate(sorted({r["machine"] for r in ok})):
+        c = ceilings_for(machine, ceilings or {})
+        if not c:
+            continue
+        color = f"C{7 + i}" if i < 3 else "0.4"
+        dtype = ok[0]["dtype"]
+        if c.get("device") == "gpu":
+            roofs = [("", c.get("copy_gbps"), c.get("fma_gflops_fp32"), "-")]
+        else:
+            fp = "fp64" if dtype == "float64" else "fp32"
+            one = all(r["threads"] == 1 for r in ok if r["machine"] == machine)  # solid: the roof the rows ran under
+            roofs = [(f"all {c.get('threads_all', '')} threads", c.get("stream_gbps_all"), c.get(f"fma_gflops_{fp}_all"),
+                      "--" if one else "-"),
+                     ("1 thread", c.get("stream_gbps_1"), c.get(f"fma_gflops_{fp}_1"), "-" if one else "--")]
+        for label, bw, peak, style in roofs:
+            if not (finite(bw) and finite(peak)):
+                continue
+            knee = peak / bw
+            xr = [min(lo_x, knee / 8), knee, max(hi_x, knee * 8)]
+            ax.plot(xr, [bw * xr[0], peak, peak], style, color=color, lw=1.2, alpha=0.8)
+            ax.annotate(f"{machine}{' ' + label if label else ''}: {bw:,.0f} GB/s, {peak:,.0f} GFLOP/s", (xr[-1], peak),
+                        fontsize=7, ha="right", va="bottom", color=color)
+            roofs_drawn.append(machine)
+    variants = sorted({r["variant"] for r in ok}, key=ladder_order(ok))
+    for j, v in enumerate(variants):
+        mine = [r for r in ok if r["variant"] == v]
+        ax.scatter([r["intensity"] for r in mine], [r["gflops"] for r in mine], marker=_markers()[j % 12],
+                   s=36, label=v, zorder=3, color=f"C{j % 7}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _plain_log_ticks(ax, "x")
+    _plain_log_ticks(ax, "y")
+    ax.set_xlabel("arithmetic intensity (useful flop per compulsory byte)")
+    ax.set_ylabel("useful GFLOP/s (2·nnz·N / median time)")
+    title = "Roofline: each variant against the measured roofs"
+    if not roofs_drawn:
+        title = "Roofline points (no ceilings stored: run 'spmm-study calibrate')"
+    ax.set_title(title, fontsize=11)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="lower right")
+    return _finish(fig, path, ok)
+
+
+def plot_speedup_vs_sparsity(rows: list[dict], path: Path | str, baseline: str | None = None) -> Path:
+    """Speedup over the baseline against sparsity, one line per variant (geometric mean over the problems
+    at each sparsity), with the break-even line at 1×; like the figures of the SC'20 paper."""
+    plt = _pyplot()
+    rows = speedups(best_per_variant(merge_rounds(rows)), baseline)
+    bases = {r["baseline_id"] for r in rows if r["baseline_id"]}
+    pts: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r["variant"] in bases or not finite(r["speedup"]):
+            continue
+        pts[r["variant"]][round(r["sparsity"], 4)].append(r["speedup"])
+    if len({s for per in pts.values() for s in per}) < 2:
+        raise ResultsError("speedup vs sparsity needs passing rows at two or more sparsities")
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    for j, v in enumerate(sorted(pts, key=ladder_order(rows))):
+        xs = sorted(pts[v])
+        ax.plot(xs, [geomean(pts[v][x]) for x in xs], marker=_markers()[j % 12], label=v, color=f"C{j % 7}")
+    ax.axhline(1.0, color="0.3", lw=1, ls="--")
+    ax.annotate("break-even with " + ", ".join(sorted(bases)), (ax.get_xlim()[1], 1.0), fontsize=7,
+                va="bottom", ha="right", color="0.3")
+    ax.set_yscale("log")
+    _plain_log_ticks(ax)
+    ax.set_xlabel("sparsity (fraction of zeros in A)")
+    ax.set_ylabel(f"speedup over {', '.join(sorted(bases)) or 'baseline'} (×, log scale)")
+    measured = [r for r in rows if finite(r["speedup"])]
+    shapes = sorted({(r["m"], r["k"], r["n"]) for r in measured})
+    threads = sorted({r["threads"] for r in measured if r["device"] == "cpu"})
+    what = (f"{shapes[0][0]}×{shapes[0][1]}, N={shapes[0][2]}" if len(shapes) == 1 else
+            f"geometric mean over {len(shapes)} shapes per sparsity")
+    if threads:
+        what += f", {'/'.join(map(str, threads))} CPU thread{'s' if threads != [1] else ''}"
+    ax.set_title(f"Speedup vs sparsity ({what})", fontsize=11)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    return _finish(fig, path, rows)
+
+
+def _order_is_param(row: dict) -> bool:
+    return "param" in row.get("loop_order", "").lower()
+
+
+def plot_loop_orders(rows: list[dict], path: Path | str) -> Path:
+    """Bars of useful GFLOP/s per loop nest on one problem (the one measured with the most variants), each
+    bar labelled with its loop order and median time. A variant whose loop order is a Param (``order=``)
+    gets one bar per order it ran; other variants one bar, their best params."""
+    plt = _pyplot()
+    ok = [r for r in merge_rounds(rows) if r["status"] == "PASS"]
+    by_problem: dict[tuple, list[dict]] = defaultdict(list)
+    for r in ok:
+        by_problem[(r["machine"], *problem_key(r), r["threads"])].append(r)
+    if not by_problem:
+        raise ResultsError("no passing rows for a loop-order chart")
+    group = max(by_problem.values(), key=lambda g: len({r["variant"] for r in g}))
+    best: dict[tuple, dict] = {}
+    for r in group:
+        key = (r["variant"], r["params"] if _order_is_param(r) else "")
+        if key not in best or r["median_s"] < best[key]["median_s"]:
+            best[key] = r
+    order = sorted(best, key=lambda k: (ladder_position(best[k]), k[1]))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(order) + 2), 4.8))
+    vals = [best[k]["gflops"] for k in order]
+    bars = ax.bar(range(len(order)), vals, color=[f"C{i % 10}" for i in range(len(order))])
+    for b, k in zip(bars, order):
+        ax.annotate(fmt_time(best[k]["median_s"]), (b.get_x() + b.get_width() / 2, b.get_height()),
+                    ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels([f"{k[0]}\n{_order_label(best[k])}" for k in order], fontsize=7, rotation=20, ha="right")
+    ax.set_yscale("log")
+    _plain_log_ticks(ax)
+    ax.set_ylabel("useful GFLOP/s (log scale)")
+    r0 = group[0]
+    ax.set_title(f"Loop orders on {r0['matrix'].rsplit('/', 1)[-1]} ({r0['m']}×{r0['k']}, N={r0['n']}, "
+                 f"{r0['threads']} thread{'s' if r0['threads'] != 1 else ''})", fontsize=10)
+    ax.grid(True, axis="y", which="both", alpha=0.25)
+    return _finish(fig, path, group, note="bar labels: median time")
+
+
+def _order_label(row: dict) -> str:
+    """The loop order shown under a bar; a variant whose order is a Param shows the value it ran with."""
+    order = row.get("loop_order", "")
+    if not order or "param" in order.lower():
+        return params_label(row) or order or row["idea"]
+    return order
+
+
+def plot_tile_heatmap(rows: list[dict], path: Path | str, variant: str | None = None) -> Path:
+    """GFLOP/s of one variant over its two most varied numeric params (one row when it has one), on the
+    problem where it was measured with the most param combinations."""
+    plt = _pyplot()
+    ok = [r for r in merge_rounds(rows) if r["status"] == "PASS" and (variant is None or r["variant"] == variant)]
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in ok:
+        groups[(r["variant"], r["machine"], *problem_key(r), r["threads"])].append(r)
+    groups = {k: g for k, g in groups.items() if len({r["params"] for r in g}) >= 2}
+    if not groups:
+        raise ResultsError("no variant measured with two or more param values: nothing for a heatmap")
+    group = max(groups.values(), key=lambda g: len({r["params"] for r in g}))
+    params = [json.loads(r["params"]) for r in group]
+    numeric = [k for k in params[0] if all(isinstance(p.get(k), (int, float)) and not isinstance(p.get(k), bool)
+                                           for p in params)]
+    varied = sorted(numeric, key=lambda k: -len({p[k] for p in params}))
+    varied = [k for k in varied if len({p[k] for p in params}) > 1][:2]
+    if not varied:
+        raise ResultsError("the params that vary are not numeric: nothing for a heatmap")
+    ykey = varied[1] if len(varied) > 1 else None
+    xkey = varied[0]
+    xs = sorted({p[xkey] for p in params})
+    ys = sorted({p[ykey] for p in params}) if ykey else [None]
+    grid = [[float("nan")] * len(xs) for _ in ys]
+    for r, p in zip(group, params):
+        i, j = ys.index(p[ykey] if ykey else None), xs.index(p[xkey])
+        if not finite(grid[i][j]) or r["gflops"] > grid[i][j]:
+            grid[i][j] = r["gflops"]
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.0 * len(xs) + 3), 0.7 * len(ys) + 2.4))
+    im = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
+    vals = [v for line in grid for v in line if finite(v)]
+    mid = (min(vals) + max(vals)) / 2
+    for i in range(len(ys)):
+        for j in range(len(xs)):
+            if finite(grid[i][j]):  # dark text on the bright (fast) half of viridis, white on the dark half
+                ax.text(j, i, _num(grid[i][j]), ha="center", va="center", fontsize=8,
+                        color="k" if grid[i][j] > mid else "w")
+    ax.set_xticks(range(len(xs)))
+    ax.set_xticklabels([str(x) for x in xs])
+    ax.set_xlabel(xkey)
+    ax.set_yticks(range(len(ys)))
+    ax.set_yticklabels([str(y) for y in ys] if ykey else [""])
+    if ykey:
+        ax.set_ylabel(ykey)
+    fig.colorbar(im, ax=ax, label="useful GFLOP/s")
+    r0 = group[0]
+    ax.set_title(f"{r0['variant']}: GFLOP/s over {xkey}{' × ' + ykey if ykey else ''}\n"
+                 f"{clip(r0['matrix'].rsplit('/', 1)[-1])} ({r0['m']}×{r0['k']}, N={r0['n']})", fontsize=10)
+    return _finish(fig, path, group, note="other params: best value per cell")
+
+
+def plot_row_lengths(spec: str, lengths, stats: dict, path: Path | str, bins: int = 40) -> Path:
+    """Histogram of the row lengths (nonzeros per row) of a matrix: the load-balance picture. ``lengths``
+    and ``stats`` (``sources.row_stats``) come from the caller, which loaded the matrix ``spec``."""
+    import numpy as np
+
+    plt = _pyplot()
+    st = stats
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.hist(lengths, bins=min(bins, max(1, int(np.ptp(lengths)) + 1)) if lengths.size else 1, color="C0",
+            edgecolor="white")
+    ax.axvline(st["row_mean"], color="C3", ls="--", lw=1)
+    ax.annotate(f"mean {st['row_mean']:.1f}", (st["row_mean"], ax.get_ylim()[1] * 0.95), color="C3", fontsize=8)
+    ax.set_xlabel("nonzeros per row")
+    ax.set_ylabel("rows")
+    ax.set_title(f"Row lengths of {spec.rsplit('/', 1)[-1]}\n{st['rows']}×{st['cols']}, nnz {st['nnz']:,}, "
+                 f"sparsity {st['sparsity']:.3f}, CV {st['row_cv']:.2f}, max/mean {st['row_max'] / max(st['row_mean'], 1e-9):.2f}",
+                 fontsize=10)
+    ax.grid(True, axis="y", alpha=0.25)
+    return _finish(fig, path, None, note=spec)
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80]
+
+
+def plot_all(rows: list[dict], folder: Path | str, baseline: str | None = None,
+             ceilings: dict[str, dict] | None = None, row_lengths: Sequence[tuple] = ()) -> list[Path]:
+    """Every plot the rows support, into ``folder``; plots the rows cannot support are skipped.
+    ``ceilings``: ``calibrate.load()``; ``row_lengths``: (spec, lengths, ``sources.row_stats``) of each
+    matrix whose row-length histogram to draw."""
+    folder = Path(folder)
+    written = []
+    attempts = [("roofline.png", lambda p: plot_roofline(rows, p, ceilings)),
+                ("loop_orders.png", lambda p: plot_loop_orders(rows, p)),
+                ("speedup_vs_sparsity.png", lambda p: plot_speedup_vs_sparsity(rows, p, baseline))]
+    tuned = sorted({r["variant"] for r in rows if r["status"] == "PASS"
+                    and len({x["params"] for x in rows if x["variant"] == r["variant"]}) >= 2})
+    attempts += [(f"tiles_{_slug(v)}.png", lambda p, v=v: plot_tile_heatmap(rows, p, v)) for v in tuned]
+    for name, fn in attempts:
+        try:
+            written.append(fn(folder / name))
+        except ResultsError:
+            continue  # these rows do not support this plot
+    for spec, lengths, stats in row_lengths:
+        written.append(plot_row_lengths(spec, lengths, stats, folder / f"rows_{_slug(spec)}.png"))
+    if not written:
+        raise ResultsError("these rows support no plot (no passing rows?)")
+    return written
