@@ -4,7 +4,8 @@ Nothing here imports ``numba.cuda`` at module import: every entry point imports 
 registry can list GPU variants on machines without numba-cuda (DESIGN.md §11.7).
 
 ``kernel_prepared`` turns a list of (configured kernel, args) launches into a ``Prepared``: ``run()`` only
-enqueues (asynchronous), ``sync()`` waits, ``fetch()`` copies C to the host, ``poison()`` fills C with NaN on
+enqueues (asynchronous; with ``SPMM_STUDY_GPU_LAUNCH=bound`` through ``launch.BoundLaunch`` after the first
+call, ``info["launch"]`` says which path ran), ``sync()`` waits, ``fetch()`` copies C to the host, ``poison()`` fills C with NaN on
 the device. After the first launch it adds each kernel's resource report (registers per thread, static
 shared memory per block, local memory per thread = spills or register arrays gone to memory) to ``info``;
 the simulator has no such report, so the keys are left out there.
@@ -117,24 +118,36 @@ def check_vec(vec: int, dtype) -> None:
 def kernel_prepared(launches, c_dev, info: dict, kernels=(), keep=(), before=()) -> Prepared:
     """Prepared for numba kernels. ``launches``: [(kernel[grid, block], args)], run in order;
     ``before``: callables run first (e.g. zeroing C for an atomic kernel)."""
+    from spmm_study.gpu.launch import BoundLaunch, launch_mode
+
     cu = cuda_module()
     c_flat = flat(c_dev)
-    state = {"reported": False}
+    state = {"reported": False, "bound": None}
     info = dict(info)
+    mode = launch_mode()
+    info["launch"] = "numba"
 
     def run():
         for fn in before:
             fn()
-        for launch, args in launches:
-            launch(*args)
+        if state["bound"] is not None:
+            for bound in state["bound"]:
+                bound()
+        else:
+            for launch, args in launches:
+                launch(*args)
         if not state["reported"]:
             state["reported"] = True
             for name, k in kernels:
                 for key, val in resources(k).items():
                     info[f"{name}{key}" if name else key] = val
+            if mode == "bound":  # after the first call: the kernels are compiled for these arguments now
+                state["bound"] = [BoundLaunch(launch, args) for launch, args in launches]
+                info["launch"] = "; ".join(sorted({b.describe() for b in state["bound"]}))
 
     def release():
         keep_refs.clear()
+        state["bound"] = None
 
     keep_refs = [c_dev, *keep]
     return Prepared(
