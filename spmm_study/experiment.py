@@ -129,10 +129,13 @@ def _check_type(where: str, key: str, value: Any, kind, errors: list[str], allow
 
 
 def read_experiment_text(path: Path | str) -> tuple[dict, str]:
+    from spmm_study.safeio import read_text
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ParamError(f"no experiment file {path}")
-    text = path.read_text(encoding="utf-8")
+    # bounded, regular files only, strict UTF-8: a binary or Latin-1 file is one line, not a traceback
+    text = read_text(path, limit=16 << 20, what="experiment file", error=ParamError)
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
@@ -553,6 +556,10 @@ def _dlmc_problems(where: str, run: dict, errors: list[str], dlmc_root: str | No
             batch = rn50_batch_sizes(root)
         except SpmmError as exc:
             errors.append(f"{where}{exc}")
+            return []
+    for key, value in [("model", model), ("method", method)] + [("sparsity", s) for s in sparsities]:
+        if value in ("", ".", "..") or "/" in value or "\\" in value:  # one folder name: never a way out of the root
+            errors.append(f"{where}: {key} = {value!r} must be one folder name inside the DLMC root")
             return []
     out = []
     for s in sparsities:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spmm_study import safeio
 from spmm_study.errors import FormatError, SourceError, SpmmError
 from spmm_study.formats import CSR, INT32_MAX, index_dtype_for
 from spmm_study.memory import available_memory_bytes
@@ -158,21 +159,37 @@ def _check_dense_fits(m: int, k: int, what: str) -> None:
 # ------------------------------------------------------------------------------------------------ files
 
 
+INT64_MAX = int(np.iinfo(np.int64).max)
+HEADER_LIMIT = 1 << 20  # bytes of banner, comments and size line a matrix file may have before its data
+# Bytes of working memory per stored entry and per row while a file becomes a validated CSR (measured with
+# tracemalloc on 1M-entry files, rounded up): smtx parses Python ints from text (a str and a list slot per
+# token); Matrix Market goes through scipy's COO, a lexsort and validate; both keep a few M+1 offset arrays.
+SMTX_BYTES_PER_TOKEN, MTX_BYTES_PER_ENTRY, BYTES_PER_ROW = 96, 112, 40
+
+
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise SourceError(f"no such file: {path}")
-    if path.is_dir():
-        raise SourceError(f"{path} is a directory, not a matrix file")
+    with safeio.open_regular(path, "matrix file", SourceError):
+        pass
 
 
-def _read_text(path: Path) -> str:
-    _check_file(path)
-    try:
-        return path.read_text(encoding="ascii")
-    except UnicodeDecodeError:
-        raise SourceError(f"{path} is not a text file (non-ASCII bytes)") from None
-    except OSError as exc:
-        raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+def check_fits(need: int, what: str) -> None:
+    """Refuse, before allocating, work that would take more than half of what this process may still use."""
+    room = available_memory_bytes()
+    if need > 0.5 * room:
+        raise SourceError(f"{what} needs about {need / 2**30:.1f} GiB to read; {room / 2**30:.1f} GiB is available")
+
+
+def _check_counts(path: Path, m: int, k: int, nnz: int | None, where: str) -> None:
+    """Sizes from a header, before anything is built from them: non-negative, within int64, nnz <= M*K."""
+    for name, x in (("rows", m), ("cols", k), ("nnz", nnz)):
+        if x is None:
+            continue
+        if x < 0:
+            raise SourceError(f"{path}: negative {name} {x} in {where}")
+        if x >= INT64_MAX:
+            raise SourceError(f"{path}: {name} {x} in {where} is past int64")
+    if nnz is not None and nnz > m * k:
+        raise SourceError(f"{path}: nnz {nnz} exceeds rows x cols = {m * k} ({where})")
 
 
 def _ints(line: str, what: str, path: Path) -> np.ndarray:
@@ -187,26 +204,51 @@ def _ints(line: str, what: str, path: Path) -> np.ndarray:
         raise SourceError(f"{path}: {what} holds non-integer text {bad[:20]!r}") from None
 
 
+def _header_ints(raw: bytes, what: str, path: Path) -> list[int]:
+    text = safeio.decode_text(raw, path, "matrix file", SourceError, encoding="ascii")
+    tokens = text.replace(",", " ").split()
+    bad = next((t for t in tokens if not re.fullmatch(r"[+-]?\d{1,40}", t)), None)
+    if bad is not None:
+        raise SourceError(f"{path}: {what} holds non-integer text {bad[:20]!r}")
+    return [int(t) for t in tokens]
+
+
 def read_smtx(path: Path | str, seed: int = 0, dtype=np.float32) -> CSR:
-    """DLMC format: line 1 ``rows, cols, nnz``; line 2 the M+1 row offsets; line 3 the nnz column indices."""
+    """DLMC format: line 1 ``rows, cols, nnz``; line 2 the M+1 row offsets; line 3 the nnz column indices.
+
+    Bounded: line 1 is read alone and checked (sizes, int64, nnz <= M*K, the bytes its counts need against
+    the file's size, the memory parsing them would take) before the rest of the file is read."""
     path = Path(path)
-    lines = _read_text(path).split("\n")
+    with safeio.open_regular(path, "matrix file", SourceError) as f:
+        size = safeio.file_size(f)
+        first = f.readline(257)
+        if not first.strip() and size <= len(first):
+            raise SourceError(f"{path} is empty")
+        if len(first) > 256 and not first.endswith(b"\n"):
+            raise SourceError(f"{path}: line 1 is longer than 256 bytes; expected 'rows, cols, nnz'")
+        if not first.strip():
+            raise SourceError(f"{path}: line 1 is blank where the header should be")
+        head = _header_ints(first, "line 1 (rows, cols, nnz)", path)
+        if len(head) != 3:
+            raise SourceError(f"{path}: line 1 has {len(head)} numbers; expected 3 (rows, cols, nnz)")
+        m, k, nnz = head
+        _check_counts(path, m, k, nnz, "line 1")
+        # every offset and index takes at least one digit and one separator
+        least = len(first) + 2 * (m + 1) - 1 + (2 * nnz - 1 if nnz else 0)
+        if size < least:
+            raise SourceError(f"{path} is truncated: line 1 claims {m} rows and {nnz} nonzeros, which need at "
+                              f"least {least} bytes; the file has {size}")
+        check_fits(2 * size + SMTX_BYTES_PER_TOKEN * (m + 1 + nnz) + BYTES_PER_ROW * (m + 1),
+                   f"{path} ({m}x{k}, nnz {nnz})")
+        rest = f.read(size - len(first) + 1)
+    text = safeio.decode_text(rest, path, "matrix file", SourceError, encoding="ascii")
+    lines = [first.decode("ascii").rstrip("\r\n")] + text.split("\n")
     while lines and not lines[-1].strip():
         lines.pop()
-    if not lines:
-        raise SourceError(f"{path} is empty")
     blank = next((i for i, line in enumerate(lines) if not line.strip()), None)
     if blank is not None:
         what = ("the row offsets", "the column indices")[min(blank - 1, 1)] if blank else "the header"
         raise SourceError(f"{path}: line {blank + 1} is blank where {what} should be")
-    head = _ints(lines[0], "line 1 (rows, cols, nnz)", path)
-    if head.size != 3:
-        raise SourceError(f"{path}: line 1 has {head.size} numbers; expected 3 (rows, cols, nnz)")
-    m, k, nnz = (int(x) for x in head)
-    if min(m, k, nnz) < 0:
-        raise SourceError(f"{path}: negative size in line 1: {m}, {k}, {nnz}")
-    if nnz > m * k:
-        raise SourceError(f"{path}: nnz {nnz} exceeds rows x cols = {m * k}")
     expected_lines = 3 if nnz else 2
     if len(lines) < expected_lines:
         raise SourceError(f"{path} is truncated: {len(lines)} lines; expected {expected_lines}")
@@ -240,48 +282,153 @@ def write_smtx(a: CSR, path: Path | str) -> None:
     atomic_write_text(Path(path), "\n".join(lines) + "\n")
 
 
+_MM_FORMATS, _MM_FIELDS = ("coordinate", "array"), ("real", "double", "integer", "pattern", "complex")
+_MM_SYMMETRY = ("general", "symmetric", "skew-symmetric", "hermitian")
+
+
+def mtx_header(path: Path) -> dict:
+    """Banner and size line of a Matrix Market file (plain, .gz or .bz2), read alone: at most
+    ``HEADER_LIMIT`` bytes (decompressed), so sizes are checked before scipy allocates anything."""
+    import bz2
+    import gzip
+
+    with safeio.open_regular(path, "matrix file", SourceError) as raw:
+        size = safeio.file_size(raw)
+        magic = raw.read(3)
+        raw.seek(0)
+        compressed = magic[:2] == b"\x1f\x8b" or magic == b"BZh"
+        f = gzip.GzipFile(fileobj=raw) if magic[:2] == b"\x1f\x8b" else bz2.BZ2File(raw) if magic == b"BZh" else raw
+        try:
+            used, banner, sizes, lineno = 0, None, None, 0
+            while sizes is None:
+                line = f.readline(HEADER_LIMIT - used + 1)
+                lineno += 1
+                used += len(line)
+                if not line:
+                    what = "the %%MatrixMarket banner" if banner is None else "the size line"
+                    raise SourceError(f"{path}: not a valid Matrix Market file (ends before {what})")
+                if used > HEADER_LIMIT:
+                    raise SourceError(f"{path}: not a valid Matrix Market file (no size line in the first "
+                                      f"{HEADER_LIMIT >> 20} MiB)")
+                if banner is None:
+                    text = line.decode("latin-1").strip().lower().split()
+                    if len(text) != 5 or text[0] != "%%matrixmarket" or text[1] != "matrix" or \
+                            text[2] not in _MM_FORMATS or text[3] not in _MM_FIELDS or text[4] not in _MM_SYMMETRY:
+                        raise SourceError(f"{path}: not a valid Matrix Market file (line 1 is not "
+                                          "'%%MatrixMarket matrix <coordinate|array> <field> <symmetry>')")
+                    banner = text
+                    continue
+                if line.startswith(b"%") or not line.strip():
+                    continue
+                sizes = _header_ints(line, f"line {lineno} (the size line)", path)
+        except (OSError, EOFError, ValueError) as exc:  # a broken .gz / .bz2 stream
+            raise SourceError(f"{path}: not a valid Matrix Market file ({type(exc).__name__}: {str(exc)[:60]})") from None
+    fmt, field, symmetry = banner[2], banner[3], banner[4]
+    want = 3 if fmt == "coordinate" else 2
+    if len(sizes) != want:
+        raise SourceError(f"{path}: the size line has {len(sizes)} numbers; a {fmt} file needs {want}")
+    m, k = sizes[0], sizes[1]
+    _check_counts(path, m, k, sizes[2] if fmt == "coordinate" else None, "the size line")
+    if symmetry != "general" and m != k:
+        raise SourceError(f"{path}: a {symmetry} matrix must be square, the size line says {m}x{k}")
+    if fmt == "coordinate":
+        stored = sizes[2]
+    else:
+        stored = m * (m + 1) // 2 if symmetry in ("symmetric", "hermitian") else \
+            m * (m - 1) // 2 if symmetry == "skew-symmetric" else m * k
+    return {"format": fmt, "field": field, "symmetry": symmetry, "m": m, "k": k, "stored": stored,
+            "header_bytes": used, "size": size, "compressed": compressed}
+
+
 def read_mtx(path: Path | str, seed: int = 0) -> CSR:
+    """Matrix Market through scipy, after ``mtx_header``: sizes within int64, the entries the size line
+    claims present in the file (plain files) and within memory, complex refused, all before scipy reads."""
     import scipy.io
 
     path = Path(path)
-    # existence and directory checks only: scipy reads .mtx.gz/.bz2 and UTF-8 comments, which an ASCII
-    # read of the whole file refused (and it read the file twice)
-    _check_file(path)
+    h = mtx_header(path)
+    if h["field"] == "complex":
+        raise SourceError(f"{path}: complex Matrix Market files are not supported")
+    m, k, stored = h["m"], h["k"], h["stored"]
+    if not h["compressed"]:
+        per_entry = (4 if h["field"] == "pattern" else 6) if h["format"] == "coordinate" else 2
+        least = h["header_bytes"] + per_entry * stored
+        if h["size"] < least:
+            raise SourceError(f"{path} is truncated: its size line claims {stored} entries of a {m}x{k} matrix, "
+                              f"which need at least {least} bytes; the file has {h['size']}")
+    entries = stored * (1 if h["symmetry"] == "general" else 2)
+    need = (entries * MTX_BYTES_PER_ENTRY if h["format"] == "coordinate" else 40 * m * k) + BYTES_PER_ROW * (m + 1)
+    check_fits(need, f"{path} ({m}x{k}, {stored} stored entries)")
     try:
-        info = scipy.io.mminfo(str(path))
         mat = scipy.io.mmread(str(path))
     except Exception as exc:  # noqa: BLE001 - scipy raises many types for broken files
         msg = str(exc).strip().splitlines()
-        raise SourceError(f"{path}: not a valid Matrix Market file ({msg[0] if msg else type(exc).__name__})") from None
-    field = info[4]
-    if field == "complex":
-        raise SourceError(f"{path}: complex Matrix Market files are not supported")
+        raise SourceError(f"{path}: not a valid Matrix Market file ({msg[0][:120] if msg else type(exc).__name__})") from None
     try:
         a = CSR.from_dense(np.asarray(mat)) if isinstance(mat, np.ndarray) else CSR.from_scipy(mat)
-        if field == "pattern":
+        if h["field"] == "pattern":
             a = CSR(a.shape, a.indptr, a.indices, seeded_values(a.nnz, seed, np.float64))
         return a.validate()
     except FormatError as exc:
         raise SourceError(f"{path}: {exc}") from None
 
 
+NPZ_MEMBERS = ("format", "shape", "data", "indptr", "indices", "row", "col", "offsets")
+
+
+def _check_npz_members(path: Path, f) -> None:
+    """Bound a .npz before numpy reads it: each member's .npy header (dtype, shape) is read alone and its
+    bytes checked against the member's stored size (np.load allocates from the header, then reads), the
+    total against memory. A zip's sizes are the ones zipfile enforces while decompressing, so a zip bomb
+    stops at its declared size."""
+    import zipfile
+
+    from numpy.lib import format as npformat
+
+    with zipfile.ZipFile(f) as zf:
+        infos = zf.infolist()
+        if len(infos) > 16:
+            raise SourceError(f"{path}: a scipy.sparse npz holds at most 8 arrays; this one has {len(infos)}")
+        total = 0
+        for info in infos:
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            with zf.open(info) as member:
+                try:
+                    version = npformat.read_magic(member)
+                    if version == (1, 0):
+                        shape, _, dtype = npformat.read_array_header_1_0(member)
+                    else:
+                        shape, _, dtype = npformat.read_array_header_2_0(member)
+                except ValueError as exc:
+                    raise SourceError(f"{path}: member {name!r} is not a .npy array ({str(exc)[:60]})") from None
+            if dtype.hasobject:
+                raise SourceError(f"{path}: member {name!r} holds Python objects; only plain arrays are read")
+            nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if nbytes > info.file_size:
+                raise SourceError(f"{path}: member {name!r} claims shape {tuple(shape)} of {dtype} "
+                                  f"({nbytes} bytes) but stores {info.file_size} bytes")
+            total += info.file_size
+        check_fits(3 * total, f"{path} ({total} bytes of arrays)")
+
+
 def read_npz(path: Path | str) -> CSR:
     """A scipy.sparse ``save_npz`` file, read with numpy (no pickle) and validated before scipy sees it."""
     path = Path(path)
-    if not path.exists():
-        raise SourceError(f"no such file: {path}")
-    if path.is_dir():
-        raise SourceError(f"{path} is a directory, not a matrix file")
-    with open(path, "rb") as f:
+    with safeio.open_regular(path, "matrix file", SourceError) as f:
         magic = f.read(4)
-    if magic[:2] != b"PK":  # np.load would take anything else for a pickle or a bare .npy and say so, confusingly
-        raise SourceError(f"{path}: not a .npz file (no zip header; starts with {magic!r})")
-    try:
-        # our own file object: np.load leaks its handle when the zip is broken (a ResourceWarning)
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
-    except Exception as exc:  # noqa: BLE001 - zipfile, pickle and format errors
-        raise SourceError(f"{path}: not a readable .npz file ({type(exc).__name__}: {str(exc)[:80]})") from None
+        if magic[:2] != b"PK":  # np.load would take anything else for a pickle or a bare .npy and say so, confusingly
+            raise SourceError(f"{path}: not a .npz file (no zip header; starts with {magic!r})")
+        f.seek(0)
+        try:
+            _check_npz_members(path, f)
+            f.seek(0)
+            # our own file object: np.load leaks its handle when the zip is broken (a ResourceWarning)
+            with np.load(f, allow_pickle=False) as z:
+                arrays = {name: z[name] for name in z.files}
+        except SpmmError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - zipfile, pickle and format errors
+            raise SourceError(f"{path}: not a readable .npz file ({type(exc).__name__}: {str(exc)[:80]})") from None
     fmt = arrays.get("format")
     fmt = fmt.item().decode() if isinstance(fmt, np.ndarray) and fmt.dtype.kind == "S" else (
         str(fmt.item()) if isinstance(fmt, np.ndarray) else None)
@@ -291,7 +438,9 @@ def read_npz(path: Path | str) -> CSR:
     if shape.shape != (2,) or shape.dtype.kind not in "iu":
         raise SourceError(f"{path}: shape entry {shape.tolist()} is not two integers")
     m, k = (int(x) for x in shape)
+    _check_counts(path, m, k, None, "its shape entry")
     data = arrays["data"]
+    check_fits(BYTES_PER_ROW * (m + k + 2) + MTX_BYTES_PER_ENTRY * data.size, f"{path} ({m}x{k}, nnz {data.size})")
     try:
         if fmt == "coo":
             rows, cols = arrays.get("row"), arrays.get("col")
@@ -327,16 +476,15 @@ _ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": "
 def read_safetensors_tensor(path: Path, tensor: str) -> np.ndarray:
     """One 2-D tensor as float32/float64. bf16 (which numpy lacks) is widened exactly to float32 by
     shifting its 16 bits into the high half of a float32; other dtypes go through safetensors' numpy API."""
-    if not path.exists():
-        raise SourceError(f"no such file: {path}")
-    try:
-        with open(path, "rb") as f:
+    with safeio.open_regular(path, "safetensors file", SourceError) as f:
+        file_bytes = safeio.file_size(f)
+        try:
             head_len = int.from_bytes(f.read(8), "little")
-            if head_len <= 0 or head_len > min(100 << 20, path.stat().st_size - 8):
+            if head_len <= 0 or head_len > min(100 << 20, file_bytes - 8):
                 raise SourceError(f"{path}: not a safetensors file (header length {head_len})")
             header = json.loads(f.read(head_len))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        raise SourceError(f"{path}: not a safetensors file (unreadable header)") from None
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            raise SourceError(f"{path}: not a safetensors file (unreadable header)") from None
     if not isinstance(header, dict):
         raise SourceError(f"{path}: not a safetensors file (header is a JSON {type(header).__name__}, not an object)")
     names = [n for n in header if n != "__metadata__"]
@@ -354,7 +502,7 @@ def read_safetensors_tensor(path: Path, tensor: str) -> np.ndarray:
     # offset made the bf16 path read the header's own bytes as weights)
     if not (isinstance(shape, list) and all(is_count(d) for d in shape)):
         raise SourceError(f"{path}#{tensor} has a malformed shape {shape!r:.40}")
-    data_bytes = path.stat().st_size - 8 - head_len
+    data_bytes = file_bytes - 8 - head_len
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_count(o) for o in offsets)
             and offsets[0] <= offsets[1] <= data_bytes):
         raise SourceError(f"{path}#{tensor}: data offsets {offsets!r:.40} lie outside the file's {data_bytes} data bytes")
@@ -362,11 +510,13 @@ def read_safetensors_tensor(path: Path, tensor: str) -> np.ndarray:
         raise SourceError(f"{path}#{tensor} has shape {shape}; SpMM needs a 2-D weight")
     if dtype not in _ST_DTYPES:
         raise SourceError(f"{path}#{tensor} has dtype {dtype}; expected a real dtype")
+    start, end = offsets
+    count = shape[0] * shape[1]
+    itemsize = 2 if dtype == "BF16" else np.dtype(_ST_DTYPES[dtype]).itemsize
+    if end - start != itemsize * count:
+        raise SourceError(f"{path}#{tensor}: {end - start} data bytes for {count} {dtype} values of shape {shape}")
+    _check_dense_fits(shape[0], shape[1], f"{path}#{tensor}: densifying")
     if dtype == "BF16":
-        start, end = offsets
-        count = shape[0] * shape[1]
-        if end - start != 2 * count:
-            raise SourceError(f"{path}#{tensor}: {end - start} data bytes for {count} bf16 values")
         raw = np.fromfile(path, dtype="<u2", count=count, offset=8 + head_len + start)
         if raw.size != count:
             raise SourceError(f"{path}#{tensor} is truncated: {raw.size} of {count} values")
@@ -486,6 +636,11 @@ def dlmc_root(root: str | Path | None = None) -> Path:
 
 def resolve_dlmc(path: str, root: str | Path | None = None) -> Path:
     base = dlmc_root(root)
+    # a spec names a file inside the collection, never outside it: dlmc:../../etc/passwd, dlmc:/etc/x
+    parts = Path(path).parts
+    if Path(path).is_absolute() or path.startswith("~") or ".." in parts or "\\" in path:
+        raise SourceError(f"DLMC spec {path!r} must be a relative path inside the DLMC root (no '..', no "
+                          "absolute or home paths)")
     p = base / path
     if p.suffix != ".smtx":
         p = p.with_name(p.name + ".smtx")
