@@ -26,6 +26,7 @@ the machine label that result rows carry, so ``report --plots`` finds the roofs 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -33,6 +34,8 @@ import numpy as np
 
 
 CACHE_ENV = "SPMM_STUDY_CEILINGS"
+CEILING_KEYS = ("stream_gbps_1", "stream_gbps_all", "fma_gflops_fp32_1", "fma_gflops_fp32_all", "fma_gflops_fp64_1",
+                "fma_gflops_fp64_all", "copy_gbps", "fma_gflops_fp32")
 LANES = 128  # independent accumulators per CPU thread: 8 zmm registers of 16 float32
 
 
@@ -273,9 +276,20 @@ def gpu_ceilings(tiny: bool = False) -> dict:
 
 def load(path: Path | str | None = None) -> dict[str, dict]:
     """Machine label → ceilings (an empty dict when no file was written yet)."""
+    from spmm_study.errors import ResultsError
     from spmm_study.files import read_json_object
 
-    return read_json_object(Path(path) if path else default_path(), "ceilings file")
+    path = Path(path) if path else default_path()
+    data = read_json_object(path, "ceilings file")
+    for machine, entry in data.items():  # hand-edited or foreign files: refuse what a roof cannot be
+        if not isinstance(entry, dict):
+            raise ResultsError(f"{path}: entry {machine!r} is a JSON {type(entry).__name__}, not an object of ceilings")
+        for key in CEILING_KEYS:
+            val = entry.get(key)
+            if val is not None and (isinstance(val, bool) or not isinstance(val, (int, float))
+                                    or not math.isfinite(val) or val <= 0):
+                raise ResultsError(f"{path}: {machine} {key} = {val!r:.40}; a ceiling is a positive number")
+    return data
 
 
 def save(entries: list[dict], path: Path | str | None = None) -> Path:

@@ -110,7 +110,7 @@ def print_notes(lines: list[str], style: str = "yellow") -> None:
     for line in lines:
         head, sep, rest = line.partition(": ") if line.startswith(("note: ", "warning: ")) else ("", "", line)
         err.print(f"[{style}]{escape(head + sep)}[/]{escape(rest)}" if head else f"[dim]{escape(line)}[/]",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
 
 
 def measure(tasks, ctx, writer, console: Console, label: str, strict: bool = False, bar: bool = False) -> list[dict]:
@@ -210,7 +210,7 @@ def run(
     if tuned:
         tasks, notes = plan.with_tuned(tasks, ctx)
         print_notes(notes)
-    writer = plan.open_writer("run", out_dir, force=force, save=save, argv=_ARGV)
+    writer = plan.open_writer("run", out_dir, force=force, save=save, argv=_ARGV, timing=ctx.timing)
     rows = measure(tasks, ctx, writer, err if as_json else out, "run", strict=True)
     if as_json:
         print_json(rows)
@@ -320,7 +320,8 @@ def compare(
     exp, ctx = plan.plan([doc], name="compare", baseline=baseline, dlmc_root=dlmc_root, timing=plan.timing_doc(
         "compare", repeats=repeats, min_time=min_time, warmup=warmup, cache=cache, rounds=rounds))
     print_notes([f"warning: {w}" for w in exp.warnings])
-    writer = plan.open_writer("compare", out_dir, force=force, resume=resume, save=save, argv=_ARGV)
+    writer = plan.open_writer("compare", out_dir, force=force, resume=resume, save=save, argv=_ARGV,
+                             timing=ctx.timing)
     rows = measure(exp.tasks, ctx, writer, err if (as_json or markdown) else out, "compare")
     rows = list(writer.rows) if writer is not None else rows  # a resumed compare reports the earlier rounds too
     if as_json:
@@ -377,7 +378,7 @@ def sweep(
         return
     writer = plan.open_writer(exp.name, out_dir, force=force, resume=resume, suffix=suffix, argv=_ARGV, meta={
         "experiment_file": exp.source, "experiment_text": exp.text, "description": exp.description,
-        "shard": shard or "", "baseline": exp.baseline or ""})
+        "shard": shard or "", "baseline": exp.baseline or ""}, timing=ctx.timing)
     failures = [r for r in measure(tasks, ctx, writer, err, exp.name, bar=True) if r["status"] in ("FAIL", "ERROR")]
     err.print(f"[dim]results: {escape(str(writer.dir))} ({len(writer.rows)} rows)[/]")
     print_messages(failures, err)
@@ -430,7 +431,7 @@ def autotune(
                          tags="autotune=1") for g in grids]
     exp, ctx = plan.plan(docs, name="autotune", dlmc_root=dlmc_root, timing=plan.timing_doc(
         "autotune", repeats=repeats, min_time=min_time, warmup=warmup, cache=cache, rounds=rounds))
-    writer = plan.open_writer("autotune", out_dir, force=force, resume=resume, argv=_ARGV)
+    writer = plan.open_writer("autotune", out_dir, force=force, resume=resume, argv=_ARGV, timing=ctx.timing)
     measure(exp.tasks, ctx, writer, err, "autotune", bar=True)
     rows = list(writer.rows)
     winners = at.best(rows)
@@ -454,11 +455,17 @@ def report_cmd(
     """Tables (rich or markdown) and PNG plots from result files only; several machines' files combine."""
     from spmm_study import calibrate, report
 
-    rows = report.load_rows(results)
+    skipped: list[str] = []
+    rows = report.load_rows(results, skipped=skipped)
+    if skipped:  # result files are input too: a bad row is left out, and said so
+        print_notes([f"warning: skipped {len(skipped)} unreadable row{'s' if len(skipped) > 1 else ''} "
+                     f"({skipped[0]}{'; ...' if len(skipped) > 1 else ''})"])
     if save_rows is not None:
         report.save_rows(rows, save_rows)
         err.print(f"[dim]wrote {escape(str(save_rows))}[/]")
     roofs = calibrate.load(ceilings)
+    if roofs:  # say where the roofs come from: a stale or foreign calibration otherwise goes unnoticed
+        print_notes([f"roofs from {ceilings or calibrate.default_path()} ({', '.join(sorted(roofs))})"])
     print_tables(report.tables_for(rows, kind=kind, baseline=baseline, ceilings=roofs), markdown)
     if plots is not None:
         from spmm_study import plots as charts
@@ -474,12 +481,64 @@ def report_cmd(
 
 
 _ARGV: list[str] | None = None
+RESUMABLE = ("sweep", "compare", "autotune")  # commands with --resume ('run' has none)
+
+
+class Interrupted(BaseException):
+    """Ctrl-C, raised by our SIGINT handler: click turns a KeyboardInterrupt into Abort after echoing a
+    blank line, so the one line that says what was kept could not be the only one."""
+
+
+def _on_sigint(signum, frame):
+    raise Interrupted()
+
+
+def interrupted_message(argv: list[str], writer) -> str:
+    """One line: what an interrupted command kept, and (only where the command has --resume) how to go on."""
+    import shlex
+
+    command = next((a for a in argv if not a.startswith("-")), "")
+    if writer is None:
+        return "interrupted: nothing was saved"
+    n = len(writer.rows)
+    kept = f"interrupted: {n} row{'s' if n != 1 else ''} kept in {writer.dir} (the measurement under way was dropped)"
+    if command not in RESUMABLE:
+        return kept
+    again = list(argv) + ([] if "--resume" in argv else ["--resume"])
+    if "--out" not in argv and not any(a.startswith("--out=") for a in argv):
+        again += ["--out", str(writer.dir)]
+    return f"{kept}; continue with: spmm-study {shlex.join(again)}"
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: runs the Typer app, turning every user mistake into one line and exit code 2."""
+    """Entry point: runs the Typer app, turning every user mistake into one line and exit code 2, Ctrl-C into
+    one line saying what was kept (exit 130). Result-folder locks are released when the command ends."""
     global _ARGV
+    import signal
+    import threading
+
+    from spmm_study import results
+    from spmm_study.folderlock import release_all
+
     _ARGV = list(sys.argv[1:] if argv is None else argv)  # recorded in meta.json as the command line
+    results.CURRENT_WRITER = None
+    old_handler = None
+    if threading.current_thread() is threading.main_thread():
+        old_handler = signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        _main(argv)
+    except Interrupted:
+        err.print(interrupted_message(_ARGV, results.CURRENT_WRITER), markup=False, highlight=False,
+                  soft_wrap=True, emoji=False)
+        sys.exit(130)
+    finally:
+        release_all()  # the result folder's lock (the kernel drops it anyway when the process ends)
+        results.CURRENT_WRITER = None
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         code = app(args=argv, standalone_mode=False, prog_name="spmm-study")
     except SpmmError as exc:

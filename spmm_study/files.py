@@ -61,12 +61,15 @@ def cache_path(env_var: str, filename: str) -> Path:
 
 def read_json_object(path: Path, what: str) -> dict:
     """A JSON object from ``path`` ({} when the file does not exist yet); anything else is a ResultsError."""
+    from spmm_study.safeio import read_text
+
     if not path.exists():
         return {}
+    text = read_text(path, limit=64 << 20, what=what, error=ResultsError)  # bounded, regular, UTF-8
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"{path} is not a {what}: {exc}") from None
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ResultsError(f"{path} is not a {what}: {str(exc)[:80]}") from None
     if not isinstance(data, dict):
         raise ResultsError(f"{path} is not a {what} (expected a JSON object)")
     return data

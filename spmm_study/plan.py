@@ -114,9 +114,12 @@ def tuning_grids(variants: list[str] | None, device: str, max_combos: int, seed:
 
 
 def open_writer(name: str, out_dir: Path | None, *, force: bool = False, resume: bool = False, save: bool = True,
-                suffix: str = "", meta: dict | None = None, argv: list[str] | None = None):
+                suffix: str = "", meta: dict | None = None, argv: list[str] | None = None, timing=None):
     """The ResultWriter of a command: ``out_dir``, or with ``resume`` the newest ``results/<name>/*<suffix>``
-    folder holding rows, or a fresh ``results/<name>/<timestamp><suffix>``; None with ``save=False``."""
+    folder holding rows, or a fresh ``results/<name>/<timestamp><suffix>``; None with ``save=False``.
+    ``timing`` (the TimingConfig) goes into meta.json; a resume under other settings is refused."""
+    from dataclasses import asdict, is_dataclass
+
     from spmm_study.environment import describe
     from spmm_study.results import ResultWriter, default_dir
 
@@ -129,8 +132,10 @@ def open_writer(name: str, out_dir: Path | None, *, force: bool = False, resume:
     if out_dir is None:
         fresh = default_dir(name)
         out_dir = fresh.with_name(fresh.name + suffix)
+    if timing is not None and is_dataclass(timing):
+        timing = asdict(timing)
     return ResultWriter(out_dir, meta={"experiment": name, **describe(argv=argv), **(meta or {})},
-                        force=force, resume=resume)
+                        force=force, resume=resume, timing=timing)
 
 
 def latest_run_dir(name: str, suffix: str = "", root: Path = Path("results")) -> Path | None:

@@ -199,16 +199,32 @@ class Problem:
         """A 64-byte-aligned C buffer poisoned with NaN (DESIGN.md §5: an unwritten entry must fail the check)."""
         return aligned_full((self.m, self.n), np.nan, self.dtype)
 
+    def _nonfinite_message(self, c64: np.ndarray) -> str:
+        """Name what made C non-finite. Where |A|·|B| (the bound scale, which holds every partial sum) is past
+        the dtype's largest number, the inputs were finite but the product is not: an overflow, reported with
+        the first such entry; nobody's kernel is to blame. Elsewhere a NaN or Inf is the kernel's (an entry
+        left unwritten keeps the NaN poison)."""
+        bad = ~np.isfinite(c64)
+        n_bad = int(bad.sum())
+        big = float(np.finfo(self.dtype).max)
+        with np.errstate(over="ignore", invalid="ignore"):
+            over = bad & ~(self.bound_scale <= big)  # NaN/Inf in the scale (float64 overflow) counts too
+        if over.any():
+            i, j = (int(x) for x in np.argwhere(over)[0])
+            ref = self.reference[i, j]
+            return (f"overflow: {int(over.sum())} of {n_bad} non-finite entries overflow {self.dtype} from finite "
+                    f"inputs; first C[{i},{j}]={c64[i, j]:g} where the float64 reference is {ref:.4g} and "
+                    f"|A|·|B| is {self.bound_scale[i, j]:.4g} (max {big:.4g}); scale the matrix or use --dtype float64")
+        where = ", ".join(f"({i},{j})" for i, j in np.argwhere(bad)[:5])
+        return f"{n_bad} entries are NaN/Inf (unwritten?), e.g. {where}"
+
     def check(self, c: np.ndarray) -> CheckResult:
         ref = self.reference
         if c.shape != ref.shape:
             return CheckResult(False, float("inf"), f"output shape {c.shape}; expected {ref.shape}")
         c64 = np.asarray(c, dtype=np.float64)
         if not np.isfinite(c64).all():
-            finite = np.isfinite(c64)
-            bad = np.argwhere(~finite)[:5]
-            where = ", ".join(f"({i},{j})" for i, j in bad)
-            return CheckResult(False, float("nan"), f"{int((~finite).sum())} entries are NaN/Inf (unwritten?), e.g. {where}")
+            return CheckResult(False, float("nan"), self._nonfinite_message(c64))
         # in place, and no sort unless it fails: three M×N float64 temporaries at the peak (see
         # estimate_bytes), where a full argsort cost 2 s on a 33M-entry output at every check
         diff = np.subtract(c64, ref)

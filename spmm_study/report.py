@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from spmm_study.errors import ResultsError
-from spmm_study.results import read_rows
+from spmm_study.results import parse_rows
 
 DENSE_BASELINES = {"cpu": "cpu.dense.numpy", "gpu": "gpu.dense.cublas"}
 FAIL = "FAIL"
@@ -37,10 +37,10 @@ PROBLEM_KEYS = ("matrix", "n", "dtype", "seed")
 def find_result_files(path: Path | str) -> list[Path]:
     """A rows.jsonl / results.csv, a run directory, or a folder of run directories (searched recursively)."""
     path = Path(path)
-    if path.is_file():
-        return [path]
     if not path.exists():
         raise ResultsError(f"no such result file or directory: {path}")
+    if not path.is_dir():  # a file, or a FIFO or device that the bounded reader refuses in one line
+        return [path]
     if (path / "rows.jsonl").exists() or (path / "results.csv").exists():
         return [path]
     found = sorted({p.parent for p in path.rglob("rows.jsonl")} | {p.parent for p in path.rglob("results.csv")})
@@ -49,21 +49,35 @@ def find_result_files(path: Path | str) -> list[Path]:
     return found
 
 
-def load_rows(paths: Iterable[Path | str]) -> list[dict]:
-    """All rows of all result files; the same row read twice (jsonl and csv of one run) is kept once."""
-    rows, seen = [], set()
+def load_rows(paths: Iterable[Path | str], skipped: list[str] | None = None) -> list[dict]:
+    """All rows of all result files; the same row read twice (jsonl and csv of one run) is kept once.
+
+    Result files are input like any other: a row that does not read back (not JSON, a field of the wrong
+    type, a PASS row with a zero, negative or NaN time) is left out and described in ``skipped`` ("file
+    line 7: ..."); without a ``skipped`` list the first bad row is a ResultsError. No row at all is one too."""
+    rows, seen, bad = [], set(), []
     paths = list(paths)
     if not paths:
         raise ResultsError("no result files given")
     for p in paths:
         for f in find_result_files(p):
-            for r in read_rows(f):
+            good, notes = parse_rows(f)
+            bad += notes
+            for r in good:
                 ident = (r["variant"], r["matrix"], r["n"], r["dtype"], r["seed"], r["params"], r["threads"],
                          r["tags"], r["machine"], r["timestamp"], repr(r["median_s"]))  # repr: NaN == NaN
                 if ident in seen:
                     continue
                 seen.add(ident)
                 rows.append(r)
+    what = f"{len(bad)} unreadable row{'s' if len(bad) != 1 else ''}"
+    if bad and skipped is None:
+        raise ResultsError(f"{what} (first: {bad[0]})")
+    if not rows:
+        raise ResultsError(f"no readable rows: {what} (first: {bad[0]})" if bad else
+                           f"no result rows in {', '.join(map(str, paths))}")
+    if skipped is not None:
+        skipped += bad
     return rows
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, fields
@@ -123,8 +124,10 @@ def _coerce(row: dict) -> dict:
                 val = float(val) if val not in ("", None) else float("nan")
             elif t in ("bool", bool):
                 val = val if isinstance(val, bool) else str(val).lower() in ("true", "1")
-        except (TypeError, ValueError):
-            raise ResultsError(f"result field {name}={val!r} is not a {t}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise ResultsError(f"field {name}={str(val)[:40]!r}, not a {getattr(t, '__name__', t)}") from None
+        if t in ("str", str) and not isinstance(val, str):
+            raise ResultsError(f"field {name}={str(val)[:40]!r}, not a string")
         out[name] = val
     return out
 
@@ -150,16 +153,43 @@ def default_dir(name: str, root: Path | str = "results") -> Path:
     return out
 
 
+CURRENT_WRITER = None  # the newest ResultWriter of this process (set when it opens)
+
+
 class ResultWriter:
     """Appends rows to a run directory; see the module docstring for the layout and the rules."""
 
-    def __init__(self, directory: Path | str, meta: dict | None = None, force: bool = False, resume: bool = False):
+    def __init__(self, directory: Path | str, meta: dict | None = None, force: bool = False, resume: bool = False,
+                 timing: dict | None = None):
+        from spmm_study.folderlock import FolderLock
+
         self.dir = Path(directory)
         self.jsonl = self.dir / "rows.jsonl"
         self.csv = self.dir / "results.csv"
         self.meta_path = self.dir / "meta.json"
         if self.dir.exists() and not self.dir.is_dir():
             raise ResultsError(f"{self.dir} exists and is not a directory")
+        # one writer per folder, taken before any row is read: a second sweep into this --out is refused
+        self.lock = FolderLock(self.dir).acquire()
+        try:
+            self._open(meta, force, resume, timing)
+        except BaseException:
+            self.lock.release()
+            raise
+        global CURRENT_WRITER
+        CURRENT_WRITER = self  # what the CLI's Ctrl-C line reports as kept
+
+    def close(self) -> None:
+        """Release the folder (also done when the process exits, however it exits)."""
+        self.lock.release()
+
+    def __enter__(self) -> "ResultWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _open(self, meta: dict | None, force: bool, resume: bool, timing: dict | None) -> None:
         # --force alone replaces the rows unread: a corrupt file must not block starting again
         existing = read_rows(self.dir) if self.jsonl.exists() and (resume or not force) else []
         if existing and not (force or resume):
@@ -174,6 +204,24 @@ class ResultWriter:
                     p.unlink()
         if resume:  # an ERROR or UNAVAILABLE row is not finished: it is measured again, so keep one row per key
             existing = [r for r in existing if r.get("status") not in UNFINISHED]
+        old = {}
+        if resume and self.meta_path.exists():
+            try:
+                old = json.loads(self.meta_path.read_text())
+            except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+                old = {}
+            old = old if isinstance(old, dict) else {}
+        if timing is not None:
+            timing = {k: timing[k] for k in sorted(timing)}
+            resumed = old.get("resumed") if isinstance(old.get("resumed"), list) and old.get("resumed") else [old]
+            before = resumed[-1].get("timing") if old and isinstance(resumed[-1], dict) else None
+            if resume and existing and isinstance(before, dict) and before != timing:
+                diff = ", ".join(f"{k} {before.get(k)} -> {timing.get(k)}" for k in sorted(set(before) | set(timing))
+                                 if before.get(k) != timing.get(k))
+                raise ResultsError(f"{self.dir}: its {len(existing)} rows were measured under other timing settings "
+                                   f"({diff}); resume with the same settings, or --force to start again")
+            if meta is not None:
+                meta = {**meta, "timing": timing}
         self.rows: list[dict] = existing
         if existing or resume and self.jsonl.exists():  # drop a torn last line for good before appending after it; the CSV follows the JSONL
             atomic_write_text(self.jsonl, "".join(json.dumps(r, allow_nan=True) + "\n" for r in existing))
@@ -182,14 +230,8 @@ class ResultWriter:
             self.csv.unlink()  # a CSV without a JSONL twin (rows.jsonl deleted by hand) would get a second header
         self.done = {row_key(r) for r in existing if r.get("status") not in UNFINISHED}
         if meta is not None:
-            old = {}
-            if resume and self.meta_path.exists():
-                try:
-                    old = json.loads(self.meta_path.read_text())
-                except (OSError, json.JSONDecodeError):
-                    old = {}
             if old:
-                meta = {**old, "resumed": old.get("resumed", []) + [meta]}
+                meta = {**old, "resumed": (old["resumed"] if isinstance(old.get("resumed"), list) else []) + [meta]}
             atomic_write_text(self.meta_path, json.dumps(meta, indent=2, default=str) + "\n")
 
     def has(self, result_or_key: Result | str) -> bool:
@@ -197,6 +239,8 @@ class ResultWriter:
         return key in self.done
 
     def append(self, result: Result) -> None:
+        if not self.lock.held:
+            raise ResultsError(f"{self.dir}: this writer was closed or another writer took the folder over")
         row = asdict(result)
         line = json.dumps(row, allow_nan=True) + "\n"
         with open(self.jsonl, "a", encoding="utf-8") as f:
@@ -212,38 +256,108 @@ class ResultWriter:
             f.flush()
 
 
-def read_rows(path: Path | str) -> list[dict]:
-    """Rows from a run directory, a rows.jsonl or a results.csv (a torn final JSONL line is skipped)."""
-    path = Path(path)
+STATUSES = ("PASS", "FAIL", "ERROR", "SKIP", "UNAVAILABLE")
+RESULT_FILE_LIMIT = 1 << 30  # 1 GiB of rows: ~1M rows; a file past it is not one spmm-study wrote
+_TIMES = ("median_s", "p20_s", "p80_s", "min_s")
+
+
+def check_row(row: dict) -> str | None:
+    """What is impossible about a row read back (hand-edited, or from another tool), or None: a PASS row
+    needs positive finite times (a zero median was divided by, a negative one printed as a figure); counts
+    are non-negative; rates are never negative."""
+    if row["status"] not in STATUSES:
+        return f"has status {row['status']!r}, not one of {', '.join(STATUSES)}"
+    if not row["variant"]:
+        return "has no variant"
+    for name in ("m", "k", "n", "nnz", "repeats", "threads"):
+        if row[name] < 0:
+            return f"has {name}={row[name]}, a negative count"
+    if row["status"] == "PASS":
+        for name in _TIMES:
+            t = row[name]
+            if name == "median_s" and not (math.isfinite(t) and t > 0):
+                return f"is a PASS row with median_s={t!r} (a time must be positive and finite)"
+            if not math.isnan(t) and not (math.isfinite(t) and t > 0):
+                return f"has {name}={t!r} (a time must be positive and finite)"
+    for name in ("gflops", "gflops_dense", "gbps_compulsory", "gbps_model", "setup_s", "first_call_s"):
+        if row[name] < 0 or row[name] == float("inf"):
+            return f"has {name}={row[name]!r}, an impossible rate or time"
+    return None
+
+
+def _resolve_result_file(path: Path) -> Path:
     if path.is_dir():
         if (path / "rows.jsonl").exists():
-            path = path / "rows.jsonl"
-        elif (path / "results.csv").exists():
-            path = path / "results.csv"
-        else:
-            raise ResultsError(f"{path} holds no rows.jsonl or results.csv")
+            return path / "rows.jsonl"
+        if (path / "results.csv").exists():
+            return path / "results.csv"
+        raise ResultsError(f"{path} holds no rows.jsonl or results.csv")
     if not path.exists():
         raise ResultsError(f"no such result file: {path}")
-    rows = []
+    if path.suffix not in (".jsonl", ".csv"):
+        raise ResultsError(f"{path}: expected a run directory, rows.jsonl or results.csv")
+    return path
+
+
+def parse_rows(path: Path | str) -> tuple[list[dict], list[str]]:
+    """Every row of a result file that reads back whole and possible, and one note per row that did not
+    (``"rows.jsonl:7 is not a JSON row"``). A torn final JSONL line (the row being written when interrupted) is neither."""
+    from spmm_study.safeio import read_text
+
+    path = _resolve_result_file(Path(path))
+    text = read_text(path, limit=RESULT_FILE_LIMIT, what="result file", error=ResultsError)
+    rows, bad = [], []
+
+    def take(raw, where: str) -> None:
+        if not isinstance(raw, dict):
+            bad.append(f"{where} is a JSON {type(raw).__name__}, not a row")
+            return
+        try:
+            row = _coerce(raw)
+        except ResultsError as exc:
+            bad.append(f"{where} has {exc}")
+            return
+        problem = check_row(row)
+        if problem:
+            bad.append(f"{where} {problem}")
+        else:
+            rows.append(row)
+
     if path.suffix == ".jsonl":
-        lines = path.read_text(encoding="utf-8").split("\n")
+        lines = text.split("\n")
+        last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
             try:
-                rows.append(_coerce(json.loads(line)))
-            except json.JSONDecodeError:
-                if i >= len(lines) - 2:  # a torn final line: the row being written when interrupted
+                raw = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
+                if i == last and not text.endswith("\n"):  # torn final line: no newline was written after it
                     continue
-                raise ResultsError(f"{path}:{i + 1} is not a JSON row") from None
-    elif path.suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
+                bad.append(f"{path}:{i + 1} is not a JSON row")
+                continue
+            take(raw, f"{path}:{i + 1}")
+    else:
+        try:
+            reader = csv.DictReader(io.StringIO(text, newline=""))
             if not reader.fieldnames or "variant" not in reader.fieldnames:
                 raise ResultsError(f"{path} has no 'variant' column: not a result file")
-            rows = [_coerce(r) for r in reader]
-    else:
-        raise ResultsError(f"{path}: expected a run directory, rows.jsonl or results.csv")
+            for i, raw in enumerate(reader, 2):
+                if None in raw or None in raw.values():
+                    bad.append(f"{path}:{i} does not have the header's {len(reader.fieldnames)} fields")
+                    continue
+                take(raw, f"{path}:{i}")
+        except csv.Error as exc:
+            raise ResultsError(f"{path} is not a readable CSV: {exc}") from None
+    return rows, bad
+
+
+def read_rows(path: Path | str, skip_bad: bool = False) -> list[dict]:
+    """Rows from a run directory, a rows.jsonl or a results.csv (a torn final JSONL line is skipped). A bad
+    row is a ResultsError naming the first one, unless ``skip_bad`` (then ``parse_rows`` says which)."""
+    rows, bad = parse_rows(path)
+    if bad and not skip_bad:
+        raise ResultsError(bad[0] + (f" (and {len(bad) - 1} more bad rows)" if len(bad) > 1 else ""))
     return rows
 
 

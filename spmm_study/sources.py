@@ -181,11 +181,12 @@ def check_fits(need: int, what: str) -> None:
 
 def _check_counts(path: Path, m: int, k: int, nnz: int | None, where: str) -> None:
     """Sizes from a header, before anything is built from them: non-negative, within int64, nnz <= M*K."""
+    sizes = [x for x in (m, k, nnz) if x is not None]
+    if min(sizes) < 0:
+        raise SourceError(f"{path}: negative size in {where}: {', '.join(map(str, sizes))}")
     for name, x in (("rows", m), ("cols", k), ("nnz", nnz)):
         if x is None:
             continue
-        if x < 0:
-            raise SourceError(f"{path}: negative {name} {x} in {where}")
         if x >= INT64_MAX:
             raise SourceError(f"{path}: {name} {x} in {where} is past int64")
     if nnz is not None and nnz > m * k:
@@ -314,7 +315,7 @@ def mtx_header(path: Path) -> dict:
                     text = line.decode("latin-1").strip().lower().split()
                     if len(text) != 5 or text[0] != "%%matrixmarket" or text[1] != "matrix" or \
                             text[2] not in _MM_FORMATS or text[3] not in _MM_FIELDS or text[4] not in _MM_SYMMETRY:
-                        raise SourceError(f"{path}: not a valid Matrix Market file (line 1 is not "
+                        raise SourceError(f"{path}: not a valid Matrix Market file (line 1 is not the banner "
                                           "'%%MatrixMarket matrix <coordinate|array> <field> <symmetry>')")
                     banner = text
                     continue
@@ -354,8 +355,9 @@ def read_mtx(path: Path | str, seed: int = 0) -> CSR:
         per_entry = (4 if h["field"] == "pattern" else 6) if h["format"] == "coordinate" else 2
         least = h["header_bytes"] + per_entry * stored
         if h["size"] < least:
-            raise SourceError(f"{path} is truncated: its size line claims {stored} entries of a {m}x{k} matrix, "
-                              f"which need at least {least} bytes; the file has {h['size']}")
+            raise SourceError(f"{path}: not a valid Matrix Market file (truncated: its size line claims {stored} "
+                              f"entries of a {m}x{k} matrix, which need at least {least} bytes; the file has "
+                              f"{h['size']})")
     entries = stored * (1 if h["symmetry"] == "general" else 2)
     need = (entries * MTX_BYTES_PER_ENTRY if h["format"] == "coordinate" else 40 * m * k) + BYTES_PER_ROW * (m + 1)
     check_fits(need, f"{path} ({m}x{k}, {stored} stored entries)")

@@ -192,7 +192,7 @@ def test_data_convert_round_trip_and_no_overwrite(capsys, tmp_path):
 # ------------------------------------------------------------------------------------------------ bad input
 
 SMTX_BAD = {  # name: (file text, what the one line must say)
-    "truncated": ("3, 4, 3\n0 1 2 3\n", r"truncated: 2 lines; expected 3"),
+    "truncated": ("3, 4, 3\n0 1 2 3\n", r"is truncated: line 1 claims 3 rows and 3 nonzeros, which need at least 20 bytes"),
     "wrong_offset_count": ("3, 4, 3\n0 1 2\n0 1 2\n", r"line 2 has 3 row offsets; expected 4"),
     "wrong_index_count": ("3, 4, 3\n0 1 2 3\n0 1\n", r"line 3 has 2 column indices; expected nnz = 3"),
     "offsets_end_wrong": ("3, 4, 3\n0 1 2 2\n0 1 2\n", r"row offsets end at 2; expected nnz = 3"),

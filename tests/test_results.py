@@ -4,6 +4,7 @@ torn last line; CSV and JSONL say the same thing."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 import math
 import os
 
@@ -53,6 +54,8 @@ def test_writer_writes_jsonl_csv_and_meta_that_agree(tmp_path):
     rows = [make_row(0), make_row(1, "FAIL"), make_row(2, "ERROR")]
     for r in rows:
         w.append(r)
+    assert sorted(p.name for p in d.iterdir()) == [".lock", "meta.json", "results.csv", "rows.jsonl"]
+    w.close()  # the folder's lock (one writer per folder) goes with the writer
     assert sorted(p.name for p in d.iterdir()) == ["meta.json", "results.csv", "rows.jsonl"]
     from_jsonl = read_rows(d / "rows.jsonl")
     from_csv = read_rows(d / "results.csv")
@@ -88,7 +91,8 @@ def test_no_overwrite_without_force(tmp_path):
 def test_force_replaces_even_a_corrupt_file(tmp_path):
     d = tmp_path / "run"
     d.mkdir()
-    (d / "rows.jsonl").write_text('{"variant": "x"}\nnot json\n{"variant": "y"}\n')
+    good = json.dumps(asdict(make_row(0)))
+    (d / "rows.jsonl").write_text(f'{good}\nnot json\n{good}\n')
     with pytest.raises(ResultsError, match=r"rows.jsonl:2 is not a JSON row"):
         read_rows(d)
     w = ResultWriter(d, force=True)
@@ -172,6 +176,7 @@ def test_execute_resumes_without_measuring_again(tmp_path, dtype):
     w3 = ResultWriter(tmp_path / "r", resume=True)
     assert [r.n for r in runner.execute(more, runner.Context(timing=timing), w3)] == [7]
     np.testing.assert_array_equal([r["n"] for r in read_rows(tmp_path / "r")], [3, 5, 7])
+    w3.close()
     assert not any(name.startswith(".") for name in os.listdir(tmp_path / "r"))
 
 
