@@ -477,6 +477,84 @@ def report_cmd(
             err.print(f"[dim]wrote {escape(str(p))}[/]")
 
 
+@app.command()
+def infer(
+    net: Optional[str] = typer.Option(None, "--net", help="spdnn[:1024] (the challenge files under --spdnn-root) "
+                                      "or generated:NEURONSxLAYERS[:seed=S]; default spdnn:1024"),
+    matrix: Optional[List[str]] = typer.Option(None, "--matrix", "-m", help="a chain of matrix specs instead "
+                                               "(each A = W-transposed, out x in; repeatable, in order)"),
+    spdnn_root: Optional[str] = typer.Option(None, "--spdnn-root", envvar="SPMM_STUDY_SPDNN",
+                                             help="folder of the Sparse DNN challenge files (default ../shared/spdnn)"),
+    engine: List[str] = typer.Option(["fused", "scipy"], "--engine", "-e", help="fused, unfused, scipy, torch, "
+                                     "cupy or champion (repeatable: baselines in the same run)"),
+    device: str = typer.Option("cpu", help="cpu or gpu (fused and unfused engines)"),
+    batch: Optional[int] = typer.Option(None, help="inputs (default all in the file; more repeat the images)"),
+    layers: Optional[int] = typer.Option(None, help="the first LAYERS layers only"),
+    prune_dead: bool = typer.Option(True, "--prune-dead/--keep-dead", help="drop inputs whose row became all zero"),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads (default: all cores)"),
+    repeats: int = typer.Option(3, help="chains timed per engine (the median is reported)"),
+    tile_n: int = typer.Option(256, "--tile-n", help="register tile of the CPU kernels (16, 64 or 256)"),
+    bias: float = typer.Option(0.0, help="bias of every neuron, for --matrix chains"),
+    rule: str = typer.Option("nonzero", help="bias rule for --matrix chains: row, nonzero or zero"),
+    act: str = typer.Option("relu", help="activation for --matrix chains: none, relu or clamp"),
+    ymax: float = typer.Option(32.0, help="upper clamp for --act clamp"),
+    seed: int = typer.Option(0, help="seed of generated inputs and pattern-only values"),
+    champion_src: Optional[str] = typer.Option(None, "--champion-src", envvar="SPMM_STUDY_CHAMPION",
+                                               help="checkout of the HPEC'20 champion (engine champion)"),
+    dlmc_root: Optional[str] = DlmcRootOpt,
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default results/infer/<timestamp>)"),
+    force: bool = typer.Option(False, help="replace an infer run already in --out"),
+    save: bool = typer.Option(True, "--save/--no-save", help="write layers.csv, summary.json, live_inputs.png"),
+):
+    """Run a sparse network layer by layer (fused SpMM+bias+ReLU), engines side by side, against its truth."""
+    from spmm_study import environment
+    from spmm_study.harness import apply_threads
+    from spmm_study.nets import infer as nets_infer
+    from spmm_study.problem import check_seed
+    from spmm_study.results import default_dir
+
+    if device not in ("cpu", "gpu"):
+        raise ParamError(f"--device {device!r}: choose cpu or gpu")
+    if tile_n not in (16, 64, 256):
+        raise ParamError(f"--tile-n {tile_n}: choose 16, 64 or 256")
+    if repeats < 1:
+        raise ParamError(f"--repeats {repeats} must be at least 1")
+    if not math.isfinite(bias) or not math.isfinite(ymax) or ymax < 0:
+        raise ParamError("--bias and --ymax must be finite numbers (ymax >= 0)")
+    from spmm_study.nets.chain import ENGINES
+
+    for e in engine:
+        if e not in ENGINES:
+            raise ParamError(f"unknown engine {e!r}; choose from {', '.join(ENGINES)}")
+    check_seed(seed)
+    used = apply_threads(threads)
+    setup = nets_infer.build_setup(net, matrix, spdnn_root, layers, batch, bias, rule, act, ymax, seed, dlmc_root)
+    rows = nets_infer.run_engines(setup, engine, device, prune_dead, repeats, tile_n, champion_src)
+    machine = environment.machine_label(device)
+    t = Table(title=f"{escape(setup.label)}: {setup.src.size} inputs, {setup.net.depth} layers, "
+              f"{threads or used} thread(s), {escape(machine)}", header_style="bold")
+    for col in ("engine", "time", "edges/s", "live edges/s", "categories", "truth"):
+        t.add_column(col, justify="left" if col == "engine" else "right")
+    for r in rows:
+        t.add_row(r["engine"], fmt_time(r["time_s"]), f"{r['edges_per_s']:.3g}", f"{r['live_edges_per_s']:.3g}",
+                  str(len(r["categories"])), "match" if r["match"] else "[bold red]DIFFER[/]")
+    out.print(t)
+    cats = rows[0]["categories"]
+    shown = " ".join(map(str, cats if len(cats) <= 100 else cats[:20]))
+    out.print(f"categories ({len(cats)}, 1-based){' first 20' if len(cats) > 100 else ''}: {shown}", soft_wrap=True)
+    out.print(f"[dim]truth: {escape(setup.truth_kind)}; edges/s = inputs x sum nnz(W) / time; live: edges over "
+              f"live inputs only[/]")
+    if save:
+        folder = out_dir or default_dir("infer")
+        meta = {"machine": machine, "threads": used, "device": device, "prune_dead": prune_dead,
+                "repeats": repeats, "argv": _ARGV}
+        for p in nets_infer.write_outputs(folder, setup, rows, meta, force):
+            err.print(f"[dim]wrote {p}[/]")
+    if not all(r["match"] for r in rows):
+        raise typer.Exit(1)
+
+
+
 # ----------------------------------------------------------------------------------------------- entry
 
 

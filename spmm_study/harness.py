@@ -121,6 +121,7 @@ def measure(variant: Variant, problem: Problem, params: dict | None = None,
 
 def _measure(variant: Variant, problem: Problem, params: dict | None, cfg: HarnessConfig) -> Result:
     params = variant.resolve_params(params)
+    problem = variant.problem(problem, params)  # a fused layer variant is checked on act(A·B + bias)
     reason = variant.unavailable_reason()
     if reason:
         raise DeviceUnavailable(f"{variant.id} is unavailable: {reason}")

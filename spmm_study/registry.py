@@ -91,6 +91,12 @@ class Variant:
     deterministic: bool = True
     available: Callable[[], str | None] = lambda: None
     doc: str = ""
+    # the problem this variant solves for given params (a fused layer: C = act(A·B + bias)); None: A·B itself
+    problem_for: Callable[[Any, dict], Any] | None = None
+
+    def problem(self, problem, params: dict):
+        """``problem`` as this variant must be checked on it (the harness and the tests call this)."""
+        return self.problem_for(problem, params) if self.problem_for else problem
 
     @property
     def device(self) -> str:
@@ -146,6 +152,7 @@ def variant(
     baseline: bool = False,
     deterministic: bool = True,
     available: Callable[[], str | None] | None = None,
+    problem_for: Callable[[Any, dict], Any] | None = None,
 ):
     """Decorator registering ``build`` as variant ``id`` (``device.format.idea``); its docstring is the lesson."""
     parts = id.split(".")
@@ -164,6 +171,7 @@ def variant(
             id=id, build=build, loop_order=loop_order, params=tuple(params), movement=movement, rung=rung,
             baseline=baseline, deterministic=deterministic, available=available or (lambda: None),
             doc=inspect.getdoc(build) or inspect.getdoc(inspect.getmodule(build)) or "",
+            problem_for=problem_for,
         )
         return build
 

@@ -67,7 +67,7 @@ EDGE_N = (1, 7, 37)
 def check_variant(variant, a: CSR, n: int, params: dict | None = None, dtype="float32", seed: int = 0,
                   label: str = "") -> None:
     params = variant.resolve_params(params or {})
-    problem = Problem.make(a, n, dtype, seed, matrix=label)
+    problem = variant.problem(Problem.make(a, n, dtype, seed, matrix=label), params)
     prepared = variant.build(problem, **params)
     outs = []
     try:

@@ -20,4 +20,5 @@ from spmm_study.cpu import (  # noqa: F401  (imported for registration)
     k31_bsr,
     k32_nm24,
     k40_csr_codegen,
+    k50_csr_tiled_fused,
 )

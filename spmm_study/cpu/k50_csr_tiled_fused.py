@@ -1,0 +1,163 @@
+"""Rung 50 — the fused layer: C = act(A·B + bias) with the epilogue applied in registers (rung 13's loop nest).
+
+What changed from rung 13 (``cpu.csr.tiled``): nothing in the loop nest; when a row's tile of
+``tile_n`` accumulators is complete in vector registers, the bias is added (per output row — Sputnik's
+convention — or, under the Sparse DNN challenge's rule, only where the accumulated product is nonzero),
+then relu or relu clamped at ``ymax``, and only then is the tile stored. The activation, the bias rule and
+the tile width: the width is a compile-time constant, the rule and activation loop-invariant run-time
+integers (LLVM unswitches the store loop on them), so the epilogue is a few vector instructions per 16
+outputs (a compare-and-blend for the nonzero rule, a max, a min).
+
+The lesson is the traffic it saves. A layer of a network computed unfused is an SpMM that writes C, then an
+elementwise pass that reads C and writes it again (numpy: ``C += b[:, None]; np.maximum(C, 0, out=C)``,
+which is two passes: read+write each). Fused, C is written exactly once. For the Sparse DNN challenge's
+1024-neuron layers (32 nonzeros per row) an output row costs 32 row-reads of B (from cache) and one write
+of C; the unfused epilogue adds 2·2 = 4 more M×N memory sweeps, from DRAM once C outgrows the caches.
+
+Loop order: part t (prange) → row i → column tile j0 → nonzero p → j (in registers) → epilogue → store.
+
+Traffic (``fused_tiled`` below): rung 13's model plus the bias (M values); the unfused chain's model is
+rung 13's plus 4·M·N values (``unfused_epilogue_bytes``). Results are bitwise independent of the thread
+count (each lane sums its nonzeros in stored order, as in rung 13).
+
+What to look at: time against ``cpu.csr.tiled`` on the same problem (the epilogue should be nearly free),
+and against the unfused chain (``spmm-study infer --engine scipy`` or the ``chain`` baseline of
+``spmm_study.nets.chain``). Measured figure: see the README's "infer / sparse networks" section (the
+challenge's 1024 × 120 network, 1200 inputs, fused chain against scipy's, AMD EPYC 2-core VM).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from spmm_study import movement
+from spmm_study.cpu._balance import balance_param, partition, spread
+from spmm_study.cpu._simd import elem_ptr, packed_operand, stack_empty
+from spmm_study.nets.layer import ACT_CODE, RULE_CODE, epilogue_params, layer_problem
+from spmm_study.registry import Param, host_prepared, variant
+
+TILE_CHOICES = (16, 64, 256)
+
+
+def fused_tiled(s, params=None) -> movement.Bytes:
+    """Rung 13's traffic (A per column tile, one tile-row of B per nonzero, C written once) plus the bias."""
+    base = movement.csr_tiled(s, params)
+    return movement.Bytes(base.a + s.m * s.value_bytes, base.b, base.c)
+
+
+def unfused_epilogue_bytes(m: int, n: int, value_bytes: int) -> int:
+    """What the unfused elementwise pass adds: bias add (read + write C) and activation (read + write C)."""
+    return 4 * m * n * value_bytes
+
+
+@njit(inline="always")
+def epi(x, bias_i, rule, act, ymax, zero):
+    """The epilogue of one output: the bias by its rule, then the activation (all in registers)."""
+    if rule == 0:  # row: Sputnik
+        x += bias_i
+    elif rule == 1:  # nonzero: the Sparse DNN challenge, Z + b·[Z != 0]
+        if x != 0:
+            x += bias_i
+    if act >= 1:
+        x = max(x, zero)
+    if act == 2:
+        x = min(x, ymax)
+    return x
+
+
+@lru_cache(maxsize=None)
+def kernel(tile_n: int):
+    """One compiled kernel per tile width (a closure constant). The bias rule and the activation are run-time
+    integers: they are loop-invariant, so LLVM unswitches the store loop on them, and one compiled kernel
+    serves the nine combinations (a compile-time constant each cost a parallel compile of ~7 s apiece)."""
+    TN = int(tile_n)
+
+    @njit(parallel=True, fastmath={"contract"}, cache=True)
+    def csr_tiled_fused(rows, bounds, indptr, indices, data, b, c, bias, rule, act, ymax):
+        n = b.shape[1]
+        n_full = n - n % TN
+        ym = c.dtype.type(ymax)
+        z0 = c.dtype.type(0.0)  # a float64 literal would promote the epilogue to float64
+        for t in prange(bounds.size - 1):
+            acc = numba.carray(stack_empty(TN, b.dtype), TN)
+            for r in range(bounds[t], bounds[t + 1]):
+                i = rows[r]
+                bi = bias[i]
+                start = np.uint64(indptr[i])
+                end = np.uint64(indptr[i + 1])
+                for j0 in range(0, n_full, TN):
+                    for j in range(TN):
+                        acc[j] = 0.0
+                    p = start
+                    while p < end:
+                        v = data[p]
+                        brow = numba.carray(elem_ptr(b, np.int64(indices[p]) * n + j0), TN)
+                        for j in range(TN):
+                            acc[j] += v * brow[j]
+                        p += np.uint64(1)
+                    crow = numba.carray(elem_ptr(c, np.int64(i) * n + j0), TN)
+                    for j in range(TN):
+                        crow[j] = epi(acc[j], bi, rule, act, ym, z0)
+                if n_full < n:  # the tail, accumulated in C, then the epilogue in place
+                    ctail = c[i, n_full:n]
+                    for j in range(n - n_full):
+                        ctail[j] = 0.0
+                    for p in range(indptr[i], indptr[i + 1]):
+                        v = data[p]
+                        btail = b[indices[p], n_full:n]
+                        for j in range(n - n_full):
+                            ctail[j] += v * btail[j]
+                    for j in range(n - n_full):
+                        ctail[j] = epi(ctail[j], bi, rule, act, ym, z0)
+
+    return csr_tiled_fused
+
+
+class FusedLayer:
+    """A layer A prepared once (partition, compiled kernel) and applied to any B with N columns: what
+    ``infer`` calls per layer, and what the variant's ``run`` calls."""
+
+    def __init__(self, a, bias: np.ndarray, act: str = "relu", rule: str = "row", ymax: float = 32.0,
+                 tile_n: int = 256, balance: str = "nnz", threads: int | None = None):
+        self.a = a
+        self.bias = np.ascontiguousarray(bias, dtype=a.dtype)
+        self.ymax = float(ymax)
+        threads = threads or numba.get_num_threads()
+        row_nnz = a.row_lengths()
+        self.rows, self.bounds = partition(row_nnz, threads, balance, 64)
+        self.info = spread(row_nnz, self.rows, self.bounds, balance, threads)
+        self.k = kernel(tile_n)
+        self.rule, self.act = RULE_CODE[rule], ACT_CODE[act]
+
+    def __call__(self, b: np.ndarray, c: np.ndarray) -> None:
+        a = self.a
+        self.k(self.rows, self.bounds, a.indptr, a.indices, a.data, b, c, self.bias, self.rule, self.act, self.ymax)
+
+
+@variant(
+    "cpu.csr.tiled_fused", loop_order="t‖→i→j0→p→j→epi", movement=fused_tiled, rung=50,
+    params=(
+        Param("tile_n", 256, TILE_CHOICES, "columns of C held in registers per row (compile-time constant)", minimum=1),
+        *epilogue_params(),
+        Param("balance", "nnz", ("static", "nnz", "sorted"), "how rows are split across threads", strict=True),
+        Param("pack_b", True, (True, False), "copy a misaligned B into a 64-byte-aligned buffer (timed)"),
+    ),
+    problem_for=layer_problem,
+)
+def build(problem, tile_n, act, bias, ymax, balance, pack_b):
+    """CSR register-blocked layer C = act(A·B + bias): rung 13 with the bias and activation applied in registers."""
+    problem = layer_problem(problem, {"act": act, "bias": bias, "ymax": ymax})  # as the harness gives it
+    layer = FusedLayer(problem.a, problem.bias, act, bias, ymax, tile_n, balance)
+    c = problem.new_output()
+    b_use, refresh_b, b_info = packed_operand(problem.b, pack_b)
+    info = dict(layer.info, tile_n=tile_n, act=act, bias=bias, **b_info)
+
+    def run():
+        refresh_b()
+        layer(b_use, c)
+
+    return host_prepared(run, c, info)

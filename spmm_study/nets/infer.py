@@ -1,0 +1,191 @@
+"""``spmm-study infer``: a sparse network run end to end, engines side by side, checked against its truth.
+
+Networks: ``spdnn:N`` (the challenge's files under ``--spdnn-root`` / ``$SPMM_STUDY_SPDNN``),
+``generated:NxL[:seed=S]`` (``generate``), or a list of matrix specs (each A_l = W_lᵀ, out × in, chained).
+Truth: the official categories file when the root has one for this depth, else the float64 scipy chain.
+Writes ``layers.csv`` (per engine and layer: live inputs in and out, nnz, time), ``summary.json`` and
+``live_inputs.png`` into the output folder (atomically; an existing one needs ``--force``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spmm_study.errors import ParamError, ResultsError, SourceError
+from spmm_study.formats import CSR
+from spmm_study.nets import chain, generate, spdnn
+from spmm_study.nets.layer import ACTS, RULES
+
+SPDNN_ENV = "SPMM_STUDY_SPDNN"
+SHARED_SPDNN = Path(__file__).resolve().parents[3] / "shared" / "spdnn"
+
+
+def spdnn_root(root: str | os.PathLike | None) -> Path:
+    """The challenge folder: the option, else $SPMM_STUDY_SPDNN, else ../shared/spdnn beside a checkout."""
+    for cand in (root, os.environ.get(SPDNN_ENV)):
+        if cand:
+            p = Path(cand)
+            if not p.is_dir():
+                raise SourceError(f"--spdnn-root {p} is not a folder")
+            return p
+    if SHARED_SPDNN.is_dir():
+        return SHARED_SPDNN
+    raise SourceError("no Sparse DNN challenge folder: pass --spdnn-root DIR or set $SPMM_STUDY_SPDNN "
+                      "(it holds neuron1024/n1024-l1.tsv... and sparse-images-1024.tsv)")
+
+
+@dataclass
+class InferSetup:
+    net: spdnn.Network
+    y0: CSR
+    src: np.ndarray
+    truth: np.ndarray | None
+    truth_kind: str
+    label: str
+    meta: dict = field(default_factory=dict)
+
+
+def parse_net(text: str) -> tuple[str, dict]:
+    m = re.fullmatch(r"spdnn(?::(\d+))?", text)
+    if m:
+        return "spdnn", {"neurons": int(m.group(1) or 1024)}
+    m = re.fullmatch(r"generated:(\d+)x(\d+)((?::seed=\d+)?)", text)
+    if m:
+        seed = int(m.group(3)[6:]) if m.group(3) else 0
+        return "generated", {"neurons": int(m.group(1)), "layers": int(m.group(2)), "seed": seed}
+    raise ParamError(f"--net {text!r}: expected spdnn[:NEURONS] or generated:NEURONSxLAYERS[:seed=S]")
+
+
+def build_setup(net_spec: str | None, matrices: list[str] | None, root, layers: int | None, batch: int | None,
+                bias: float, rule: str, act: str, ymax: float, seed: int = 0, dlmc_root=None) -> InferSetup:
+    if batch is not None and batch < 1:
+        raise ParamError(f"--batch {batch} must be at least 1")
+    if layers is not None and layers < 1:
+        raise ParamError(f"--layers {layers} must be at least 1")
+    if matrices:
+        if net_spec:
+            raise ParamError("give either --net or --matrix specs, not both")
+        return _spec_setup(matrices, layers, batch, bias, rule, act, ymax, seed, dlmc_root)
+    kind, args = parse_net(net_spec or "spdnn:1024")
+    if kind == "generated":
+        n, depth = args["neurons"], layers or args["layers"]
+        count = batch or 1200
+        net = generate.network(n, depth, seed=args["seed"], batch=count)
+        y0 = generate.inputs(n, count, seed=args["seed"])
+        src = chain.replicate(y0, count)
+        truth = chain.reference_categories(net, y0, src)
+        return InferSetup(net, y0, src, truth, "float64 reference", net.name)
+    r = spdnn_root(root)
+    n = args["neurons"]
+    in_path = spdnn.inputs_path(r, n)
+    y0 = spdnn.read_inputs(in_path, n)
+    src = chain.replicate(y0, batch)
+    net = spdnn.load_network(r, n, layers, batch=int(src.size))
+    cat_path = spdnn.categories_path(r, n, net.depth)
+    if cat_path is not None:
+        cats = spdnn.read_categories(cat_path)
+        truth, kind_t = chain.truth_for(cats, y0.m, src), f"official ({cat_path.name})"
+    else:
+        truth, kind_t = chain.reference_categories(net, y0, src), "float64 reference"
+    return InferSetup(net, y0, src, truth, kind_t, net.name, {"inputs_file": str(in_path), "root": str(r)})
+
+
+def _spec_setup(matrices, layers, batch, bias, rule, act, ymax, seed, dlmc_root) -> InferSetup:
+    from spmm_study import sources
+
+    if rule not in RULES or act not in ACTS:
+        raise ParamError(f"--rule must be one of {', '.join(RULES)} and --act one of {', '.join(ACTS)}")
+    mats = [sources.load(spec, seed=seed, dlmc_root=dlmc_root).a.astype(np.float32) for spec in matrices]
+    if layers is not None:
+        if layers > len(mats):
+            raise ParamError(f"--layers {layers} but only {len(mats)} matrix specs were given")
+        mats = mats[:layers]
+    widths = [a.m for a in mats]
+    count = batch or 256
+    spdnn.check_fits(mats[0].k, widths, sum(a.nnz for a in mats), count, "this chain of matrices")
+    biases = [np.full(a.m, bias, dtype=np.float32) for a in mats]
+    net = spdnn.Network(mats, biases, name="specs:" + ",".join(matrices), rule=rule, act=act, ymax=ymax)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x1B]))
+    dense = np.abs(rng.standard_normal((count, mats[0].k))).astype(np.float32)
+    y0 = CSR.from_dense(dense)
+    src = np.arange(count, dtype=np.int64)
+    return InferSetup(net, y0, src, chain.reference_categories(net, y0, src), "float64 reference", net.name)
+
+
+def run_engines(setup: InferSetup, engines: list[str], device: str, prune_dead: bool, repeats: int,
+                tile_n: int, champion_src=None) -> list[dict]:
+    """One summary per engine: median time over ``repeats`` chains, edges/s, categories and their check."""
+    if repeats < 1:
+        raise ParamError(f"--repeats {repeats} must be at least 1")
+    out = []
+    for eng in engines:
+        runs = [chain.run_chain(setup.net, setup.y0, setup.src, eng, device, prune_dead, tile_n, champion_src)
+                for _ in range(repeats)]
+        times = [r.time_s for r in runs]
+        med = statistics.median(times)
+        best = min(runs, key=lambda r: abs(r.time_s - med))
+        ok = setup.truth is not None and all(np.array_equal(r.categories, setup.truth) for r in runs)
+        out.append({"engine": eng, "device": best.device, "time_s": med, "times_s": times,
+                    "edges_per_s": best.batch * best.edges / med, "live_edges_per_s": best.live_edges / med,
+                    "edges": best.edges, "batch": best.batch, "setup_s": best.setup_s,
+                    "categories": (best.categories + 1).tolist(), "match": bool(ok), "info": best.info,
+                    "layers": [vars(x) for x in best.layers]})
+    return out
+
+
+def write_outputs(folder: Path, setup: InferSetup, rows: list[dict], meta: dict, force: bool) -> list[Path]:
+    from spmm_study.results import atomic_write_text
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ResultsError(f"{folder} exists and is not a folder")
+    targets = [folder / "layers.csv", folder / "summary.json", folder / "live_inputs.png"]
+    if not force and any(p.exists() for p in targets):
+        raise ResultsError(f"{folder} already holds an infer run; pass --force to replace it or --out elsewhere")
+    lines = ["engine,layer,live_in,live_out,nnz,time_s"]
+    for r in rows:
+        for x in r["layers"]:
+            lines.append(f"{r['engine']},{x['layer']},{x['live_in']},{x['live_out']},{x['nnz']},{x['time_s']:.9g}")
+    atomic_write_text(targets[0], "\n".join(lines) + "\n")
+    summary = {**meta, "network": setup.label, "truth": setup.truth_kind,
+               "engines": [{k: v for k, v in r.items() if k != "layers"} for r in rows]}
+    atomic_write_text(targets[1], json.dumps(summary, indent=2, default=str) + "\n")
+    _plot(targets[2], setup, rows)
+    return targets
+
+
+def _plot(path: Path, setup: InferSetup, rows: list[dict]) -> None:
+    import tempfile
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in rows:
+        layers = [x["layer"] for x in r["layers"]]
+        ax.plot(layers, [x["live_out"] for x in r["layers"]], label=r["engine"], drawstyle="steps-post")
+    ax.set_yscale("log")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("live inputs after the layer")
+    ax.set_title(f"{setup.label}: {setup.src.size} inputs")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".live.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
