@@ -60,8 +60,9 @@ class Prepared:
     """What ``build`` returns: closures over the converted arrays.
 
     ``run()`` computes C and overwrites it (never accumulates); ``fetch()`` returns C as a host array;
-    ``poison()`` fills C with NaN; ``sync()`` waits for the device (GPU). ``timer`` picks the timing path
-    (``cpu`` or ``gpu``). ``info`` holds extra flat facts for the result row (launch configuration,
+    ``poison()`` fills C with NaN; ``sync()`` waits for the device (GPU). ``clock(prepared, timing_cfg)``
+    times it (None: the CPU clock of ``timing.py``; GPU variants pass ``gpu.timing.time_gpu``, so the
+    timing module never imports the GPU code). ``info`` holds extra flat facts for the result row (launch configuration,
     registers, per-thread work spread...).
     """
 
@@ -69,7 +70,7 @@ class Prepared:
     fetch: Callable[[], Any]
     poison: Callable[[], Any]
     sync: Callable[[], Any] = lambda: None
-    timer: str = "cpu"
+    clock: Callable[..., Any] | None = None
     info: dict = field(default_factory=dict)
     release: Callable[[], Any] = lambda: None
 

@@ -126,11 +126,8 @@ def time_cpu(prepared, cfg: TimingConfig) -> Timing:
 
 
 def time_calls(prepared, cfg: TimingConfig) -> Timing:
-    if prepared.timer == "gpu":
-        from spmm_study.gpu.timing import time_gpu
-
-        return time_gpu(prepared, cfg)
-    return time_cpu(prepared, cfg)
+    """Time with the prepared variant's own clock (the GPU's CUDA events), else the CPU clock."""
+    return (getattr(prepared, "clock", None) or time_cpu)(prepared, cfg)
 
 
 def summarize(samples) -> dict:

@@ -19,7 +19,8 @@ from functools import lru_cache
 import numpy as np
 
 from spmm_study.errors import ParamError
-from spmm_study.gpu.device import simulator
+from spmm_study.gpu.device import bind_cuda, simulator  # noqa: F401  (bind_cuda: the kernel files take it from here)
+from spmm_study.gpu.timing import time_gpu
 from spmm_study.registry import Prepared
 
 
@@ -27,15 +28,6 @@ def cuda_module():
     from numba import cuda
 
     return cuda
-
-
-def bind_cuda(module_globals: dict) -> None:
-    """Make ``cuda`` a *global* of a kernel module, imported now. Kernels must see numba.cuda as a module
-    global, not a closure variable: the simulator swaps its fake ``cuda`` module into a kernel's globals."""
-    if "cuda" not in module_globals:
-        from numba import cuda
-
-        module_globals["cuda"] = cuda
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -155,7 +147,7 @@ def kernel_prepared(launches, c_dev, info: dict, kernels=(), keep=(), before=())
         fetch=lambda: c_dev.copy_to_host(),
         poison=lambda: fill(c_flat, np.nan),
         sync=cu.synchronize,
-        timer="gpu",
+        clock=time_gpu,
         info=info,
         release=release,
     )

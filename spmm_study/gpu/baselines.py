@@ -22,6 +22,7 @@ import numpy as np
 from spmm_study.errors import DeviceUnavailable
 from spmm_study.gpu import models
 from spmm_study.gpu.device import cupy_unavailable_reason
+from spmm_study.gpu.timing import time_gpu
 from spmm_study.registry import Prepared, variant
 
 
@@ -49,7 +50,7 @@ def _cupy_prepared(cp, run, out_ref, info) -> Prepared:
         out_ref[0].fill(np.nan)
 
     return Prepared(run=run, fetch=lambda: cp.asnumpy(out_ref[0]), poison=poison,
-                    sync=lambda: cp.cuda.Device().synchronize(), timer="gpu", info=info,
+                    sync=lambda: cp.cuda.Device().synchronize(), clock=time_gpu, info=info,
                     release=lambda: out_ref.clear())
 
 
@@ -107,5 +108,5 @@ def build_torch(problem):
         out[0] = torch.sparse.mm(mat, b)
 
     return Prepared(run=run, fetch=lambda: out[0].cpu().numpy(), poison=lambda: out[0].fill_(float("nan")),
-                    sync=torch.cuda.synchronize, timer="gpu", info={"library": f"torch {torch.__version__}"},
+                    sync=torch.cuda.synchronize, clock=time_gpu, info={"library": f"torch {torch.__version__}"},
                     release=lambda: out.clear())

@@ -45,3 +45,12 @@ def cupy_unavailable_reason() -> str | None:
     if find_spec("cupy") is None:
         return "cupy is not installed (pip install 'spmm-study[gpu]')"
     return None
+
+
+def bind_cuda(module_globals: dict) -> None:
+    """Make ``cuda`` a *global* of a kernel module, imported now. Kernels must see numba.cuda as a module
+    global, not a closure variable: the simulator swaps its fake ``cuda`` module into a kernel's globals."""
+    if "cuda" not in module_globals:
+        from numba import cuda
+
+        module_globals["cuda"] = cuda

@@ -34,6 +34,7 @@ import numpy as np
 from spmm_study.errors import DeviceUnavailable, ParamError, ResourceError
 from spmm_study.gpu import models
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
+from spmm_study.gpu.timing import time_gpu
 from spmm_study.registry import Prepared, variant
 
 WRAPPER = Path(__file__).with_name("csrc") / "sputnik_wrapper.cu"
@@ -244,7 +245,7 @@ def build(problem):
 
     keep = [indptr, indices, data, order, b, c]
     return Prepared(run=run, fetch=lambda: c.copy_to_host(), poison=lambda: fill(c_flat, np.nan),
-                    sync=cu.synchronize, timer="gpu", info={"library": f"Sputnik sm_{arch()} via ctypes"},
+                    sync=cu.synchronize, clock=time_gpu, info={"library": f"Sputnik sm_{arch()} via ctypes"},
                     release=keep.clear)
 
 

@@ -26,7 +26,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from spmm_study.gpu._kit import bind_cuda
+from spmm_study.gpu.device import bind_cuda
 from spmm_study.gpu.device import simulator
 from spmm_study.timing import Timing, TimingConfig, warm_up
 
