@@ -147,13 +147,17 @@ def _measure(variant: Variant, problem: Problem, params: dict | None, cfg: Harne
     row.setup_s = time.perf_counter() - t0
     try:
         info = dict(prepared.info)
+        tol = problem.tolerance_for(prepared.precision)
+        if prepared.precision:
+            row.tolerance = tol.rel_fro
+            info["precision"] = prepared.precision
         prepared.poison()
         t0 = time.perf_counter()
         prepared.run()
         prepared.sync()
         row.first_call_s = time.perf_counter() - t0
         first = np.array(prepared.fetch(), copy=True)
-        chk = problem.check(first)
+        chk = problem.check(first, tol)
         row.rel_error = chk.rel_error
         if not chk.ok:
             row.status, row.message = "FAIL", "first check: " + chk.message
@@ -163,7 +167,7 @@ def _measure(variant: Variant, problem: Problem, params: dict | None, cfg: Harne
         timing = time_calls(prepared, cfg.timing)
 
         last = np.asarray(prepared.fetch())
-        chk2 = problem.check(last)
+        chk2 = problem.check(last, tol)
         # max() would drop a NaN error (NaN compares false), showing the first call's tiny error on a FAIL
         row.rel_error = row.rel_error if chk2.rel_error <= row.rel_error else chk2.rel_error
         info["repeatable"] = bool(np.array_equal(first, last))
@@ -175,7 +179,7 @@ def _measure(variant: Variant, problem: Problem, params: dict | None, cfg: Harne
         prepared.poison()
         prepared.run()
         prepared.sync()
-        chk3 = problem.check(np.asarray(prepared.fetch()))
+        chk3 = problem.check(np.asarray(prepared.fetch()), tol)
         if not chk3.ok:
             row.rel_error = chk3.rel_error
             row.status, row.message = "FAIL", "re-run after poisoning: " + chk3.message

@@ -63,7 +63,8 @@ class Prepared:
     ``poison()`` fills C with NaN; ``sync()`` waits for the device (GPU). ``clock(prepared, timing_cfg)``
     times it (None: the CPU clock of ``timing.py``; GPU variants pass ``gpu.timing.time_gpu``, so the
     timing module never imports the GPU code). ``info`` holds extra flat facts for the result row (launch configuration,
-    registers, per-thread work spread...).
+    registers, per-thread work spread...). ``precision`` names reduced-precision arithmetic ('tf32'), which
+    the harness checks against that precision's documented tolerance (problem.PRECISIONS).
     """
 
     run: Callable[[], Any]
@@ -73,6 +74,7 @@ class Prepared:
     clock: Callable[..., Any] | None = None
     info: dict = field(default_factory=dict)
     release: Callable[[], Any] = lambda: None
+    precision: str = ""  # "" = the dtype's arithmetic; "tf32" = tensor-core TF32 (checked to its own tolerance)
 
 
 def host_prepared(run: Callable[[], Any], c, info: dict | None = None) -> Prepared:

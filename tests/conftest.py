@@ -76,7 +76,7 @@ def check_variant(variant, a: CSR, n: int, params: dict | None = None, dtype="fl
             prepared.run()
             prepared.sync()
             c = np.array(prepared.fetch(), copy=True)
-            res = problem.check(c)
+            res = problem.check(c, problem.tolerance_for(prepared.precision))
             assert res.ok, f"{variant.id} {params} on {label} N={n} run {attempt + 1}: {res.message}"
             outs.append(c)
     finally:

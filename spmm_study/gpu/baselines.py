@@ -2,6 +2,9 @@
 
 * ``gpu.dense.cublas`` — cuBLAS SGEMM through ``cupy.matmul`` on the densified A, fp32 with TF32 off
   (cupy uses TF32 only when ``CUPY_TF32=1``; we refuse to run if it is set). Zeros multiplied.
+* ``gpu.dense.cublas_tf32`` — cuBLAS on the densified A through ``torch.matmul`` with TF32 tensor cores
+  allowed (``torch.backends.cuda.matmul.allow_tf32``, set around each call and restored): the dense
+  tensor-core bar a sparse kernel must clear. Checked against TF32's own tolerance (``problem.PRECISIONS``).
 * ``gpu.csr.cusparse`` — cuSPARSE CSR × dense through ``cupyx.scipy.sparse.csr_matrix @ B``.
 * ``gpu.csr.torch`` — cuSPARSE through ``torch.sparse.mm`` on a CSR tensor (only when torch is installed);
   torch calls cusparseSpMM with its own algorithm choice and layout, which measured 3× faster than cupy's
@@ -70,6 +73,35 @@ def build_cublas(problem):
         cp.matmul(a, b, out=out[0])
 
     return _cupy_prepared(cp, run, out, {"library": f"cupy {cp.__version__} cuBLAS", "tf32": False})
+
+
+@variant("gpu.dense.cublas_tf32", loop_order="library", movement=models.dense_library, rung=94, baseline=True,
+         available=_torch_unavailable)
+def build_cublas_tf32(problem):
+    """cuBLAS GEMM on the densified A with TF32 tensor cores (torch.matmul, allow_tf32): the dense TF32 bar."""
+    import torch
+
+    from spmm_study.errors import ParamError
+
+    if problem.dtype != np.float32:
+        raise ParamError(f"TF32 is a float32 mode (got {problem.dtype})")
+    dev = torch.device("cuda")
+    a = torch.as_tensor(problem.a.to_dense(), device=dev)
+    b = torch.as_tensor(problem.b, device=dev)
+    out = [torch.full((problem.m, problem.n), float("nan"), dtype=b.dtype, device=dev)]
+    flags = torch.backends.cuda.matmul
+
+    def run():
+        before = flags.allow_tf32
+        flags.allow_tf32 = True
+        try:
+            torch.matmul(a, b, out=out[0])
+        finally:
+            flags.allow_tf32 = before
+
+    return Prepared(run=run, fetch=lambda: out[0].cpu().numpy(), poison=lambda: out[0].fill_(float("nan")),
+                    sync=torch.cuda.synchronize, clock=time_gpu, precision="tf32",
+                    info={"library": f"torch {torch.__version__} cuBLAS", "tf32": True}, release=lambda: out.clear())
 
 
 @variant("gpu.csr.cusparse", loop_order="library", movement=models.sparse_library, rung=91, baseline=True,

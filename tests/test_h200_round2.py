@@ -1,0 +1,60 @@
+"""The H200 run script's parts that need no device: its TOML is valid against the registry, bad input is
+one line and exit 2, and the shards of the layer-0 set are disjoint and cover it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+
+
+def test_the_committed_config_names_real_variants_and_params():
+    import h200_round2
+
+    cfg = h200_round2.read_config(ROOT / "experiments" / "h200_round2.toml")
+    ids = {c["variant"] for c in cfg["candidates"]} | {b["variant"] for b in cfg["baselines"]}
+    assert {"gpu.dense.cublas", "gpu.dense.cublas_tf32", "gpu.csr.cusparse", "gpu.csr.torch",
+            "gpu.csr.sputnik"} <= ids
+    assert cfg["n"] == [256, 2048]
+
+
+@pytest.mark.parametrize("text, match", [
+    ('[[candidates]]\nvariant = "gpu.csr.nope"\n', "unknown variant"),
+    ('[[candidates]]\nvariant = "gpu.csr.swizzle"\nparams = {lanes = "x"}\n', "lanes"),
+    ("[[baselines]]\nparams = {}\n", "needs a variant"),
+    ("this is = = not toml", "h.toml"),
+])
+def test_bad_configs_are_spmm_errors(tmp_path, text, match):
+    import h200_round2
+
+    from spmm_study.errors import SpmmError
+
+    conf = tmp_path / "h.toml"
+    conf.write_text(text)
+    with pytest.raises(SpmmError, match=match):
+        h200_round2.read_config(conf)
+
+
+def test_bad_arguments_are_one_line_and_exit_2(tmp_path):
+    for args, match in ((["--shard", "3/2"], "--shard"), (["--phases", "env,warp"], "unknown phase")):
+        proc = subprocess.run([sys.executable, "experiments/h200_round2.py", "--out", str(tmp_path / "o"), *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and match in proc.stderr, proc.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("SPMM_STUDY_DLMC"), reason="needs the DLMC matrices ($SPMM_STUDY_DLMC)")
+def test_shards_partition_the_layer0_set():
+    import h200_round2
+
+    root = Path(os.environ["SPMM_STUDY_DLMC"])
+    sps = ["0.8", "0.9", "0.95", "0.98"]
+    whole = h200_round2.layer0_specs(root, sps, (1, 1))
+    parts = [h200_round2.layer0_specs(root, sps, (i, 3)) for i in (1, 2, 3)]
+    assert sorted(s for p in parts for s in p) == sorted(whole) and len(whole) >= 60
+    names = [{s.rsplit("/", 1)[-1] for s in p} for p in parts]
+    assert not (names[0] & names[1] or names[0] & names[2] or names[1] & names[2])  # a matrix in one shard
