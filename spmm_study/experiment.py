@@ -28,7 +28,7 @@ and hand back comparable result files. The format::
 
 Suites generate the (matrix, N) pairs instead of ``matrices``/``n``:
 
-* ``suite = "study"``: the 20-problem table of the course study (``data/study_table.csv``; ``table =`` to
+* ``suite = "study"``: the 20-problem table of the course study (``spmm_study/data/study_table.csv``; ``table =`` to
   use another). RN50 and transformer problems use their DLMC matrices when a DLMC root is given, otherwise
   (or with ``source = "synthetic"``) synthetic magnitude-pruned matrices of the same shapes; MobileNetV1 is
   always synthetic. Filters: ``sparsity = [0.9]``, ``use_case = ["NLP"]``.
@@ -59,7 +59,7 @@ from spmm_study.errors import ParamError, SpmmError
 from spmm_study.runner import Context, Task
 from spmm_study.timing import TimingConfig
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+DATA_DIR = Path(__file__).resolve().parent / "data"  # package data: a non-editable install has it too
 STUDY_TABLE = DATA_DIR / "study_table.csv"
 TOP_KEYS = {"name", "description", "baseline", "timing", "defaults", "runs"}
 RUN_KEYS = {"variants", "matrices", "n", "threads", "dtype", "seed", "prune", "params", "tags", "suite",
@@ -466,8 +466,7 @@ def interleave(tasks: list[Task], rounds: int) -> list[Task]:
 def read_study_table(path: Path | str = STUDY_TABLE) -> list[dict]:
     path = Path(path)
     if not path.is_file():
-        hint = (" (the table ships in the repository's data/ folder: install from a checkout with "
-                "'pip install -e .' or give 'table = PATH' in the experiment)") if path == STUDY_TABLE else ""
+        hint = " (it ships inside the package: reinstall spmm-study, or give 'table = PATH')" if path == STUDY_TABLE else ""
         raise ParamError(f"no study table {path}{hint}")
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -526,7 +525,7 @@ def rn50_batch_sizes(root: Path | None) -> dict[str, int]:
                     layer, _, n = line.partition(",")
                     out[layer.strip()] = int(n)
             return out
-    raise ParamError("no rn50_batchsizes.txt in the DLMC root or data/")
+    raise ParamError("no rn50_batchsizes.txt in the DLMC root or the package data")
 
 
 def _dlmc_problems(where: str, run: dict, errors: list[str], dlmc_root: str | None) -> list[tuple[str, int, str]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
@@ -111,15 +112,17 @@ def _oneline(exc: BaseException) -> str:
 
 
 def measure(variant: Variant, problem: Problem, params: dict | None = None,
-            cfg: HarnessConfig = HarnessConfig()) -> Result:
+            cfg: HarnessConfig = HarnessConfig(), keep_output: Callable[[np.ndarray], Any] | None = None) -> Result:
     """One row for ``variant`` on ``problem``. numpy's floating-point warnings are silenced inside: an overflow
     (finite inputs, an Inf product) is the row's FAIL, which names it (``Problem.check``), not a warning
-    printed from a baseline's np.matmul beside the table."""
+    printed from a baseline's np.matmul beside the table. ``keep_output`` receives a copy of C from the last
+    checked call (the Python API's ``return_c``)."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        return _measure(variant, problem, params, cfg)
+        return _measure(variant, problem, params, cfg, keep_output)
 
 
-def _measure(variant: Variant, problem: Problem, params: dict | None, cfg: HarnessConfig) -> Result:
+def _measure(variant: Variant, problem: Problem, params: dict | None, cfg: HarnessConfig,
+             keep_output: Callable[[np.ndarray], Any] | None = None) -> Result:
     params = variant.resolve_params(params)
     problem = variant.problem(problem, params)  # a fused layer variant is checked on act(A·B + bias)
     reason = variant.unavailable_reason()
@@ -184,6 +187,8 @@ def _measure(variant: Variant, problem: Problem, params: dict | None, cfg: Harne
             row.rel_error = chk3.rel_error
             row.status, row.message = "FAIL", "re-run after poisoning: " + chk3.message
             return row
+        if keep_output is not None:
+            keep_output(np.array(prepared.fetch(), copy=True))
     except SpmmError as exc:
         row.status, row.message = "SKIP", str(exc)
         return row

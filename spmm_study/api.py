@@ -1,0 +1,144 @@
+"""The Python API, for notebooks: ``import spmm_study as ss``.
+
+    import spmm_study as ss
+    row = ss.measure("synthetic:magnitude:ffn1:0.9", variant="tiled", n=256, threads=1, tile_n=64)
+    row, c = ss.measure(scipy_matrix, b=my_b, variant="rowwise", return_c=True)
+    ss.variants(device="cpu")                    # what measure() can run: ids, loop orders, params
+    df = ss.load_results("results/run/")         # every row of a result folder, as a pandas DataFrame
+
+``measure`` goes through the same harness as ``spmm-study run``: the output is checked against float64 (a
+wrong result is a FAIL row, never a speed), timed without compile noise, set beside the modelled bytes. It
+returns the flat result row as a dict (the fields of ``results.Result``). Bad input raises the project's
+``SpmmError`` subclasses, with the same one-line messages the CLI prints.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spmm_study.errors import FormatError, ParamError
+
+
+def variants(device: str | None = None, format: str | None = None) -> list[dict]:
+    """Every variant in ladder order (CPU then GPU), as ``spmm-study list --json`` shows it."""
+    from spmm_study import registry
+
+    return [v.describe() for v in registry.select(device=device, format=format)]
+
+
+def _as_csr(a: Any):
+    """A spec string, a scipy.sparse matrix, or a dense numpy array or torch tensor → (CSR, label)."""
+    from spmm_study.formats import CSR
+
+    if isinstance(a, str):
+        from spmm_study import sources
+
+        loaded = sources.load(a)
+        return loaded.a, loaded.spec
+    kind = "numpy"
+    if hasattr(a, "detach") and hasattr(a, "cpu"):  # a torch tensor, dense or sparse, on any device
+        t = a.detach().cpu()
+        a = (t if str(getattr(t, "layout", "torch.strided")) == "torch.strided" else t.to_dense()).numpy()
+        kind = "torch"
+    try:
+        import scipy.sparse as sp
+
+        if sp.issparse(a):
+            csr = CSR.from_scipy(a)
+            return csr, f"scipy:{a.format}:{csr.m}x{csr.k}"
+    except ImportError:  # pragma: no cover - scipy is a dependency
+        pass
+    if not isinstance(a, np.ndarray):
+        raise FormatError(f"A must be a matrix spec, a scipy.sparse matrix or a 2-D array, got {type(a).__name__}")
+    if a.dtype.kind not in "fiub":
+        raise FormatError(f"A has dtype {a.dtype}; expected real numbers")
+    csr = CSR.from_dense(a).validate()
+    return csr, f"{kind}:{csr.m}x{csr.k}"
+
+
+def _as_b(b: Any, k: int, dtype) -> np.ndarray:
+    """The user's dense B (numpy or torch), checked against A and copied into the aligned allocator."""
+    from spmm_study.memory import aligned_empty
+
+    if hasattr(b, "detach") and hasattr(b, "cpu"):
+        b = b.detach().cpu().numpy()
+    b = np.asarray(b)
+    if b.ndim != 2 or b.shape[0] != k:
+        raise ParamError(f"B must be {k}xN for A with {k} columns, got shape {b.shape}")
+    if b.dtype.kind not in "fiub":
+        raise ParamError(f"B has dtype {b.dtype}; expected real numbers")
+    out = aligned_empty(b.shape, dtype)
+    out[...] = b
+    return out
+
+
+def problem_for(a: Any, b: Any = None, n: int = 256, dtype: str = "float32", seed: int = 0):
+    """The Problem ``measure`` runs: A as given; B as given (its columns are N) or seeded K×N."""
+    from spmm_study.problem import Problem, check_size, parse_dtype
+
+    csr, label = _as_csr(a)
+    dtype = parse_dtype(dtype)
+    if b is None:
+        return Problem.make(csr, n, dtype, seed, matrix=label)
+    n = int(np.shape(b)[1]) if np.ndim(b) == 2 else 0
+    check_size(csr.m, csr.k, n, csr.nnz, dtype)
+    return Problem(csr.astype(dtype), _as_b(b, csr.k, dtype), seed=seed, matrix=label)
+
+
+def measure(a: Any, b: Any = None, variant: str = "tiled", n: int = 256, *, device: str = "cpu",
+            dtype: str = "float32", seed: int = 0, threads: int | None = None, repeats: int = 10,
+            min_time: float = 0.2, warmup: float = 0.1, cache: str = "cold", return_c: bool = False,
+            **params) -> dict | tuple[dict, np.ndarray]:
+    """Measure ``variant`` on C = A·B and return its result row (a dict; ``status`` says PASS or FAIL).
+
+    ``a``: a matrix spec (``"dlmc:..."``, ``"synthetic:magnitude:ffn1:0.9"``, ``"mtx:FILE"``), a scipy.sparse
+    matrix, or a dense numpy array / torch tensor (its zeros are dropped). ``b``: a dense K×N array (its
+    columns set N), or None for the seeded B of ``n`` columns. ``params``: the variant's Params
+    (``tile_n=64``; see ``variants()``). ``return_c``: also return C as computed (after the last check)."""
+    from spmm_study import registry
+    from spmm_study.environment import machine_label
+    from spmm_study.errors import DeviceUnavailable
+    from spmm_study.harness import HarnessConfig
+    from spmm_study.harness import measure as harness_measure
+    from spmm_study.timing import TimingConfig
+
+    v = registry.get(variant, device=device)
+    reason = v.unavailable_reason()
+    if reason:
+        raise DeviceUnavailable(f"{v.id} is unavailable: {reason}")
+    timing = TimingConfig(repeats=repeats, min_time_s=min_time, warmup_s=warmup, cache=cache)
+    problem = problem_for(a, b, n, dtype, seed)
+    cfg = HarnessConfig(timing=timing, threads=threads, machine=machine_label(v.device))
+    kept: list[np.ndarray] = []
+    row = asdict(harness_measure(v, problem, params, cfg, keep_output=kept.append))
+    if return_c:
+        return row, (kept[0] if kept else None)
+    return row
+
+
+def load_results(path: str | Path, expand: bool = True):
+    """Every row of a result file or folder (``rows.jsonl``, ``results.csv``, run directories, searched
+    recursively). With pandas installed, a DataFrame whose ``params`` and ``info`` JSON are also expanded
+    into ``params.<name>`` and ``info.<name>`` columns; without it, the list of row dicts."""
+    from spmm_study import report
+
+    rows = report.load_rows([path])
+    try:
+        import pandas as pd
+    except ImportError:
+        return rows
+    if expand:
+        for r in rows:
+            for field in ("params", "info"):
+                try:
+                    extra = json.loads(r.get(field) or "{}")
+                except (TypeError, json.JSONDecodeError):
+                    extra = {}
+                if isinstance(extra, dict):
+                    r.update({f"{field}.{k}": v for k, v in extra.items()})
+    return pd.DataFrame(rows)
