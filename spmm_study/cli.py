@@ -508,8 +508,10 @@ def infer(
 ):
     """Run a sparse network layer by layer (fused SpMM+bias+ReLU), engines side by side, against its truth."""
     from spmm_study import environment
+    from spmm_study.errors import ParamError
     from spmm_study.harness import apply_threads
     from spmm_study.nets import infer as nets_infer
+    from spmm_study.report import fmt_time
     from spmm_study.problem import check_seed
     from spmm_study.results import default_dir
 

@@ -23,7 +23,10 @@ def _cases():
                                 k12_csr_block_smem, k16_csr_nnz_split, k17_csr_densify_tile, k18_csr_l1_panel, k19_csr_row_split, k20_coo_atomic,
                                 k21_structured24, timing)
 
+    from spmm_study.gpu import k50_csr_row_split_fused, k51_csr_swizzle_fused
+
     zk, nk = k16_csr_nnz_split.kernels(4, 2, "float32")
+    epi = (a1(f32), i64, i64, f32)  # bias, rule, act, ymax
     spin, scribble = timing._kernels()
     return {
         "dense_naive": (k01_dense_naive.kernel("float32"), (a2(f32), a2(f32), a2(f32)), None),
@@ -46,6 +49,9 @@ def _cases():
         "l1_panel": (k18_csr_l1_panel.kernel(16, 4, 1, 4, "float32"),
                      (*csr, a1(f32), a1(f32), i64, a1(i32), i64, i64), 16),
         "row_split": (k19_csr_row_split.kernel(4, 4, 4, "float32"), (*csr, a1(f32), a1(f32), i64), 16),
+        "row_split_fused": (k50_csr_row_split_fused.kernel(4, 4, 4, "float32"), (*csr, a1(f32), a1(f32), i64, *epi), 16),
+        "swizzle_fused": (k51_csr_swizzle_fused.kernel(16, 4, 2, 4, "float32"),
+                          (*csr, a1(f32), a1(f32), i64, a1(i32), *epi), 16),
         "coo_atomic": (k20_coo_atomic.kernel("float32"), (a1(i32), a1(i32), a1(f32), a2(f32), a1(f32), i64), None),
         "structured24": (k21_structured24.kernel(4, "float32"), (a2(f32), a2(u8), a1(f32), a1(f32), i64), 16),
         "spin": (spin, (i64,), None),

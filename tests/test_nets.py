@@ -262,3 +262,26 @@ def test_infer_missing_layer_file_and_bad_tsv(capsys, tmp_path):
     fails(capsys, "infer", "--spdnn-root", root, "--layers", "2", "--no-save", match="missing layer file")
     write(root / "neuron1024" / "n1024-l1.tsv", "1\t1\n")
     fails(capsys, "infer", "--spdnn-root", root, "--no-save", match="line 1")
+
+
+def test_gpu_chain_in_the_simulator():
+    """The fused GPU chain (both fused rungs, dead-input flags and compaction) on a tiny network."""
+    pytest.importorskip("numba_cuda")
+    import subprocess
+    import sys
+
+    here = Path(__file__).resolve().parent
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(here.parent))
+    proc = subprocess.run([sys.executable, str(here / "nets_gpu_sim_case.py")], capture_output=True, text=True,
+                          env=env, timeout=600, cwd=here.parent)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count(": ok") == 2
+
+
+def test_gpu_engines_refused_without_a_gpu(capsys):
+    from spmm_study.gpu.device import gpu_unavailable_reason
+
+    if gpu_unavailable_reason() is None:
+        pytest.skip("this machine has a GPU (or the simulator): the refusal cannot be shown here")
+    fails(capsys, "infer", "--no-save", "--net", "generated:64x3", "--device", "gpu", match="unavailable")
+    fails(capsys, "infer", "--no-save", "--net", "generated:64x3", "-e", "torch", match="torch on the GPU is unavailable")

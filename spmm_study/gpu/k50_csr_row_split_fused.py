@@ -1,0 +1,167 @@
+"""GPU rung 50 — the fused layer on the row-split kernel: C = act(A·B + bias), epilogue in registers.
+
+What changed from rung 19 (``gpu.csr.row_split``, the N = 256 winner on the H100): after the first warp has
+added the ``warps`` partial sums of its (row, panel) in the fixed order, it adds the row's bias (every entry,
+or only where the sum is nonzero: the Sparse DNN challenge's rule), applies relu or relu clamped at ``ymax``
+(``_epi.epilogue``), and only then stores C — one 16-byte store per lane, as before. The bias is one value
+per row, read once per block. Loop order and traffic are rung 19's plus M bias values; the unfused chain
+(rung 19, then an elementwise kernel: read C, write C) moves 2·M·N values more per layer, which is what
+fusion saves (``spmm-study infer --engine unfused`` is that chain on the CPU).
+Measured: not yet — no GPU this session; checked in the CUDA simulator and compiled to PTX for sm_90.
+"""
+
+from functools import lru_cache
+
+import numpy as np
+
+from spmm_study.errors import ParamError
+from spmm_study.gpu import models
+from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, device_arrays, flat, kernel_prepared
+from spmm_study.gpu.device import gpu_unavailable_reason, simulator
+from spmm_study.nets.layer import ACT_CODE, RULE_CODE, epilogue_params, layer_problem
+from spmm_study.registry import Param, variant
+
+
+@lru_cache(maxsize=None)
+def kernel(vec: int, warps: int, unroll: int, dtype: str):
+    bind_cuda(globals())
+    from spmm_study.gpu._epi import epilogue
+    from spmm_study.gpu._vec import ops
+
+    load2, load4, store2, store4 = ops()
+    epi = epilogue(dtype)
+    np_t = np.dtype(dtype).type
+    zero = np_t(0)
+    width = 32 * vec
+    red_size = warps * width
+
+    @cuda.jit(cache=not simulator())  # noqa: F821 - bound by bind_cuda
+    def row_split_fused(indptr, indices, data, bf, cf, n, bias, rule, act, ymax):
+        red = cuda.shared.array(red_size, np_t)  # noqa: F821
+        tid = cuda.threadIdx.x  # noqa: F821
+        w_id = tid // 32
+        lane = tid % 32
+        i = cuda.blockIdx.x  # noqa: F821
+        j = cuda.blockIdx.y * width + lane * vec  # noqa: F821
+        wide = (n % vec) == 0 and j + vec <= n
+        start = indptr[i]
+        end = indptr[i + 1]
+        seg = (end - start + warps - 1) // warps
+        p = start + w_id * seg
+        stop = min(end, p + seg)
+        acc = cuda.local.array(vec, np_t)  # noqa: F821
+        for u in range(vec):
+            acc[u] = zero
+        offs = cuda.local.array(unroll, np.int64)  # noqa: F821
+        vals = cuda.local.array(unroll, np_t)  # noqa: F821
+        while p + unroll <= stop:
+            for u in range(unroll):
+                offs[u] = indices[p + u] * n
+                vals[u] = data[p + u]
+            if wide:
+                for u in range(unroll):
+                    if vec == 4:
+                        x0, y0, z0, w0 = load4(bf, offs[u] + j)
+                        acc[0] += vals[u] * x0
+                        acc[1] += vals[u] * y0
+                        acc[2] += vals[u] * z0
+                        acc[3] += vals[u] * w0
+                    elif vec == 2:
+                        x0, y0 = load2(bf, offs[u] + j)
+                        acc[0] += vals[u] * x0
+                        acc[1] += vals[u] * y0
+                    else:
+                        acc[0] += vals[u] * bf[offs[u] + j]
+            else:
+                for u in range(unroll):
+                    for c in range(vec):
+                        if j + c < n:
+                            acc[c] += vals[u] * bf[offs[u] + j + c]
+            p += unroll
+        while p < stop:
+            off0 = indices[p] * n
+            v0 = data[p]
+            for c in range(vec):
+                if j + c < n:
+                    acc[c] += v0 * bf[off0 + j + c]
+            p += 1
+        base = w_id * width + lane * vec
+        for c in range(vec):
+            red[base + c] = acc[c]
+        cuda.syncthreads()  # noqa: F821
+        if w_id == 0:
+            b = bias[i]
+            for c in range(vec):
+                s = red[lane * vec + c]
+                for w in range(1, warps):  # fixed order: the same bits every run
+                    s += red[w * width + lane * vec + c]
+                acc[c] = epi(s, b, rule, act, ymax)  # the fused epilogue, in registers
+            row = i * n
+            if wide:
+                if vec == 4:
+                    store4(cf, row + j, acc[0], acc[1], acc[2], acc[3])
+                elif vec == 2:
+                    store2(cf, row + j, acc[0], acc[1])
+                else:
+                    cf[row + j] = acc[0]
+            else:
+                for c in range(vec):
+                    if j + c < n:
+                        cf[row + j + c] = acc[c]
+
+    return row_split_fused
+
+
+class FusedRowSplit:
+    """One layer on the device, applied to any B (K×N device array) into C (M×N): what ``infer`` calls."""
+
+    def __init__(self, a, bias, act="relu", rule="row", ymax=32.0, warps=4, vec=4, unroll=4):
+        from numba import cuda
+
+        self.m = a.m
+        self.indptr = cuda.to_device(np.ascontiguousarray(a.indptr))
+        self.indices = cuda.to_device(np.ascontiguousarray(a.indices) if a.nnz else np.zeros(1, a.indices.dtype))
+        self.data = cuda.to_device(np.ascontiguousarray(a.data) if a.nnz else np.zeros(1, a.dtype))
+        self.bias = cuda.to_device(np.ascontiguousarray(bias, dtype=a.dtype))
+        self.codes = (np.int64(RULE_CODE[rule]), np.int64(ACT_CODE[act]), a.dtype.type(ymax))
+        self.vec, self.warps = vec, warps
+        self.k = kernel(vec, warps, unroll, a.dtype.name)
+
+    def __call__(self, b_flat, c_flat, n: int) -> None:
+        if n == 0 or self.m == 0:
+            return
+        grid = (self.m, ceil_div(n, 32 * self.vec))
+        self.k[grid, 32 * self.warps](self.indptr, self.indices, self.data, b_flat, c_flat, np.int64(n), self.bias,
+                                     *self.codes)
+
+
+@variant("gpu.csr.row_split_fused", loop_order="(i,J)∥→w∥→p→v; Σw→epi", rung=50,
+         movement=models.csr_panel(lambda p: 32 * p.get("vec", 4)),
+         params=(Param("warps", 4, (2, 4, 8), "warps sharing one row (slices of its nonzeros)"),
+                 Param("vec", 4, (1, 2, 4), "B values per load; panel = 32·vec columns"),
+                 Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration"),
+                 *epilogue_params()),
+         available=gpu_unavailable_reason, problem_for=layer_problem)
+def build(problem, warps, vec, unroll, act, bias, ymax):
+    """Row split with the layer epilogue fused: C = act(A·B + bias) stored once."""
+    check_vec(vec, problem.dtype)
+    if warps < 1 or warps > 32:
+        raise ParamError(f"warps={warps}: choose 1..32")
+    if unroll not in (1, 2, 4, 8):
+        raise ParamError(f"unroll={unroll}: choose 1, 2, 4 or 8")
+    if problem.n > 32 * vec * 65535:
+        raise ParamError(f"N={problem.n} needs more than 65535 column panels of {32 * vec}")
+    from numba import cuda
+
+    problem = layer_problem(problem, {"act": act, "bias": bias, "ymax": ymax})
+    indptr, indices, data, b, c = device_arrays(problem)
+    bias_dev = cuda.to_device(problem.bias)
+    k = kernel(vec, warps, unroll, problem.dtype.name)
+    grid = (max(problem.m, 1), ceil_div(problem.n, 32 * vec))
+    info = {"grid": list(grid), "block": [32 * warps], "act": act, "bias": bias}
+    args = (indptr, indices, data, flat(b), flat(c), np.int64(problem.n), bias_dev, np.int64(RULE_CODE[bias]),
+            np.int64(ACT_CODE[act]), problem.dtype.type(ymax))
+    if problem.m == 0:
+        return kernel_prepared([], c, info, keep=(indptr, indices, data, b, bias_dev))
+    return kernel_prepared([(k[grid, 32 * warps], args)], c, info, kernels=[("", k)],
+                           keep=(indptr, indices, data, b, bias_dev))

@@ -1,0 +1,204 @@
+"""The chain on the GPU: the same host loop as ``chain`` (dense Yᵀ, dead inputs dropped between layers),
+with the fused GPU rungs, and the library chains (cupy's cuSPARSE, torch's CSR) as baselines.
+
+Fused engine: per layer, ``gpu.csr.row_split_fused`` while few inputs are live (N ≤ ``SPLIT_N``: the N = 256
+winner on the H100) and ``gpu.csr.swizzle_fused`` above (the large-N winner). Dead inputs: a flag kernel
+marks the columns of C holding a nonzero (a benign race: every writer stores 1), the host reads the n
+flags, and when some died a gather kernel compacts Yᵀ into the other buffer. That host round trip per
+layer is the same design as the HPEC'20 champion's (about 2.8 ms of its 8.15 ms on the H200, issue 16).
+
+Runs in the numba CUDA simulator on tiny networks (tests/test_nets_gpu_sim.py). Not timed this session:
+no GPU was lent. The torch and cupy chains need a real device and the package; they were not run.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+import numpy as np
+
+from spmm_study.gpu._kit import bind_cuda, ceil_div
+from spmm_study.gpu.device import simulator
+
+SPLIT_N = 256
+ROW_SPLIT = {"warps": 4, "vec": 4, "unroll": 4}  # the H100 table's N = 256 winner (README)
+SWIZZLE = {"lanes": 16, "vec": 4, "tiles": 2, "unroll": 4, "threads": 128}  # its N = 4096 winner
+
+
+@lru_cache(maxsize=None)
+def _helpers(dtype: str):
+    bind_cuda(globals())
+    zero = np.dtype(dtype).type(0)
+
+    @cuda.jit(cache=not simulator())  # noqa: F821
+    def col_flags(cf, rows, n, flags):
+        start, stride = cuda.grid(1), cuda.gridsize(1)  # noqa: F821
+        for e in range(start, rows * n, stride):
+            if cf[e] != zero:
+                flags[e % n] = 1
+
+    @cuda.jit(cache=not simulator())  # noqa: F821
+    def gather_cols(cf, rows, n, keep, count, out):
+        start, stride = cuda.grid(1), cuda.gridsize(1)  # noqa: F821
+        for e in range(start, rows * count, stride):
+            i = e // count
+            t = e % count
+            out[e] = cf[i * n + keep[t]]
+
+    return col_flags, gather_cols
+
+
+def _launch(n_items: int):
+    threads = 32 if simulator() else 256
+    blocks = max(1, min(ceil_div(n_items, threads), 4 if simulator() else 4096))
+    return blocks, threads
+
+
+def run(net, y0, src, engine: str, prune_dead: bool):
+    if engine == "fused":
+        return _fused(net, y0, src, prune_dead)
+    if engine == "cupy":
+        return _cupy(net, y0, src, prune_dead)
+    if engine == "torch":
+        return _torch(net, y0, src, prune_dead)
+    from spmm_study.errors import ParamError
+
+    raise ParamError(f"engine {engine} has no GPU path (choose fused, cupy or torch with --device gpu)")
+
+
+def _fused(net, y0, src, prune_dead):
+    from numba import cuda
+
+    from spmm_study.gpu.k50_csr_row_split_fused import FusedRowSplit
+    from spmm_study.gpu.k51_csr_swizzle_fused import FusedSwizzle
+    from spmm_study.nets.chain import LayerRow, dense_inputs_t
+
+    t0 = time.perf_counter()
+    yt0 = dense_inputs_t(y0, src, np.float32)
+    small = [FusedRowSplit(a, b, net.act, net.rule, net.ymax, **ROW_SPLIT) for a, b in zip(net.layers, net.biases)]
+    large = [FusedSwizzle(a, b, net.act, net.rule, net.ymax, **SWIZZLE) for a, b in zip(net.layers, net.biases)]
+    col_flags, gather_cols = _helpers("float32")
+    width = max([yt0.shape[0], *(a.m for a in net.layers)])
+    n = yt0.shape[1]
+    p = cuda.device_array(width * n, dtype=np.float32)
+    q = cuda.device_array(width * n, dtype=np.float32)
+    p[: yt0.size].copy_to_device(np.ascontiguousarray(yt0).ravel())
+    flags = cuda.device_array(max(n, 1), dtype=np.uint8)
+    keep_dev = cuda.device_array(max(n, 1), dtype=np.int64)
+    ids = np.arange(n, dtype=np.int64)
+    cuda.synchronize()
+    setup = time.perf_counter() - t0
+    rows_out = []
+    t_start = time.perf_counter()
+    for l, a in enumerate(net.layers):
+        t1 = time.perf_counter()
+        live_in = n
+        if n:
+            layer = small[l] if n <= SPLIT_N else large[l]
+            layer(p, q, n)
+            if prune_dead:
+                flags[:n].copy_to_device(np.zeros(n, np.uint8))
+                col_flags[_launch(a.m * n)](q, np.int64(a.m), np.int64(n), flags)
+                host_flags = flags[:n].copy_to_host()
+                count = int(host_flags.sum())
+                if count < n:
+                    keep = np.flatnonzero(host_flags).astype(np.int64)
+                    if count:
+                        keep_dev[:count].copy_to_device(keep)
+                        gather_cols[_launch(a.m * count)](q, np.int64(a.m), np.int64(n), keep_dev, np.int64(count), p)
+                    ids = ids[keep]
+                    n = count
+                else:
+                    p, q = q, p
+            else:
+                p, q = q, p
+        cuda.synchronize()
+        rows_out.append(LayerRow(l + 1, live_in, n, a.nnz, time.perf_counter() - t1))
+    total = time.perf_counter() - t_start
+    last = p[: net.layers[-1].m * n].copy_to_host().reshape(net.layers[-1].m, n) if n else np.zeros((0, 0))
+    alive = (last != 0).any(axis=0) if n else np.zeros(0, bool)
+    return setup, (total, rows_out, np.sort(ids[alive]))
+
+
+def _cupy(net, y0, src, prune_dead):  # pragma: no cover - needs a GPU and cupy
+    import cupy as cp
+    import cupyx.scipy.sparse as csp
+
+    from spmm_study.nets.chain import LayerRow
+
+    t0 = time.perf_counter()
+    ws = [csp.csr_matrix(a.to_scipy().T.tocsr()) for a in net.layers]
+    bias = [cp.asarray(b) for b in net.biases]
+    y = csp.csr_matrix(y0.to_scipy().tocsr()[src].astype(np.float32))
+    ids = np.arange(src.size, dtype=np.int64)
+    cp.cuda.Device().synchronize()
+    setup = time.perf_counter() - t0
+    rows_out = []
+    t_start = time.perf_counter()
+    for l, w in enumerate(ws):
+        t1 = time.perf_counter()
+        live_in = y.shape[0]
+        z = y @ w
+        if net.rule == "nonzero":
+            z.data += bias[l][z.indices]
+        elif net.rule == "row":
+            z = csp.csr_matrix(z.toarray() + bias[l][None, :])
+        if net.act != "none":
+            cp.maximum(z.data, 0, out=z.data)
+        if net.act == "clamp":
+            cp.minimum(z.data, net.ymax, out=z.data)
+        z.eliminate_zeros()
+        if prune_dead:
+            live = cp.flatnonzero(cp.diff(z.indptr)).get()
+            if live.size < z.shape[0]:
+                z = z[live]
+                ids = ids[live]
+        y = z
+        cp.cuda.Device().synchronize()
+        rows_out.append(LayerRow(l + 1, live_in, y.shape[0], net.layers[l].nnz, time.perf_counter() - t1))
+    total = time.perf_counter() - t_start
+    alive = (cp.diff(y.indptr) > 0).get()
+    return setup, (total, rows_out, np.sort(ids[alive]))
+
+
+def _torch(net, y0, src, prune_dead):  # pragma: no cover - needs a GPU and torch
+    import torch
+
+    from spmm_study.nets.chain import LayerRow, dense_inputs_t
+
+    dev = torch.device("cuda")
+    t0 = time.perf_counter()
+    ws = []
+    for a in net.layers:  # A = Wᵀ in CSR: the transposed form, Yᵀ_{l+1} = act(A·Yᵀ_l + b)
+        ws.append(torch.sparse_csr_tensor(torch.from_numpy(a.indptr.astype(np.int64)),
+                                          torch.from_numpy(a.indices.astype(np.int64)),
+                                          torch.from_numpy(a.data), size=a.shape, device=dev))
+    bias = [torch.from_numpy(np.asarray(b)).to(dev)[:, None] for b in net.biases]
+    yt = torch.from_numpy(np.ascontiguousarray(dense_inputs_t(y0, src, np.float32))).to(dev)
+    ids = torch.arange(src.size, device=dev)
+    torch.cuda.synchronize()
+    setup = time.perf_counter() - t0
+    rows_out = []
+    t_start = time.perf_counter()
+    for l, w in enumerate(ws):
+        t1 = time.perf_counter()
+        live_in = yt.shape[1]
+        z = w @ yt
+        if net.rule == "row":
+            z = z + bias[l]
+        elif net.rule == "nonzero":
+            z = torch.where(z != 0, z + bias[l], z)
+        if net.act != "none":
+            z = torch.clamp(z, min=0, max=net.ymax if net.act == "clamp" else None)
+        if prune_dead:
+            live = (z != 0).any(dim=0)
+            if int(live.sum()) < z.shape[1]:
+                z = z[:, live].contiguous()
+                ids = ids[live]
+        yt = z
+        torch.cuda.synchronize()
+        rows_out.append(LayerRow(l + 1, live_in, yt.shape[1], net.layers[l].nnz, time.perf_counter() - t1))
+    total = time.perf_counter() - t_start
+    alive = (yt != 0).any(dim=0)
+    return setup, (total, rows_out, np.sort(ids[alive].cpu().numpy()))
