@@ -177,3 +177,45 @@ def test_dynamic_balance_with_many_small_tasks(vid, rows_per_task):
         params["tile_n"] = 16
     for name in ("tall", "empty_rows", "one_dense_row"):
         check_variant(registry.get(vid), EDGES[name], 37, params, label=name)
+
+
+# Every N tail of a 16-lane vector (issue 12): below, at and past 16, 32, 48, 64 and 96 columns.
+TAIL_N = (1, 15, 17, 31, 33, 49, 63, 65, 100)
+
+
+@pytest.mark.parametrize("v", [v for v in AVAILABLE if v.id != "cpu.csr.codegen"], ids=lambda v: v.id)
+def test_variant_on_every_n_tail(v):
+    for name in ("n_not_multiple_of_tile", "empty_rows"):
+        for n in TAIL_N:
+            run_case(v, EDGES[name], n, {}, f"{name} N={n}")
+
+
+@pytest.mark.parametrize("vid, params", [("cpu.csr.vec", {"max_vectors": 4}), ("cpu.csr.vec", {"pack_b": False}),
+                                         ("cpu.csr.rowblock", {"rows": 2}), ("cpu.csr.rowblock", {"rows": 8})])
+def test_vector_rungs_across_tiles_and_tails(vid, params):
+    """N past one register tile (several column tiles, then a masked tail) on a matrix whose row count is not
+    a multiple of the row-block size."""
+    a = sources.load("synthetic:uniform:29x40:0.3").a
+    for n in (65, 100, 300):
+        check_variant(registry.get(vid), a, n, params, label=f"29x40 N={n}")
+
+
+def test_vec_tile_plan_cuts_n_into_equal_tiles():
+    from spmm_study.cpu.k14_csr_vec import tile_plan
+
+    assert tile_plan(256, 16, 16) == (16, 16, 0, False)
+    assert tile_plan(300, 16, 16) == (10, 9, 160, True)  # 160 + 140 columns, not 256 + 44
+    assert tile_plan(49, 16, 16) == (4, 4, 0, True)
+    assert tile_plan(4096, 16, 16) == (16, 16, 3840, False)
+    assert tile_plan(17, 16, 1) == (1, 1, 16, True)
+
+
+def test_rowblock_groups_sorted_rows_and_pads_the_last_group():
+    from spmm_study.cpu.k15_csr_rowblock import group_partition
+
+    lengths = np.array([3, 9, 1, 7, 7, 2, 5], dtype=np.int32)
+    order, bounds, info = group_partition(lengths, 3, 2)
+    assert list(order[:7]) == [1, 3, 4, 6, 0, 5, 2]  # longest first, stable
+    assert order.size == 9 and list(order[7:]) == [2, 2]  # last group padded with its last row
+    assert bounds[0] == 0 and bounds[-1] == 9 and all(bd % 3 == 0 for bd in bounds)
+    assert info["rows"] == 3 and sum(info["work_nnz_per_thread"]) == lengths.sum()

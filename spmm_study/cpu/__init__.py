@@ -13,6 +13,8 @@ from spmm_study.cpu import (  # noqa: F401  (imported for registration)
     k11_csr_dot,
     k12_csr_rowwise_par,
     k13_csr_tiled,
+    k14_csr_vec,
+    k15_csr_rowblock,
     k20_coo_scatter,
     k21_coo_par,
     k22_csc_outer,

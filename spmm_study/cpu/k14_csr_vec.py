@@ -1,0 +1,194 @@
+"""Rung 14 — CSR register-blocked for every N: explicit vectors, a tile width chosen per call, a masked tail.
+
+What changed from rung 13 (``cpu.csr.tiled``): rung 13 keeps ``tile_n`` columns of a row of C in registers,
+but ``tile_n`` is fixed (default 256), the vectors are left to LLVM's loop vectoriser (which gives up below
+64 columns: scalar FMAs) and the ``N mod tile_n`` columns past the last full tile run a row-wise loop through
+memory. With the default, any N below 256 runs entirely in that remainder loop (at N = 196 on the 2048×512
+90% DLMC matrix: 18.7 GFLOP/s against 45.7 at N = 256, issue 12). Here:
+
+* the vectors are spelled out (``spmm_study.cpu._vec``: one 64-byte vector = 16 fp32 lanes per call,
+  fused multiply-add, masked load/store), so a register tile is any number ``Q`` of vectors;
+* ``Q`` is chosen per call from N (``tile_plan``): the ``ceil(N/16)`` vectors of a row are cut into
+  ``ceil(vectors/max_vectors)`` tiles of equal width, so N = 300 runs as 160 + 140 columns, not 256 + 44;
+* the last vector of the last tile is masked (``N mod 16`` lanes: AVX-512 ``{k}`` masks): B past the end of
+  a row is never read, C past it never written, no padded copy of either.
+
+Each (``Q``, tail ``Qt``, masked) triple is its own compiled kernel (closure constants; ``lru_cache`` and
+numba's on-disk cache): about a second the first time a shape needs it, nothing after.
+
+Loop order: part t (prange) → row i → column tile j0 → nonzero p → vector q (unrolled, in registers).
+Bitwise deterministic: each lane sums its row's nonzeros in stored order with one FMA each (as rung 13).
+
+Traffic (``movement``): A read once per column tile, one row segment of B per nonzero per tile (nnz·N values),
+C written once; with ``pack_b`` one copy of B per call when it is misaligned (``Problem`` hands out aligned B).
+
+What to look at: GFLOP/s against N (``experiments/cpu_every_n.py``): no drop at N = 255, 257 or 300 beside
+256; ``tile`` in info. Below ~100 columns a row has too few accumulators to hide the FMA latency (4 cycles,
+2 FMA ports: 8 independent vectors are needed): rung 15 blocks several rows. Measured: see the README's
+"every N" table (Intel Xeon, 2 shared cores, 2026-12-01).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from spmm_study.cpu._balance import balance_param, partition, rows_per_task_param, spread
+from spmm_study.cpu._simd import ALIGN, aligned_empty, elem_ptr, stack_empty
+from spmm_study.cpu._vec import lanes, vfma, vfma_mask, vstore, vstore_mask, vzero
+from spmm_study.movement import Bytes, Shape
+from spmm_study.registry import Param, host_prepared, variant
+
+MAX_VECTORS = (4, 8, 12, 16)
+
+
+def tile_plan(n: int, lane_count: int, max_vectors: int) -> tuple[int, int, int, bool]:
+    """(Q, Qt, main_columns, masked): ``main_columns // (Q·L)`` tiles of Q full vectors, then one tile of Qt
+    vectors whose last one is masked when N is not a multiple of the lane count."""
+    n = max(int(n), 1)
+    vectors = -(-n // lane_count)
+    tiles = -(-vectors // max_vectors)
+    q = -(-vectors // tiles)
+    qt = vectors - (tiles - 1) * q
+    return q, qt, (tiles - 1) * q * lane_count, n % lane_count != 0
+
+
+def padded_operand(b: np.ndarray, lane_count: int, pad: bool):
+    """(array the kernel reads, refresh, info) for B. With ``pad`` and a B whose rows do not all start on a
+    64-byte boundary (N not a multiple of 16 fp32, or a misaligned buffer), B is copied in every call into a
+    64-byte-aligned buffer whose rows are padded to a multiple of 16 columns with zeros: every vector load of B
+    then touches one cache line (a split load costs 1.4×, notes-cpu.md §1 try 5) and needs no mask. The
+    padding columns are zeroed once and never written; their results are never stored."""
+    k, n = b.shape
+    ld = -(-max(n, 1) // lane_count) * lane_count
+    offset = int(b.ctypes.data % ALIGN)
+    info = {"b_offset_bytes": offset, "ldb": n, "b_packed": False}
+    if not pad or (offset == 0 and ld == n):
+        return b, (lambda: None), info
+    buf = aligned_empty((k, ld), b.dtype)
+    buf[:, n:] = 0
+    view = buf[:, :n]
+    info.update(ldb=ld, b_packed=True)
+    return buf, (lambda: np.copyto(view, b)), info
+
+
+@lru_cache(maxsize=None)
+def kernel(q_main: int, q_tail: int, mask_b: bool, mask_c: bool, lane_count: int):
+    """The kernel for one plan: main tiles of Q vectors, one tail tile of Qt vectors whose last vector is
+    masked for the loads of B (``mask_b``: B not padded) and for the stores of C (``mask_c``: N mod L ≠ 0)."""
+    Q, QT, L, MASK_B, MASK_C = int(q_main), int(q_tail), int(lane_count), bool(mask_b), bool(mask_c)
+    W = Q * L
+    ACC = max(Q, QT) * L
+
+    @njit(parallel=True, fastmath={"contract"}, cache=True)
+    def csr_vec(rows, bounds, indptr, indices, data, b, c, n_main):
+        n = c.shape[1]
+        ldb = b.shape[1]
+        for t in prange(bounds.size - 1):
+            acc = stack_empty(ACC, b.dtype)
+            for r in range(bounds[t], bounds[t + 1]):
+                i = rows[r]
+                start = np.uint64(indptr[i])
+                end = np.uint64(indptr[i + 1])
+                for j0 in range(0, n_main, W):  # full tiles: Q unmasked vectors
+                    for q in range(Q):
+                        vzero(acc, q)
+                    p = start
+                    while p < end:
+                        v = data[p]
+                        bp = elem_ptr(b, np.int64(indices[p]) * ldb + j0)
+                        for q in range(Q):
+                            vfma(acc, q, bp, q, v)
+                        p += np.uint64(1)
+                    cp = elem_ptr(c, np.int64(i) * n + j0)
+                    for q in range(Q):
+                        vstore(cp, q, acc, q)
+                # the tail tile: QT vectors, the last one masked to the columns left
+                left = n - n_main
+                for q in range(QT):
+                    vzero(acc, q)
+                p = start
+                while p < end:
+                    v = data[p]
+                    bp = elem_ptr(b, np.int64(indices[p]) * ldb + n_main)
+                    for q in range(QT - 1):
+                        vfma(acc, q, bp, q, v)
+                    if MASK_B:
+                        vfma_mask(acc, QT - 1, bp, QT - 1, v, left)
+                    else:
+                        vfma(acc, QT - 1, bp, QT - 1, v)
+                    p += np.uint64(1)
+                cp = elem_ptr(c, np.int64(i) * n + n_main)
+                for q in range(QT - 1):
+                    vstore(cp, q, acc, q)
+                if MASK_C:
+                    vstore_mask(cp, QT - 1, acc, QT - 1, left)
+                else:
+                    vstore(cp, QT - 1, acc, QT - 1)
+
+    return csr_vec
+
+
+def traffic(s: Shape, params: dict | None = None) -> Bytes:
+    """A (values + indices) once per column tile, one row segment of B per nonzero per tile (nnz·N values in
+    all), C written once; ``pack_b`` adds one copy of B (read + write) when B is misaligned."""
+    p = params or {}
+    q, qt, main, _ = tile_plan(s.n, 64 // s.value_bytes, p.get("max_vectors", 16))
+    tiles = main // (q * (64 // s.value_bytes)) + 1
+    pack = 2 * s.k * s.n * s.value_bytes if p.get("pack_b", False) else 0
+    return Bytes(tiles * s.nnz * (s.value_bytes + s.index_bytes) + (s.m + 1) * s.index_bytes,
+                 s.nnz * s.n * s.value_bytes + pack, s.m * s.n * s.value_bytes)
+
+
+def check_dtype(dtype) -> None:
+    from spmm_study.errors import ParamError
+
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise ParamError(f"explicit-vector rungs support float32 and float64, not {np.dtype(dtype)}")
+
+
+@variant(
+    "cpu.csr.vec", loop_order="t‖→i→j0→p→q(vec)", movement=traffic, rung=14,
+    params=(
+        Param("max_vectors", 16, MAX_VECTORS, "most 64-byte vectors of a row of C in registers per tile "
+              "(16 = 256 fp32 columns); tiles are then cut to equal widths for this N", minimum=1),
+        balance_param("nnz"),
+        rows_per_task_param(),
+        Param("pack_b", True, (True, False), "copy B in each call into a 64-byte-aligned buffer with rows padded "
+              "to 16 fp32 when its rows are not all aligned (N mod 16 != 0 or a misaligned buffer; timed)"),
+    ),
+)
+def build(problem, max_vectors, balance, rows_per_task, pack_b):
+    """CSR register-blocked with explicit vectors: any N, tile width chosen per call, masked last vector."""
+    a = problem.a
+    check_dtype(problem.dtype)
+    max_vectors = min(int(max_vectors), 24)  # 32 zmm registers: past 24 accumulators LLVM spills
+    threads = numba.get_num_threads()
+    row_nnz = a.row_lengths()
+    rows, bounds = partition(row_nnz, threads, balance, rows_per_task)  # once per build, not per call
+    info = spread(row_nnz, rows, bounds, balance, threads)
+    L = lanes(problem.dtype)
+    q, qt, n_main, masked = tile_plan(problem.n, L, max_vectors)
+    b_use, refresh_b, b_info = padded_operand(problem.b, L, pack_b)
+    info.update(b_info)
+    mask_b = masked and b_use.shape[1] == problem.n
+    info.update(tile=f"{n_main // (q * L)}x{q * L}+{problem.n - n_main}", q=q, q_tail=qt, mask_b=mask_b,
+                mask_c=masked)
+    k = kernel(q, qt, mask_b, masked, L)
+    c = problem.new_output()
+    args = (rows, bounds, a.indptr, a.indices, a.data, b_use, c, np.int64(n_main))
+
+    def call():
+        refresh_b()
+        k(*args)
+
+    if balance == "dynamic":
+        def run():
+            with numba.parallel_chunksize(1):
+                call()
+    else:
+        run = call
+    return host_prepared(run, c, info)
