@@ -57,6 +57,35 @@ def _plain_log_ticks(ax, axis: str = "y") -> None:
     target.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
 
+def _colours(count: int) -> list:
+    """``count`` distinct colours: matplotlib's ten-colour cycle repeats past ten series (two variants
+    looked the same), so past ten take tab20, past twenty evenly spaced hues of a perceptual map."""
+    import matplotlib
+
+    if count <= 10:
+        return [f"C{i}" for i in range(count)]
+    if count <= 20:
+        cmap = matplotlib.colormaps["tab20"]
+        return [cmap(i) for i in range(count)]
+    cmap = matplotlib.colormaps["turbo"]
+    return [cmap(0.05 + 0.9 * i / (count - 1)) for i in range(count)]
+
+
+def _log_ticks_with_labels(ax, values, axis: str = "y") -> None:
+    """A log axis whose labels show even when the values span less than a decade (no major tick falls
+    inside: the chart had no y labels at all), with plain numbers."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    _plain_log_ticks(ax, axis)
+    vals = [v for v in values if finite(v) and v > 0]
+    if vals and math.floor(math.log10(min(vals))) == math.floor(math.log10(max(vals))):
+        target = ax.yaxis if axis == "y" else ax.xaxis
+        target.set_minor_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
+        target.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
 def _markers():
     return ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
 
@@ -69,8 +98,16 @@ def plot_roofline(rows: list[dict], path: Path | str, ceilings: dict[str, dict] 
     ok = [r for r in merge_rounds(rows) if r["status"] == "PASS" and finite(r["intensity"]) and finite(r["gflops"])]
     if not ok:
         raise ResultsError("no passing rows to draw a roofline from")
+    # One problem has one compulsory intensity: every variant stood in one column. There, each variant
+    # stands at its own modelled intensity (useful flops per byte its movement model moves) instead.
+    modelled = len({round(r["intensity"], 9) for r in ok}) == 1 and \
+        all(finite(r["bytes_model"]) and r["bytes_model"] > 0 for r in ok)
+
+    def x_of(r):
+        return r["intensity"] * r["bytes_compulsory"] / r["bytes_model"] if modelled else r["intensity"]
+
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    xs = [r["intensity"] for r in ok]
+    xs = [x_of(r) for r in ok]
     lo_x, hi_x = min(xs) / 4, max(xs) * 4
     roofs_drawn = []
     for i, machine in enumerate(sorted({r["machine"] for r in ok})):
@@ -97,15 +134,17 @@ def plot_roofline(rows: list[dict], path: Path | str, ceilings: dict[str, dict] 
                         fontsize=7, ha="right", va="bottom", color=color)
             roofs_drawn.append(machine)
     variants = sorted({r["variant"] for r in ok}, key=ladder_order(ok))
+    colours = _colours(len(variants))
     for j, v in enumerate(variants):
         mine = [r for r in ok if r["variant"] == v]
-        ax.scatter([r["intensity"] for r in mine], [r["gflops"] for r in mine], marker=_markers()[j % 12],
-                   s=36, label=v, zorder=3, color=f"C{j % 7}")
+        ax.scatter([x_of(r) for r in mine], [r["gflops"] for r in mine], marker=_markers()[j % 12],
+                   s=36, label=v, zorder=3, color=colours[j])
     ax.set_xscale("log")
     ax.set_yscale("log")
     _plain_log_ticks(ax, "x")
     _plain_log_ticks(ax, "y")
-    ax.set_xlabel("arithmetic intensity (useful flop per compulsory byte)")
+    ax.set_xlabel("arithmetic intensity (useful flop per byte the variant's model moves; one problem)" if modelled
+                  else "arithmetic intensity (useful flop per compulsory byte)")
     ax.set_ylabel("useful GFLOP/s (2·nnz·N / median time)")
     title = "Roofline: each variant against the measured roofs"
     if not roofs_drawn:
@@ -130,9 +169,10 @@ def plot_speedup_vs_sparsity(rows: list[dict], path: Path | str, baseline: str |
     if len({s for per in pts.values() for s in per}) < 2:
         raise ResultsError("speedup vs sparsity needs passing rows at two or more sparsities")
     fig, ax = plt.subplots(figsize=(9, 4.8))
-    for j, v in enumerate(sorted(pts, key=ladder_order(rows))):
+    series = sorted(pts, key=ladder_order(rows))
+    for j, (v, colour) in enumerate(zip(series, _colours(len(series)))):
         xs = sorted(pts[v])
-        ax.plot(xs, [geomean(pts[v][x]) for x in xs], marker=_markers()[j % 12], label=v, color=f"C{j % 7}")
+        ax.plot(xs, [geomean(pts[v][x]) for x in xs], marker=_markers()[j % 12], label=v, color=colour)
     ax.axhline(1.0, color="0.3", lw=1, ls="--")
     ax.annotate("break-even with " + ", ".join(sorted(bases)), (ax.get_xlim()[1], 1.0), fontsize=7,
                 va="bottom", ha="right", color="0.3")
@@ -177,18 +217,19 @@ def plot_loop_orders(rows: list[dict], path: Path | str) -> Path:
     order = sorted(best, key=lambda k: (ladder_position(best[k]), k[1]))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(order) + 2), 4.8))
     vals = [best[k]["gflops"] for k in order]
-    bars = ax.bar(range(len(order)), vals, color=[f"C{i % 10}" for i in range(len(order))])
+    bars = ax.bar(range(len(order)), vals, color=_colours(len(order)))
     for b, k in zip(bars, order):
         ax.annotate(fmt_time(best[k]["median_s"]), (b.get_x() + b.get_width() / 2, b.get_height()),
                     ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(order)))
     ax.set_xticklabels([f"{k[0]}\n{_order_label(best[k])}" for k in order], fontsize=7, rotation=20, ha="right")
     ax.set_yscale("log")
-    _plain_log_ticks(ax)
+    _log_ticks_with_labels(ax, vals)
     ax.set_ylabel("useful GFLOP/s (log scale)")
     r0 = group[0]
-    ax.set_title(f"Loop orders on {r0['matrix'].rsplit('/', 1)[-1]} ({r0['m']}×{r0['k']}, N={r0['n']}, "
-                 f"{r0['threads']} thread{'s' if r0['threads'] != 1 else ''})", fontsize=10)
+    on = f"{r0['threads']} thread{'s' if r0['threads'] != 1 else ''}" if r0["device"] == "cpu" else r0["machine"] or "GPU"
+    ax.set_title(f"Loop orders on {r0['matrix'].rsplit('/', 1)[-1]} ({r0['m']}×{r0['k']}, N={r0['n']}, {on})",
+                 fontsize=10)
     ax.grid(True, axis="y", which="both", alpha=0.25)
     return _finish(fig, path, group, note="bar labels: median time")
 
@@ -202,7 +243,7 @@ def _order_label(row: dict) -> str:
 
 
 def plot_tile_heatmap(rows: list[dict], path: Path | str, variant: str | None = None) -> Path:
-    """GFLOP/s of one variant over its two most varied numeric params (one row when it has one), on the
+    """GFLOP/s of one variant over its two most varied numeric params (bars when only one varies), on the
     problem where it was measured with the most param combinations."""
     plt = _pyplot()
     ok = [r for r in merge_rounds(rows) if r["status"] == "PASS" and (variant is None or r["variant"] == variant)]
@@ -229,7 +270,23 @@ def plot_tile_heatmap(rows: list[dict], path: Path | str, variant: str | None = 
         i, j = ys.index(p[ykey] if ykey else None), xs.index(p[xkey])
         if not finite(grid[i][j]) or r["gflops"] > grid[i][j]:
             grid[i][j] = r["gflops"]
-    fig, ax = plt.subplots(figsize=(max(6.5, 1.0 * len(xs) + 3), 0.7 * len(ys) + 2.4))
+    r0 = group[0]
+    where = f"{clip(r0['matrix'].rsplit('/', 1)[-1])} ({r0['m']}×{r0['k']}, N={r0['n']})"
+    if ykey is None:  # one param varies: bars, not a heatmap one cell high (it rendered as a thin strip)
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(xs) + 3), 4.2))
+        bars = ax.bar(range(len(xs)), grid[0], color=_colours(1)[0])
+        for bar, v in zip(bars, grid[0]):
+            if finite(v):
+                ax.annotate(_num(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                            va="bottom", fontsize=8)
+        ax.set_xticks(range(len(xs)))
+        ax.set_xticklabels([str(x) for x in xs])
+        ax.set_xlabel(xkey)
+        ax.set_ylabel("useful GFLOP/s")
+        ax.grid(True, axis="y", alpha=0.25)
+        ax.set_title(f"{r0['variant']}: GFLOP/s over {xkey}\n{where}", fontsize=10)
+        return _finish(fig, path, group, note="other params: best value per bar")
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.0 * len(xs) + 3), max(3.6, 0.7 * len(ys) + 2.4)))
     im = ax.imshow(grid, cmap="viridis", aspect="auto", origin="lower")
     vals = [v for line in grid for v in line if finite(v)]
     mid = (min(vals) + max(vals)) / 2
@@ -242,13 +299,10 @@ def plot_tile_heatmap(rows: list[dict], path: Path | str, variant: str | None = 
     ax.set_xticklabels([str(x) for x in xs])
     ax.set_xlabel(xkey)
     ax.set_yticks(range(len(ys)))
-    ax.set_yticklabels([str(y) for y in ys] if ykey else [""])
-    if ykey:
-        ax.set_ylabel(ykey)
+    ax.set_yticklabels([str(y) for y in ys])
+    ax.set_ylabel(ykey)
     fig.colorbar(im, ax=ax, label="useful GFLOP/s")
-    r0 = group[0]
-    ax.set_title(f"{r0['variant']}: GFLOP/s over {xkey}{' × ' + ykey if ykey else ''}\n"
-                 f"{clip(r0['matrix'].rsplit('/', 1)[-1])} ({r0['m']}×{r0['k']}, N={r0['n']})", fontsize=10)
+    ax.set_title(f"{r0['variant']}: GFLOP/s over {xkey} × {ykey}\n{where}", fontsize=10)
     return _finish(fig, path, group, note="other params: best value per cell")
 
 

@@ -447,7 +447,7 @@ def ladder_tables(rows: list[dict], baseline: str | None = None,
                 return value if blank is None else blank
 
             t.rows.append([r["variant"]] + ([params_label(r)] if show_params else []) + [
-                r["threads"], r["status"], cell(r["median_s"]), cell(r["gflops"]),
+                r["threads"] if r["device"] == "cpu" else "-", r["status"], cell(r["median_s"]), cell(r["gflops"]),
                 r["bytes_model"], cell(r["gbps_model"]), r["speedup"]] +
                 ([cell(r["gflops"] / roof_gflops(r, ceilings) if blank is None else 0.0)] if roofed else []))
         dates = machines_and_dates(group).rsplit(", ", 1)[-1]

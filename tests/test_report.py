@@ -283,3 +283,69 @@ def test_result_table_shows_no_thread_count_on_gpu_rows():
     t = report.results_table(rows, wide=True)
     recs = {r["variant"]: r for r in t.records()}
     assert recs["cpu.csr.rowwise"]["thr"] == 2 and recs["gpu.csr.warp_vec"]["thr"] == "-"
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The matplotlib figures the plot functions draw, kept instead of saved."""
+    from spmm_study import plots
+
+    kept = []
+
+    def keep(fig, path, rows=None, note=""):
+        fig.canvas.draw()
+        kept.append(fig)
+        return Path(path)
+
+    monkeypatch.setattr(plots, "_finish", keep)
+    return kept
+
+
+def _gpu(r):
+    d = asdict(r)
+    d.update(device="gpu", threads=16, machine=GPU)
+    return d
+
+
+def test_loop_order_chart_of_gpu_rows_has_y_labels_and_no_thread_count(tmp_path, figures):
+    from spmm_study import plots
+
+    rows = [_gpu(row(v, t)) for v, t in (("gpu.csr.row_thread", 2.0e-4), ("gpu.csr.warp_vec", 1.2e-4),
+                                         ("gpu.dense.cublas", 1.5e-4))]  # all within one decade of GFLOP/s
+    plots.plot_loop_orders(rows, tmp_path / "lo.png")
+    ax = figures[-1].axes[0]
+    assert "thread" not in ax.get_title() and GPU in ax.get_title()
+    labels = [t.get_text() for t in ax.yaxis.get_majorticklabels() + ax.yaxis.get_minorticklabels()
+              if t.get_text() and ax.get_ylim()[0] <= t.get_position()[1] <= ax.get_ylim()[1]]
+    assert labels, "no y-axis labels"
+
+
+def test_roofline_of_one_problem_spreads_the_variants_and_colours_do_not_repeat(tmp_path, figures):
+    from spmm_study import plots
+
+    rows = []
+    for i in range(12):
+        r = asdict(row(f"cpu.csr.v{i:02d}", 1e-3 * (1 + i / 10)))
+        r["bytes_model"] = 1e6 * (1 + i)  # each variant moves its own bytes
+        rows.append(r)
+    plots.plot_roofline(rows, tmp_path / "r.png")
+    ax = figures[-1].axes[0]
+    xs = [tuple(c.get_offsets()[0]) for c in ax.collections]
+    assert len({x for x, _ in xs}) == 12  # not one column
+    colours = [tuple(c.get_facecolor()[0]) for c in ax.collections]
+    assert len(set(colours)) == 12
+    for n in (12, 20, 25):
+        assert len({str(c) for c in plots._colours(n)}) == n
+
+
+def test_tile_chart_of_one_param_is_bars_not_a_strip(tmp_path, figures):
+    from spmm_study import plots
+
+    rows = [asdict(row("cpu.csr.tiled", t, params={"tile_n": tile})) for tile, t in ((16, 2e-3), (32, 1e-3), (64, 1.2e-3))]
+    plots.plot_tile_heatmap(rows, tmp_path / "t.png")
+    ax = figures[-1].axes[0]
+    assert not ax.images and len(ax.patches) == 3 and ax.get_xlabel() == "tile_n"
+    rows = [asdict(row("cpu.csr.tiled", 1e-3 * (1 + tile / 64 + rpt / 256), params={"tile_n": tile, "rows_per_task": rpt}))
+            for tile in (16, 32) for rpt in (16, 64)]
+    plots.plot_tile_heatmap(rows, tmp_path / "t2.png")
+    assert figures[-1].axes[0].images  # two params: a real heatmap
