@@ -557,6 +557,45 @@ def infer(
 
 
 
+@app.command("lab")
+def lab_cmd(
+    lab_id: Optional[str] = typer.Argument(None, metavar="[ID]", help="the lab to run (no ID: list the labs)"),
+    handout: bool = typer.Option(False, "--handout", help="print the lab's handout (Markdown) and stop"),
+    quick: bool = typer.Option(False, "--quick", help="class sizes: each lab under a minute on a 2-core VM"),
+    predict: Optional[List[str]] = typer.Option(None, "--predict", help="a prediction KEY=VALUE (repeatable)"),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", help="predictions file: KEY=VALUE lines or a JSON object"),
+    no_predict: bool = typer.Option(False, "--no-predict", help="skip the predictions"),
+    student: Optional[str] = typer.Option(None, "--student", help="name stored with the predictions (default $SPMM_STUDY_STUDENT or the login)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="result folder (default results/lab<ID>/<timestamp>)"),
+    force: bool = typer.Option(False, help="replace results already in --out"),
+    tiny: bool = typer.Option(False, hidden=True, help="tiny sizes (tests): meaningless numbers"),
+):
+    """Teaching labs on data movement: predict, measure, and see model, simulated caches and time side by side."""
+    from spmm_study.labs import catalog, session
+
+    if lab_id is None:
+        if handout or predict or predictions or no_predict:
+            raise ParamError("give a lab ID (see 'spmm-study lab')")
+        out.print(session.list_table())
+        out.print("[dim]run one with: spmm-study lab ID --quick; its handout: spmm-study lab ID --handout[/]")
+        return
+    lab = catalog.get(lab_id)
+    if handout:
+        print(catalog.handout(lab), end="")
+        return
+    size = "tiny" if tiny else "quick" if quick else "full"
+    session.run(lab_id, size, predict, predictions, no_predict, student, out_dir, force, out, err)
+
+
+@app.command("show")
+def show_cmd(variant: str = typer.Argument(..., help="variant id or bare idea (cpu.csr.tiled, tiled)"),
+             device: str = typer.Option("cpu", help="device for bare names: cpu or gpu")):
+    """Print a variant's lesson: its module docstring (what changed, loop order, expected traffic, what to look at)."""
+    from spmm_study.labs.lessons import lesson
+
+    print(lesson(variant, device))
+
+
 # ----------------------------------------------------------------------------------------------- entry
 
 

@@ -1,0 +1,550 @@
+"""The lab runner shared by every lab: question → model → predictions → measure → side by side → explain → files.
+
+A lab (one module per lab in this package) is a ``Lab``: its runs (variant, matrix, N, params), its
+questions (each answered three ways: by the movement model, by the cache simulator, by the measurement),
+its explanation (sentences chosen by what was measured) and its plot. ``execute`` does the rest:
+
+1. the model's numbers for every run (``movement.py``, at the measured size) are printed first;
+2. predictions come from the caller (the CLI prompts on a terminal, or reads ``--predict``/``--predictions``);
+3. each run is measured by the harness (checked against float64, poisoned, timed) behind a progress bar;
+4. each CPU run with a trace (``traces.for_variant``) is replayed through the cache simulator configured
+   from this machine's caches; in quick mode the simulated problem is the measured one;
+5. a table of runs (model bytes, simulated bytes per level, time) and a table of questions (prediction,
+   model, simulation, measurement, prediction/measurement, verdict);
+6. result rows (the measurements, and one row per question holding the prediction beside the answers) go to
+   the lab's result folder with the plot; ``report`` over a folder of such folders grades a class.
+
+Sizes: ``tiny`` (tests: meaningless numbers, seconds), ``quick`` (class: each lab under a minute on the
+2-core VM), ``full`` (real numbers).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from spmm_study.errors import ParamError, ResultsError, SpmmError
+
+SIZES = ("tiny", "quick", "full")
+SIM_BUDGET = 12_000_000  # accesses: about 1-3 s of simulation on the 2-core VM
+
+
+@dataclass
+class Run:
+    key: str  # short label shown in tables ("ijk")
+    variant: str
+    matrix: str  # label of a matrix the lab built (``Lab.matrices``)
+    n: int
+    params: dict = field(default_factory=dict)
+    threads: int | None = 1
+    sim: bool = True  # replay its trace through the simulator (when it has one)
+
+
+@dataclass
+class Question:
+    key: str
+    text: str
+    unit: str = "x"
+    kind: str = "ratio"  # ratio: right within a factor tol; exact: equal; absolute: |pred - answer| <= tol
+    tol: float = 1.5
+    answer: Callable[["Outcome", str], float | None] | None = None  # (outcome, "model"|"sim"|"measured")
+
+    def verdict(self, pred: float | None, truth: float | None) -> tuple[str, float]:
+        """(verdict, error): error is pred/truth for ratios, pred - truth otherwise."""
+        if pred is None or truth is None or not _finite(truth):
+            return ("-", float("nan"))
+        if self.kind == "ratio":
+            if pred <= 0 or truth <= 0:
+                return ("off", float("nan"))
+            err = pred / truth
+            f = max(err, 1 / err)
+            if f <= self.tol:
+                return ("right", err)
+            return (f"{'high' if err > 1 else 'low'} {f:.1f}x", err)
+        err = pred - truth
+        if self.kind == "exact":
+            return ("right" if round(pred) == round(truth) else ("high" if err > 0 else "low"), err)
+        return ("right" if abs(err) <= self.tol else ("high" if err > 0 else "low"), err)
+
+
+@dataclass
+class Outcome:
+    """Everything a lab's answers, explanation and plot may read."""
+
+    lab: "Lab"
+    size: str
+    runs: list[Run]
+    matrices: dict
+    shapes: dict = field(default_factory=dict)  # run key -> Shape (measured problem)
+    models: dict = field(default_factory=dict)  # run key -> movement.Bytes at the measured size
+    results: dict = field(default_factory=dict)  # run key -> Result (None when not measured)
+    sims: dict = field(default_factory=dict)  # run key -> SimStats at the simulated size
+    sim_shapes: dict = field(default_factory=dict)
+    sim_models: dict = field(default_factory=dict)  # model bytes at the simulated size
+    notes: list[str] = field(default_factory=list)
+    measured_here: bool = True
+    levels: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    def time(self, key: str) -> float | None:
+        r = self.results.get(key)
+        return r.median_s if r is not None and r.status == "PASS" and _finite(r.median_s) else None
+
+    def ratio_time(self, a: str, b: str) -> float | None:
+        ta, tb = self.time(a), self.time(b)
+        return ta / tb if ta and tb else None
+
+    def model_total(self, key: str) -> float | None:
+        m = self.models.get(key)
+        return m.total if m is not None else None
+
+    def ratio_model(self, a: str, b: str) -> float | None:
+        ma, mb = self.model_total(a), self.model_total(b)
+        return ma / mb if ma and mb else None
+
+    def sim_traffic(self, key: str, level: int = 0) -> float | None:
+        s = self.sims.get(key)
+        return float(s.traffic(level)) if s is not None else None
+
+    def ratio_sim(self, a: str, b: str, level: int = 0) -> float | None:
+        sa, sb = self.sim_traffic(a, level), self.sim_traffic(b, level)
+        return sa / sb if sa and sb else None
+
+    def ratio(self, source: str, a: str, b: str, level: int = 0) -> float | None:
+        """t(a)/t(b) measured, bytes(a)/bytes(b) modelled, or simulated traffic below level ``level``."""
+        if source == "measured":
+            return self.ratio_time(a, b)
+        if source == "model":
+            return self.ratio_model(a, b)
+        return self.ratio_sim(a, b, level)
+
+
+class Lab:
+    """Base class: a lab overrides the attributes and the methods it needs."""
+
+    id: int = 0
+    title: str = ""
+    device: str = "cpu"
+    quick_minutes: float = 1.0
+    questions: list[Question] = []
+    sim_level_name: str = "L1"  # which boundary the question's "sim" answers use
+
+    @property
+    def handout_name(self) -> str:
+        return f"lab{self.id}.md"
+
+    def matrices(self, size: str) -> dict:
+        """label -> CSR used by the runs at this size."""
+        raise NotImplementedError
+
+    def runs(self, size: str) -> list[Run]:
+        raise NotImplementedError
+
+    def sim_matrices(self, size: str) -> dict | None:
+        """label -> (CSR, N) simulated instead of the measured problem (None: simulate the measured one)."""
+        return None
+
+    def intro(self, out: Outcome) -> list[str]:
+        return []
+
+    def explain(self, out: Outcome) -> list[str]:
+        return []
+
+    def plot(self, out: Outcome, folder: Path) -> list[Path]:
+        return [plot_runs(out, folder)]
+
+    def after_measure(self, out: Outcome) -> None:
+        """Hook for labs that derive extra facts (ceilings, per-thread work) once measurements exist."""
+
+
+# ------------------------------------------------------------------------------------------- predictions
+
+
+MAX_PREDICTIONS_BYTES = 64 * 1024
+
+
+def parse_number(key: str, text: str, where: str) -> float:
+    try:
+        val = float(str(text).strip().rstrip("x%"))
+    except ValueError:
+        raise ParamError(f"{where}: prediction {key}={text!r} is not a number") from None
+    if not math.isfinite(val):
+        raise ParamError(f"{where}: prediction {key}={text!r} is not a finite number")
+    return val
+
+
+def check_keys(lab: Lab, preds: dict[str, Any], where: str) -> None:
+    known = [q.key for q in lab.questions]
+    unknown = sorted(set(preds) - set(known))
+    if unknown:
+        raise ParamError(f"{where}: lab {lab.id} has no question {', '.join(unknown)} (its questions: {', '.join(known)})")
+
+
+def parse_predict(lab: Lab, items: list[str] | None) -> dict[str, float]:
+    """``--predict KEY=VALUE`` items."""
+    out = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ParamError(f"--predict {item!r} must look like KEY=VALUE")
+        out[key.strip()] = value
+    check_keys(lab, out, "--predict")
+    return {k: parse_number(k, v, "--predict") for k, v in out.items()}
+
+
+def read_predictions(lab: Lab, path: Path) -> dict[str, float]:
+    """A predictions file: ``KEY=VALUE`` lines (``#`` comments) or one JSON object."""
+    path = Path(path)
+    where = f"--predictions {path}"
+    if not path.exists():
+        raise ParamError(f"{where}: no such file")
+    if not path.is_file():
+        raise ParamError(f"{where}: not a file")
+    if path.stat().st_size > MAX_PREDICTIONS_BYTES:
+        raise ParamError(f"{where}: {path.stat().st_size:,} bytes is past the {MAX_PREDICTIONS_BYTES:,} a predictions file may hold")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParamError(f"{where}: cannot be read ({exc})") from None
+    raw: dict[str, Any] = {}
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ParamError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(data, dict):
+            raise ParamError(f"{where}: expected a JSON object of KEY: number")
+        raw = {str(k): v for k, v in data.items()}
+        bad = [k for k, v in raw.items() if isinstance(v, bool) or not isinstance(v, (int, float, str))]
+        if bad:
+            raise ParamError(f"{where}: prediction {bad[0]}={raw[bad[0]]!r} is not a number")
+    else:
+        for no, line in enumerate(text.splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            key, eq, value = line.partition("=")
+            if not eq or not key.strip():
+                raise ParamError(f"{where}:{no}: {line!r} must look like KEY=VALUE")
+            raw[key.strip()] = value
+    check_keys(lab, raw, where)
+    return {k: parse_number(k, v, where) for k, v in raw.items()}
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+
+def timing_for(size: str):
+    from spmm_study.timing import TimingConfig
+
+    if size == "tiny":
+        return TimingConfig(repeats=1, min_time_s=0.0, warmup_s=0.0, cache="warm")
+    if size == "quick":
+        return TimingConfig(repeats=3, min_time_s=0.05, warmup_s=0.02, cache="cold")
+    return TimingConfig(repeats=10, min_time_s=0.3, warmup_s=0.1, cache="cold")
+
+
+def gpu_reason(lab: Lab) -> str | None:
+    if lab.device != "gpu":
+        return None
+    from spmm_study.gpu.device import gpu_unavailable_reason
+
+    return gpu_unavailable_reason()
+
+
+def shape_of(a, n: int, dtype=np.float32):
+    from spmm_study.problem import Shape
+
+    k_touched = int(np.unique(a.indices).size) if a.nnz else 0
+    rows_nonempty = int(np.count_nonzero(np.diff(a.indptr)))
+    return Shape(a.m, a.k, n, a.nnz, k_touched, rows_nonempty, np.dtype(dtype).itemsize, a.indices.itemsize)
+
+
+def prepare(lab: Lab, size: str) -> Outcome:
+    """The runs and the models (no measurement): enough for the intro and for GPU labs without a GPU."""
+    from spmm_study import registry
+
+    if size not in SIZES:
+        raise ParamError(f"size {size!r}: choose one of {', '.join(SIZES)}")
+    mats = lab.matrices(size)
+    runs = [r for r in lab.runs(size) if r.matrix in mats]  # a lab drops runs on a matrix not here (DLMC)
+    out = Outcome(lab=lab, size=size, runs=runs, matrices=mats)
+    for r in runs:
+        v = registry.get(r.variant)
+        s = shape_of(mats[r.matrix], r.n)
+        out.shapes[r.key] = s
+        out.models[r.key] = v.movement(s, v.resolve_params(r.params))
+    return out
+
+
+def simulate_runs(out: Outcome, on_step: Callable[[str], None] = lambda s: None) -> None:
+    from spmm_study import cachesim, registry
+    from spmm_study.labs import traces
+
+    levels, source = cachesim.machine_levels()
+    out.levels = levels
+    sim_mats = out.lab.sim_matrices(out.size) or {}
+    for r in out.runs:
+        if not r.sim or r.variant not in traces.TRACED:
+            continue
+        a, n = sim_mats.get(r.matrix, (out.matrices[r.matrix], r.n))
+        if r.matrix in sim_mats and n != r.n:
+            n = sim_mats[r.matrix][1]
+        v = registry.get(r.variant)
+        params = v.resolve_params(r.params)
+        on_step(f"simulating {r.key}")
+        try:
+            trace = traces.for_variant(r.variant, a, n, params, 4)
+        except SpmmError as exc:
+            out.notes.append(f"{r.key}: not simulated ({exc})")
+            continue
+        if trace is None:
+            continue
+        out.sims[r.key] = cachesim.simulate(trace[0], trace[1], levels)
+        s = shape_of(a, n)
+        out.sim_shapes[r.key] = s
+        out.sim_models[r.key] = v.movement(s, params)
+    if out.sims:
+        out.notes.append(f"simulated caches ({source}): {cachesim.describe_levels(levels)}; LRU, no prefetcher")
+        diff = [k for k in out.sims if out.sim_shapes[k] != out.shapes[k]]
+        if diff:
+            s = out.sim_shapes[diff[0]]
+            out.notes.append(f"simulated at a smaller size than measured (e.g. {s.m}x{s.k}, N={s.n}): compare "
+                             "ratios between runs, not bytes with the model")
+
+
+def measure_runs(out: Outcome, on_step: Callable[[str], None] = lambda s: None, tags: str = "") -> None:
+    from spmm_study import registry
+    from spmm_study.environment import machine_label
+    from spmm_study.harness import HarnessConfig, measure
+    from spmm_study.problem import Problem
+
+    timing = timing_for(out.size)
+    problems: dict = {}
+    for r in out.runs:
+        on_step(f"measuring {r.key} ({r.variant})")
+        v = registry.get(r.variant)
+        reason = v.unavailable_reason()
+        if reason:
+            out.results[r.key] = None
+            out.notes.append(f"{r.key}: {v.id} unavailable here ({reason})")
+            continue
+        key = (r.matrix, r.n)
+        if key not in problems:
+            if len(problems) > 2:
+                problems.pop(next(iter(problems)))
+            problems[key] = Problem.make(out.matrices[r.matrix], r.n, "float32", 0, matrix=r.matrix)
+        cfg = HarnessConfig(timing=timing, threads=r.threads, machine=machine_label(v.device),
+                            tags=";".join(t for t in (tags, f"run={r.key}") if t))
+        res = measure(v, problems[key], dict(r.params), cfg)
+        out.results[r.key] = res
+        if res.status != "PASS":
+            out.notes.append(f"{r.key}: {res.status} {res.message}")
+        on_step("")
+
+
+# -------------------------------------------------------------------------------------------- the tables
+
+
+def fmt_bytes(x: float | None) -> str:
+    if x is None or not _finite(x):
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def fmt_time(s: float | None) -> str:
+    if s is None or not _finite(s):
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g}{unit}"
+    return f"{s / 1e-9:.3g}ns"
+
+
+def fmt_val(x: float | None, unit: str = "") -> str:
+    if x is None or not _finite(x):
+        return "-"
+    if unit == "%":
+        return f"{x:.3g}%"
+    return f"{x:.3g}"
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def run_rows(out: Outcome, ref: str | None = None) -> list[list[str]]:
+    """run | model bytes | sim L1 | sim L2 | sim mem | time | vs ref (strings)."""
+    ref = ref or (out.runs[0].key if out.runs else None)
+    rows = []
+    for r in out.runs:
+        sim = out.sims.get(r.key)
+        lv = [fmt_bytes(sim.traffic(i)) if sim and i < len(sim.levels) else "-" for i in range(2)]
+        mem = fmt_bytes(sim.memory_bytes) if sim else "-"
+        t = out.time(r.key)
+        rel = out.ratio_time(r.key, ref) if ref else None
+        res = out.results.get(r.key)
+        status = "" if res is None or res.status == "PASS" else res.status
+        rows.append([r.key, fmt_bytes(out.model_total(r.key)), *lv, mem, status or fmt_time(t),
+                     f"{rel:.2f}" if rel else "-"])
+    return rows
+
+
+RUN_COLUMNS = ["run", "model B", "sim L1↔L2", "sim L2↔L3", "sim mem", "time", "t/t(ref)"]
+QUESTION_COLUMNS = ["question", "you", "model", "sim", "measured", "you/meas", "verdict"]
+
+
+def question_rows(out: Outcome, preds: dict[str, float]) -> list[dict]:
+    rows = []
+    for q in out.lab.questions:
+        ans = {src: _safe(q, out, src) for src in ("model", "sim", "measured")}
+        pred = preds.get(q.key)
+        truth = ans["measured"] if ans["measured"] is not None else None
+        verdict, err = q.verdict(pred, truth)
+        rows.append({"key": q.key, "text": q.text, "unit": q.unit, "kind": q.kind, "tol": q.tol,
+                     "prediction": pred, **ans, "verdict": verdict, "error": err})
+    return rows
+
+
+def _safe(q: Question, out: Outcome, src: str) -> float | None:
+    if q.answer is None:
+        return None
+    try:
+        val = q.answer(out, src)
+    except (KeyError, ZeroDivisionError, TypeError, ValueError):
+        return None
+    return float(val) if val is not None and _finite(val) else None
+
+
+def question_table_rows(qrows: list[dict]) -> list[list[str]]:
+    rows = []
+    for q in qrows:
+        pred, meas = q["prediction"], q["measured"]
+        if q["kind"] == "ratio":
+            rel = f"{pred / meas:.2f}" if pred and meas else "-"
+        else:
+            rel = f"{pred - meas:+.3g}" if pred is not None and meas is not None else "-"
+        rows.append([q["key"], fmt_val(pred, q["unit"]), fmt_val(q["model"], q["unit"]), fmt_val(q["sim"], q["unit"]),
+                     fmt_val(meas, q["unit"]), rel, q["verdict"]])
+    return rows
+
+
+# -------------------------------------------------------------------------------------------- explaining
+
+
+def ranking_sentence(out: Outcome, keys: list[str], assumption: str) -> list[str]:
+    """Compare the measured ranking of ``keys`` (fastest first) with the model's (fewest bytes first);
+    when they differ, name the model's assumption that failed (and say what the simulator thought)."""
+    keys = [k for k in keys if out.time(k) is not None and out.model_total(k) is not None]
+    if len(keys) < 2:
+        return []
+    meas = sorted(keys, key=lambda k: out.time(k))
+    model = sorted(keys, key=lambda k: out.model_total(k))
+    lines = []
+    if meas == model:
+        lines.append(f"Measured ranking (fastest first) {' < '.join(meas)} is the model's ranking by bytes: "
+                     "the loads the loop nest issues explain the times here.")
+        return lines
+    lines.append(f"Measured ranking {' < '.join(meas)} differs from the model's {' < '.join(model)}.")
+    # the first pair the two orders disagree on
+    for i, k in enumerate(meas):
+        if model[i] != k:
+            a, b = k, model[i]
+            lines.append(f"{a} ran faster than {b} ({fmt_time(out.time(a))} vs {fmt_time(out.time(b))}) although "
+                         f"the model gives it {fmt_bytes(out.model_total(a))} bytes against {fmt_bytes(out.model_total(b))}: "
+                         f"{assumption}")
+            sa, sb = out.sim_traffic(a), out.sim_traffic(b)
+            if sa is not None and sb is not None:
+                agree = (sa <= sb)
+                lines.append(f"The simulator, which keeps what the caches keep, {'agrees with the measurement' if agree else 'sides with the model'}: "
+                             f"{fmt_bytes(sa)} vs {fmt_bytes(sb)} bytes between L1 and L2"
+                             + ("." if agree else "; what it leaves out (prefetcher, vectors, out-of-order overlap) decided it."))
+            break
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------ plots
+
+
+def plot_runs(out: Outcome, folder: Path) -> Path:
+    """Measured time per run beside model bytes and simulated traffic (log scales)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spmm_study.environment import machine_label
+
+    keys = [r.key for r in out.runs]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    times = [out.time(k) or 0 for k in keys]
+    ax1.bar(keys, [t * 1e3 for t in times], color="tab:blue")
+    ax1.set_ylabel("median time (ms)")
+    ax1.set_title("measured")
+    if any(times):
+        ax1.set_yscale("log")
+    x = np.arange(len(keys))
+    ax2.bar(x - 0.2, [out.model_total(k) or 0 for k in keys], 0.4, label="model bytes (measured size)", color="tab:gray")
+    if out.sims:
+        ax2.bar(x + 0.2, [out.sim_traffic(k) or 0 for k in keys], 0.4, label="simulated L1↔L2 bytes", color="tab:orange")
+    ax2.set_xticks(x, keys)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("bytes")
+    ax2.set_title("model and simulation")
+    ax2.legend(fontsize=8)
+    for ax in (ax1, ax2):
+        ax.tick_params(axis="x", rotation=45)
+    fig.suptitle(f"lab {out.lab.id}: {out.lab.title} — {machine_label(out.lab.device)}, {time.strftime('%Y-%m-%d')}",
+                 fontsize=10)
+    fig.tight_layout()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"lab{out.lab.id}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+
+def question_result_rows(out: Outcome, qrows: list[dict], student: str, machine: str, tags: str):
+    """One Result row per question: the prediction stored beside the model, simulation and measurement."""
+    from spmm_study.results import Result
+
+    rows = []
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    for q in qrows:
+        info = {"lab": out.lab.id, "student": student, "question": q["key"], "text": q["text"], "unit": q["unit"],
+                "kind": q["kind"], "tol": q["tol"], "prediction": q["prediction"], "model": q["model"],
+                "sim": q["sim"], "measured": q["measured"], "verdict": q["verdict"], "size": out.size}
+        rows.append(Result(
+            variant=f"lab{out.lab.id}.{q['key']}", device="lab", format="question", idea=q["key"], baseline=False,
+            matrix=f"lab{out.lab.id}", m=0, k=0, n=0, nnz=0, sparsity=float("nan"), dtype="", seed=0, params="{}",
+            threads=0, status="PASS" if q["measured"] is not None else "SKIP",
+            message="" if q["measured"] is not None else "not measured here", machine=machine, timestamp=stamp,
+            info=json.dumps(info, default=_json_num), tags=f"{tags};question={q['key']}"))
+    return rows
+
+
+def _json_num(x):
+    return None
+
+
+def check_out_dir(out_dir: Path | None, lab: Lab, force: bool) -> Path:
+    from spmm_study.results import default_dir
+
+    directory = out_dir or default_dir(f"lab{lab.id}")
+    if directory.exists() and not directory.is_dir():
+        raise ResultsError(f"{directory} exists and is not a directory")
+    if (directory / "rows.jsonl").exists() and not force:
+        raise ResultsError(f"{directory} already holds lab results; pass --force to replace them")
+    return directory

@@ -1,0 +1,172 @@
+"""Lab 6 — the roofline: each rung under this machine's measured roofs; which are memory-bound and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from spmm_study.labs import matrices
+from spmm_study.labs.common import Lab, Outcome, Question, Run, plot_runs
+
+SIZES = {"tiny": ((64, 64), 16), "quick": ((2048, 512), 256), "full": ((2048, 2048), 512)}
+SIM = {"tiny": ((64, 64), 16), "quick": ((512, 512), 64), "full": ((512, 512), 64)}
+RUNGS = (("dense_tiled", "cpu.dense.tiled", {}), ("numpy", "cpu.dense.numpy", {}), ("csr_dot", "cpu.csr.dot", {}),
+         ("csr_row", "cpu.csr.rowwise", {}), ("coo", "cpu.coo.scatter", {}), ("csr_tiled", "cpu.csr.tiled", {}),
+         ("scipy", "cpu.csr.scipy", {}))
+
+
+def ceilings(out: Outcome) -> dict | None:
+    """This machine's 1-thread roofs: stored by 'spmm-study calibrate', else measured now (and not stored)."""
+    if "ceil" in out.extra:
+        return out.extra["ceil"]
+    from spmm_study import calibrate
+    from spmm_study.environment import machine_label
+    from spmm_study.errors import SpmmError
+
+    entry = None
+    try:
+        entry = calibrate.load().get(machine_label("cpu"))
+    except SpmmError:
+        entry = None
+    source = "stored by 'spmm-study calibrate'"
+    if not entry or "stream_gbps_1" not in entry:
+        if out.size == "tiny":
+            entry = {"stream_gbps_1": 20.0, "fma_gflops_fp32_1": 100.0}
+            source = "placeholders (tiny size: no calibration)"
+        else:
+            bw = calibrate.cpu_stream_gbps(1, None, 3)
+            peak = calibrate.cpu_fma_gflops(1, "float32", 1_000_000, 2)
+            entry = {"stream_gbps_1": bw, "fma_gflops_fp32_1": peak}
+            source = "measured now (run 'spmm-study calibrate' to store them)"
+    out.extra["ceil"] = {"bw": float(entry["stream_gbps_1"]), "peak": float(entry["fma_gflops_fp32_1"]), "source": source}
+    return out.extra["ceil"]
+
+
+def intensity(out: Outcome, key: str) -> float:
+    from spmm_study import movement
+
+    s = out.shapes[key]
+    return s.flops / movement.compulsory(s).total
+
+
+def roof(out: Outcome, key: str, inten: float | None = None) -> float:
+    c = ceilings(out)
+    return min(c["peak"], c["bw"] * (inten if inten is not None else intensity(out, key)))
+
+
+def gflops(out: Outcome, key: str) -> float | None:
+    r = out.results.get(key)
+    return r.gflops if r is not None and r.status == "PASS" else None
+
+
+def memory_bound_count(out: Outcome, source: str) -> float | None:
+    c = ceilings(out)
+    keys = [k for k, _, _ in RUNGS if k in out.shapes]
+    if source == "model":  # under the ridge: the roofline says memory decides
+        return float(sum(intensity(out, k) < c["peak"] / c["bw"] for k in keys))
+    if source == "measured":  # reaches at least half of the memory roof at its intensity
+        got = [(k, gflops(out, k)) for k in keys]
+        if any(g is None for _, g in got):
+            return None
+        return float(sum(g >= 0.5 * c["bw"] * intensity(out, k) for k, g in got))
+    return None
+
+
+def attainable(out: Outcome, key: str, source: str) -> float | None:
+    if source == "model":
+        return roof(out, key)
+    if source == "measured":
+        return gflops(out, key)
+    sim = out.sims.get(key)
+    if sim is None:
+        return None
+    s = out.sim_shapes[key]
+    return roof(out, key, s.flops / max(1, sim.memory_bytes))
+
+
+class Roofline(Lab):
+    id = 6
+    title = "the roofline"
+    device = "cpu"
+    quick_minutes = 0.8
+    questions = [
+        Question("csr_tiled_gflops", "GFLOP/s (useful, 2·nnz·N/t) of cpu.csr.tiled on one thread", unit="",
+                 answer=lambda o, s: attainable(o, "csr_tiled", s)),
+        Question("csr_row_gflops", "GFLOP/s of cpu.csr.rowwise on one thread", unit="",
+                 answer=lambda o, s: attainable(o, "csr_row", s)),
+        Question("memory_bound", f"how many of the {len(RUNGS)} rungs reach half of the memory roof", unit="",
+                 kind="exact", answer=memory_bound_count),
+    ]
+
+    def matrices(self, size):
+        (m, k), n = SIZES[size]
+        return {"m": matrices.magnitude(m, k, 0.9)}
+
+    def sim_matrices(self, size):
+        (m, k), n = SIM[size]
+        return {"m": (matrices.magnitude(m, k, 0.9), n)}
+
+    def runs(self, size):
+        (m, k), n = SIZES[size]
+        return [Run(key, vid, "m", n, p) for key, vid, p in RUNGS]
+
+    def intro(self, out: Outcome):
+        c = ceilings(out)
+        ridge = c["peak"] / c["bw"]
+        s = out.shapes["csr_row"]
+        return [f"Roofs (one thread, {c['source']}): memory {c['bw']:.1f} GB/s, fp32 FMA {c['peak']:.0f} GFLOP/s; "
+                f"ridge at {ridge:.1f} flop/byte.",
+                f"A: {s.m}x{s.k} magnitude-pruned to 90%, N={s.n}. Useful flops 2·nnz·N = {s.flops / 1e6:.3g} M; "
+                f"compulsory bytes {intensity(out, 'csr_row') and s.flops / intensity(out, 'csr_row') / 1e6:.3g} MB; "
+                f"intensity {intensity(out, 'csr_row'):.2f} flop/byte: the roof there is {roof(out, 'csr_row'):.1f} GFLOP/s."]
+
+    def explain(self, out: Outcome):
+        c = ceilings(out)
+        lines = []
+        for key, _, _ in RUNGS:
+            g = gflops(out, key)
+            if g is None:
+                continue
+            frac = g / roof(out, key)
+            mem_roof = c["bw"] * intensity(out, key)
+            why = ("memory-bound: it moves its compulsory bytes near the stream rate" if g >= 0.5 * mem_roof else
+                   "below the memory roof: latency of gathered B rows, instruction count or (dense) wasted flops on "
+                   "zeros limit it, not bandwidth")
+            if key in ("numpy", "dense_tiled"):
+                why += f"; it computes {1 / (1 - out.shapes[key].sparsity):.0f}x the useful flops (the zeros)"
+            lines.append(f"{key}: {g:.1f} GFLOP/s, {frac * 100:.0f}% of its roof — {why}.")
+        lines.append("A kernel far under both roofs is not limited by either: the roofline says what cannot be beaten, "
+                     "not what is reached.")
+        return lines
+
+    def plot(self, out: Outcome, folder: Path):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from spmm_study.environment import machine_label
+
+        paths = [plot_runs(out, folder)]
+        c = ceilings(out)
+        fig, ax = plt.subplots(figsize=(7, 5))
+        xs = np.logspace(-2, 3, 200)
+        ax.loglog(xs, np.minimum(c["peak"], c["bw"] * xs), "k-", label=f"roof: {c['bw']:.0f} GB/s, {c['peak']:.0f} GFLOP/s")
+        for i, (key, _, _) in enumerate(RUNGS):
+            g = gflops(out, key)
+            if key in out.shapes:
+                x = intensity(out, key)
+                ax.plot([x], [g if g else roof(out, key)], "o" if g else "x", color=f"C{i}", label=key)
+        ax.set_xlabel("intensity: useful flops per compulsory byte")
+        ax.set_ylabel("useful GFLOP/s")
+        ax.set_title(f"lab 6 roofline — {machine_label('cpu')}, 1 thread", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        p = folder / "lab6_roofline.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        return paths + [p]
+
+
+LAB = Roofline()
