@@ -463,6 +463,11 @@ def report_cmd(
     if save_rows is not None:
         report.save_rows(rows, save_rows)
         err.print(f"[dim]wrote {escape(str(save_rows))}[/]")
+    from spmm_study.labs import grading
+
+    if grading.is_lab_rows(rows) and kind == "auto":  # a folder of students' lab results: the grading tables
+        print_tables(grading.tables(rows), markdown)
+        return
     roofs = calibrate.load(ceilings)
     if roofs:  # say where the roofs come from: a stale or foreign calibration otherwise goes unnoticed
         print_notes([f"roofs from {ceilings or calibrate.default_path()} ({', '.join(sorted(roofs))})"])
@@ -577,7 +582,7 @@ def lab_cmd(
         if handout or predict or predictions or no_predict:
             raise ParamError("give a lab ID (see 'spmm-study lab')")
         out.print(session.list_table())
-        out.print("[dim]run one with: spmm-study lab ID --quick; its handout: spmm-study lab ID --handout[/]")
+        out.print("[dim]run one: spmm-study lab ID --quick; its handout: spmm-study lab ID --handout[/]")
         return
     lab = catalog.get(lab_id)
     if handout:

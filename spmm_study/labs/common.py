@@ -408,8 +408,11 @@ def question_rows(out: Outcome, preds: dict[str, float]) -> list[dict]:
     for q in out.lab.questions:
         ans = {src: _safe(q, out, src) for src in ("model", "sim", "measured")}
         pred = preds.get(q.key)
-        truth = ans["measured"] if ans["measured"] is not None else None
-        verdict, err = q.verdict(pred, truth)
+        if ans["measured"] is not None:
+            verdict, err = q.verdict(pred, ans["measured"])
+        else:  # nothing measured here (a GPU lab without a GPU): judged against the model, and said so
+            verdict, err = q.verdict(pred, ans["model"])
+            verdict = verdict if verdict == "-" else f"{verdict} (model)"
         rows.append({"key": q.key, "text": q.text, "unit": q.unit, "kind": q.kind, "tol": q.tol,
                      "prediction": pred, **ans, "verdict": verdict, "error": err})
     return rows

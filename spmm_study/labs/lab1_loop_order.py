@@ -57,8 +57,8 @@ class LoopOrder(Lab):
         l2 = out.levels[1].size if len(out.levels) > 1 else 2 * 1024 * 1024
         where = "L1" if b_bytes <= l1 else "L2" if b_bytes <= l2 else "L3 or memory"
         assumption = (f"the model assumes nothing is reused from the caches, but B ({b_bytes // 1024} KiB) fits in {where}, "
-                      "so a strided walk re-uses lines that are still cached, and the j-innermost orders vectorise "
-                      "(unit stride) where a k-innermost reduction without fastmath cannot.")
+                      "so a strided walk re-uses lines that are still cached; and only the j-innermost orders (ikj, kij) "
+                      "vectorise (unit stride in B and C), which no byte count sees.")
         lines += ranking_sentence(out, list(ORDERS), assumption)
         r = out.ratio_time("csr_dot", "csr_row")
         if r is not None:

@@ -125,7 +125,9 @@ class Balance(Lab):
                     lines.append(f"Here rows are even enough (static imbalance {imb or 1:.2f}x) that the partition barely matters.")
         s = out.ratio_time("skew_1t", "skew_nnz")
         if s:
-            lines.append(f"All {threads()} threads ran {s:.2f}x faster than one (the machine was {'shared' if s < 0.8 * threads() else 'not the limit'}).")
+            lines.append(f"All {threads()} threads ran at {s:.2f}x the speed of one" + (
+                " — far below the thread count: the cores were shared with other work, or the memory system, not the "
+                "cores, set the pace." if s < 0.8 * threads() else "."))
         return lines
 
     def plot(self, out: Outcome, folder: Path):
