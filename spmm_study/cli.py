@@ -580,7 +580,7 @@ def lab_cmd(
 
     if lab_id is None:
         if handout or predict or predictions or no_predict:
-            raise ParamError("give a lab ID (see 'spmm-study lab')")
+            raise SpmmError("give a lab ID (see 'spmm-study lab')")
         out.print(session.list_table())
         out.print("[dim]run one: spmm-study lab ID --quick; its handout: spmm-study lab ID --handout[/]")
         return
