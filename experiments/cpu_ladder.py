@@ -80,15 +80,16 @@ def measure(args) -> Path:
     writer = ResultWriter(out, meta={"experiment": "cpu-ladder", "command": " ".join(sys.argv), "env": env,
                                      **describe()},
                           resume=args.resume)
-    slow = runner.Context(dlmc_root=args.dlmc_root, timing=TimingConfig(repeats=2, min_time_s=0.0, warmup_s=0.0))
-    fast = runner.Context(dlmc_root=args.dlmc_root, timing=TimingConfig(repeats=5, min_time_s=0.05, warmup_s=0.02))
-    fast._matrices = slow._matrices  # load each matrix once
+    slow = TimingConfig(repeats=2, min_time_s=0.0, warmup_s=0.0)
+    fast = TimingConfig(repeats=5, min_time_s=0.05, warmup_s=0.02)
+    ctx = runner.Context(dlmc_root=args.dlmc_root)  # one context: each matrix is loaded once
 
     def task(vid, params, spec, threads, tags):
         v = registry.get(vid)
         return runner.Task(v, spec, N, tuple(sorted(params.items())), "float32", 0, None, threads, tags)
 
-    def go(ctx, tasks, label):
+    def go(timing, tasks, label):
+        ctx.timing = timing
         for i, res in enumerate(runner.execute(tasks, ctx, writer), 1):
             t = f"{res.median_s * 1e3:8.3f} ms" if res.status == "PASS" else res.status
             print(f"[{label} {i}/{len(tasks)}] {res.variant:22s} {res.params:40s} thr={res.threads} {t} "

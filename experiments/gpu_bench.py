@@ -111,7 +111,7 @@ def env_phase(out: Path) -> None:
         pass
     from spmm_study.gpu import timing
 
-    facts["spin_ns_per_step"] = round(timing._spin_ns_per_step(), 1)
+    facts["spin_ns_per_step"] = round(timing.spin_ns_per_step(), 1)
     facts["l2_bytes"] = timing.l2_bytes()
     log("ENV", json.dumps(facts))
     (out / "gpu-env.json").write_text(json.dumps(facts, indent=1))

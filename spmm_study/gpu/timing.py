@@ -77,7 +77,7 @@ def _flusher():
     return _state["flush"]
 
 
-def _spin_ns_per_step() -> float:
+def spin_ns_per_step() -> float:
     """Calibrate the spin kernel once: device ns per step, from events."""
     if "ns_per_step" not in _state:
         bind_cuda(globals())
@@ -104,7 +104,7 @@ def _batch(prepared, count: int, spin_s: float, cold: bool, dispatch: list):
     events = [(cuda.event(), cuda.event()) for _ in range(count)]
     spun = cuda.event()
     cuda.synchronize()
-    spin[1, 1](np.int64(max(1, int(spin_s * 1e9 / _spin_ns_per_step()))))
+    spin[1, 1](np.int64(max(1, int(spin_s * 1e9 / spin_ns_per_step()))))
     spun.record()
     clock = time.perf_counter_ns
     local = []
