@@ -5,7 +5,7 @@
 
 Input: harness result rows (CSV, as gpu_bench.py / h200_round2.py write them) of the layer-0 DLMC set, one
 machine, cold L2. A *problem* is (matrix, N); its candidates are the project's own rungs' rows that PASSed
-(baselines and gpu.csr.auto rows are not candidates); the per-problem *oracle* is the fastest candidate.
+(baselines, gpu.csr.auto and reduced-precision rows such as plain TF32 are not candidates); the per-problem *oracle* is the fastest candidate.
 Features come from the matrices themselves (read from --dlmc-root), never from the rows.
 
 What it prints, per N and over all N, as geometric means of (baseline time / time):
@@ -76,6 +76,9 @@ def problems_from_rows(rows: list[dict], dlmc_root: str | None):
     for r in rows:
         key = (r["matrix"], int(r["n"]))
         t = float(r["median_s"])
+        if r["variant"] != "gpu.csr.auto" and not r["baseline"] in ("True", "true", "1") and \
+                json.loads(r.get("info") or "{}").get("precision"):
+            continue  # reduced precision (plain TF32): not a candidate for an fp32 result
         if r["variant"] == "gpu.csr.auto":
             auto[key] = min(t, auto.get(key, t))
         elif r["baseline"] in ("True", "true", "1"):
