@@ -24,7 +24,7 @@ from rich.console import Console  # noqa: E402
 from rich.markup import escape  # noqa: E402  (reasons and specs hold brackets: "pip install 'spmm-study[gpu]'")
 from rich.table import Table  # noqa: E402
 
-from spmm_study.errors import SpmmError  # noqa: E402
+from spmm_study.errors import ParamError, SpmmError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="spmm-study: a laboratory for sparse x dense matrix multiplication (SpMM) on CPU and GPU.")
@@ -64,6 +64,10 @@ MinTimeOpt = typer.Option(None, "--min-time", help="repeat until this much time 
 WarmupOpt = typer.Option(None, help="warm-up time before measuring, s (run 0.1)")
 CacheOpt = typer.Option(None, help="cold: flush caches (CPU) or L2 (GPU) before each repeat (default); warm: don't")
 RoundsOpt = typer.Option(None, help="interleaved rounds A B C A B C ...; reports take the median (compare: 3)")
+ClusterOpt = typer.Option(None, "--cluster", help="measure on Dask workers: local:N, tcp://HOST:PORT, "
+                          "slurm:jobs=J,cores=C,... (or slurm:FILE.toml), local-cuda (the 'cluster' extra)")
+RetriesOpt = typer.Option(2, "--retries", help="with --cluster: resubmit a problem whose worker died this many times")
+ConnectTimeoutOpt = typer.Option(10.0, "--connect-timeout", help="with --cluster: seconds to reach the scheduler")
 
 
 # ----------------------------------------------------------------------------------------------- rendering
@@ -139,6 +143,36 @@ def measure(tasks, ctx, writer, console: Console, label: str, strict: bool = Fal
             short = f"{res.variant} {res.matrix.rsplit('/', 1)[-1][:40]} N={res.n} {res.status}"
             progress.update(task, advance=1, last=escape(short))
     return rows
+
+
+def cluster_check(spec: str | None, retries: int, connect_timeout: float) -> bool:
+    """``--cluster``: the spec parsed and Dask present before anything is loaded or written (one line, exit 2
+    otherwise). True when the workers may be other machines, which may run variants this one cannot."""
+    if retries < 0:
+        raise ParamError(f"--retries {retries} must be >= 0")
+    if not (0 < connect_timeout <= 3600):
+        raise ParamError(f"--connect-timeout {connect_timeout} must be between 0 and 3600 seconds")
+    if not spec:
+        return False
+    from spmm_study import cluster as cl
+
+    parsed = cl.parse_spec(spec)
+    cl.require_dask()
+    return parsed.kind != "local"
+
+
+def measure_on(cluster: str | None, retries: int, connect_timeout: float, tasks, ctx, open_writer, console: Console,
+               label: str, bar: bool = False) -> tuple:
+    """``measure`` here, or with ``--cluster`` on Dask workers (spmm_study/cluster.py), where the result
+    folder is opened only once the cluster is reached; (writer, rows)."""
+    if not cluster:
+        writer = open_writer()
+        return writer, measure(tasks, ctx, writer, console, label, bar=bar)
+    from spmm_study import cluster as cl
+
+    done = cl.run_command(cluster, tasks, ctx, open_writer, retries=retries, timeout_s=connect_timeout, console=err,
+                          title=label)
+    return done.writer, done.rows
 
 
 def print_tables(tables, markdown: bool, keep: tuple = ()) -> None:
@@ -311,18 +345,20 @@ def compare(
     markdown: bool = typer.Option(False, "--markdown", help="print the table as markdown on stdout"),
     as_json: bool = JsonOpt, out_dir: Optional[Path] = OutOpt, force: bool = ForceOpt, resume: bool = ResumeOpt,
     save: bool = SaveOpt,
+    cluster: Optional[str] = ClusterOpt, retries: int = RetriesOpt, connect_timeout: float = ConnectTimeoutOpt,
 ):
     """Variants side by side on the same problems, interleaved (A B A B ...), with speedups vs a baseline."""
     from spmm_study import plan, report
 
+    cluster_check(cluster, retries, connect_timeout)
     ids, baseline = plan.compare_variants(variants, baseline, device)
     doc = plan.run_doc(ids, matrices=matrix, n=n, dtype=dtype, threads=None if threads is None else [threads], seed=seed, prune=prune)
     exp, ctx = plan.plan([doc], name="compare", baseline=baseline, dlmc_root=dlmc_root, timing=plan.timing_doc(
         "compare", repeats=repeats, min_time=min_time, warmup=warmup, cache=cache, rounds=rounds))
     print_notes([f"warning: {w}" for w in exp.warnings])
-    writer = plan.open_writer("compare", out_dir, force=force, resume=resume, save=save, argv=_ARGV,
-                             timing=ctx.timing)
-    rows = measure(exp.tasks, ctx, writer, err if (as_json or markdown) else out, "compare")
+    writer, rows = measure_on(cluster, retries, connect_timeout, exp.tasks, ctx, lambda: plan.open_writer(
+        "compare", out_dir, force=force, resume=resume, save=save, argv=_ARGV, timing=ctx.timing),
+        err if (as_json or markdown) else out, "compare")
     rows = list(writer.rows) if writer is not None else rows  # a resumed compare reports the earlier rounds too
     if as_json:
         print_json(rows)
@@ -353,8 +389,10 @@ def sweep(
     warmup: Optional[float] = typer.Option(None, help="override timing.warmup (s)"),
     cache: Optional[str] = typer.Option(None, help="override timing.cache (cold or warm)"),
     rounds: Optional[int] = typer.Option(None, help="override timing.rounds (interleaved repetitions)"),
+    cluster: Optional[str] = ClusterOpt, retries: int = RetriesOpt, connect_timeout: float = ConnectTimeoutOpt,
 ):
-    """Run an experiment grid: validated first (all errors at once), progress with ETA, resumable, shardable."""
+    """Run an experiment grid: validated first (all errors at once), progress with ETA, resumable, shardable;
+    on Dask workers with --cluster (one measurement per device, rows streamed into one folder)."""
     from spmm_study import experiment as ex
     from spmm_study import plan, report
     from spmm_study.errors import ParamError
@@ -365,21 +403,30 @@ def sweep(
         raise ParamError("give either an experiment file or --variants/--matrix/--n/--threads, not both")
     if experiment is None and not variants:
         raise ParamError("give an experiment file or --variants")
-    exp, ctx = plan.plan_file(experiment, timing=timing, dlmc_root=dlmc_root, extra_params=grid) if experiment else \
+    remote = cluster_check(cluster, retries, connect_timeout)  # other machines' workers: keep what this one lacks
+    exp, ctx = plan.plan_file(experiment, timing=timing, dlmc_root=dlmc_root, extra_params=grid,
+                              keep_unavailable=remote) if experiment else \
         plan.plan([plan.run_doc(variants, matrices=matrix, n=n, threads=threads, params=grid)], name="sweep",
-                  timing=timing, dlmc_root=dlmc_root)
+                  timing=timing, dlmc_root=dlmc_root, keep_unavailable=remote)
     print_notes([f"warning: {w}" for w in exp.warnings])
     tasks, suffix = plan.shard_tasks(exp.tasks, shard)
+    if dry_run and cluster:  # the task count and the time per worker, from a few measurements on the workers
+        from spmm_study import cluster as cl
+
+        print_notes(cl.dry_run(cluster, tasks, ctx, timeout_s=connect_timeout).lines())
+        return
     if dry_run:
         for t in tasks:
             out.print(escape(f"{t.variant.id}  {t.matrix}  N={t.n}  {dict(t.params) or ''}  threads={t.threads or '-'}  "
                              f"{t.tags}"), highlight=False)
         out.print(f"[dim]{len(tasks)} runs over {len({ex.problem_of(t) for t in tasks})} problems[/]")
         return
-    writer = plan.open_writer(exp.name, out_dir, force=force, resume=resume, suffix=suffix, argv=_ARGV, meta={
-        "experiment_file": exp.source, "experiment_text": exp.text, "description": exp.description,
-        "shard": shard or "", "baseline": exp.baseline or ""}, timing=ctx.timing)
-    failures = [r for r in measure(tasks, ctx, writer, err, exp.name, bar=True) if r["status"] in ("FAIL", "ERROR")]
+    writer, rows = measure_on(cluster, retries, connect_timeout, tasks, ctx, lambda: plan.open_writer(
+        exp.name, out_dir, force=force, resume=resume, suffix=suffix, argv=_ARGV, meta={
+            "experiment_file": exp.source, "experiment_text": exp.text, "description": exp.description,
+            "shard": shard or "", "baseline": exp.baseline or "", "cluster": cluster or ""}, timing=ctx.timing),
+        err, exp.name, bar=True)
+    failures = [r for r in rows if r["status"] in ("FAIL", "ERROR")]
     err.print(f"[dim]results: {escape(str(writer.dir))} ({len(writer.rows)} rows)[/]")
     print_messages(failures, err)
     if writer.rows:
@@ -419,10 +466,14 @@ def autotune(
     cache_file: Optional[Path] = typer.Option(None, "--cache-file", help="tuning cache (default ~/.cache/spmm-study/tuned.json or $SPMM_STUDY_TUNED)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="result directory for every candidate measured"),
     resume: bool = ResumeOpt, force: bool = ForceOpt,
+    cluster: Optional[str] = ClusterOpt, retries: int = RetriesOpt, connect_timeout: float = ConnectTimeoutOpt,
 ):
-    """Find the best Params per (variant, shape class) by measuring each Param's choices; 'run --tuned' uses them."""
+    """Find the best Params per (variant, shape class) by measuring each Param's choices; 'run --tuned' uses them.
+    With --cluster the grid is a sweep on Dask workers (each problem's candidates on one worker)."""
     from spmm_study import autotune as at
     from spmm_study import plan
+
+    cluster_check(cluster, retries, connect_timeout)
 
     grids = plan.tuning_grids(variants, device, max_combos)
     print_notes([f"note: {g.variant}: {g.total} param combinations, {len(g.combos)} measured (the defaults and a "
@@ -431,8 +482,8 @@ def autotune(
                          tags="autotune=1") for g in grids]
     exp, ctx = plan.plan(docs, name="autotune", dlmc_root=dlmc_root, timing=plan.timing_doc(
         "autotune", repeats=repeats, min_time=min_time, warmup=warmup, cache=cache, rounds=rounds))
-    writer = plan.open_writer("autotune", out_dir, force=force, resume=resume, argv=_ARGV, timing=ctx.timing)
-    measure(exp.tasks, ctx, writer, err, "autotune", bar=True)
+    writer, _ = measure_on(cluster, retries, connect_timeout, exp.tasks, ctx, lambda: plan.open_writer(
+        "autotune", out_dir, force=force, resume=resume, argv=_ARGV, timing=ctx.timing), err, "autotune", bar=True)
     rows = list(writer.rows)
     winners = at.best(rows)
     path = at.save(winners, cache_file)

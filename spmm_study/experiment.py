@@ -143,7 +143,7 @@ def read_experiment_text(path: Path | str) -> tuple[dict, str]:
 
 
 def load(path: Path | str, *, dlmc_root: str | None = None, extra_params: dict[str, list] | None = None,
-         ctx: Context | None = None, timing: dict | None = None) -> Experiment:
+         ctx: Context | None = None, timing: dict | None = None, keep_unavailable: bool = False) -> Experiment:
     """Read and validate an experiment file; raises ExperimentError listing every mistake. ``timing``
     overrides keys of the file's [timing] (the command line's --repeats, --min-time, ...)."""
     doc, text = read_experiment_text(path)
@@ -151,16 +151,17 @@ def load(path: Path | str, *, dlmc_root: str | None = None, extra_params: dict[s
         base = doc.get("timing", {})
         doc["timing"] = {**(base if isinstance(base, dict) else {}), **timing}
     return parse(doc, source=str(path), text=text, dlmc_root=dlmc_root, extra_params=extra_params, ctx=ctx,
-                 base_dir=Path(path).resolve().parent)
+                 base_dir=Path(path).resolve().parent, keep_unavailable=keep_unavailable)
 
 
 def parse(doc: dict, *, source: str = "inline", text: str = "", dlmc_root: str | None = None,
           extra_params: dict[str, list] | None = None, ctx: Context | None = None,
-          base_dir: Path | None = None, strict: bool = False) -> Experiment:
+          base_dir: Path | None = None, strict: bool = False, keep_unavailable: bool = False) -> Experiment:
     """The planner: validate an experiment document and expand its grid into tasks. Every command that
     measures builds such a document (``sweep`` reads it from a file). ``extra_params`` (from ``--param``)
     are added to every run. ``ctx`` (when given) loads every matrix now, so bad specs are errors here.
-    ``strict``: a variant named explicitly that cannot run here is an error, not a warning (``run``)."""
+    ``strict``: a variant named explicitly that cannot run here is an error, not a warning (``run``).
+    ``keep_unavailable`` keeps the variants this machine cannot run (a sweep on other machines' workers)."""
     from spmm_study import registry
 
     errors: list[str] = []
@@ -211,7 +212,8 @@ def parse(doc: dict, *, source: str = "inline", text: str = "", dlmc_root: str |
             given = merged.get("params", {})
             merged["params"] = {**(given if isinstance(given, dict) else {}), **extra_params}
         where = "" if source == COMMAND_LINE and len(runs) == 1 else f"[[runs]] #{i}: "
-        tasks += _expand_run(where, merged, errors, warnings, dlmc_root, base_dir, matrices, strict)
+        tasks += _expand_run(where, merged, errors, warnings, dlmc_root, base_dir, matrices, strict,
+                             keep_unavailable)
 
     if ctx is not None:  # resolve every matrix once, now: bad specs and files are errors here too
         for spec, prune, seed in dict.fromkeys(matrices):
@@ -331,7 +333,8 @@ def _named(where: str, key: str, value: Any, exc: Exception) -> str:
 
 
 def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], dlmc_root: str | None,
-                base_dir: Path | None, matrices: list[tuple], strict: bool = False) -> list[Task]:
+                base_dir: Path | None, matrices: list[tuple], strict: bool = False,
+                keep_unavailable: bool = False) -> list[Task]:
     from spmm_study.harness import check_threads
     from spmm_study.problem import check_n, parse_dtype
     from spmm_study.sources import parse_prune
@@ -416,7 +419,7 @@ def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], d
         grid = _param_grid(where, v, params, explicit, errors)
         if grid is None:
             continue
-        reason = v.unavailable_reason()
+        reason = None if keep_unavailable else v.unavailable_reason()
         if reason:
             if strict and explicit:
                 errors.append(f"{where}{v.id} is unavailable: {reason}")
@@ -561,7 +564,7 @@ def _dlmc_problems(where: str, run: dict, errors: list[str], dlmc_root: str | No
             errors.append(f"{where}: {key} = {value!r} must be one folder name inside the DLMC root")
             return []
     out = []
-    for s in sparsities:
+    for method, s in _dlmc_folders(where, root / model, method, sparsities, errors):
         folder = root / model / method / s
         if not folder.is_dir():
             errors.append(f"{where}no DLMC folder {folder}")
@@ -580,6 +583,38 @@ def _dlmc_problems(where: str, run: dict, errors: list[str], dlmc_root: str | No
             else:
                 out += [(spec, n, tags) for n in ns if n > 0]
     return out
+
+
+def _dlmc_folders(where: str, base: Path, method: str, sparsities: list[str], errors: list[str]) -> list[tuple]:
+    """(method, sparsity) folders to read: ``method`` and each sparsity may be globs ("*": every folder the
+    root holds, so one experiment covers the whole collection whatever subset is installed)."""
+    def globbed(text: str) -> bool:
+        return any(c in text for c in "*?[")
+
+    if globbed(method):
+        methods = sorted(p.name for p in base.glob(method) if p.is_dir()) if base.is_dir() else []
+        if not methods:
+            errors.append(f"{where}no method folder under {base} matches method = {method!r}")
+    else:
+        methods = [method]
+    out = []
+    for m in methods:
+        for s in sparsities:
+            if globbed(s):
+                found = sorted((p.name for p in (base / m).glob(s) if p.is_dir()), key=_as_number)
+                if not found and not globbed(method):
+                    errors.append(f"{where}no sparsity folder under {base / m} matches {s!r}")
+                out += [(m, x) for x in found]
+            else:
+                out.append((m, s))
+    return list(dict.fromkeys(out))
+
+
+def _as_number(text: str) -> tuple:
+    try:
+        return (0, float(text))
+    except ValueError:
+        return (1, text)
 
 
 # ----------------------------------------------------------------------------------------------- sharding

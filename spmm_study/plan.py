@@ -45,22 +45,25 @@ def run_doc(variants: list[str] | None = None, **keys) -> dict:
 
 
 def plan(runs: list[dict], *, name: str, timing: dict, dlmc_root: str | None = None, baseline: str | None = None,
-         strict: bool = False, extra_params: dict | None = None) -> tuple[ex.Experiment, Context]:
+         strict: bool = False, extra_params: dict | None = None,
+         keep_unavailable: bool = False) -> tuple[ex.Experiment, Context]:
     """Plan command-line runs: the Experiment (tasks in measuring order, warnings) and the Context that
     loaded its matrices. Every input error is raised here, in one line."""
     ctx = Context(dlmc_root=dlmc_root)
     doc = {"name": name, "runs": runs, "timing": timing, **({"baseline": baseline} if baseline else {})}
     exp = ex.parse(doc, source=ex.COMMAND_LINE, dlmc_root=dlmc_root, ctx=ctx, strict=strict,
-                   extra_params=extra_params)
+                   extra_params=extra_params, keep_unavailable=keep_unavailable)
     ctx.timing = exp.timing
     return exp, ctx
 
 
-def plan_file(path: Path, *, timing: dict, dlmc_root: str | None = None,
-              extra_params: dict | None = None) -> tuple[ex.Experiment, Context]:
-    """Plan an experiment file (``sweep FILE``); ``timing`` overrides keys of its [timing] table."""
+def plan_file(path: Path, *, timing: dict, dlmc_root: str | None = None, extra_params: dict | None = None,
+              keep_unavailable: bool = False) -> tuple[ex.Experiment, Context]:
+    """Plan an experiment file (``sweep FILE``); ``timing`` overrides keys of its [timing] table.
+    ``keep_unavailable``: keep the variants this machine cannot run (``--cluster`` on other machines)."""
     ctx = Context(dlmc_root=dlmc_root)
-    exp = ex.load(path, dlmc_root=dlmc_root, extra_params=extra_params, ctx=ctx, timing=timing)
+    exp = ex.load(path, dlmc_root=dlmc_root, extra_params=extra_params, ctx=ctx, timing=timing,
+                  keep_unavailable=keep_unavailable)
     ctx.timing = exp.timing
     return exp, ctx
 

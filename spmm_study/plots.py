@@ -343,6 +343,9 @@ def plot_all(rows: list[dict], folder: Path | str, baseline: str | None = None,
     attempts = [("roofline.png", lambda p: plot_roofline(rows, p, ceilings)),
                 ("loop_orders.png", lambda p: plot_loop_orders(rows, p)),
                 ("speedup_vs_sparsity.png", lambda p: plot_speedup_vs_sparsity(rows, p, baseline))]
+    from spmm_study.dlmc_report import plot_dlmc
+
+    attempts.append(("dlmc.png", lambda p: plot_dlmc(rows, p)))
     tuned = sorted({r["variant"] for r in rows if r["status"] == "PASS"
                     and len({x["params"] for x in rows if x["variant"] == r["variant"]}) >= 2})
     attempts += [(f"tiles_{_slug(v)}.png", lambda p, v=v: plot_tile_heatmap(rows, p, v)) for v in tuned]

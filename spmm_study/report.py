@@ -205,14 +205,24 @@ def baseline_index(rows: list[dict]) -> dict[tuple, list[dict]]:
     return idx
 
 
+def _host(row: dict) -> str:
+    """The host a row was measured on, when it says (cluster rows carry it in ``info``)."""
+    try:
+        return str(json.loads(row.get("info") or "{}").get("host", ""))
+    except (json.JSONDecodeError, AttributeError):
+        return ""
+
+
 def find_baseline_row(row: dict, baseline: str, idx: dict[tuple, list[dict]]) -> dict | None:
-    """The baseline's row on the same problem, preferring the same machine and thread count."""
-    cands = idx.get((baseline, *problem_key(row)), [])
+    """The baseline's row on the same problem and machine (never another machine's: a ratio of two machines'
+    times is no speedup), preferring the same host and thread count."""
+    cands = [c for c in idx.get((baseline, *problem_key(row)), []) if c["machine"] == row["machine"]]
     if not cands:
         return None
+    host = _host(row)
 
     def rank(c):
-        return (c["machine"] != row["machine"], c["threads"] != row["threads"], c["median_s"])
+        return (bool(host) and _host(c) != host, c["threads"] != row["threads"], c["median_s"])
 
     return min(cands, key=rank)
 
@@ -691,7 +701,9 @@ def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None
     if kind == "study":
         return [study_table(rows, baseline)]
     if kind == "dlmc":
-        return [dlmc_summary(rows)]
+        from spmm_study.dlmc_report import wins_table
+
+        return [dlmc_summary(rows), wins_table(rows)]
     if kind == "break-even":
         return [break_even_table(rows, baseline)]
     suites = defaultdict(list)
@@ -701,7 +713,10 @@ def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None
     if suites.get("study"):
         tables.append(study_table(suites.pop("study"), baseline))
     if suites.get("dlmc"):
-        tables.append(dlmc_summary(suites.pop("dlmc")))
+        from spmm_study.dlmc_report import wins_table
+
+        dlmc = suites.pop("dlmc")
+        tables += [dlmc_summary(dlmc), wins_table(dlmc)]
     rest = [r for group in suites.values() for r in group]
     if rest:
         n_problems = len({(r["machine"], *problem_key(r)) for r in rest})
