@@ -204,10 +204,10 @@ def test_local_cluster_gives_exactly_the_rows_of_a_serial_sweep(local2, tmp_path
     from spmm_study.results import ResultWriter, read_rows
 
     ts = tasks_for()
-    serial = ResultWriter(tmp_path / "serial", meta={})
-    list(runner.execute(ts, context(), serial))
-    writer = ResultWriter(tmp_path / "cluster", meta={})
-    out = cl.run_tasks(local2, ts, context(), writer)
+    with ResultWriter(tmp_path / "serial", meta={}) as serial:
+        list(runner.execute(ts, context(), serial))
+    with ResultWriter(tmp_path / "cluster", meta={}) as writer:
+        out = cl.run_tasks(local2, ts, context(), writer)
     assert sorted(keys_of(tmp_path / "cluster")) == sorted(keys_of(tmp_path / "serial"))
     assert len(set(keys_of(tmp_path / "cluster"))) == len(ts) == len(out.rows)
     rows = read_rows(tmp_path / "cluster")
@@ -220,7 +220,8 @@ def test_local_cluster_gives_exactly_the_rows_of_a_serial_sweep(local2, tmp_path
         by_problem.setdefault((r["matrix"], r["n"]), set()).add(i["worker"])
     assert all(len(w) == 1 for w in by_problem.values())
     # a resumed run over the same folder measures nothing again, whichever worker did it
-    again = cl.run_tasks(local2, ts, context(), ResultWriter(tmp_path / "cluster", meta={}, resume=True))
+    with ResultWriter(tmp_path / "cluster", meta={}, resume=True) as writer:
+        again = cl.run_tasks(local2, ts, context(), writer)
     assert again.rows == [] and again.skipped == len(ts)
     assert len(keys_of(tmp_path / "cluster")) == len(ts)
 
@@ -247,8 +248,8 @@ def test_killed_worker_is_retried_then_an_error_row_and_a_resume_completes(local
                 pid = _worker_pids(local2)[info["worker"]]
                 threading.Timer(0.05, os.kill, (pid, signal.SIGKILL)).start()
 
-        writer = ResultWriter(folder, meta={})
-        out = cl.run_tasks(local2, ts, ctx, writer, retries=retries, on_event=on_event)
+        with ResultWriter(folder, meta={}) as writer:
+            out = cl.run_tasks(local2, ts, ctx, writer, retries=retries, on_event=on_event)
         assert killed.is_set()
         local2.client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
         return out
@@ -264,7 +265,8 @@ def test_killed_worker_is_retried_then_an_error_row_and_a_resume_completes(local
     errors = [r for r in rows if r["status"] == "ERROR"]
     assert errors and all("died while measuring" in r["message"] for r in errors)
     assert len(rows) == len(ts) and len(set(keys_of(tmp_path / "noretry"))) == len(ts)
-    resumed = cl.run_tasks(local2, ts, ctx, ResultWriter(tmp_path / "noretry", meta={}, resume=True))
+    with ResultWriter(tmp_path / "noretry", meta={}, resume=True) as writer:
+        resumed = cl.run_tasks(local2, ts, ctx, writer)
     assert len(resumed.rows) == len(errors)
     rows = read_rows(tmp_path / "noretry")
     assert {r["status"] for r in rows} == {"PASS"} and len(rows) == len(ts)
@@ -342,10 +344,10 @@ def test_cli_sweep_killed_client_then_resume_loses_and_doubles_nothing(tmp_path)
     from spmm_study.results import ResultWriter, read_rows
 
     other = tmp_path / "other"
-    w = ResultWriter(other, meta={})
     theirs = [r for r in read_rows(out) if r["n"] == 8]
-    for r in theirs:
-        w.append(cl._result_from_row(dict(r, machine="Other machine (4 cores)", median_s=r["median_s"] * 3)))
+    with ResultWriter(other, meta={}) as w:
+        for r in theirs:
+            w.append(cl._result_from_row(dict(r, machine="Other machine (4 cores)", median_s=r["median_s"] * 3)))
     rows = report.load_rows([out, other])
     assert len(rows) == 18 + len(theirs)
     ups = {(r["machine"], r["matrix"], r["n"], r["variant"]): r["speedup"] for r in report.speedups(rows)}
