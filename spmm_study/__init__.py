@@ -8,7 +8,8 @@ Importing the package compiles nothing and imports no numba: kernels live in ``s
     row = ss.measure("synthetic:magnitude:ffn1:0.9", variant="tiled", n=256)
 """
 
-__version__ = "0.1.0"
+from spmm_study.version import __version__
+
 __all__ = ["measure", "variants", "load_results", "__version__"]
 
 

@@ -110,7 +110,7 @@ def summary(rows: list[dict], winners: dict[tuple, dict], path: Path):
     """The table ``autotune`` prints: per (variant, shape class) the best params, their median time, the
     defaults' time on the same problem and the gain."""
     from spmm_study import registry
-    from spmm_study.report import Table
+    from spmm_study.table import Table
 
     reg = registry.load_all()
     defaults = {}

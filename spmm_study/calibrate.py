@@ -333,7 +333,7 @@ CEILING_NAMES = {"stream_gbps_1": ("triad bandwidth, 1 thread", "GB/s"),
 
 def ceilings_table(entries: list[dict], path: Path):
     """The table ``calibrate`` prints: one line per machine and ceiling measured."""
-    from spmm_study.report import Table
+    from spmm_study.table import Table
 
     t = Table(title=f"Ceilings stored in {path}", columns=["machine", "ceiling", "value"])
     for e in entries:

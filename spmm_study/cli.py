@@ -86,9 +86,9 @@ STATUS_STYLE = {"PASS": "green", "FAIL": "bold red", "ERROR": "bold red", "SKIP"
 
 
 def render_table(table, keep: tuple = ()) -> Table:
-    """A report.Table (data) as a rich table: statuses coloured, FAIL cells in red; the columns in ``keep``
+    """A table.Table (data) as a rich table: statuses coloured, FAIL cells in red; the columns in ``keep``
     never fold or shrink (the rest fold when the terminal is narrow)."""
-    from spmm_study.report import Measured, formatted_rows
+    from spmm_study.table import Measured, formatted_rows
 
     t = Table(title=escape(table.title), header_style="bold", caption=escape(table.caption) if table.caption else None)
     cells = formatted_rows(table)
@@ -176,10 +176,10 @@ def measure_on(cluster: str | None, retries: int, connect_timeout: float, tasks,
 
 
 def print_tables(tables, markdown: bool, keep: tuple = ()) -> None:
-    from spmm_study import report
+    from spmm_study.table import to_markdown
 
     if markdown:
-        print(report.to_markdown(tables))
+        print(to_markdown(tables))
         return
     for t in tables if isinstance(tables, list) else [tables]:
         out.print(render_table(t, keep))
@@ -567,7 +567,7 @@ def infer(
     from spmm_study.errors import ParamError
     from spmm_study.harness import apply_threads
     from spmm_study.nets import infer as nets_infer
-    from spmm_study.report import fmt_time
+    from spmm_study.table import fmt_time
     from spmm_study.problem import check_seed
     from spmm_study.results import default_dir
 

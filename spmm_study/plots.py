@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Sequence
 
 from spmm_study.errors import ResultsError
-from spmm_study.report import (best_per_variant, ceilings_for, clip, finite, fmt_time, geomean, ladder_order,
-                               ladder_position, machines_and_dates, merge_rounds, params_label, problem_key,
-                               speedups)
+from spmm_study.report import (best_per_variant, ceilings_for, clip, geomean, ladder_order, ladder_position,
+                               machines_and_dates, merge_rounds, params_label, problem_key, speedups)
+from spmm_study.table import finite, fmt_time
 
 
 def _pyplot():
@@ -31,7 +31,7 @@ def _finish(fig, path: Path, rows: list[dict] | None = None, note: str = "") -> 
     """Footer with the machine(s) and date(s), then save the PNG (small: 110 dpi)."""
     import time as _time
 
-    from spmm_study import __version__
+    from spmm_study.version import __version__
 
     who = machines_and_dates(rows) if rows else _time.strftime("%Y-%m-%d")
     fig.text(0.01, 0.005, f"{who} · spmm-study {__version__}" + (f" · {note}" if note else ""),
