@@ -652,6 +652,54 @@ def show_cmd(variant: str = typer.Argument(..., help="variant id or bare idea (c
     print(lesson(variant, device))
 
 
+@app.command()
+def propagate(
+    matrix: Optional[List[str]] = typer.Option(None, "--matrix", "-m", help="the chain's matrix specs in order "
+                                               "(A = W-transposed, out x in), e.g. a DLMC ffn_conv1 then ffn_conv2"),
+    net: Optional[str] = typer.Option(None, "--net", help="spdnn[:1024] or generated:NxL instead of --matrix"),
+    spdnn_root: Optional[str] = typer.Option(None, "--spdnn-root", envvar="SPMM_STUDY_SPDNN", help="challenge folder"),
+    layers: Optional[int] = typer.Option(None, help="the first LAYERS layers of --net"),
+    n: int = typer.Option(256, "--n", "-n", help="columns of the activations (tokens or inputs) for FLOPs and time"),
+    bias: float = typer.Option(0.0, help="bias of every hidden neuron for --matrix chains (relu, row rule)"),
+    last_act: str = typer.Option("none", "--last-act", help="activation of the last --matrix layer: none or relu"),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads (default: all cores)"),
+    repeats: int = typer.Option(11, help="interleaved timed runs of each chain (the fastest is reported)"),
+    dlmc_root: Optional[str] = DlmcRootOpt,
+):
+    """Sparsity propagation (SparTA's rules): dead rows and columns found across layers, removed, timed."""
+    from spmm_study.errors import ParamError
+    from spmm_study.harness import apply_threads
+    from spmm_study.nets import propagate as prop
+
+    if n < 1 or repeats < 1:
+        raise ParamError("--n and --repeats must be at least 1")
+    if last_act not in ("none", "relu"):
+        raise ParamError(f"--last-act {last_act!r}: choose none or relu")
+    if not math.isfinite(bias):
+        raise ParamError("--bias must be a finite number")
+    used = apply_threads(threads)
+    chain_layers, label = prop.layers_for(matrix, net, spdnn_root, layers, bias, last_act, dlmc_root)
+    r = prop.report(chain_layers, prop.propagate(chain_layers), n, repeats)
+    t = Table(title=f"{escape(label)}: N = {n}, {used} thread(s)", header_style="bold")
+    for col in ("rows", "cols", "nnz removed", "MFLOP", "KiB", "full", "shrunk", "speedup", "outputs"):
+        t.add_column(col, justify="right")
+    same = "same" if r["identical"] else f"{r['max_rel_diff']:.0e}"
+    t.add_row(str(r["rows"]), str(r["cols"]), f"{r['nnz']}/{r['nnz_before']}", f"{r['flops_removed'] / 1e6:.3g}",
+              f"{r['bytes_removed'] / 1024:.4g}", fmt_time_s(r["time_full_s"]), fmt_time_s(r["time_shrunk_s"]),
+              f"{r['speedup']:.2f}x", same)
+    out.print(t)
+    out.print(f"[dim]{r['rounds']} round(s) to the fixed point, {r['folded']} constant(s) folded into a bias; "
+              "outputs: the shrunk chain against the full one in float64 (same = bit for bit); times: fused "
+              "CPU kernel, float32, fastest of interleaved runs[/]")
+
+
+def fmt_time_s(s: float) -> str:
+    from spmm_study.report import fmt_time
+
+    return fmt_time(s)
+
+
+
 # ----------------------------------------------------------------------------------------------- entry
 
 
