@@ -1,4 +1,4 @@
-"""README tables of the GPU ladder, generated from result files only (DESIGN.md §11.8).
+"""README tables of the GPU ladder, generated from result files only (docs/ARCHITECTURE.md §11.8).
 
     python experiments/gpu_tables.py            # rewrites the README between the gpu-ladder / gpu-ratios markers
 

@@ -1,4 +1,4 @@
-"""Machine ceilings (DESIGN.md §6): measured once, stored, drawn as the roofs of the roofline.
+"""Machine ceilings (docs/ARCHITECTURE.md §6): measured once, stored, drawn as the roofs of the roofline.
 
 A roofline needs two numbers per machine, both *measured* here rather than taken from a datasheet:
 

@@ -1,4 +1,4 @@
-"""The command line (Typer). Each command parses its options, calls one function, renders (ARCHITECTURE.md §11.6).
+"""The command line (Typer). Each command parses its options, calls one function, renders (docs/ARCHITECTURE.md §11.6).
 
 The commands that measure (``run``, ``compare``, ``sweep``, ``autotune``) build one run document and hand
 it to the planner (``plan.py``); they share one set of timing options and one way of showing progress.

@@ -1,4 +1,4 @@
-"""User-facing errors: each becomes one line on stderr and exit code 2 in the CLI (DESIGN.md §9).
+"""User-facing errors: each becomes one line on stderr and exit code 2 in the CLI (docs/ARCHITECTURE.md §9).
 
 Raise these (never bare ValueError) for anything a user can cause: a bad spec, a broken file, an unknown
 name, a size that will not fit. Messages carry the numbers ("indptr has 101 entries; expected 129").

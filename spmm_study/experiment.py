@@ -1,4 +1,4 @@
-"""Experiment files (TOML) → a validated grid of runs (DESIGN.md §8). Every error is listed before the first run.
+"""Experiment files (TOML) → a validated grid of runs (docs/ARCHITECTURE.md §8). Every error is listed before the first run.
 
 An experiment file asks one question; an instructor hands it out, students run ``spmm-study sweep FILE``
 and hand back comparable result files. The format::

@@ -1,4 +1,4 @@
-"""Sparse formats as plain bundles of numpy arrays (DESIGN.md §3): CSR (canonical), COO and CSC.
+"""Sparse formats as plain bundles of numpy arrays (docs/ARCHITECTURE.md §3): CSR (canonical), COO and CSC.
 
 Kernels see arrays only; these classes only hold, check and convert them. Two levels of checking:
 

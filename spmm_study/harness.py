@@ -1,4 +1,4 @@
-"""The measuring harness (DESIGN.md §5): ``measure(variant, problem, params, cfg) -> Result``.
+"""The measuring harness (docs/ARCHITECTURE.md §5): ``measure(variant, problem, params, cfg) -> Result``.
 
 Steps, each visible in the result row:
 

@@ -1,4 +1,4 @@
-"""Plots from result rows only (DESIGN.md §8): PNGs through matplotlib's Agg backend, each with a title, axis
+"""Plots from result rows only (docs/ARCHITECTURE.md §8): PNGs through matplotlib's Agg backend, each with a title, axis
 units, and the machine(s) and date(s) of the rows it draws.
 
 Nothing here reads a file or measures: rows come from ``report.load_rows``, the machine's ceilings from

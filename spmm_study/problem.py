@@ -1,6 +1,6 @@
 """The problem C = A·B: a sparse A (M×K, CSR), a seeded dense B (K×N), a dtype, and a float64 reference.
 
-One truth per fact (DESIGN.md §11.10): the tolerances, the check of N and the memory estimate live here; the
+One truth per fact (docs/ARCHITECTURE.md §11.10): the tolerances, the check of N and the memory estimate live here; the
 seeding of A's values and of B lives in ``seeding.py``.
 
 Correctness criterion (``check``), for a result C against the float64 reference R = A·B computed with
@@ -209,7 +209,7 @@ class Problem:
         return np.asarray(a @ np.abs(self.b.astype(np.float64)))
 
     def new_output(self) -> np.ndarray:
-        """A 64-byte-aligned C buffer poisoned with NaN (DESIGN.md §5: an unwritten entry must fail the check)."""
+        """A 64-byte-aligned C buffer poisoned with NaN (docs/ARCHITECTURE.md §5: an unwritten entry must fail the check)."""
         return aligned_full((self.m, self.n), np.nan, self.dtype)
 
     def _nonfinite_message(self, c64: np.ndarray) -> str:

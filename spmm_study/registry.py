@@ -1,4 +1,4 @@
-"""The variant registry (DESIGN.md §4): one loop nest or kernel idea per file, registered once.
+"""The variant registry (docs/ARCHITECTURE.md §4): one loop nest or kernel idea per file, registered once.
 
 A variant file defines ``build(problem, **params) -> Prepared`` and decorates it with ``@variant(...)``;
 the id is ``device.format.idea`` (``cpu.csr.rowwise``). ``list``, tests, sweeps and reports find it here.

@@ -1,4 +1,4 @@
-"""Reports from result files only (DESIGN.md §8): tables as data, markdown, speedups.
+"""Reports from result files only (docs/ARCHITECTURE.md §8): tables as data, markdown, speedups.
 
 The report never measures. It reads flat ``Result`` rows (``rows.jsonl``, ``results.csv`` or run
 directories, from any number of machines), merges repeated measurements of the same thing (the rounds of

@@ -1,4 +1,4 @@
-"""Result rows and result files (DESIGN.md §8).
+"""Result rows and result files (docs/ARCHITECTURE.md §8).
 
 ``Result`` is the flat row the harness returns: the only thing that crosses into files and reports.
 

@@ -1,4 +1,4 @@
-"""Matrix specs → validated canonical CSR (DESIGN.md §7). One syntax for every source: ``scheme:rest``.
+"""Matrix specs → validated canonical CSR (docs/ARCHITECTURE.md §7). One syntax for every source: ``scheme:rest``.
 
 =============================================  =========================================================
 ``dlmc:<path inside the DLMC root>``           a DLMC ``.smtx`` (pattern only), root from ``--dlmc-root``

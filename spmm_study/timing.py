@@ -1,4 +1,4 @@
-"""Clocks behind one signature (DESIGN.md §5): ``time_calls(prepared, cfg) -> Timing``.
+"""Clocks behind one signature (docs/ARCHITECTURE.md §5): ``time_calls(prepared, cfg) -> Timing``.
 
 CPU: ``perf_counter_ns`` around each call (plus ``sync``), one sample per repeat. In ``cold`` cache mode a
 buffer twice the size of the last-level cache is rewritten before every repeat, outside the timed region,

@@ -1,4 +1,4 @@
-"""Shared fixtures: the named edge matrices of DESIGN.md §10 and a variant checker used by every ladder.
+"""Shared fixtures: the named edge matrices of docs/ARCHITECTURE.md §10 and a variant checker used by every ladder.
 
 ``check_variant(variant, a, n, params)`` builds the problem, poisons C with NaN, runs, checks against the
 float64 reference, poisons and runs again, checks again, and (for deterministic variants) demands the same

@@ -17,7 +17,7 @@ jki    A column and C column (stride K and N)        two lines per element: slow
 kji    A column and C column                         like jki
 =====  ============================================  ==========================================
 
-Why ``order`` is a Param and not six variants (DESIGN.md §4: "if the loop nest changes it is a new
+Why ``order`` is a Param and not six variants (docs/ARCHITECTURE.md §4: "if the loop nest changes it is a new
 variant"): the six are one loop nest permuted — the body, the operands and the traffic formula
 (``movement.dense_order``) are the same, only the nesting is chosen. One entry with a strict six-way choice
 keeps ``list`` readable and lets a sweep put the orders on one axis (``--param order=jki``). The orders that

@@ -1,7 +1,7 @@
 """Plumbing shared by the GPU rungs: lazy ``numba.cuda``, device buffers, a ``Prepared`` for kernels.
 
 Nothing here imports ``numba.cuda`` at module import: every entry point imports it on first call, so the
-registry can list GPU variants on machines without numba-cuda (DESIGN.md §11.7).
+registry can list GPU variants on machines without numba-cuda (docs/ARCHITECTURE.md §11.7).
 
 ``kernel_prepared`` turns a list of (configured kernel, args) launches into a ``Prepared``: ``run()`` only
 enqueues (asynchronous; with ``SPMM_STUDY_GPU_LAUNCH=bound`` through ``launch.BoundLaunch`` after the first

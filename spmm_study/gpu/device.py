@@ -1,4 +1,4 @@
-"""Is there a GPU? The one place where the GPU is optional (DESIGN.md §11.7).
+"""Is there a GPU? The one place where the GPU is optional (docs/ARCHITECTURE.md §11.7).
 
 ``gpu_unavailable_reason()`` answers without importing numba.cuda when it can (no numba-cuda installed,
 no driver), so ``spmm-study list`` stays fast; otherwise it asks numba.cuda once and caches the answer.

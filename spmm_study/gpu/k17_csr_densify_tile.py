@@ -12,7 +12,7 @@ bytes) instead of once per nonzero (nnz·N): at 90% and R=32 that is 3.2× fewer
 re-reads come from shared memory, which has the L1's bandwidth but no misses. It pays when R·density > 1
 (80–95%) and loses at 98% with small R (the copy moves B rows no nonzero of the block needs).
 
-The format is prepared on the host, once, like the CSR itself (DESIGN.md §4: preprocessing is part of a
+The format is prepared on the host, once, like the CSR itself (docs/ARCHITECTURE.md §4: preprocessing is part of a
 format, not of the timed multiply):
 * ``tptr[i, t]``: where row i's nonzeros of K-tile t start (columns are sorted, so each (row, tile) is a
   contiguous run of the CSR): the inner loop knows its trip count without reading a column first;

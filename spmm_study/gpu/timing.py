@@ -1,4 +1,4 @@
-"""GPU timing (DESIGN.md §5): device time from CUDA events, launch overhead hidden, dispatch shown apart.
+"""GPU timing (docs/ARCHITECTURE.md §5): device time from CUDA events, launch overhead hidden, dispatch shown apart.
 
 Launching a numba-cuda kernel costs the host tens of microseconds (argument marshalling, the driver call);
 a 20 µs kernel timed from the host would measure Python. So each batch of timed launches is queued
