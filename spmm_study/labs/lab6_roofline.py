@@ -131,11 +131,15 @@ class Roofline(Lab):
                 continue
             frac = g / roof(out, key)
             mem_roof = c["bw"] * intensity(out, key)
-            why = ("memory-bound: it moves its compulsory bytes near the stream rate" if g >= 0.5 * mem_roof else
-                   "below the memory roof: latency of gathered B rows, instruction count or (dense) wasted flops on "
-                   "zeros limit it, not bandwidth")
-            if key in ("numpy", "dense_tiled"):
-                why += f"; it computes {1 / (1 - out.shapes[key].sparsity):.0f}x the useful flops (the zeros)"
+            dense = key in ("numpy", "dense_tiled")
+            if g >= 0.5 * mem_roof:
+                why = "memory-bound: it moves its compulsory bytes near the stream rate"
+            elif dense:
+                why = (f"below the memory roof: it computes {1 / max(1e-9, 1 - out.shapes[key].sparsity):.0f}x the "
+                       "useful flops (every zero), so its own roof is the FMA peak, not this one")
+            else:
+                why = ("below the memory roof: the latency of gathering rows of B by index and the instruction count "
+                       "limit it, not bandwidth")
             lines.append(f"{key}: {g:.1f} GFLOP/s, {frac * 100:.0f}% of its roof — {why}.")
         lines.append("A kernel far under both roofs is not limited by either: the roofline says what cannot be beaten, "
                      "not what is reached.")
