@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Sequence
 
 from spmm_study.errors import ResultsError
-from spmm_study.report import (best_per_variant, ceilings_for, clip, geomean, ladder_order, ladder_position,
-                               machines_and_dates, merge_rounds, params_label, problem_key, speedups)
+from spmm_study.report import (best_per_variant, ceilings_for, clip, dlmc_group_order, dlmc_rows, geomean,
+                               ladder_order, ladder_position, machines_and_dates, merge_rounds, params_label,
+                               problem_key, speedup_points, speedups)
 from spmm_study.table import finite, fmt_time
 
 
@@ -327,6 +328,36 @@ def plot_row_lengths(spec: str, lengths, stats: dict, path: Path | str, bins: in
     return _finish(fig, path, None, note=spec)
 
 
+def plot_dlmc(rows: list[dict], path: Path | str) -> Path:
+    """Geomean speedup over the dense baseline against sparsity; a panel per model/method/N and machine."""
+    pts = speedup_points(rows)
+    if not pts:
+        raise ResultsError("no DLMC rows with a dense baseline on the same problem and machine to plot")
+    plt = _pyplot()
+    panels = sorted(pts, key=lambda k: (dlmc_group_order((k[0], k[1], "0", k[2])), k[3]))[:12]
+    cols = min(3, len(panels))
+    nrows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.4 * nrows + 0.6), squeeze=False)
+    several = len({k[3] for k in panels}) > 1
+    for ax, key in zip(axes.flat, panels):
+        model, method, n_label, machine = key
+        series = sorted(pts[key].items())
+        for (variant, per), colour in zip(series, _colours(len(series))):
+            xs = sorted(per)
+            ax.plot(xs, [per[x] for x in xs], marker="o", label=variant, color=colour)
+        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+        ax.set_yscale("log")
+        ax.set_xlabel("sparsity")
+        ax.set_ylabel("geomean speedup over dense (×)")
+        title = f"{model} {method}, N={n_label}" + (f"\n{machine[:40]}" if several else "")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle("DLMC: geomean speedup over the dense baseline, same problem and machine", fontsize=10)
+    return _finish(fig, Path(path), dlmc_rows(rows))
+
+
 def _slug(text: str) -> str:
     import re
 
@@ -343,7 +374,6 @@ def plot_all(rows: list[dict], folder: Path | str, baseline: str | None = None,
     attempts = [("roofline.png", lambda p: plot_roofline(rows, p, ceilings)),
                 ("loop_orders.png", lambda p: plot_loop_orders(rows, p)),
                 ("speedup_vs_sparsity.png", lambda p: plot_speedup_vs_sparsity(rows, p, baseline))]
-    from spmm_study.dlmc_report import plot_dlmc
 
     attempts.append(("dlmc.png", lambda p: plot_dlmc(rows, p)))
     tuned = sorted({r["variant"] for r in rows if r["status"] == "PASS"

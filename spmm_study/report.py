@@ -534,6 +534,82 @@ def dlmc_summary(rows: list[dict]) -> Table:
     return t
 
 
+# the DLMC collection beyond the speedup summary: who wins each problem (``report --kind dlmc``)
+
+
+def dlmc_rows(rows: list[dict]) -> list[dict]:
+    rows = [r for r in rows if parse_tags(r["tags"]).get("suite") == "dlmc"]
+    if not rows:
+        raise ResultsError("no rows tagged suite=dlmc (run experiments/dlmc_full.toml)")
+    return best_per_variant(merge_rounds(rows))
+
+
+def dlmc_group(r: dict) -> tuple[str, str, str, str]:
+    tg = parse_tags(r["tags"])
+    method = tg.get("method", "").removesuffix("_pruning")
+    n_label = "layer" if tg.get("model") == "rn50" else str(r["n"])
+    return (tg.get("model", ""), method, tg.get("sparsity", ""), n_label)
+
+
+def dlmc_group_order(g: tuple) -> tuple:
+    def num(x):
+        try:
+            return float(x)
+        except ValueError:
+            return 0.0
+    return (g[0], g[1], num(g[2]), num(g[3]))
+
+
+def wins_table(rows: list[dict]) -> Table:
+    """Per group and device: the share of problems on which each variant was the fastest of its device."""
+    rows = dlmc_rows(rows)
+    problems: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["status"] == "PASS":
+            problems[(r["machine"], r["device"], *problem_key(r))].append(r)
+    tally: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    count: dict[tuple, int] = defaultdict(int)
+    several = len({r["machine"] for r in rows}) > 1
+    for (machine, device, *_), cands in problems.items():
+        best = min(cands, key=lambda r: r["median_s"])
+        g = (*dlmc_group(best), machine if several else "", device)
+        count[g] += 1
+        tally[g][best["variant"]] += 1
+        for r in cands:
+            tally[g].setdefault(r["variant"], 0)
+    cols = ["model", "method", "sparsity", "N"] + (["machine"] if several else []) + ["variant", "problems", "wins"]
+    t = Table(title=f"DLMC: share of problems each variant wins (fastest of its device) — {machines_and_dates(rows)}",
+              columns=cols, formats={"wins": "pct"})
+    for g in sorted(tally, key=lambda g: (dlmc_group_order(g[:4]), g[4], g[5])):
+        per = tally[g]
+        for variant in sorted(per, key=lambda v: (-per[v], v)):
+            t.rows.append([*g[:4], *([g[4]] if several else []), variant, count[g], per[variant] / count[g]])
+    t.caption = ("A problem is one matrix at one N on one machine; its winner is the passing variant of the device "
+                 "with the lowest median time (baselines included). N = layer: the RN50 layer's batch size.")
+    return t
+
+
+def speedup_points(rows: list[dict]) -> dict[tuple, dict[str, dict[float, float]]]:
+    """(model, method, N label, machine) → variant → sparsity → geomean speedup over the dense baseline."""
+    rows = dlmc_rows(rows)
+    idx = baseline_index(rows)
+    ups: dict[tuple, dict[str, dict[float, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in rows:
+        base = DENSE_BASELINES.get(r["device"])
+        if r["status"] != "PASS" or r["variant"] == base or not base:
+            continue
+        br = find_baseline_row(r, base, idx)
+        if br is None or not r["median_s"] > 0:
+            continue
+        model, method, sparsity, n_label = dlmc_group(r)
+        try:
+            s = float(sparsity)
+        except ValueError:
+            continue
+        ups[(model, method, n_label, r["machine"])][r["variant"]][s].append(br["median_s"] / r["median_s"])
+    return {k: {v: {s: geomean(x) for s, x in per.items()} for v, per in vs.items()} for k, vs in ups.items()}
+
+
 def break_even_table(rows: list[dict], baseline: str | None = None) -> Table:
     """Where sparse starts to win: for each shape (M×K, N) measured at three or more sparsities, the sparsity
     at which each variant's speedup over the baseline crosses 1× (linear in sparsity, log in speedup, at the
@@ -592,8 +668,6 @@ def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None
     if kind == "study":
         return [study_table(rows, baseline)]
     if kind == "dlmc":
-        from spmm_study.dlmc_report import wins_table
-
         return [dlmc_summary(rows), wins_table(rows)]
     if kind == "break-even":
         return [break_even_table(rows, baseline)]
@@ -604,8 +678,6 @@ def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None
     if suites.get("study"):
         tables.append(study_table(suites.pop("study"), baseline))
     if suites.get("dlmc"):
-        from spmm_study.dlmc_report import wins_table
-
         dlmc = suites.pop("dlmc")
         tables += [dlmc_summary(dlmc), wins_table(dlmc)]
     rest = [r for group in suites.values() for r in group]
