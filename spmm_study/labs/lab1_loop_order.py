@@ -63,12 +63,19 @@ class LoopOrder(Lab):
         r = out.ratio_time("csr_dot", "csr_row")
         if r is not None:
             m = out.ratio_model("csr_dot", "csr_row")
-            lines.append(f"CSR: the dot order took {r:.2f}x the row-wise time (model: {m:.2f}x the bytes). "
-                         + ("Walking B down a column costs a line per value once a row's nonzeros touch more lines "
-                            "than L1 holds; the row-wise order streams whole rows of B and C."
-                            if r > 1.5 else
-                            "The caches held the lines a row touches across the N columns, so the strided walk "
-                            "cost less than the model's line per value."))
+            c = out.shapes["csr_row"]
+            row_lines = c.nnz / max(1, c.m) * 64  # bytes of B lines one row's column walk touches
+            if r <= 1.5:
+                why = ("The caches held the lines a row touches across the N columns, so the strided walk cost less "
+                       "than the model's line per value.")
+            elif row_lines > l1:
+                why = (f"A row's nonzeros touch {row_lines / 1024:.0f} KiB of B lines, more than L1 ({l1 // 1024} KiB) "
+                       "holds, so the column walk misses L1 for every value; the row-wise order streams whole rows "
+                       "of B and C.")
+            else:
+                why = (f"A row's B lines ({row_lines / 1024:.1f} KiB) fit in L1, so the gap is not the caches: the dot "
+                       "order is a scalar gather-reduction, the row-wise update a vectorised stream.")
+            lines.append(f"CSR: the dot order took {r:.2f}x the row-wise time (model: {m:.2f}x the bytes). " + why)
         t_best = min((out.time(o) or float("inf")) for o in ORDERS)
         best = [o for o in ORDERS if out.time(o) == t_best]
         if best:

@@ -195,9 +195,10 @@ def run(lab_id: str, size: str, predict: list[str] | None, predictions: Path | N
         except Exception as exc:  # noqa: BLE001 - a plot must not lose the measurements written above
             console.print(f"[yellow]plot not written: {escape(str(exc))}[/]")
         summary["dir"], summary["files"] = str(writer.dir), [str(f) for f in files]
-        console.print(f"[dim]results and plots: {escape(str(writer.dir))}[/]")
+        console.print(f"[dim]results and plots: {escape(str(writer.dir))}[/]", highlight=False)
     summary["seconds"] = round(time.perf_counter() - t_start, 2)
-    console.print(f"[dim]lab {lab.id} took {summary['seconds']:.1f} s on {escape(machine_label('cpu'))}[/]")
+    console.print(f"[dim]lab {lab.id} took {summary['seconds']:.1f} s on {escape(machine_label('cpu'))}[/]",
+                  highlight=False)
     return summary
 
 
