@@ -156,7 +156,9 @@ def main() -> int:
     t = cfg.get("timing", {})
     tcfg = TimingConfig(repeats=int(t.get("repeats", 10)), min_time_s=float(t.get("min_time_s", 0.005)),
                         warmup_s=float(t.get("warmup_s", 0.005)), cache="cold")
-    machine = gpu_bench.device_name()
+    from spmm_study.gpu.device import simulator
+
+    machine = "numba CUDA simulator (dry run)" if simulator() else gpu_bench.device_name()
     hcfg = HarnessConfig(timing=tcfg, machine=machine, tags="h200_round2")
     summary = {"machine": machine, "shard": args.shard, "phases": phases}
     cache: dict = {}
