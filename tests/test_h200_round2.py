@@ -58,3 +58,23 @@ def test_shards_partition_the_layer0_set():
     assert sorted(s for p in parts for s in p) == sorted(whole) and len(whole) >= 60
     names = [{s.rsplit("/", 1)[-1] for s in p} for p in parts]
     assert not (names[0] & names[1] or names[0] & names[2] or names[1] & names[2])  # a matrix in one shard
+
+
+def test_tc_vs_tf32_finds_where_the_rung_starts_to_win():
+    import tc_vs_tf32
+
+    rows = []
+    for sp, ratio in (("0.8", 0.5), ("0.9", 0.9), ("0.95", 1.3), ("0.98", 2.0)):
+        for i in range(3):
+            spec = f"dlmc:transformer/magnitude_pruning/{sp}/m{i}"
+            base = {"matrix": spec, "n": "2048", "status": "PASS", "cache": "cold", "machine": "H200"}
+            rows.append({**base, "variant": "gpu.dense.cublas_tf32", "params": "{}", "median_s": "1.0"})
+            rows.append({**base, "variant": "gpu.csr.tc_window", "params": '{"split": "tf32"}',
+                         "median_s": str(1.0 / ratio)})
+    rows.append({**rows[-1], "status": "FAIL", "median_s": "1e-9"})  # a FAIL row never counts
+    lines, out = tc_vs_tf32.table(rows)
+    assert out["tf32 N=2048"]["wins_from"] == 0.95
+    assert out["tf32 N=2048"]["by_sparsity"][0.98] == pytest.approx(2.0)
+    assert "0.95: 1.30× (3/3)" in lines[0]
+    with pytest.raises(ValueError, match="several machines"):
+        tc_vs_tf32.table(rows + [{**rows[0], "machine": "H100"}])
