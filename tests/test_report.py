@@ -349,3 +349,19 @@ def test_tile_chart_of_one_param_is_bars_not_a_strip(tmp_path, figures):
             for tile in (16, 32) for rpt in (16, 64)]
     plots.plot_tile_heatmap(rows, tmp_path / "t2.png")
     assert figures[-1].axes[0].images  # two params: a real heatmap
+
+
+def test_dlmc_tables_and_plot_from_suite_rows(tmp_path, figures):
+    from spmm_study import plots
+
+    rows = []
+    for s, t in ((0.8, 3e-3), (0.9, 1.5e-3)):
+        tags = f"suite=dlmc;model=transformer;method=magnitude_pruning;sparsity={s};layer=ffn"
+        kw = dict(matrix=f"dlmc:transformer/magnitude_pruning/{s}/ffn", sparsity=s, tags=tags)
+        rows += [asdict(row("cpu.dense.numpy", 2e-3, **kw)), asdict(row("cpu.csr.rowwise", t, **kw))]
+    summary, wins = report.tables_for(rows, kind="dlmc")
+    won = {(r["sparsity"], r["variant"]): r for r in wins.records()}
+    assert len(summary.rows) == 2 and len(won) >= 2
+    plots.plot_dlmc(rows, tmp_path / "d.png")
+    ax = figures[-1].axes[0]
+    assert ax.get_lines() and ax.get_yscale() == "log"
