@@ -90,7 +90,8 @@ def render_table(table, keep: tuple = ()) -> Table:
     never fold or shrink (the rest fold when the terminal is narrow)."""
     from spmm_study.table import Measured, formatted_rows
 
-    t = Table(title=escape(table.title), header_style="bold", caption=escape(table.caption) if table.caption else None)
+    t = Table(title=escape(table.title), header_style="bold", caption=escape(table.caption) if table.caption else None,
+              show_header=table.header)
     cells = formatted_rows(table)
     for i, col in enumerate(table.columns):
         numeric = any(isinstance(r[i], (int, float, Measured)) and not isinstance(r[i], bool) for r in table.rows)
@@ -195,23 +196,13 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ):
     """List the variants in ladder order, with loop order, format, params and availability."""
-    from spmm_study.registry import select
+    from spmm_study.registry import list_table, select
 
     items = [v.describe() for v in select(device=device, format=format)]
     if as_json:
         print(json.dumps(items, indent=2))
         return
-    t = Table(header_style="bold")
-    for col in ("id", "loop order", "params (default)", "", "summary"):
-        t.add_column(col, overflow="fold")
-    for it in items:
-        params = " ".join(f"{p['name']}={p['default']}" for p in it["params"])
-        flags = ("B" if it["baseline"] else "") + ("" if it["deterministic"] else "~")
-        summary = escape(it["summary"]) if it["available"] else f"unavailable: {escape(it['unavailable_reason'])}"
-        t.add_row(it["id"], escape(it["loop_order"]), escape(params), flags, summary,
-                  style=None if it["available"] else "dim")
-    out.print(t)
-    out.print("[dim]B = vendor baseline, ~ = non-deterministic (atomics); run one with: spmm-study run --variant ID[/]")
+    print_tables(list_table(items), False)
 
 
 @app.command()
@@ -265,26 +256,13 @@ def run(
 def info(gpu: bool = typer.Option(True, "--gpu/--no-gpu", help="probe the GPU (imports numba.cuda)"),
          as_json: bool = typer.Option(False, "--json")):
     """Machine, caches, threads, numba and GPU status."""
-    from spmm_study.environment import describe, thread_pools
+    from spmm_study.environment import describe, info_table, thread_pools
 
-    env = describe(include_gpu=gpu)
-    env["thread_pools"] = thread_pools()
+    env = {**describe(include_gpu=gpu), "thread_pools": thread_pools()}
     if as_json:
         print(json.dumps(env, indent=2, default=str))
         return
-    t = Table(show_header=False)
-    t.add_column(style="bold")
-    t.add_column(overflow="fold")
-    for key in ("cpu_model", "cores", "simd", "platform", "git_commit"):
-        t.add_row(key, str(env[key]))
-    for name, size in [*(("cache " + k, v) for k, v in env["caches"].items()), *env["versions"].items()]:
-        t.add_row(name, size)
-    for pool in env["thread_pools"]:
-        t.add_row(f"threads: {pool.get('library') or pool.get('internal_api')}", str(pool.get("num_threads")))
-    if gpu:
-        g = env["gpu"]
-        t.add_row("gpu", escape(g.get("error") and f"unavailable: {g['error']}" or ", ".join(f"{k}={v}" for k, v in g.items())))
-    out.print(t)
+    print_tables(info_table(env), False)
 
 
 @data_app.command("info")
@@ -298,21 +276,9 @@ def data_info(spec: str = typer.Argument(..., help="matrix spec"), prune: Option
     if as_json:
         print(json.dumps(st, indent=2))
         return
-    t = Table(show_header=False, title=escape(loaded.spec))
-    t.add_column(style="bold")
-    t.add_column()
-    for key, val in (("shape", f"{st['rows']} x {st['cols']}"), ("nnz", f"{st['nnz']:,}"),
-                     ("sparsity", f"{st['sparsity']:.4f}"),
-                     ("row length min / mean / max", f"{st['row_min']} / {st['row_mean']:.1f} / {st['row_max']}"),
-                     ("row length CV (std/mean)", f"{st['row_cv']:.3f}"), ("empty rows", str(st["empty_rows"])),
-                     ("columns touched", f"{st['cols_touched']} of {st['cols']}"),
-                     ("dtypes", f"{st['value_dtype']} values, {st['index_dtype']} indices")):
-        t.add_row(key, val)
-    out.print(t)
-    peak = max((b["count"] for b in st["histogram"]), default=0) or 1
-    for b in st["histogram"]:
-        out.print(f"  {b['lo']:8.1f} – {b['hi']:8.1f} │{'█' * int(round(40 * b['count'] / peak))} {b['count']}",
-                  highlight=False)
+    print_tables(sources.stats_table(st), False)
+    for line in sources.histogram_lines(st):
+        out.print(escape(line), highlight=False)
 
 
 @data_app.command("convert")

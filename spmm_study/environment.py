@@ -170,3 +170,17 @@ def describe(include_gpu: bool = False, argv: list[str] | None = None) -> dict:
     if include_gpu:
         env["gpu"] = gpu_info()
     return env
+
+
+def info_table(env: dict):
+    """``info``: ``describe()`` (with ``thread_pools``) as a two-column table."""
+    from spmm_study.table import Table
+
+    rows = [[key, str(env[key])] for key in ("cpu_model", "cores", "simd", "platform", "git_commit")]
+    rows += [[f"cache {k}", v] for k, v in env["caches"].items()] + [[k, v] for k, v in env["versions"].items()]
+    rows += [[f"threads: {p.get('library') or p.get('internal_api')}", str(p.get("num_threads"))]
+             for p in env.get("thread_pools", [])]
+    if "gpu" in env:
+        g = env["gpu"]
+        rows.append(["gpu", g.get("error") and f"unavailable: {g['error']}" or ", ".join(f"{k}={v}" for k, v in g.items())])
+    return Table(title="", columns=["fact", "value"], rows=rows, header=False)

@@ -242,3 +242,17 @@ def select(pattern: str | None = None, device: str | None = None, format: str | 
             continue
         out.append(v)
     return out
+
+
+def list_table(items: list[dict]):
+    """``list``: the ``describe()`` of each variant as a table (unavailable ones say why)."""
+    from spmm_study.table import Table
+
+    t = Table(title="", columns=["id", "loop order", "params (default)", "", "summary"],
+              caption="B = vendor baseline, ~ = non-deterministic (atomics); run one with: spmm-study run --variant ID")
+    for it in items:
+        params = " ".join(f"{p['name']}={p['default']}" for p in it["params"])
+        flags = ("B" if it["baseline"] else "") + ("" if it["deterministic"] else "~")
+        t.rows.append([it["id"], it["loop_order"], params, flags,
+                       it["summary"] if it["available"] else f"unavailable: {it['unavailable_reason']}"])
+    return t

@@ -749,3 +749,22 @@ def convert(a: CSR, out: Path | str, force: bool = False) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out
+
+
+def stats_table(st: dict):
+    """``data info``: the facts of ``row_stats`` (with ``spec``) as a two-column table."""
+    from spmm_study.table import Table
+
+    return Table(title=st["spec"], columns=["fact", "value"], header=False, rows=[
+        ["shape", f"{st['rows']} x {st['cols']}"], ["nnz", f"{st['nnz']:,}"], ["sparsity", f"{st['sparsity']:.4f}"],
+        ["row length min / mean / max", f"{st['row_min']} / {st['row_mean']:.1f} / {st['row_max']}"],
+        ["row length CV (std/mean)", f"{st['row_cv']:.3f}"], ["empty rows", str(st["empty_rows"])],
+        ["columns touched", f"{st['cols_touched']} of {st['cols']}"],
+        ["dtypes", f"{st['value_dtype']} values, {st['index_dtype']} indices"]])
+
+
+def histogram_lines(st: dict, width: int = 40) -> list[str]:
+    """The row-length histogram of ``row_stats`` as text bars."""
+    peak = max((b["count"] for b in st["histogram"]), default=0) or 1
+    return [f"  {b['lo']:8.1f} – {b['hi']:8.1f} │{'█' * int(round(width * b['count'] / peak))} {b['count']}"
+            for b in st["histogram"]]

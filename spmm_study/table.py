@@ -27,6 +27,7 @@ class Table:
     rows: list[list[Any]] = field(default_factory=list)
     formats: dict[str, str] = field(default_factory=dict)
     caption: str = ""
+    header: bool = True  # False: a two-column fact sheet (``info``, ``data info``) shows no header line
 
     def column(self, name: str) -> list[Any]:
         i = self.columns.index(name)
