@@ -124,6 +124,10 @@ def test_bad_predictions_are_one_line_and_exit_2(capsys, tmp_path):
     fails(capsys, "lab", "1", "--tiny", "--no-predict", "--predict", "ijk_over_ikj=2", match="cannot be combined")
     fails(capsys, "lab", "1", "--tiny", "--no-predict", "--student", "a b", match="--student")
     fails(capsys, "lab", "--predict", "x=1", match="give a lab ID")
+    fails(capsys, "lab", "12", "--handout", match="unknown lab '12'")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    fails(capsys, "lab", "1", "--tiny", "--no-predict", "--out", afile, match="is not a directory")
 
 
 def test_prompt_reasks_on_a_non_number_and_skips_on_enter():
