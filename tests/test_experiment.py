@@ -346,3 +346,18 @@ def test_one_param_rule_for_every_command(fake_variant):
     with pytest.raises(ParamError, match=r"no selected variant takes the parameter 'nope': variant cpu.csr.rowwise "
                                          r"has no parameter nope"):
         plan.plan([plan.run_doc(["rowwise"], params={"nope": ["1"]})], name="t", timing={})
+
+
+def test_sweep_warnings_print_brackets_verbatim(monkeypatch, fake_variant, capsys):
+    """Issue 9 item 7: the install hint of a skipped variant lost '[baselines]' to rich markup."""
+    from spmm_study.cli import main
+
+    gone = Variant(id="cpu.csr.fake_gone", build=_fake_build, loop_order="i→p→j", movement=movement.csr_rowwise,
+                   params=(), rung=9997, available=lambda: "needs MKL (pip install 'spmm-study[baselines]')")
+    monkeypatch.setitem(registry._REGISTRY, gone.id, gone)
+    try:
+        main(["sweep", "--variants", "cpu.csr.fake_*", "-m", "synthetic:uniform:8x8:0.5", "-n", "4", "--dry-run"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    err = capsys.readouterr().err
+    assert "skipped cpu.csr.fake_gone: needs MKL (pip install 'spmm-study[baselines]')" in " ".join(err.split())
