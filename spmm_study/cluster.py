@@ -442,8 +442,8 @@ _PINNED = False
 
 def run_group(queue_name: str | None, gid: int, attempt: int, items: list, timing: dict, dlmc_root: str | None,
               done_keys: list[str], pin: int = 0) -> list[tuple]:
-    """Measure one group on this worker; each row goes on the queue the moment it exists. Returns the same
-    messages (the client reconciles both, so a row is written once)."""
+    """Measure one group on this worker; each row is sent to the client (an event of topic ``queue_name``)
+    the moment it exists. Returns the same messages (the client reconciles both: a row is written once)."""
     from spmm_study import registry, runner
     from spmm_study.timing import TimingConfig
 
@@ -455,14 +455,17 @@ def run_group(queue_name: str | None, gid: int, attempt: int, items: list, timin
     if ctx is None:
         _WORKER_CONTEXTS.clear()
         ctx = _WORKER_CONTEXTS[key] = runner.Context(dlmc_root=dlmc_root, timing=tcfg)
-    queue = None
-    if queue_name:
-        from distributed import Queue
+    emit = None
+    if queue_name:  # the worker's batched stream to the scheduler, which forwards to the subscribed client:
+        from distributed import get_worker  # no round trip on the measuring worker's path
 
-        queue = Queue(queue_name)
+        worker = get_worker()
+
+        def emit(msg):
+            worker.log_event(queue_name, list(msg))
     facts = worker_facts()
-    if queue is not None:
-        queue.put(("start", gid, attempt, facts))
+    if emit is not None:
+        emit(("start", gid, attempt, facts))
     writer = _DoneKeys(done_keys)
     out = []
     for idx, p in items:
@@ -485,8 +488,8 @@ def run_group(queue_name: str | None, gid: int, attempt: int, items: list, timin
             row["info"] = json.dumps(info, default=str)
             msg = ("row", gid, idx, {"row": row, "wall_s": wall})
         out.append(msg)
-        if queue is not None:
-            queue.put(msg)
+        if emit is not None:
+            emit(msg)
     return out
 
 
@@ -563,7 +566,9 @@ def run_tasks(cluster: Cluster, tasks: list, ctx, writer=None, *, retries: int =
               on_event: Callable[[str, dict], None] | None = None, poll_s: float = 0.02) -> Outcome:
     """Measure ``tasks`` on the cluster; rows are appended to ``writer`` as they arrive (when given).
     ``on_event(kind, info)`` sees "start" and "end" of a group on a worker, each "row" and "skip", "retry"."""
-    from distributed import Queue, as_completed
+    import collections
+
+    from distributed import as_completed
     from distributed.scheduler import KilledWorker
 
     if retries < 0:
@@ -585,7 +590,8 @@ def run_tasks(cluster: Cluster, tasks: list, ctx, writer=None, *, retries: int =
     if on_event and outcome.skipped:
         on_event("resumed", {"count": outcome.skipped})
     qname = f"spmm-study-{uuid.uuid4().hex}"
-    queue = Queue(qname, client=client)
+    inbox: collections.deque = collections.deque()
+    client.subscribe_topic(qname, lambda event: inbox.append(event[1]))
     timing = _timing_payload(ctx.timing)
     received: set[tuple[int, int]] = set()
     by_gid = {g.gid: g for g in groups}
@@ -636,14 +642,21 @@ def run_tasks(cluster: Cluster, tasks: list, ctx, writer=None, *, retries: int =
         if on_event:
             on_event("row", row)
 
+    lost_since = [None]
+
     def drain() -> int:
-        try:
-            msgs = queue.get(batch=True)
-        except Exception as exc:  # noqa: BLE001 - a lost scheduler
-            raise ClusterError(f"lost the Dask scheduler: {_oneline(exc)}") from None
-        for m in msgs:
-            handle(tuple(m))
-        return len(msgs)
+        n = 0
+        while inbox:
+            handle(tuple(inbox.popleft()))
+            n += 1
+        if client.status != "running":  # a lost scheduler: the rows so far are kept, a resume does the rest
+            lost_since[0] = lost_since[0] or time.monotonic()
+            if time.monotonic() - lost_since[0] > cluster.timeout_s:
+                raise ClusterError(f"lost the Dask scheduler (client {client.status} for {cluster.timeout_s:g} s); "
+                                   "the rows measured so far are kept: rerun with --resume")
+        else:
+            lost_since[0] = None
+        return n
 
     def give_up(g: Group, why: str):
         for idx, t in g.tasks:
@@ -711,8 +724,8 @@ def run_tasks(cluster: Cluster, tasks: list, ctx, writer=None, *, retries: int =
         drain()
     finally:
         try:
-            queue.close()
-        except Exception:  # noqa: BLE001
+            client.unsubscribe_topic(qname)
+        except Exception:  # noqa: BLE001 - a lost scheduler
             pass
     return outcome
 

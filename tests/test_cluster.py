@@ -28,11 +28,11 @@ VARIANTS = ["cpu.dense.numpy", "cpu.csr.scipy"]
 MATRICES = ["synthetic:uniform:48x40:0.9", "synthetic:uniform:64x48:0.8", "synthetic:uniform:40x40:0.7"]
 
 
-def tasks_for(variants=VARIANTS, matrices=MATRICES, ns=(8, 16), threads=1):
+def tasks_for(variants=VARIANTS, matrices=MATRICES, ns=(8, 16), threads=1, rounds=1):
     from spmm_study import registry, runner
 
-    return [runner.Task(registry.get(v), m, n, (), "float32", 0, None, threads, "")
-            for m in matrices for n in ns for v in variants]
+    return [runner.Task(registry.get(v), m, n, (), "float32", 0, None, threads, f"round={r}" if rounds > 1 else "")
+            for m in matrices for n in ns for r in range(rounds) for v in variants]
 
 
 def context(min_time=0.0):
@@ -236,17 +236,17 @@ def test_killed_worker_is_retried_then_an_error_row_and_a_resume_completes(local
     left are ERROR rows; --resume then measures those and nothing twice."""
     from spmm_study.results import ResultWriter, read_rows
 
-    ts = tasks_for(matrices=MATRICES[:2], ns=(8, 16, 24))  # 4... problems of 2 measurements
-    ctx = context(min_time=0.1)
+    ts = tasks_for(matrices=MATRICES[:2], ns=(8, 16), rounds=3)  # 4 problems of 6 measurements
+    ctx = context(min_time=0.05)
 
     def kill_first_started(retries: int, folder: Path):
         killed = threading.Event()
 
-        def on_event(kind, info):
-            if kind == "start" and not killed.is_set():
+        def on_event(kind, info):  # the first row back: its worker is measuring the next one of the problem
+            if kind == "row" and not killed.is_set():
                 killed.set()
-                pid = _worker_pids(local2)[info["worker"]]
-                threading.Timer(0.05, os.kill, (pid, signal.SIGKILL)).start()
+                pid = _worker_pids(local2)[json.loads(info["info"])["worker"]]
+                os.kill(pid, signal.SIGKILL)
 
         with ResultWriter(folder, meta={}) as writer:
             out = cl.run_tasks(local2, ts, ctx, writer, retries=retries, on_event=on_event)
@@ -357,3 +357,28 @@ def test_cli_sweep_killed_client_then_resume_loses_and_doubles_nothing(tmp_path)
             assert up == pytest.approx(mine[(next(iter(mine))[0], matrix, n, v)])
     res = cli("report", str(out), str(other), "--kind", "compare")
     assert res.returncode == 0 and "Other machine" in res.stdout
+
+
+@needs_dask
+def test_local_cuda_is_refused_in_one_line_without_dask_cuda_or_without_a_gpu(monkeypatch, capsys, tmp_path):
+    import types
+
+    from spmm_study.cli import main
+    from spmm_study.gpu.device import gpu_unavailable_reason
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "dask_cuda", None)  # not installed
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "-v", "cpu.dense.numpy", "--cluster", "local-cuda"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "pip install 'spmm-study[cluster-gpu]'" in err
+    if gpu_unavailable_reason() is None:
+        return  # a GPU is here: the second refusal cannot happen
+    fake = types.ModuleType("dask_cuda")
+    fake.LocalCUDACluster = lambda **kw: pytest.fail("must not start without a GPU")
+    monkeypatch.setitem(sys.modules, "dask_cuda", fake)
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "-v", "cpu.dense.numpy", "--cluster", "local-cuda"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "local-cuda" in err and "CUDA" in err
+    assert not (tmp_path / "results").exists()
