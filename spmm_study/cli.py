@@ -58,8 +58,9 @@ ForceOpt = typer.Option(False, help="replace rows already in --out")
 ResumeOpt = typer.Option(False, help="continue an interrupted measurement in --out (or the newest one)")
 SaveOpt = typer.Option(True, "--save/--no-save", help="write result files")
 JsonOpt = typer.Option(False, "--json", help="print the result rows as JSON on stdout")
-# one set of timing options; not given, each command has its own defaults (plan.TIMING_DEFAULTS), sweep its file's
-RepeatsOpt = typer.Option(None, help="timed repeats, at least (default: run 10, compare and autotune 5)")
+# one set of timing options; not given, each command has its own defaults (plan.TIMING_DEFAULTS) and a sweep
+# its file's [timing] (the options override it)
+RepeatsOpt = typer.Option(None, help="timed repeats, at least (default: run 10, compare and autotune 5, sweep the file's)")
 MinTimeOpt = typer.Option(None, "--min-time", help="repeat until this much time was measured, s (run 0.2)")
 WarmupOpt = typer.Option(None, help="warm-up time before measuring, s (run 0.1)")
 CacheOpt = typer.Option(None, help="cold: flush caches (CPU) or L2 (GPU) before each repeat (default); warm: don't")
@@ -350,11 +351,8 @@ def sweep(
     force: bool = ForceOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="validate and list the grid, measure nothing"),
     markdown: bool = typer.Option(False, "--markdown", help="print the report tables as markdown at the end"),
-    repeats: Optional[int] = typer.Option(None, help="override the file's timing.repeats"),
-    min_time: Optional[float] = typer.Option(None, "--min-time", help="override timing.min_time (s)"),
-    warmup: Optional[float] = typer.Option(None, help="override timing.warmup (s)"),
-    cache: Optional[str] = typer.Option(None, help="override timing.cache (cold or warm)"),
-    rounds: Optional[int] = typer.Option(None, help="override timing.rounds (interleaved repetitions)"),
+    repeats: Optional[int] = RepeatsOpt, min_time: Optional[float] = MinTimeOpt, warmup: Optional[float] = WarmupOpt,
+    cache: Optional[str] = CacheOpt, rounds: Optional[int] = RoundsOpt,
     cluster: Optional[str] = ClusterOpt, retries: int = RetriesOpt, connect_timeout: float = ConnectTimeoutOpt,
 ):
     """Run an experiment grid: validated first (all errors at once), progress with ETA, resumable, shardable;
