@@ -141,9 +141,11 @@ class Balance(Lab):
         if keys:
             fig, ax = plt.subplots(figsize=(8, 4))
             width = 0.8 / max(1, max(len(work(out, k)) for k in keys))
+            labelled = set()
             for i, k in enumerate(keys):
                 for t, wv in enumerate(work(out, k)):
-                    ax.bar(i + t * width, wv, width, color=f"C{t}", label=f"thread {t}" if i == 0 else None)
+                    ax.bar(i + t * width, wv, width, color=f"C{t}", label=None if t in labelled else f"thread {t}")
+                    labelled.add(t)
             ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys, rotation=45)
             ax.set_ylabel("nonzeros per thread")
             ax.set_title(f"lab 5: per-thread work ({'measured runs' if out.measured_here else 'partitions'})")
