@@ -43,6 +43,15 @@ def test_dirty_lines_are_written_back_once_each():
     assert st.memory_bytes == 3 * L + 1 * L
 
 
+def test_repeated_accesses_to_one_line_take_the_fast_path_and_keep_their_dirt():
+    # read then write line 0 (the write hits on the fast path and must dirty the line), then evict it
+    st = simulate(np.array([0, 4, 8, L]), np.array([0, 1, 0, 0]), levels=[one(1, 1)])
+    assert st.misses == [2] and st.hits == [2] and st.writebacks == [1]
+    # a line evicted between two accesses to it is not taken for a hit
+    st = simulate(np.array([0, 2 * L, 0]), levels=[one(2, 1)])
+    assert st.misses == [3]
+
+
 def test_two_levels_second_level_catches_first_level_misses():
     # L1: 1 line; L2: 4 lines fully associative. Lines 0 1 0 1: L1 misses all 4, L2 misses only the first 2
     st = simulate(np.array([0, 1, 0, 1]) * L, levels=[one(1, 1), one(4, 4, "L2")])

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from spmm_study.labs import matrices
-from spmm_study.labs.common import Lab, Outcome, Question, Run, fmt_time
+from spmm_study.labs.common import Lab, Outcome, Question, Run, fmt_time, ranking_sentence
 
 # (M=K, N, sparsities of the break-even sweep)
 # the sweep's 0.9 point is the "csr" run itself
@@ -122,6 +122,10 @@ class Formats(Lab):
                             "over K) than a kernel that gathers rows of B by index, so CSR must skip many more zeros "
                             "than its index overhead suggests." if be > model + 0.05 else
                             "here the sparse kernel's flop rate is close enough to BLAS that bytes decide."))
+        lines += ranking_sentence(out, list(FORMATS), (
+            "the model counts every load the loop nest issues with no reuse (a row of B per nonzero, a row of C per "
+            "nonzero for COO and CSC), but those rows come back from L1 and L2, and what separates the kernels is "
+            "how many instructions each nonzero costs (register blocking, vector width), not bytes."))
         fmts = [k for k in FORMATS if out.time(k)]
         if fmts:
             best = min(fmts, key=lambda k: out.time(k))
