@@ -60,10 +60,13 @@ CASES = {
                               for act, rule in (("relu", "nonzero"), ("clamp", "row"), ("none", "zero"))]
                              + [({"lanes": 2, "vec": 1, "tiles": 1, "unroll": 1, "threads": 8}, ["1x1", "all_zero"], (3,))],
     # tensor-core rung: the mma engine runs as its FMA emulation here; several windows, k-blocks and tiles
-    "gpu.csr.tc_window": [({"split": "tf32", "warps": 2, "ntiles": 1}, SMALL + ["tall"], (5, 17)),
+    "gpu.csr.tc_window": [({"split": "tf32", "warps": 2, "ntiles": 1}, SMALL, (5,)),
+                          ({"split": "tf32", "warps": 2, "ntiles": 1}, ["tall"], (17,)),
                           ({"split": "3xtf32", "warps": 1, "ntiles": 2, "reorder": True},
                            ["empty_rows", "wide", "one_dense_row"], (9,)),
-                          ({"split": "3xtf32", "engine": "fma", "warps": 1, "ntiles": 1}, ["random"], (3,))],
+                          ({"split": "3xtf32", "engine": "fma", "warps": 1, "ntiles": 1}, ["random"], (3,)),
+                          ({"split": "tf32", "stage": True, "warps": 2, "ntiles": 1},
+                           ["empty_rows", "n_not_multiple_of_tile"], (5, 19))],
     "gpu.coo.atomic": [({"block_x": 8, "block_y": 4}, SMALL, (5, 11))],
     "gpu.nm24.structured": [({"vec": 4, "block_x": 2, "block_y": 4}, ["nm24", "nm24_wide"], (6, 9, 8)),
                             ({"vec": 1, "block_x": 4, "block_y": 2}, ["nm24"], (5,))],

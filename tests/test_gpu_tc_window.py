@@ -120,9 +120,9 @@ needs_toolchain = pytest.mark.skipif(
 
 
 @needs_toolchain
-@pytest.mark.parametrize("split, mmas", [("tf32", 1), ("3xtf32", 3)])
-def test_mma_kernel_links_with_the_mma_inlined_and_no_local_memory(split, mmas):
-    ptx = tc.linked_ptx(warps=4, ntiles=2, split=split)
+@pytest.mark.parametrize("split, mmas, stage", [("tf32", 1, False), ("3xtf32", 3, False), ("tf32", 1, True)])
+def test_mma_kernel_links_with_the_mma_inlined_and_no_local_memory(split, mmas, stage):
+    ptx = tc.linked_ptx(warps=4, ntiles=2, split=split, stage=stage)
     start = next(i for i, ln in enumerate(ptx.splitlines()) if ".entry" in ln)
     lines = ptx.splitlines()[start:]
     lines = lines[:next(i for i, ln in enumerate(lines) if ln.startswith("}")) + 1]  # the kernel's body only
@@ -131,14 +131,15 @@ def test_mma_kernel_links_with_the_mma_inlined_and_no_local_memory(split, mmas):
     assert any("cvt.rna.tf32.f32" in ln for ln in lines)
     assert not any(ln.strip().startswith("call") for ln in lines), "the device function was not inlined"
     assert not any("ld.local" in ln or "st.local" in ln for ln in lines), "fragments went to local memory"
+    assert any("ld.shared" in ln for ln in lines) == stage and any("bar.sync" in ln for ln in lines) == stage
 
 
 @needs_toolchain
 def test_fma_kernel_compiles_without_local_memory():
     from numba import cuda
 
-    for split in ("tf32", "3xtf32"):
-        ptx, _ = cuda.compile_ptx(tc.kernel(4, 2, "fma", split).py_func, tc.kernel_signature(), cc=(9, 0))
+    for split, stage in (("tf32", False), ("3xtf32", False), ("tf32", True)):
+        ptx, _ = cuda.compile_ptx(tc.kernel(4, 2, "fma", split, stage).py_func, tc.kernel_signature(), cc=(9, 0))
         lines = ptx.splitlines()
         assert any(".entry" in ln for ln in lines) and any("fma.rn.f32" in ln for ln in lines)
         assert not any("ld.local" in ln or "st.local" in ln for ln in lines)

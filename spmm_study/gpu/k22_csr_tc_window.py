@@ -26,9 +26,12 @@ NVRTC compiles them and numba links them: ``cuda.declare_device(..., link=...)``
 format on FP32 FMAs in pure numba, with the same rounding emulated (Veltkamp splitting, round to nearest;
 cvt.rna rounds exact ties away from zero, the only difference). The simulator cannot call linked code, so
 there ``mma`` runs as ``fma`` (``info["engine"]`` says so).
-Not done yet: staging the gathered B rows in shared memory with cp.async (within one block each B element
-feeds exactly one warp's mma, so staging pays only once a block covers several windows or pipelines the
-next k-block's loads), and the ldmatrix path for A.
+``stage=True`` copies each k-block's 8 gathered B rows × the block's panel into shared memory (coalesced
+along the rows, a padded pitch so the fragment reads are conflict-free), double-buffered: the next
+k-block's loads are issued before this one's mma. Within one block each staged B element still feeds
+exactly one warp's mma, so what staging buys is coalescing and loads in flight, not reuse; whether that
+beats the direct 32-byte fragment loads is for the device to say. Not done: cp.async for the copy (a
+linked device function, as for mma) and ldmatrix for A.
 What to look at: ``tile_fill`` against the time; at which sparsity this beats cuBLAS TF32 dense (the
 issue's target: faster on the 95% and 98% slices at N=2048).
 Measured: nothing on a device yet (no GPU this session): simulator, PTX and NVRTC checks only.
@@ -155,13 +158,17 @@ def _round_tf32_host(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
-def kernel(warps: int, ntiles: int, engine: str, split: str):
+def kernel(warps: int, ntiles: int, engine: str, split: str, stage: bool = False):
     bind_cuda(globals())
     np_t = np.float32
     zero = np_t(0.0)
     one = np_t(1.0)
     splitter = np_t(8193.0)  # 2^13 + 1: x·s − (x·s − x) keeps the top 11 significant bits (TF32's)
     width = 8 * ntiles * warps
+    stride = width + 8  # staged row pitch: lanes (g, t) read banks g + 8t, distinct when width % 32 == 0
+    buf = 8 * stride  # floats of one staged k-block
+    smem_size = 2 * buf if stage else 1
+    nthreads = 32 * warps
     nacc = 4 * ntiles
     three = split == "3xtf32"
     use_mma = engine == "mma"
@@ -189,19 +196,44 @@ def kernel(warps: int, ntiles: int, engine: str, split: str):
             return xh * tf32(y - yh) + tf32(x - xh) * yh + xh * yh
         return xh * yh
 
+    @cuda.jit(device=True, inline=True)  # noqa: F821
+    def stage_kblock(sm, off, bf, cols, kb, n, panel0, tid):
+        # the block's threads copy the k-block's 8 gathered B rows × the panel's columns, coalesced along
+        # each row; columns past N are stored as zeros so the readers need no mask
+        last = n - 1
+        for e in range(tid, 8 * width, nthreads):
+            kk = e // width
+            c = e - kk * width
+            gc = panel0 + c
+            sm[off + kk * stride + c] = bf[cols[kb * 8 + kk] * n + min(gc, last)] * (one if gc < n else zero)
+
     @cuda.jit(cache=not simulator())  # noqa: F821
     def tc_window(kb_ptr, cols, vals, rowmap, bf, cf, n):
+        sm = cuda.shared.array(smem_size, np_t)  # noqa: F821 - two k-blocks of B when staging
         w = cuda.blockIdx.x  # noqa: F821
-        lane = cuda.threadIdx.x % 32  # noqa: F821
-        warp = cuda.threadIdx.x // 32  # noqa: F821
+        tid = cuda.threadIdx.x  # noqa: F821
+        lane = tid % 32
+        warp = tid // 32
         g = lane // 4
         tq = lane % 4
-        nbase = cuda.blockIdx.y * width + warp * (8 * ntiles)  # noqa: F821
+        panel0 = cuda.blockIdx.y * width  # noqa: F821
+        nbase = panel0 + warp * (8 * ntiles)
+        lbase = warp * (8 * ntiles)  # the warp's first column inside the staged panel
         acc = cuda.local.array(nacc, np_t)  # noqa: F821
         for i in range(nacc):
             acc[i] = zero
         last = n - 1
-        for kb in range(kb_ptr[w], kb_ptr[w + 1]):
+        kb0 = kb_ptr[w]
+        kb1 = kb_ptr[w + 1]
+        cur = 0
+        if stage:
+            if kb0 < kb1:
+                stage_kblock(sm, 0, bf, cols, kb0, n, panel0, tid)
+            cuda.syncthreads()  # noqa: F821
+        for kb in range(kb0, kb1):
+            if stage and kb + 1 < kb1:  # the next k-block's loads go out before this one's multiplies
+                stage_kblock(sm, (1 - cur) * buf, bf, cols, kb + 1, n, panel0, tid)
+            off = cur * buf
             base = kb * 128
             if use_mma:
                 # fragments of the PTX ISA's m16n8k8 .tf32 layout (see csrc/mma_tf32.cu)
@@ -212,11 +244,15 @@ def kernel(warps: int, ntiles: int, engine: str, split: str):
                 r0 = cols[kb * 8 + tq] * n
                 r1 = cols[kb * 8 + tq + 4] * n
                 for q in range(ntiles):
-                    col = nbase + q * 8 + g
-                    keep = one if col < n else zero  # a select, not a branch: the warp stays converged
-                    cc = min(col, last)
-                    b0 = bf[r0 + cc] * keep
-                    b1 = bf[r1 + cc] * keep
+                    if stage:
+                        b0 = sm[off + tq * stride + lbase + q * 8 + g]
+                        b1 = sm[off + (tq + 4) * stride + lbase + q * 8 + g]
+                    else:
+                        col = nbase + q * 8 + g
+                        keep = one if col < n else zero  # a select, not a branch: the warp stays converged
+                        cc = min(col, last)
+                        b0 = bf[r0 + cc] * keep
+                        b1 = bf[r1 + cc] * keep
                     d0, d1, d2, d3 = mma(a0, a1, a2, a3, b0, b1, acc[4 * q], acc[4 * q + 1], acc[4 * q + 2],
                                          acc[4 * q + 3])
                     acc[4 * q] = d0
@@ -231,13 +267,20 @@ def kernel(warps: int, ntiles: int, engine: str, split: str):
                     x0 = vals[base + g * 8 + kk]
                     x1 = vals[base + (g + 8) * 8 + kk]
                     for q in range(ntiles):
-                        col = nbase + q * 8 + 2 * tq
-                        y0 = bf[r + min(col, last)] * (one if col < n else zero)
-                        y1 = bf[r + min(col + 1, last)] * (one if col + 1 < n else zero)
+                        if stage:
+                            y0 = sm[off + kk * stride + lbase + q * 8 + 2 * tq]
+                            y1 = sm[off + kk * stride + lbase + q * 8 + 2 * tq + 1]
+                        else:
+                            col = nbase + q * 8 + 2 * tq
+                            y0 = bf[r + min(col, last)] * (one if col < n else zero)
+                            y1 = bf[r + min(col + 1, last)] * (one if col + 1 < n else zero)
                         acc[4 * q] += product(x0, y0)
                         acc[4 * q + 1] += product(x0, y1)
                         acc[4 * q + 2] += product(x1, y0)
                         acc[4 * q + 3] += product(x1, y1)
+            if stage:
+                cuda.syncthreads()  # noqa: F821 - everyone is done with buffer cur before it is refilled
+                cur = 1 - cur
         row0 = rowmap[w * 16 + g]
         row1 = rowmap[w * 16 + g + 8]
         for q in range(ntiles):
@@ -264,7 +307,7 @@ def kernel_signature():
     return (a1(t.int32), a1(t.int32), a1(t.float32), a1(t.int32), a1(t.float32), a1(t.float32), t.int64)
 
 
-def linked_ptx(warps: int = 4, ntiles: int = 2, split: str = "tf32", cc=(9, 0)) -> str:
+def linked_ptx(warps: int = 4, ntiles: int = 2, split: str = "tf32", cc=(9, 0), stage: bool = False) -> str:
     """The PTX of the mma kernel *after* link-time optimisation with the CUDA C device functions, built
     without a GPU the way numba builds it on one: the kernel to LTO-IR (numba), ``mma_tf32.cu`` to LTO-IR
     (NVRTC), both linked by nvJitLink. What to look at: ``mma.sync`` inlined into the loop, no ``call``, no
@@ -272,7 +315,7 @@ def linked_ptx(warps: int = 4, ntiles: int = 2, split: str = "tf32", cc=(9, 0)) 
     from cuda.bindings import nvjitlink, nvrtc
     from numba import cuda
 
-    kern = kernel(warps, ntiles, "mma", split)
+    kern = kernel(warps, ntiles, "mma", split, stage)
     ltoir, _ = cuda.compile(kern.py_func, kernel_signature(), device=False, cc=cc, output="ltoir", abi="numba")
     err, prog = nvrtc.nvrtcCreateProgram(MMA_SOURCE.read_bytes(), MMA_SOURCE.name.encode(), 0, [], [])
     opts = [f"--gpu-architecture=compute_{cc[0]}{cc[1]}".encode(), b"-rdc=true", b"-dlto"]
@@ -305,9 +348,11 @@ def linked_ptx(warps: int = 4, ntiles: int = 2, split: str = "tf32", cc=(9, 0)) 
                        strict=True),
                  Param("warps", 4, (1, 2, 4, 8), "warps per block (each 8·ntiles columns)", minimum=1),
                  Param("ntiles", 2, (1, 2, 4), "8-column tiles per warp (4 accumulators each)", minimum=1),
-                 Param("reorder", False, (False, True), "cluster rows with similar columns (MinHash) first")),
+                 Param("reorder", False, (False, True), "cluster rows with similar columns (MinHash) first"),
+                 Param("stage", False, (False, True), "stage each k-block's gathered B rows in shared memory, "
+                       "double-buffered")),
          available=gpu_unavailable_reason)
-def build(problem, split, engine, warps, ntiles, reorder):
+def build(problem, split, engine, warps, ntiles, reorder, stage):
     """Tensor cores on 16-row windows condensed to their nonzero columns (mma.sync m16n8k8 TF32)."""
     if problem.dtype != np.float32:
         raise ParamError(f"TF32 tensor cores take float32 (got {problem.dtype})")
@@ -319,7 +364,7 @@ def build(problem, split, engine, warps, ntiles, reorder):
     a = problem.a
     win = condense(a, minhash_order(a) if reorder else None)
     ran = "fma (simulator: linked code cannot run there)" if engine == "mma" and simulator() else engine
-    k = kernel(warps, ntiles, "fma" if ran != "mma" else "mma", split)
+    k = kernel(warps, ntiles, "fma" if ran != "mma" else "mma", split, bool(stage))
     cu = cuda_module()
     kb_ptr = cu.to_device(win.kb_ptr)
     cols = cu.to_device(win.cols if win.cols.size else np.zeros(1, np.int32))
@@ -328,7 +373,8 @@ def build(problem, split, engine, warps, ntiles, reorder):
     b, c = device_bc(problem)
     grid = (max(win.windows, 1), ceil_div(problem.n, width))
     info = {"grid": list(grid), "block": [32 * warps], "engine": ran, "split": split, "windows": win.windows,
-            "condensed_cols": int(win.cols.size), "tile_fill": round(win.fill, 4), "reordered": bool(reorder)}
+            "condensed_cols": int(win.cols.size), "tile_fill": round(win.fill, 4), "reordered": bool(reorder),
+            "staged": bool(stage)}
     launches = [] if win.windows == 0 else [(k[grid, 32 * warps], (kb_ptr, cols, vals, rowmap, flat(b), flat(c),
                                                                    np.int64(problem.n)))]
     prepared = kernel_prepared(launches, c, info, kernels=[("", k)], keep=(kb_ptr, cols, vals, rowmap, b))
