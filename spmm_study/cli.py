@@ -359,19 +359,12 @@ def sweep(
     on Dask workers with --cluster (one measurement per device, rows streamed into one folder)."""
     from spmm_study import experiment as ex
     from spmm_study import plan, report
-    from spmm_study.errors import ParamError
 
-    grid = ex.parse_param_grid(param)
     timing = plan.timing_doc("sweep", repeats=repeats, min_time=min_time, warmup=warmup, cache=cache, rounds=rounds)
-    if experiment is not None and (variants or matrix or n or threads):
-        raise ParamError("give either an experiment file or --variants/--matrix/--n/--threads, not both")
-    if experiment is None and not variants:
-        raise ParamError("give an experiment file or --variants")
     remote = cluster_check(cluster, retries, connect_timeout)  # other machines' workers: keep what this one lacks
-    exp, ctx = plan.plan_file(experiment, timing=timing, dlmc_root=dlmc_root, extra_params=grid,
-                              keep_unavailable=remote) if experiment else \
-        plan.plan([plan.run_doc(variants, matrices=matrix, n=n, threads=threads, params=grid)], name="sweep",
-                  timing=timing, dlmc_root=dlmc_root, keep_unavailable=remote)
+    exp, ctx = plan.plan_sweep(experiment, variants=variants, matrices=matrix, n=n, threads=threads,
+                               params=ex.parse_param_grid(param), timing=timing, dlmc_root=dlmc_root,
+                               keep_unavailable=remote)
     print_notes([f"warning: {w}" for w in exp.warnings])
     tasks, suffix = plan.shard_tasks(exp.tasks, shard)
     if dry_run and cluster:  # the task count and the time per worker, from a few measurements on the workers
@@ -380,10 +373,8 @@ def sweep(
         print_notes(cl.dry_run(cluster, tasks, ctx, timeout_s=connect_timeout).lines())
         return
     if dry_run:
-        for t in tasks:
-            out.print(escape(f"{t.variant.id}  {t.matrix}  N={t.n}  {dict(t.params) or ''}  threads={t.threads or '-'}  "
-                             f"{t.tags}"), highlight=False)
-        out.print(f"[dim]{len(tasks)} runs over {len({ex.problem_of(t) for t in tasks})} problems[/]")
+        for line in plan.dry_run_lines(tasks):
+            out.print(escape(line), highlight=False)
         return
     writer, rows = measure_on(cluster, retries, connect_timeout, tasks, ctx, lambda: plan.open_writer(
         exp.name, out_dir, force=force, resume=resume, suffix=suffix, argv=_ARGV, meta={

@@ -68,6 +68,28 @@ def plan_file(path: Path, *, timing: dict, dlmc_root: str | None = None, extra_p
     return exp, ctx
 
 
+def plan_sweep(path: Path | None, *, variants: list[str] | None, matrices: list[str] | None, n: list[int] | None,
+               threads: list[int] | None, params: dict, timing: dict, dlmc_root: str | None = None,
+               keep_unavailable: bool = False) -> tuple[ex.Experiment, Context]:
+    """``sweep``: an experiment file, or a grid given by options, never both."""
+    if path is not None and (variants or matrices or n or threads):
+        raise ParamError("give either an experiment file or --variants/--matrix/--n/--threads, not both")
+    if path is not None:
+        return plan_file(path, timing=timing, dlmc_root=dlmc_root, extra_params=params,
+                         keep_unavailable=keep_unavailable)
+    if not variants:
+        raise ParamError("give an experiment file or --variants")
+    return plan([run_doc(variants, matrices=matrices, n=n, threads=threads, params=params)], name="sweep",
+                timing=timing, dlmc_root=dlmc_root, keep_unavailable=keep_unavailable)
+
+
+def dry_run_lines(tasks: list[Task]) -> list[str]:
+    """``sweep --dry-run``: one line per task, then how many runs over how many problems."""
+    lines = [f"{t.variant.id}  {t.matrix}  N={t.n}  {dict(t.params) or ''}  threads={t.threads or '-'}  {t.tags}"
+             for t in tasks]
+    return lines + [f"{len(tasks)} runs over {len({ex.problem_of(t) for t in tasks})} problems"]
+
+
 def compare_variants(names: list[str], baseline: str | None, device: str) -> tuple[list[str], str | None]:
     """The variants ``compare`` measures: the ones named, then the baseline (given, or the dense BLAS
     baseline of each device named when it runs here); and the baseline id."""
