@@ -10,6 +10,8 @@ refuse with a ``SpmmError`` — the harness turns that into a SKIP row — and n
 
 from __future__ import annotations
 
+import os
+
 import numba
 import numpy as np
 import pytest
@@ -219,3 +221,69 @@ def test_rowblock_groups_sorted_rows_and_pads_the_last_group():
     assert order.size == 9 and list(order[7:]) == [2, 2]  # last group padded with its last row
     assert bounds[0] == 0 and bounds[-1] == 9 and all(bd % 3 == 0 for bd in bounds)
     assert info["rows"] == 3 and sum(info["work_nnz_per_thread"]) == lengths.sum()
+
+
+def test_spregtiling_is_unavailable_without_its_entry_point(monkeypatch, tmp_path):
+    """The artifact is never shipped: without $SPMM_STUDY_SPREGTILING, or pointing at something that is not its
+    built entry point, the baseline is listed unavailable with the reason and measuring it is a clear error."""
+    from spmm_study.errors import DeviceUnavailable
+
+    v = registry.get("cpu.csr.spregtiling")
+    problem = Problem.make(EDGES["random"], 8)
+    monkeypatch.delenv("SPMM_STUDY_SPREGTILING", raising=False)
+    assert "SPMM_STUDY_SPREGTILING is not set" in v.unavailable_reason()
+    monkeypatch.setenv("SPMM_STUDY_SPREGTILING", str(tmp_path / "missing.so"))
+    assert "is not a file" in v.unavailable_reason()
+    junk = tmp_path / "junk.so"
+    junk.write_bytes(b"not a shared library")
+    monkeypatch.setenv("SPMM_STUDY_SPREGTILING", str(junk))
+    assert "could not be loaded" in v.unavailable_reason()
+    with pytest.raises(DeviceUnavailable, match="unavailable"):
+        measure(v, problem, {}, HarnessConfig(TimingConfig(repeats=1, min_time_s=0, warmup_s=0)))
+    import ctypes.util
+
+    libm = ctypes.util.find_library("m")  # a real library without the entry point's functions
+    if libm:
+        monkeypatch.setenv("SPMM_STUDY_SPREGTILING", libm if os.path.isabs(libm) else _which_lib(libm))
+        reason = v.unavailable_reason()
+        assert reason and ("does not export srt_create" in reason or "not a file" in reason)
+
+
+def _which_lib(name: str) -> str:
+    import glob
+
+    for d in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"):
+        hits = glob.glob(os.path.join(d, name + "*"))
+        if hits:
+            return hits[0]
+    return name
+
+
+def test_auto_rule_on_feature_vectors():
+    """The fitted rule is a pure function of (N, mean row length): a table of N buckets, every choice a known
+    rung; small N goes where the table says, and a split on row length is honoured."""
+    from spmm_study.cpu import k16_csr_auto as auto
+
+    table = auto.rule()
+    assert table and all(e["choice"] in auto.LABELS for e in table)
+    assert [e["n_max"] for e in table] == sorted(e["n_max"] for e in table) and table[-1]["n_max"] == float("inf")
+    for n in (1, 16, 32, 49, 64, 100, 128, 196, 256, 512, 784, 1024, 2048, 3136, 10**6):
+        for row_mean in (0.0, 2.5, 10.0, 51.2, 400.0):
+            vid, params, feats = auto.choose(n, 1000, int(row_mean * 1000), table)
+            assert vid in ("cpu.csr.vec", "cpu.csr.rowblock") and feats["n"] == n
+            registry.get(vid).resolve_params(params)  # every choice is a legal parameter set
+    fake = [{"n_max": 64, "choice": "rowblock rows=2", "row_mean_below": 8.0, "choice_short": "rowblock rows=4"},
+            {"n_max": float("inf"), "choice": "vec max_vectors=16"}]
+    assert auto.choose(32, 100, 300, fake)[:2] == ("cpu.csr.rowblock", {"rows": 4})  # 3 per row: short
+    assert auto.choose(32, 100, 3000, fake)[:2] == ("cpu.csr.rowblock", {"rows": 2})
+    assert auto.choose(65, 100, 3000, fake)[:2] == ("cpu.csr.vec", {"max_vectors": 16})
+    assert auto.choose(65, 0, 0, fake)[2]["row_mean"] == 0.0  # no rows: no division by zero
+
+
+def test_auto_prints_its_choice_in_info():
+    v = registry.get("auto")
+    assert v.id == "cpu.csr.auto"
+    problem = Problem.make(EDGES["random"], 37)
+    prep = v.build(problem)
+    assert prep.info["auto_choice"].startswith(("cpu.csr.vec", "cpu.csr.rowblock"))
+    assert prep.info["auto_features"]["n"] == 37

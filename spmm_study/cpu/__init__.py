@@ -5,6 +5,7 @@ Adding a variant is one new file and one import line here.
 
 from spmm_study.cpu import (  # noqa: F401  (imported for registration)
     baselines,
+    baselines_ext,
     k01_dense_naive,
     k02_dense_order,
     k03_dense_tiled,
@@ -15,6 +16,7 @@ from spmm_study.cpu import (  # noqa: F401  (imported for registration)
     k13_csr_tiled,
     k14_csr_vec,
     k15_csr_rowblock,
+    k16_csr_auto,
     k20_coo_scatter,
     k21_coo_par,
     k22_csc_outer,

@@ -56,6 +56,16 @@ def tile_plan(n: int, lane_count: int, max_vectors: int) -> tuple[int, int, int,
     return q, qt, (tiles - 1) * q * lane_count, n % lane_count != 0
 
 
+@njit(parallel=True, cache=True)
+def copy_into(dst, src):
+    """dst[:, :N] = src, rows split across the threads (the copy is per call: serial, it would cap 2-thread
+    scaling by Amdahl's law)."""
+    n = src.shape[1]
+    for r in prange(src.shape[0]):
+        for j in range(n):
+            dst[r, j] = src[r, j]
+
+
 def padded_operand(b: np.ndarray, lane_count: int, pad: bool):
     """(array the kernel reads, refresh, info) for B. With ``pad`` and a B whose rows do not all start on a
     64-byte boundary (N not a multiple of 16 fp32, or a misaligned buffer), B is copied in every call into a
@@ -70,9 +80,8 @@ def padded_operand(b: np.ndarray, lane_count: int, pad: bool):
         return b, (lambda: None), info
     buf = aligned_empty((k, ld), b.dtype)
     buf[:, n:] = 0
-    view = buf[:, :n]
     info.update(ldb=ld, b_packed=True)
-    return buf, (lambda: np.copyto(view, b)), info
+    return buf, (lambda: copy_into(buf, b)), info
 
 
 @lru_cache(maxsize=None)

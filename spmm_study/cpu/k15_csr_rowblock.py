@@ -38,7 +38,7 @@ from numba import njit, prange
 
 from spmm_study.cpu._simd import ALIGN, aligned_empty, elem_ptr, stack_empty
 from spmm_study.cpu._vec import lanes, vfma, vstore, vstore_mask, vzero
-from spmm_study.cpu.k14_csr_vec import check_dtype, tile_plan, traffic
+from spmm_study.cpu.k14_csr_vec import check_dtype, copy_into, tile_plan, traffic
 from spmm_study.registry import Param, host_prepared, variant
 
 ROWS = (1, 2, 4, 8)
@@ -146,9 +146,8 @@ def tile_padded_b(b: np.ndarray, width: int):
         return b, (lambda: None), info
     buf = aligned_empty((k, ld), b.dtype)
     buf[:, n:] = 0
-    view = buf[:, :n]
     info["b_packed"] = True
-    return buf, (lambda: np.copyto(view, b)), info
+    return buf, (lambda: copy_into(buf, b)), info
 
 
 def default_rows(n: int, lane_count: int = 16) -> int:

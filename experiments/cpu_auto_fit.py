@@ -1,0 +1,190 @@
+"""Fit the rule behind ``cpu.csr.auto`` on the layer-0 DLMC matrices (issue 12) and write it as a small module.
+
+    python experiments/cpu_auto_fit.py [--matrices 40] [--reps 9] [--out spmm_study/cpu/_auto_rule.py]
+
+For every layer-0 matrix of ``$SPMM_STUDY_DLMC`` (80 in the shared subset: transformer, magnitude pruning at
+0.8/0.9/0.95/0.98 and random pruning at 0.9), sorted by path, the even-numbered ones are the fitting set and
+the odd-numbered ones are held out. Each candidate (rung, params) is timed on each matrix at each N of
+``FIT_N``: one thread, warm caches, the minimum of ``reps`` calls (the machine is shared: the minimum is the
+least disturbed call), every candidate of one (matrix, N) interleaved in one process, each result checked
+against float64 once.
+
+The rule is a table: N buckets (upper bounds at the midpoints between the fitted N), and per bucket the
+candidate with the best geometric mean of (best time / candidate time) over the fitting matrices, optionally
+split at a mean row length when that gains more than 3% on the fitting set. The held-out matrices give the
+rule's score (geometric mean of best/chosen) and how often it picks the per-matrix best; both are written
+into the module's docstring. Rebuild this file and commit it with the rule it produced.
+"""
+
+from __future__ import annotations
+
+from spmm_study.pools import quiet_idle_pools
+
+quiet_idle_pools()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+FIT_N = (16, 32, 49, 64, 100, 128, 196, 256, 512, 1024)
+CANDIDATES = (
+    ("cpu.csr.vec", {"max_vectors": 16}),
+    ("cpu.csr.vec", {"max_vectors": 8}),
+    ("cpu.csr.rowblock", {"rows": 0}),
+    ("cpu.csr.rowblock", {"rows": 2}),
+)
+
+
+def machine() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        name = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "")
+    except (OSError, subprocess.SubprocessError):
+        name = ""
+    return f"{name or platform.processor()} ({os.cpu_count()} cores)"
+
+
+def layer0(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*layer_0*.smtx"))
+
+
+def features(a) -> dict:
+    lengths = a.row_lengths().astype(np.float64)
+    mean = float(lengths.mean()) if lengths.size else 0.0
+    return {"m": a.m, "k": a.k, "nnz": a.nnz, "row_mean": mean,
+            "row_cv": float(lengths.std() / mean) if mean > 0 else 0.0}
+
+
+def time_min(prep, reps: int) -> float:
+    prep.run()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        prep.run()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def measure(paths, reps: int) -> list[dict]:
+    import numba
+
+    from spmm_study import registry, sources
+    from spmm_study.problem import Problem
+
+    numba.set_num_threads(1)
+    rows = []
+    for path in paths:
+        a = sources.read_smtx(path)
+        feats = features(a)
+        for n in FIT_N:
+            problem = Problem.make(a, n)
+            times = {}
+            for vid, params in CANDIDATES:
+                v = registry.get(vid)
+                prep = v.build(problem, **v.resolve_params(params))
+                prep.poison()
+                prep.run()
+                if not problem.check(prep.fetch()).ok:
+                    raise SystemExit(f"{vid} {params} FAILED on {path} N={n}")
+                times[label(vid, params)] = time_min(prep, reps)
+            rows.append({"matrix": str(path), "n": n, **feats, "times": times})
+            print(f"{path.parent.name}/{path.stem[:40]:40s} N={n:5d} " +
+                  " ".join(f"{k}={t * 1e3:.3f}ms" for k, t in times.items()), flush=True)
+    return rows
+
+
+def label(vid: str, params: dict) -> str:
+    return vid.split(".")[-1] + "".join(f" {k}={v}" for k, v in params.items())
+
+
+def score(rows, pick) -> tuple[float, float]:
+    """(geometric mean of best/chosen, fraction where the chosen is the best)."""
+    ratios, hits = [], 0
+    for r in rows:
+        best = min(r["times"].values())
+        chosen = r["times"][pick(r)]
+        ratios.append(best / chosen)
+        hits += chosen == best
+    return float(np.exp(np.mean(np.log(ratios)))) if ratios else 1.0, hits / max(len(rows), 1)
+
+
+def fit(rows) -> list[dict]:
+    labels = list(rows[0]["times"])
+    table = []
+    bounds = [(FIT_N[i] + FIT_N[i + 1]) / 2 for i in range(len(FIT_N) - 1)] + [float("inf")]
+    lo = 0.0
+    for n_fit, hi in zip(FIT_N, bounds):
+        sub = [r for r in rows if r["n"] == n_fit]
+        best_label = max(labels, key=lambda lb: score(sub, lambda r: lb)[0])
+        base = score(sub, lambda r: best_label)[0]
+        entry = {"n_max": hi, "choice": best_label}
+        # one optional split on the mean row length
+        cuts = sorted({round(r["row_mean"], 1) for r in sub})
+        best_split = None
+        for cut in cuts[1:]:
+            short = [r for r in sub if r["row_mean"] < cut]
+            long_ = [r for r in sub if r["row_mean"] >= cut]
+            ls = max(labels, key=lambda lb: score(short, lambda r: lb)[0])
+            ll = max(labels, key=lambda lb: score(long_, lambda r: lb)[0])
+            s = score(sub, lambda r: ls if r["row_mean"] < cut else ll)[0]
+            if s > base * 1.03 and (best_split is None or s > best_split[0]):
+                best_split = (s, cut, ls, ll)
+        if best_split:
+            entry.update(row_mean_below=best_split[1], choice_short=best_split[2], choice=best_split[3])
+        table.append(entry)
+        lo = hi
+    del lo
+    return table
+
+
+def write_rule(table, fit_rows, held_rows, out: Path, meta: dict) -> None:
+    from spmm_study.cpu.k16_csr_auto import pick_label
+
+    fit_s, fit_hit = score(fit_rows, lambda r: pick_label(table, r["n"], r["row_mean"]))
+    held_s, held_hit = score(held_rows, lambda r: pick_label(table, r["n"], r["row_mean"]))
+    always = {lb: score(held_rows, lambda r, lb=lb: lb)[0] for lb in held_rows[0]["times"]}
+    doc = (f'"""The rule ``cpu.csr.auto`` follows, written by experiments/cpu_auto_fit.py — do not edit by hand.\n\n'
+           f"Fitted {meta['date']} on {meta['machine']}, one thread, warm, min of {meta['reps']} calls, on "
+           f"{meta['fit']} layer-0 DLMC matrices\n(even-numbered by path); held out: {meta['held']} (odd-numbered).\n"
+           f"Score = geometric mean over (matrix, N) of best candidate time / chosen candidate time:\n"
+           f"fitting set {fit_s:.3f} (best picked {fit_hit:.0%}), held out {held_s:.3f} (best picked {held_hit:.0%});\n"
+           f"always one candidate, held out: " + ", ".join(f"{k} {v:.3f}" for k, v in always.items()) + '.\n"""\n')
+    body = "RULE = " + json.dumps(table, indent=4).replace("Infinity", 'float("inf")') + "\n"
+    out.write_text(doc + "\n" + body)
+    print(doc)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--matrices", type=int, default=80, help="how many layer-0 matrices (sorted by path) to use")
+    ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--out", default="spmm_study/cpu/_auto_rule.py")
+    ap.add_argument("--raw", default="", help="also write the raw timings (JSON) here")
+    args = ap.parse_args(argv)
+    root = Path(os.environ.get("SPMM_STUDY_DLMC", "../shared/dlmc"))
+    paths = layer0(root)[: args.matrices]
+    if not paths:
+        print(f"no layer-0 matrices under {root}", file=sys.stderr)
+        return 2
+    rows = measure(paths, args.reps)
+    fit_paths = {str(p) for p in paths[0::2]}
+    fit_rows = [r for r in rows if r["matrix"] in fit_paths]
+    held_rows = [r for r in rows if r["matrix"] not in fit_paths]
+    if args.raw:
+        Path(args.raw).write_text(json.dumps(rows))
+    table = fit(fit_rows)
+    write_rule(table, fit_rows, held_rows or fit_rows, Path(args.out),
+               {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "reps": args.reps,
+                "fit": len(fit_paths), "held": len(paths) - len(fit_paths)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""The CPU kernel at every N (issue 12): an N sweep of the new rungs against the vendor libraries, one process.
+
+    python experiments/cpu_every_n.py [--rounds 3] [--out results/cpu-every-n/<ts>]   # measure, ~5 min
+    python experiments/cpu_every_n.py --render results/cpu-every-n/<ts> [--readme README.md]
+
+Parts (fp32, one thread unless said, warm caches — B, A and C stay in cache between calls, as in a layer run
+over a batch; every row checked against float64 by the harness):
+
+* ``sweep``: DLMC transformer magnitude_pruning/0.9 body_decoder_layer_0_ffn_conv1 (2048×512, nnz 104 857),
+  N from 16 to 4096 (the targets' N plus the tails 255/257 and others), variants ``SWEEP`` interleaved:
+  every variant of one N in each of ``rounds`` rounds, then the next N. GFLOP/s = useful flops / the least
+  disturbed call (minimum over all timed calls of all rounds: the machine is shared with other jobs, whose
+  time slices only ever add time); the spread (median / min) is kept in the CSV.
+* ``threads``: ``cpu.csr.auto`` at 1 and 2 threads, same matrix, N in ``THREAD_N``; efficiency t1 / (2·t2).
+* ``overhead``: what a parallel call costs beyond its work: an empty 2-part ``prange`` kernel at 1 and 2
+  threads, and the partition ``cpu.csr.vec`` builds once per matrix (what it would add per call if it were
+  done per call, as before rung 13).
+
+``--render`` writes data/reference/cpu-every-n.csv (the sweep, one row per N × variant), docs/cpu-every-n.png
+(GFLOP/s against N, one line per variant) and the README block between the ``cpu-every-n`` markers.
+"""
+
+from __future__ import annotations
+
+from spmm_study.pools import quiet_idle_pools
+
+quiet_idle_pools()
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+MATRIX = "dlmc:transformer/magnitude_pruning/0.9/body_decoder_layer_0_ffn_conv1_fully_connected"
+TARGET_N = (32, 49, 64, 100, 128, 196, 256, 512, 784, 1024, 2048, 3136)
+SWEEP_N = tuple(sorted(set(TARGET_N) | {16, 17, 24, 31, 33, 40, 48, 63, 65, 80, 96, 112, 160, 192, 224, 255,
+                                          257, 300, 320, 384, 448, 576, 640, 768, 1000, 1536, 4000, 4096}))
+SWEEP = (
+    ("cpu.csr.auto", {}),
+    ("cpu.csr.vec", {}),
+    ("cpu.csr.rowblock", {}),
+    ("cpu.csr.tiled", {}),
+    ("cpu.csr.mkl", {}),
+    ("cpu.csr.mkl_opt", {}),
+    ("cpu.csr.scipy", {}),
+    ("cpu.csr.spregtiling", {}),
+)
+THREAD_N = (32, 64, 128, 256, 512, 1024)
+CSV_FIELDS = ("n", "variant", "params", "status", "min_ms", "median_ms", "gflops", "spread", "info")
+
+
+def machine() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown CPU"
+    get = {ln.split(":", 1)[0].strip(): ln.split(":", 1)[1].strip() for ln in out.splitlines() if ":" in ln}
+    return f"{get.get('Model name', '?')}, {get.get('CPU(s)', '?')} cores (KVM guest, shared), L2 {get.get('L2 cache', '?')}"
+
+
+def timing(repeats: int):
+    from spmm_study.harness import HarnessConfig
+    from spmm_study.timing import TimingConfig
+
+    return lambda threads: HarnessConfig(TimingConfig(repeats=repeats, min_time_s=0.02, warmup_s=0.02, cache="warm"),
+                                         threads=threads)
+
+
+def sweep(args, out: Path) -> None:
+    from spmm_study import registry, sources
+    from spmm_study.harness import measure
+    from spmm_study.problem import Problem
+
+    a = sources.load(MATRIX).a
+    cfg = timing(args.repeats)
+    rows = []
+    for n in args.n or SWEEP_N:
+        problem = Problem.make(a, n, matrix=MATRIX)
+        samples: dict[str, list] = {}
+        info: dict[str, str] = {}
+        status: dict[str, str] = {}
+        for _ in range(args.rounds):
+            for vid, params in SWEEP:
+                v = registry.get(vid)
+                if v.unavailable_reason():
+                    status[vid] = "UNAVAILABLE"
+                    continue
+                r = measure(v, problem, params, cfg(1))
+                status[vid] = r.status
+                if r.status == "PASS":
+                    samples.setdefault(vid, []).append((r.min_s, r.median_s))
+                    info[vid] = r.info
+        for vid, _ in SWEEP:
+            s = samples.get(vid)
+            row = {"n": n, "variant": vid, "params": "", "status": status.get(vid, "?"), "info": info.get(vid, "")}
+            if s:
+                tmin = min(x[0] for x in s)
+                tmed = float(np.median([x[1] for x in s]))
+                row.update(min_ms=round(tmin * 1e3, 5), median_ms=round(tmed * 1e3, 5),
+                           gflops=round(2 * a.nnz * n / tmin / 1e9, 2), spread=round(tmed / tmin, 3))
+            rows.append(row)
+        print(f"N={n:5d} " + " ".join(f"{r['variant'].split('.')[-1]}={r.get('gflops', r['status'])}"
+                                      for r in rows[-len(SWEEP):]), flush=True)
+    with open(out / "sweep.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def threads_part(args, out: Path) -> None:
+    from spmm_study import registry, sources
+    from spmm_study.harness import measure
+    from spmm_study.problem import Problem
+
+    a = sources.load(MATRIX).a
+    cfg = timing(args.repeats)
+    v = registry.get("cpu.csr.auto")
+    rows = []
+    for n in THREAD_N:
+        problem = Problem.make(a, n, matrix=MATRIX)
+        t = {1: [], 2: []}
+        for _ in range(args.rounds):
+            for th in (1, 2):
+                r = measure(v, problem, {}, cfg(th))
+                if r.status == "PASS":
+                    t[th].append(r.min_s)
+        if t[1] and t[2]:
+            t1, t2 = min(t[1]), min(t[2])
+            rows.append({"n": n, "t1_ms": round(t1 * 1e3, 4), "t2_ms": round(t2 * 1e3, 4),
+                         "efficiency": round(t1 / (2 * t2), 3)})
+            print("threads", rows[-1], flush=True)
+    (out / "threads.json").write_text(json.dumps(rows, indent=1))
+
+
+def overhead_part(args, out: Path) -> None:
+    import numba
+    from numba import njit, prange
+
+    from spmm_study import sources
+    from spmm_study.cpu._balance import partition
+
+    @njit(parallel=True)
+    def empty(parts):
+        for t in prange(parts.size):
+            parts[t] += 1.0
+
+    parts = np.zeros(2)
+    res = {}
+    for th in (1, 2):
+        numba.set_num_threads(th)
+        empty(parts)
+        ts = []
+        for _ in range(2000):
+            t0 = time.perf_counter()
+            empty(parts)
+            ts.append(time.perf_counter() - t0)
+        res[f"empty_prange_{th}t_us"] = {"min": round(min(ts) * 1e6, 2), "median": round(float(np.median(ts)) * 1e6, 2)}
+    a = sources.load(MATRIX).a
+    ts = []
+    for _ in range(200):
+        t0 = time.perf_counter()
+        partition(a.row_lengths(), 2, "nnz")
+        ts.append(time.perf_counter() - t0)
+    res["partition_nnz_2_us"] = {"min": round(min(ts) * 1e6, 2), "median": round(float(np.median(ts)) * 1e6, 2)}
+    res["env"] = {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+    res["threading_layer"] = numba.threading_layer()
+    print("overhead", res, flush=True)
+    (out / "overhead.json").write_text(json.dumps(res, indent=1))
+
+
+def measure_all(args) -> Path:
+    out = Path(args.out or f"results/cpu-every-n/{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=False)
+    import numba
+
+    meta = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "command": " ".join(sys.argv), "numba": numba.__version__, "rounds": args.rounds,
+            "repeats": args.repeats, "loadavg_start": os.getloadavg()}
+    parts = args.parts.split(",")
+    if "overhead" in parts:
+        overhead_part(args, out)
+    if "sweep" in parts:
+        sweep(args, out)
+    if "threads" in parts:
+        threads_part(args, out)
+    meta["loadavg_end"] = os.getloadavg()
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    print(f"wrote {out}")
+    return out
+
+
+def render(args) -> None:
+    src = Path(args.render)
+    meta = json.loads((src / "meta.json").read_text())
+    rows = list(csv.DictReader(open(src / "sweep.csv")))
+    Path("data/reference").mkdir(parents=True, exist_ok=True)
+    ref = Path("data/reference/cpu-every-n.csv")
+    with open(ref, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=[k for k in CSV_FIELDS if k != "info"] + ["auto_choice"])
+        w.writeheader()
+        for r in rows:
+            choice = ""
+            if r["variant"] == "cpu.csr.auto" and r["info"]:
+                choice = json.loads(r["info"]).get("auto_choice", "")
+            w.writerow({**{k: r.get(k, "") for k in CSV_FIELDS if k != "info"}, "auto_choice": choice})
+    variants = [v for v, _ in SWEEP if any(r["variant"] == v and r.get("gflops") for r in rows)]
+    g = {(int(r["n"]), r["variant"]): float(r["gflops"]) for r in rows if r.get("gflops")}
+    ns = sorted({int(r["n"]) for r in rows})
+    plot(ns, variants, g, meta, Path("docs/cpu-every-n.png"))
+    md = markdown(ns, variants, g, rows, meta, src)
+    if args.readme:
+        text = Path(args.readme).read_text()
+        start, end = "<!-- cpu-every-n:start -->", "<!-- cpu-every-n:end -->"
+        if start not in text:
+            raise SystemExit(f"{args.readme} has no {start} marker")
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        Path(args.readme).write_text(head + start + "\n" + md + "\n" + end + tail)
+    else:
+        print(md)
+
+
+def plot(ns, variants, g, meta, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for v in variants:
+        xs = [n for n in ns if (n, v) in g]
+        ax.plot(xs, [g[(n, v)] for n in xs], marker="o", ms=3, label=v, lw=2.2 if v == "cpu.csr.auto" else 1.2)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("N (columns of B and C)")
+    ax.set_ylabel("useful GFLOP/s (1 thread, warm)")
+    ax.set_title(f"DLMC ffn_conv1 2048×512 at 90%, fp32 — {meta['machine'][:60]}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def short(v: str) -> str:
+    return v.replace("cpu.csr.", "")
+
+
+def markdown(ns, variants, g, rows, meta, src: Path) -> str:
+    lines = [f"**DLMC transformer magnitude_pruning/0.9 ffn_conv1 (2048×512, nnz 104,857), fp32, one thread, "
+             f"warm; useful GFLOP/s of the least disturbed call — {meta['machine']}, {meta['date']}, "
+             f"{meta['rounds']} interleaved rounds, load average {meta['loadavg_start'][0]:.0f}–"
+             f"{meta['loadavg_end'][0]:.0f} (shared)**", ""]
+    cols = [v for v in variants]
+    lines.append("| N | " + " | ".join(short(v) for v in cols) + " | auto/mkl | auto/mkl_opt |")
+    lines.append("| ---: | " + " | ".join("---:" for _ in cols) + " | ---: | ---: |")
+    for n in ns:
+        cells = [f"{g[(n, v)]:.1f}" if (n, v) in g else "–" for v in cols]
+        ra = lambda base: f"{g[(n, 'cpu.csr.auto')] / g[(n, base)]:.2f}×" if (n, base) in g and (n, "cpu.csr.auto") in g else "–"  # noqa: E731
+        mark = "**" if n in TARGET_N else ""
+        lines.append(f"| {mark}{n}{mark} | " + " | ".join(cells) + f" | {ra('cpu.csr.mkl')} | {ra('cpu.csr.mkl_opt')} |")
+    lines.append("")
+    lines.append("Bold N: the issue's target batch sizes. `auto` chose: " + ", ".join(
+        f"N={r['n']}: {json.loads(r['info']).get('auto_choice', '?').replace('cpu.csr.', '')}"
+        for r in rows if r["variant"] == "cpu.csr.auto" and r["info"] and int(r["n"]) in TARGET_N) + ".")
+    if (src / "threads.json").exists():
+        th = json.loads((src / "threads.json").read_text())
+        lines += ["", "Two threads (`auto`, same matrix): " + "; ".join(
+            f"N={r['n']}: {r['t1_ms']:.3f} → {r['t2_ms']:.3f} ms, efficiency {r['efficiency']:.2f}" for r in th) + "."]
+    if (src / "overhead.json").exists():
+        oh = json.loads((src / "overhead.json").read_text())
+        lines += ["", f"Overheads (min / median): an empty 2-part `prange` call {oh['empty_prange_1t_us']['min']} / "
+                  f"{oh['empty_prange_1t_us']['median']} µs at 1 thread, {oh['empty_prange_2t_us']['min']} / "
+                  f"{oh['empty_prange_2t_us']['median']} µs at 2 ({oh['threading_layer']}, OMP_WAIT_POLICY="
+                  f"{oh['env']['OMP_WAIT_POLICY']}); the nnz partition, built once per matrix: "
+                  f"{oh['partition_nnz_2_us']['min']} / {oh['partition_nnz_2_us']['median']} µs."]
+    lines += ["", "![GFLOP/s against N](docs/cpu-every-n.png)"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--parts", default="overhead,sweep,threads")
+    ap.add_argument("--n", type=lambda s: [int(x) for x in s.split(",")], default=None)
+    ap.add_argument("--out", default="")
+    ap.add_argument("--render", default="")
+    ap.add_argument("--readme", default="")
+    args = ap.parse_args(argv)
+    if args.render:
+        render(args)
+    else:
+        measure_all(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

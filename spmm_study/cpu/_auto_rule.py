@@ -1,0 +1,55 @@
+"""The rule ``cpu.csr.auto`` follows, written by experiments/cpu_auto_fit.py — do not edit by hand.
+
+Fitted 2026-12-01 on Intel(R) Xeon(R) Processor (2 cores), one thread, warm, min of 7 calls, on 40 layer-0 DLMC matrices
+(even-numbered by path); held out: 40 (odd-numbered).
+Score = geometric mean over (matrix, N) of best candidate time / chosen candidate time:
+fitting set 0.934 (best picked 46%), held out 0.916 (best picked 36%);
+always one candidate, held out: vec max_vectors=16 0.903, vec max_vectors=8 0.899, rowblock rows=0 0.849, rowblock rows=2 0.784.
+"""
+
+RULE = [
+    {
+        "n_max": 24.0,
+        "choice": "rowblock rows=0"
+    },
+    {
+        "n_max": 40.5,
+        "choice": "rowblock rows=2",
+        "row_mean_below": 25.6,
+        "choice_short": "vec max_vectors=8"
+    },
+    {
+        "n_max": 56.5,
+        "choice": "vec max_vectors=16"
+    },
+    {
+        "n_max": 82.0,
+        "choice": "vec max_vectors=16"
+    },
+    {
+        "n_max": 114.0,
+        "choice": "vec max_vectors=16"
+    },
+    {
+        "n_max": 162.0,
+        "choice": "vec max_vectors=8"
+    },
+    {
+        "n_max": 226.0,
+        "choice": "vec max_vectors=8"
+    },
+    {
+        "n_max": 384.0,
+        "choice": "vec max_vectors=8"
+    },
+    {
+        "n_max": 768.0,
+        "choice": "vec max_vectors=16",
+        "row_mean_below": 25.6,
+        "choice_short": "vec max_vectors=8"
+    },
+    {
+        "n_max": float("inf"),
+        "choice": "vec max_vectors=8"
+    }
+]

@@ -1,0 +1,73 @@
+"""Rung 16 — ``cpu.csr.auto``: the rung and params for this N and this matrix, picked by a fitted rule.
+
+What changed from rungs 14 and 15: nothing in the loops. Rung 14 (``cpu.csr.vec``, one row in up to
+``max_vectors`` vectors) and rung 15 (``cpu.csr.rowblock``, R rows at once) each win somewhere, and which
+one wins depends on N (how many vectors a row of C needs) and on the rows (how long, how even). A user who
+names no params should get the fast path at every N, so ``auto`` looks up the choice in a table fitted
+offline on the layer-0 DLMC matrices (``experiments/cpu_auto_fit.py`` writes ``_auto_rule.py``; its
+docstring has the machine, the fitting and held-out sets and the rule's score) and builds that rung.
+
+The rule reads only features known before the call: N and the mean row length (nnz / M); the table is a
+list of N buckets, each with a choice and optionally a split at a mean row length. The choice is in the
+result's ``info`` (``auto_choice``, ``auto_features``), beside the chosen rung's own info.
+
+Loop order, traffic, what to look at: those of the chosen rung; compare ``auto`` with ``vec`` and
+``rowblock`` at their defaults in ``experiments/cpu_every_n.py``. Measured: see the README's "every N" table
+(Intel Xeon, 2 shared cores, 2026-12-01).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spmm_study import registry
+from spmm_study.cpu.k14_csr_vec import traffic
+from spmm_study.registry import variant
+
+LABELS = {  # what the fitted table names → (variant, params)
+    "vec max_vectors=16": ("cpu.csr.vec", {"max_vectors": 16}),
+    "vec max_vectors=8": ("cpu.csr.vec", {"max_vectors": 8}),
+    "rowblock rows=0": ("cpu.csr.rowblock", {"rows": 0}),
+    "rowblock rows=2": ("cpu.csr.rowblock", {"rows": 2}),
+    "rowblock rows=4": ("cpu.csr.rowblock", {"rows": 4}),
+}
+FALLBACK = "vec max_vectors=16"
+
+
+def pick_label(table: list[dict], n: int, row_mean: float) -> str:
+    """The table's choice for N columns and rows of ``row_mean`` nonzeros on average."""
+    for entry in table:
+        if n <= entry["n_max"]:
+            cut = entry.get("row_mean_below")
+            if cut is not None and row_mean < cut:
+                return entry["choice_short"]
+            return entry["choice"]
+    return table[-1]["choice"] if table else FALLBACK
+
+
+def rule() -> list[dict]:
+    from spmm_study.cpu._auto_rule import RULE
+
+    return RULE
+
+
+def choose(n: int, m: int, nnz: int, table: list[dict] | None = None) -> tuple[str, dict, dict]:
+    """(variant id, params, features) for a problem of N columns and an M-row A with ``nnz`` nonzeros."""
+    feats = {"n": int(n), "row_mean": round(float(nnz) / m, 2) if m else 0.0}
+    lab = pick_label(rule() if table is None else table, feats["n"], feats["row_mean"])
+    vid, params = LABELS.get(lab, LABELS[FALLBACK])
+    return vid, dict(params), feats
+
+
+@variant("cpu.csr.auto", loop_order="(chosen rung's)", movement=traffic, rung=16)
+def build(problem):
+    """CSR, rung and params picked from N and the row statistics by a rule fitted on DLMC layer 0."""
+    vid, params, feats = choose(problem.n, problem.m, problem.a.nnz)
+    chosen = registry.get(vid)
+    prep = chosen.build(problem, **chosen.resolve_params(params))
+    prep.info = {"auto_choice": vid + "".join(f" {k}={v}" for k, v in params.items()), "auto_features": feats,
+                 **prep.info}
+    return prep
+
+
+__all__ = ["build", "choose", "pick_label", "rule", "LABELS", "np"]
