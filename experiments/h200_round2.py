@@ -1,7 +1,7 @@
 """Issue 13's device run on the H200, in one or two calls of under 10 minutes each (nothing here needs nvcc).
 
-    python experiments/h200_round2.py --config experiments/h200_round2.toml --out $OUT --shard 1/2
-    python experiments/h200_round2.py --config experiments/h200_round2.toml --out $OUT --shard 2/2 --phases bench
+    python experiments/h200_round2.py --config experiments/configs/h200_round2.toml --out $OUT --shard 1/2
+    python experiments/h200_round2.py --config experiments/configs/h200_round2.toml --out $OUT --shard 2/2 --phases bench
     (if a call ran out of --budget-s: the same shard again with --phases bench --done <its gpu-bench.csv>)
 
 Phases (in this order; each writes into --out as soon as it has rows, so a call cut short keeps its work):
@@ -125,7 +125,7 @@ def pytest_phase(out: Path, timeout_s: int) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", type=Path, default=Path(__file__).with_name("h200_round2.toml"))
+    ap.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "h200_round2.toml")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "results/h200-round2")))
     ap.add_argument("--phases", default=",".join(PHASES))
     ap.add_argument("--shard", default="1/1", help="i/k: the i-th of k interleaved parts of the matrices")

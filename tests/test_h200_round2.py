@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 def test_the_committed_config_names_real_variants_and_params():
     import h200_round2
 
-    cfg = h200_round2.read_config(ROOT / "experiments" / "h200_round2.toml")
+    cfg = h200_round2.read_config(ROOT / "experiments" / "configs" / "h200_round2.toml")
     ids = {c["variant"] for c in cfg["candidates"]} | {b["variant"] for b in cfg["baselines"]}
     assert {"gpu.dense.cublas", "gpu.dense.cublas_tf32", "gpu.csr.cusparse", "gpu.csr.torch",
             "gpu.csr.sputnik"} <= ids
