@@ -12,6 +12,8 @@ Phases (in this order; each writes into --out as soon as it has rows, so a call 
             launch (SPMM_STUDY_GPU_LAUNCH), the libraries beside them (gpu-dispatch.csv)
   ladder    every GPU variant (rungs, chooser, libraries, Sputnik, TF32) with defaults on the ladder matrix at
             each N, cold L2 (gpu-ladder.csv)
+  nm24      the 2:4 rung beside the hardware path (cuSPARSELt via torch), rung 15 and cuBLAS fp32/TF32 on
+            synthetic:nm:ffn1 (gpu-nm24.csv)
   bench     every layer-0 DLMC matrix × N: the [candidates] (the chooser's refit set), gpu.csr.auto and every
             baseline (cuBLAS fp32 and TF32, cuSPARSE through cupy and torch, Sputnik) (gpu-bench.csv): the
             rows experiments/fit_gpu_chooser.py refits the chooser from and the README tables come from.
@@ -39,12 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gpu_bench  # noqa: E402
 
-from spmm_study import registry  # noqa: E402
+from spmm_study import registry, sources  # noqa: E402
 from spmm_study.errors import SpmmError  # noqa: E402
 from spmm_study.harness import HarnessConfig, measure  # noqa: E402
+from spmm_study.problem import Problem  # noqa: E402
 from spmm_study.timing import TimingConfig  # noqa: E402
 
-PHASES = ("env", "pytest", "dispatch", "ladder", "bench")
+PHASES = ("env", "pytest", "dispatch", "ladder", "nm24", "bench")
 
 
 def read_config(path: Path) -> dict:
@@ -191,12 +194,23 @@ def main() -> int:
         for n in ns:
             p = gpu_bench.problem_for(cfg.get("ladder_matrix", gpu_bench.LADDER_MATRIX), n, str(root), cache)
             for v in registry.select(device="gpu"):
-                if v.id == "gpu.nm24.structured":
-                    continue  # a 2:4 matrix only (gpu_bench's nm24 phase)
+                if v.format == "nm24":
+                    continue  # 2:4 matrices only: the nm24 phase
                 r, why = run_one(v.id, {}, p, hcfg, rows)
                 log(gpu_bench.short(r) if r else f"UNAVAILABLE {v.id}: {why}")
             rows.flush()
         log(f"ladder done at {time.time() - t0:.0f}s")
+    if "nm24" in phases:
+        rows = Rows(out, "nm24")
+        spec = cfg.get("nm24_matrix", "synthetic:nm:ffn1")
+        loaded = sources.load(spec, seed=0)
+        for n in ns:
+            p = Problem.make(loaded.a, n, "float32", 0, matrix=spec)
+            for vid in ("gpu.nm24.structured", "gpu.nm24.cusparselt", "gpu.csr.swizzle", "gpu.dense.cublas",
+                        "gpu.dense.cublas_tf32"):
+                r, why = run_one(vid, {}, p, hcfg, rows)
+                log("NM24", gpu_bench.short(r) if r else f"{vid} unavailable: {why}")
+            rows.flush()
     if "bench" in phases:
         rows = Rows(out, "bench")
         specs = layer0_specs(root, [str(s) for s in cfg.get("sparsities", ["0.8", "0.9", "0.95", "0.98"])], (i, k))

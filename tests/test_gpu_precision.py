@@ -66,3 +66,16 @@ def test_unknown_precision_is_a_param_error(problem):
     with pytest.raises(ParamError, match="unknown precision"):
         problem.tolerance_for("fp8")
     assert problem.tolerance_for("") == problem.tolerance
+
+
+def test_tf32_baselines_refuse_what_they_cannot_do_before_touching_a_gpu():
+    from spmm_study.errors import FormatError
+    from spmm_study.gpu import baselines
+
+    p64 = Problem.make(CSR.from_dense(np.eye(4, dtype=np.float32)), 3, "float64", 0)
+    for build in (baselines.build_cublas_tf32, baselines.build_cusparselt):
+        with pytest.raises(ParamError, match="float32"):
+            build(p64)
+    dense = Problem.make(CSR.from_dense(np.ones((4, 8), np.float32)), 3, "float32", 0)  # 4 of 4: not 2:4
+    with pytest.raises(FormatError, match="not 2:4"):
+        baselines.build_cusparselt(dense)

@@ -5,6 +5,10 @@
 * ``gpu.dense.cublas_tf32`` — cuBLAS on the densified A through ``torch.matmul`` with TF32 tensor cores
   allowed (``torch.backends.cuda.matmul.allow_tf32``, set around each call and restored): the dense
   tensor-core bar a sparse kernel must clear. Checked against TF32's own tolerance (``problem.PRECISIONS``).
+* ``gpu.nm24.cusparselt`` — the 2:4 product on the sparse tensor cores: cuSPARSELt through torch's
+  semi-structured sparse tensors (``to_sparse_semi_structured``), fp32 operands computed in TF32 (checked to
+  TF32's tolerance): the hardware path beside rung 21. Only for matrices that are 2:4 (others: SKIP), and
+  only shapes cuSPARSELt takes (torch says which; its refusal is a SKIP with torch's reason).
 * ``gpu.csr.cusparse`` — cuSPARSE CSR × dense through ``cupyx.scipy.sparse.csr_matrix @ B``.
 * ``gpu.csr.torch`` — cuSPARSE through ``torch.sparse.mm`` on a CSR tensor (only when torch is installed);
   torch calls cusparseSpMM with its own algorithm choice and layout, which measured 3× faster than cupy's
@@ -79,12 +83,12 @@ def build_cublas(problem):
          available=_torch_unavailable)
 def build_cublas_tf32(problem):
     """cuBLAS GEMM on the densified A with TF32 tensor cores (torch.matmul, allow_tf32): the dense TF32 bar."""
-    import torch
-
     from spmm_study.errors import ParamError
 
     if problem.dtype != np.float32:
         raise ParamError(f"TF32 is a float32 mode (got {problem.dtype})")
+    import torch
+
     dev = torch.device("cuda")
     a = torch.as_tensor(problem.a.to_dense(), device=dev)
     b = torch.as_tensor(problem.b, device=dev)
@@ -102,6 +106,36 @@ def build_cublas_tf32(problem):
     return Prepared(run=run, fetch=lambda: out[0].cpu().numpy(), poison=lambda: out[0].fill_(float("nan")),
                     sync=torch.cuda.synchronize, clock=time_gpu, precision="tf32",
                     info={"library": f"torch {torch.__version__} cuBLAS", "tf32": True}, release=lambda: out.clear())
+
+
+@variant("gpu.nm24.cusparselt", loop_order="library", movement=models.structured24, rung=95, baseline=True,
+         available=_torch_unavailable)
+def build_cusparselt(problem):
+    """2:4 sparse tensor cores: cuSPARSELt through torch semi-structured sparsity (fp32 in, TF32 compute)."""
+    from spmm_study.errors import ParamError
+    from spmm_study.gpu.k21_structured24 import to_24
+
+    if problem.dtype != np.float32:
+        raise ParamError(f"the cuSPARSELt baseline runs float32 (TF32 compute), got {problem.dtype}")
+    to_24(problem.a)  # FormatError (a SKIP row) unless the matrix is 2:4: torch would silently prune it
+    import torch
+    from torch.sparse import SparseSemiStructuredTensor, to_sparse_semi_structured
+
+    SparseSemiStructuredTensor._FORCE_CUTLASS = False  # cuSPARSELt, the library this baseline is about
+    dev = torch.device("cuda")
+    try:
+        a = to_sparse_semi_structured(torch.as_tensor(problem.a.to_dense(), device=dev))
+    except (RuntimeError, ValueError) as exc:
+        raise ParamError(f"cuSPARSELt refused {problem.m}x{problem.k}: {str(exc).splitlines()[0]}") from None
+    b = torch.as_tensor(problem.b, device=dev)
+    out = [torch.full((problem.m, problem.n), float("nan"), dtype=b.dtype, device=dev)]
+
+    def run():
+        out[0] = torch.mm(a, b)
+
+    return Prepared(run=run, fetch=lambda: out[0].cpu().numpy(), poison=lambda: out[0].fill_(float("nan")),
+                    sync=torch.cuda.synchronize, clock=time_gpu, precision="tf32",
+                    info={"library": f"torch {torch.__version__} cuSPARSELt"}, release=lambda: out.clear())
 
 
 @variant("gpu.csr.cusparse", loop_order="library", movement=models.sparse_library, rung=91, baseline=True,
