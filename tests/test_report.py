@@ -365,3 +365,17 @@ def test_dlmc_tables_and_plot_from_suite_rows(tmp_path, figures):
     plots.plot_dlmc(rows, tmp_path / "d.png")
     ax = figures[-1].axes[0]
     assert ax.get_lines() and ax.get_yscale() == "log"
+
+
+def test_report_renders_without_the_registry_or_numba(ladder_dir):
+    """Issue 9 item 2: rows carry rung and loop_order, so a report loads no kernel (and no numba)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom spmm_study.cli import main\ntry:\n    main(['report', sys.argv[1], '--markdown'])\n"
+            "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print(sorted(m for m in sys.modules if m == 'numba' or m == 'spmm_study.registry'))")
+    res = subprocess.run([sys.executable, "-c", code, str(ladder_dir)], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, res.stderr
+    assert "| variant |" in res.stdout and res.stdout.strip().splitlines()[-1] == "[]"
