@@ -13,6 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from spmm_study.pools import quiet_idle_pools  # noqa: E402
+
+quiet_idle_pools()  # before numpy/numba start their pools: idle workers must sleep, not spin (pools.py)
+
 from spmm_study import environment, sources  # noqa: E402
 from spmm_study.harness import apply_threads  # noqa: E402
 from spmm_study.nets.ffn import run_block  # noqa: E402

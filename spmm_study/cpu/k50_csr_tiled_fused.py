@@ -41,6 +41,7 @@ from spmm_study.nets.layer import ACT_CODE, RULE_CODE, epilogue_params, layer_pr
 from spmm_study.registry import Param, host_prepared, variant
 
 TILE_CHOICES = (16, 64, 256)
+SERIAL_WORK = 1 << 20  # nonzeros × columns below which FusedLayer runs the serial kernel (≈ 0.1 ms of FMAs)
 
 
 def fused_tiled(s, params=None) -> movement.Bytes:
@@ -70,13 +71,13 @@ def epi(x, bias_i, rule, act, ymax, zero):
 
 
 @lru_cache(maxsize=None)
-def kernel(tile_n: int):
+def kernel(tile_n: int, parallel: bool = True):
     """One compiled kernel per tile width (a closure constant). The bias rule and the activation are run-time
     integers: they are loop-invariant, so LLVM unswitches the store loop on them, and one compiled kernel
     serves the nine combinations (a compile-time constant each cost a parallel compile of ~7 s apiece)."""
     TN = int(tile_n)
 
-    @njit(parallel=True, fastmath={"contract"}, cache=True)
+    @njit(parallel=parallel, fastmath={"contract"}, cache=True)
     def csr_tiled_fused(rows, bounds, indptr, indices, data, b, c, bias, rule, act, ymax):
         n = b.shape[1]
         n_full = n - n % TN
@@ -122,7 +123,7 @@ class FusedLayer:
     ``infer`` calls per layer, and what the variant's ``run`` calls."""
 
     def __init__(self, a, bias: np.ndarray, act: str = "relu", rule: str = "row", ymax: float = 32.0,
-                 tile_n: int = 256, balance: str = "nnz", threads: int | None = None):
+                 tile_n: int = 256, balance: str = "nnz", threads: int | None = None, serial_below: int = SERIAL_WORK):
         self.a = a
         self.bias = np.ascontiguousarray(bias, dtype=a.dtype)
         self.ymax = float(ymax)
@@ -131,10 +132,29 @@ class FusedLayer:
         self.rows, self.bounds = partition(row_nnz, threads, balance, 64)
         self.info = spread(row_nnz, self.rows, self.bounds, balance, threads)
         self.k = kernel(tile_n)
+        self.tile_n = tile_n
+        self.serial_rows, self.serial_bounds = partition(row_nnz, 1, "static")
+        self.parallel = threads > 1
+        self.serial_below = serial_below
         self.rule, self.act = RULE_CODE[rule], ACT_CODE[act]
+
+    def warm(self) -> None:
+        """Compile (or load from numba's cache) both the parallel and the serial kernel, on one column."""
+        a = self.a
+        b = np.zeros((a.k, 1), a.dtype)
+        c = np.empty((a.m, 1), a.dtype)
+        for k, rows, bounds in ((self.k, self.rows, self.bounds),
+                                (kernel(self.tile_n, False), self.serial_rows, self.serial_bounds)):
+            k(rows, bounds, a.indptr, a.indices, a.data, b, c, self.bias, self.rule, self.act, self.ymax)
 
     def __call__(self, b: np.ndarray, c: np.ndarray) -> None:
         a = self.a
+        if self.parallel and b.shape[1] * a.nnz < self.serial_below:
+            # a few live inputs: a layer is microseconds of work, less than waking and joining the thread pool
+            # (on a shared 2-core VM the join can wait a whole scheduler slice); run it on this thread
+            kernel(self.tile_n, False)(self.serial_rows, self.serial_bounds, a.indptr, a.indices, a.data, b, c,
+                                       self.bias, self.rule, self.act, self.ymax)
+            return
         self.k(self.rows, self.bounds, a.indptr, a.indices, a.data, b, c, self.bias, self.rule, self.act, self.ymax)
 
 
@@ -151,7 +171,7 @@ class FusedLayer:
 def build(problem, tile_n, act, bias, ymax, balance, pack_b):
     """CSR register-blocked layer C = act(A·B + bias): rung 13 with the bias and activation applied in registers."""
     problem = layer_problem(problem, {"act": act, "bias": bias, "ymax": ymax})  # as the harness gives it
-    layer = FusedLayer(problem.a, problem.bias, act, bias, ymax, tile_n, balance)
+    layer = FusedLayer(problem.a, problem.bias, act, bias, ymax, tile_n, balance, serial_below=0)  # the rung as it is
     c = problem.new_output()
     b_use, refresh_b, b_info = packed_operand(problem.b, pack_b)
     info = dict(layer.info, tile_n=tile_n, act=act, bias=bias, **b_info)

@@ -137,11 +137,25 @@ def live_columns(c):
 
 
 @njit(parallel=True, cache=True)
-def compact_columns(c, keep, out):
-    """out[:, t] = c[:, keep[t]]: Yᵀ without its dead inputs."""
+def _compact_par(c, keep, out):
     for i in prange(c.shape[0]):
         for t in range(keep.size):
             out[i, t] = c[i, keep[t]]
+
+
+@njit(cache=True)
+def _compact_serial(c, keep, out):
+    for i in range(c.shape[0]):
+        for t in range(keep.size):
+            out[i, t] = c[i, keep[t]]
+
+
+def compact_columns(c, keep, out):
+    """out[:, t] = c[:, keep[t]]: Yᵀ without its dead inputs (serial when small: a thread-pool join costs more)."""
+    if c.shape[0] * keep.size < (1 << 16) or numba.get_num_threads() == 1:
+        _compact_serial(c, keep, out)
+    else:
+        _compact_par(c, keep, out)
 
 
 def _view(buf: np.ndarray, rows: int, n: int) -> np.ndarray:
@@ -199,6 +213,7 @@ def _cpu_fused(net: Network, yt0: np.ndarray, prune_dead: bool, tile_n: int) -> 
 
     t0 = time.perf_counter()
     layers = [FusedLayer(a, b, net.act, net.rule, net.ymax, tile_n=tile_n) for a, b in zip(net.layers, net.biases)]
+    layers[0].warm()
     _warm(net, yt0.dtype, lambda l, b, c: layers[l](b, c))
     setup = time.perf_counter() - t0
     return setup, _run_dense_chain(net, yt0, lambda l, b, c: layers[l](b, c), prune_dead)
@@ -232,7 +247,8 @@ def _warm(net: Network, dtype, apply) -> None:
     c = aligned_empty((a.m, 1), dtype)
     apply(0, b, c)
     live_columns(c)
-    compact_columns(c, np.zeros(1, np.int64), aligned_empty((a.m, 1), dtype))
+    for fn in (_compact_par, _compact_serial):
+        fn(c, np.zeros(1, np.int64), aligned_empty((a.m, 1), dtype))
 
 
 def _scipy_chain(net: Network, y0: CSR, src: np.ndarray, prune_dead: bool, dtype) -> tuple:
