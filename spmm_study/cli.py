@@ -579,6 +579,7 @@ def lab_cmd(
     student: Optional[str] = typer.Option(None, "--student", help="name stored with the predictions (default $SPMM_STUDY_STUDENT or the login)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="result folder (default results/lab<ID>/<timestamp>)"),
     force: bool = typer.Option(False, help="replace results already in --out"),
+    dlmc_root: Optional[str] = DlmcRootOpt,
     tiny: bool = typer.Option(False, hidden=True, help="tiny sizes (tests): meaningless numbers"),
 ):
     """Teaching labs on data movement: predict, measure, and see model, simulated caches and time side by side."""
@@ -595,6 +596,12 @@ def lab_cmd(
         print(catalog.handout(lab), end="")
         return
     size = "tiny" if tiny else "quick" if quick else "full"
+    if dlmc_root is not None:  # given (flag or $SPMM_STUDY_DLMC): a typo must not read as "no DLMC here"
+        from spmm_study.labs import matrices
+
+        if not Path(dlmc_root).is_dir():
+            raise SpmmError(f"--dlmc-root {dlmc_root}: not a directory")
+        matrices.DLMC_ROOT = dlmc_root
     session.run(lab_id, size, predict, predictions, no_predict, student, out_dir, force, out, err)
 
 

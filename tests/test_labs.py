@@ -125,6 +125,7 @@ def test_bad_predictions_are_one_line_and_exit_2(capsys, tmp_path):
     fails(capsys, "lab", "1", "--tiny", "--no-predict", "--student", "a b", match="--student")
     fails(capsys, "lab", "--predict", "x=1", match="give a lab ID")
     fails(capsys, "lab", "12", "--handout", match="unknown lab '12'")
+    fails(capsys, "lab", "5", "--tiny", "--no-predict", "--dlmc-root", tmp_path / "nodlmc", match="--dlmc-root .*not a directory")
     afile = tmp_path / "afile"
     afile.write_text("x")
     fails(capsys, "lab", "1", "--tiny", "--no-predict", "--out", afile, match="is not a directory")

@@ -68,21 +68,20 @@ class Balance(Lab):
     def matrices(self, size):
         (m, k, mean), n = SIZES[size]
         mats = {"skew": matrices.powerlaw(m, k, mean)}
-        if size != "tiny":
-            a, why = matrices.dlmc()
-            if a is not None:
-                mats["dlmc"] = a
-            else:
-                self._dlmc_note = why
+        a, why = matrices.dlmc()  # skipped cleanly when the subset is not here
+        if a is not None:
+            mats["dlmc"] = a
+        else:
+            self._dlmc_note = why
         return mats
 
     def runs(self, size):
         (m, k, mean), n = SIZES[size]
         runs = [Run("skew_1t", "cpu.csr.rowwise_par", "skew", n, {"balance": "nnz"}, threads=1, sim=False)]
         runs += [Run(f"skew_{b}", "cpu.csr.rowwise_par", "skew", n, {"balance": b}, threads=None, sim=False) for b in BALANCES]
-        if size != "tiny":  # dropped by the runner when the DLMC subset is not here
-            runs += [Run(f"dlmc_{b}", "cpu.csr.rowwise_par", "dlmc", n, {"balance": b}, threads=None, sim=False)
-                     for b in BALANCES]
+        # dropped by the runner when the DLMC subset is not here
+        runs += [Run(f"dlmc_{b}", "cpu.csr.rowwise_par", "dlmc", n, {"balance": b}, threads=None, sim=False)
+                 for b in BALANCES]
         return runs
 
     def intro(self, out: Outcome):
@@ -97,7 +96,7 @@ class Balance(Lab):
                  "; ".join(f"{b} {out.extra['model_work'].get('skew_' + b)}" for b in BALANCES if b != "dynamic")
                  + "; dynamic hands out 64-row tasks as threads free up."]
         if "dlmc" not in out.matrices:
-            lines.append("DLMC: " + getattr(self, "_dlmc_note", "not used at this size") + " — the DLMC runs are skipped.")
+            lines.append("DLMC runs skipped: " + getattr(self, "_dlmc_note", "the subset is not here"))
         lines.append("The cache simulator models one core: this lab shows per-thread work instead of simulated traffic.")
         return lines
 

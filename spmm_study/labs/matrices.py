@@ -58,11 +58,14 @@ def powerlaw(m: int, k: int, mean_nnz: float, alpha: float = 1.1, seed: int = 0)
 DLMC_FFN = "transformer/magnitude_pruning/0.9/body_decoder_layer_0_ffn_conv1_fully_connected"
 
 
+DLMC_ROOT: str | None = None  # ``lab --dlmc-root``; None: $SPMM_STUDY_DLMC
+
+
 def dlmc(path: str = DLMC_FFN) -> tuple[CSR | None, str]:
-    """A DLMC matrix when the collection is here ($SPMM_STUDY_DLMC), else (None, the reason)."""
+    """A DLMC matrix when the collection is here (``--dlmc-root`` or $SPMM_STUDY_DLMC), else (None, the reason)."""
     from spmm_study.sources import load
 
     try:
-        return load(f"dlmc:{path}").a, f"dlmc:{path}"
+        return load(f"dlmc:{path}", dlmc_root=DLMC_ROOT).a, f"dlmc:{path}"
     except SpmmError as exc:
         return None, str(exc)
