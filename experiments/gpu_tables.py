@@ -136,7 +136,7 @@ def ratio_table(env):
         fails += sum(r["status"] != "PASS" for r in rs)
         ok = [r for r in rs if r["status"] == "PASS"]
         base = {r["variant"]: f(r["median_s"]) for r in ok if r["baseline"] == "True"}
-        cands = [r for r in ok if r["baseline"] != "True"]
+        cands = [r for r in ok if is_candidate(r)]
         if not cands:
             continue
         best = min(cands, key=lambda r: f(r["median_s"]))
@@ -171,6 +171,67 @@ def ratio_table(env):
     return "\n".join(summary[1:] + ["", "<details><summary>Every matrix</summary>", ""] + out + ["", "</details>"])
 
 
+def is_candidate(r) -> bool:
+    """A row of the oracle's pool: the project's own fp32 configurations (not a library, not the chooser,
+    not reduced precision such as plain TF32)."""
+    return (r["baseline"] != "True" and r["variant"] != "gpu.csr.auto"
+            and not info(r).get("precision"))
+
+
+BASELINE_NAMES = {"gpu.dense.cublas": "cuBLAS fp32", "gpu.dense.cublas_tf32": "cuBLAS TF32",
+                  "gpu.csr.cusparse": "cuSPARSE (cupy)", "gpu.csr.torch": "cuSPARSE (torch)",
+                  "gpu.csr.sputnik": "Sputnik"}
+
+
+def chooser_table(data, dispatch=(), env=None) -> str:
+    """The issue-13 headline: the chooser as run (gpu.csr.auto rows) and the oracle beside it, against every
+    library, per N; kernel time and host dispatch apart (numba's launch and the bound one)."""
+    env = env or {}
+    groups = defaultdict(list)
+    for r in data:
+        if r["status"] == "PASS":
+            groups[(r["matrix"], int(r["n"]))].append(r)
+    per_n = defaultdict(lambda: defaultdict(list))
+    kernel_us, disp_us = defaultdict(list), defaultdict(list)
+    for (spec, n), rs in groups.items():
+        auto = [r for r in rs if r["variant"] == "gpu.csr.auto"]
+        cands = [r for r in rs if is_candidate(r)]
+        if not auto or not cands:
+            continue
+        ta, to = f(auto[0]["median_s"]), min(f(r["median_s"]) for r in cands)
+        kernel_us[n].append(ta * 1e6)
+        disp_us[n].append(f(auto[0]["host_dispatch_s"]) * 1e6)
+        per_n[n]["oracle/chooser"].append(to / ta)
+        for r in rs:
+            if r["baseline"] == "True" and r["variant"] in BASELINE_NAMES:
+                per_n[n][(r["variant"], "chooser")].append(f(r["median_s"]) / ta)
+                per_n[n][(r["variant"], "oracle")].append(f(r["median_s"]) / to)
+    if not per_n:
+        return "_no gpu.csr.auto rows yet_"
+    bound = defaultdict(list)
+    for r in dispatch:
+        if r["status"] == "PASS" and "bound" in info(r).get("launch", "")[:5]:
+            bound[int(r["n"])].append(f(r["host_dispatch_s"]) * 1e6)
+    median = lambda xs: sorted(xs)[len(xs) // 2] if xs else float("nan")  # noqa: E731
+    ns = sorted(per_n)
+    out = [f"Device: {env.get('name', 'GPU')}, fp32 (TF32 where named), cold L2, one run. Chooser = "
+           "`gpu.csr.auto` as run; oracle = fastest fp32 configuration measured on the problem itself. "
+           "Geometric means of library time / our time (> 1: ours is faster).", "",
+           "| against | " + " | ".join(f"N={n} chooser | N={n} oracle" for n in ns) + " |",
+           "| --- | " + " | ".join("---: | ---:" for _ in ns) + " |"]
+    for vid, name in BASELINE_NAMES.items():
+        if not any(per_n[n][(vid, "chooser")] for n in ns):
+            continue
+        cells = [f"{geomean(per_n[n][(vid, 'chooser')]):.2f} | {geomean(per_n[n][(vid, 'oracle')]):.2f}" for n in ns]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    out += ["", "| N | problems | chooser / oracle | median kernel µs | median host dispatch µs (numba) | "
+                "(bound launch) |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for n in ns:
+        out.append(f"| {n} | {len(kernel_us[n])} | {geomean(per_n[n]['oracle/chooser']):.3f} | "
+                   f"{median(kernel_us[n]):.1f} | {median(disp_us[n]):.1f} | {median(bound[n]):.1f} |")
+    return "\n".join(out)
+
+
 def replace_between(text, name, body):
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if start not in text:
@@ -187,6 +248,8 @@ def main():
     text = readme.read_text()
     text = replace_between(text, "gpu-ladder", ladder_table(env))
     text = replace_between(text, "gpu-ratios", ratio_table(env))
+    if "<!-- gpu-chooser:start -->" in text:  # the H200 headline, once its rows are in data/reference
+        text = replace_between(text, "gpu-chooser", chooser_table(rows("gpu-bench.csv"), rows("gpu-dispatch.csv"), env))
     readme.write_text(text)
     return 0
 

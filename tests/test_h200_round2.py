@@ -78,3 +78,26 @@ def test_tc_vs_tf32_finds_where_the_rung_starts_to_win():
     assert "0.95: 1.30× (3/3)" in lines[0]
     with pytest.raises(ValueError, match="several machines"):
         tc_vs_tf32.table(rows + [{**rows[0], "machine": "H100"}])
+
+
+def test_chooser_headline_table_from_rows():
+    import gpu_tables
+
+    rows, dispatch = [], []
+    for i, n in enumerate((256, 2048) * 3):
+        base = {"matrix": f"dlmc:transformer/magnitude_pruning/0.9/m{i}", "n": str(n), "status": "PASS",
+                "info": "{}", "host_dispatch_s": "5e-05", "params": "{}"}
+        rows += [{**base, "variant": "gpu.dense.cublas", "baseline": "True", "median_s": "2e-05"},
+                 {**base, "variant": "gpu.csr.sputnik", "baseline": "True", "median_s": "1.2e-05"},
+                 {**base, "variant": "gpu.csr.swizzle", "baseline": "False", "median_s": "1e-05"},
+                 {**base, "variant": "gpu.csr.tc_window", "baseline": "False", "median_s": "1e-07",
+                  "info": '{"precision": "tf32"}'},  # reduced precision: never the fp32 oracle
+                 {**base, "variant": "gpu.csr.auto", "baseline": "False", "median_s": "1.25e-05"}]
+        dispatch.append({**base, "variant": "gpu.csr.auto", "info": '{"launch": "bound (one cuLaunchKernel)"}',
+                         "host_dispatch_s": "6e-06"})
+    text = gpu_tables.chooser_table(rows, dispatch, {"name": "NVIDIA H200"})
+    assert "| cuBLAS fp32 | 1.60 | 2.00 | 1.60 | 2.00 |" in text
+    assert "| Sputnik | 0.96 | 1.20 |" in text
+    assert "| 256 | 3 | 0.800 | 12.5 | 50.0 | 6.0 |" in text
+    assert "cuBLAS TF32" not in text  # no rows: no line
+    assert gpu_tables.chooser_table([]) == "_no gpu.csr.auto rows yet_"
