@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -85,7 +86,13 @@ def _kernels():
     return triad, fma32, fma64
 
 
-def cpu_stream_gbps(threads: int, n_elems: int | None = None, repeats: int = 5) -> float:
+def _spread(times: list[float]) -> float:
+    """How far the median repeat is above the best one (0.05 = 5%): a quiet machine repeats itself."""
+    times = sorted(times)
+    return times[len(times) // 2] / times[0] - 1.0 if times and times[0] > 0 else 0.0
+
+
+def cpu_stream_gbps(threads: int, n_elems: int | None = None, repeats: int = 5, spreads: list | None = None) -> float:
     """Best triad bandwidth (GB/s) with ``threads`` numba threads over float64 arrays."""
     import numba
 
@@ -98,11 +105,14 @@ def cpu_stream_gbps(threads: int, n_elems: int | None = None, repeats: int = 5) 
     numba.set_num_threads(threads)
     try:
         triad(a, b, c, 3.0)  # compile / load and touch the pages
-        best = float("inf")
+        times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             triad(a, b, c, 3.0)
-            best = min(best, time.perf_counter() - t0)
+            times.append(time.perf_counter() - t0)
+        best = min(times)
+        if spreads is not None:
+            spreads.append(_spread(times))
     finally:
         numba.set_num_threads(old)
     if not np.allclose(a[:4], 7.0):
@@ -110,7 +120,8 @@ def cpu_stream_gbps(threads: int, n_elems: int | None = None, repeats: int = 5) 
     return 24.0 * n / best / 1e9
 
 
-def cpu_fma_gflops(threads: int, dtype: str = "float32", iters: int = 2_000_000, repeats: int = 3) -> float:
+def cpu_fma_gflops(threads: int, dtype: str = "float32", iters: int = 2_000_000, repeats: int = 3,
+                   spreads: list | None = None) -> float:
     """Best FMA rate (GFLOP/s, 2 flops per FMA) with ``threads`` threads, each running LANES chains."""
     import numba
 
@@ -120,11 +131,14 @@ def cpu_fma_gflops(threads: int, dtype: str = "float32", iters: int = 2_000_000,
     numba.set_num_threads(threads)
     try:
         kern(10, threads, cast(0.999), cast(1e-3))
-        best = float("inf")
+        times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             out = kern(iters, threads, cast(0.999), cast(1e-3))
-            best = min(best, time.perf_counter() - t0)
+            times.append(time.perf_counter() - t0)
+        best = min(times)
+        if spreads is not None:
+            spreads.append(_spread(times))
     finally:
         numba.set_num_threads(old)
     if not np.isfinite(out).all():
@@ -145,13 +159,45 @@ def cpu_ceilings(tiny: bool = False) -> dict:
     reps = 2 if tiny else 5
     out = {"device": "cpu", "machine": machine_label("cpu"), "threads_all": all_threads,
            "date": time.strftime("%Y-%m-%d"), "method": "numba triad (24 B/elem) and 128-lane FMA chains"}
-    out["stream_gbps_1"] = cpu_stream_gbps(1, n, reps)
-    out["stream_gbps_all"] = cpu_stream_gbps(all_threads, n, reps)
-    out["fma_gflops_fp32_1"] = cpu_fma_gflops(1, "float32", iters, reps)
-    out["fma_gflops_fp32_all"] = cpu_fma_gflops(all_threads, "float32", iters, reps)
-    out["fma_gflops_fp64_1"] = cpu_fma_gflops(1, "float64", iters, reps)
-    out["fma_gflops_fp64_all"] = cpu_fma_gflops(all_threads, "float64", iters, reps)
+    spreads: list[float] = []
+    out["load_avg_1min"] = round(os.getloadavg()[0], 2)  # before measuring: our own load is not counted
+    out["cores"] = os.cpu_count() or 1
+    out["stream_gbps_1"] = cpu_stream_gbps(1, n, reps, spreads)
+    out["stream_gbps_all"] = cpu_stream_gbps(all_threads, n, reps, spreads)
+    out["fma_gflops_fp32_1"] = cpu_fma_gflops(1, "float32", iters, reps, spreads)
+    out["fma_gflops_fp32_all"] = cpu_fma_gflops(all_threads, "float32", iters, reps, spreads)
+    out["fma_gflops_fp64_1"] = cpu_fma_gflops(1, "float64", iters, reps, spreads)
+    out["fma_gflops_fp64_all"] = cpu_fma_gflops(all_threads, "float64", iters, reps, spreads)
+    out["repeat_spread"] = round(max(spreads), 3)
+    if tiny:
+        out["tiny"] = True
     return out
+
+
+BUSY_LOAD = 0.5  # load average per core above which the machine counts as busy
+BUSY_SPREAD = 0.3  # median repeat this much slower than the best one: someone else had the cores
+LOW_FRACTION = 0.7  # a new ceiling below this fraction of the stored one is refused without --force
+
+
+def busy_reasons(entry: dict) -> list[str]:
+    """Why the machine counted as busy while ``entry`` was measured (load average, spread between repeats)."""
+    load, cores, spread = entry.get("load_avg_1min"), entry.get("cores") or 1, entry.get("repeat_spread")
+    why = []
+    if isinstance(load, (int, float)) and load > BUSY_LOAD * cores:
+        why.append(f"load average {load:g} on {cores} cores")
+    if isinstance(spread, (int, float)) and spread > BUSY_SPREAD:
+        why.append(f"repeats spread {spread:.0%} above the best")
+    return why
+
+
+def busy_note(entry: dict) -> str | None:
+    """A line saying the machine was busy while ``entry`` was measured, or None. Ceilings measured on a busy
+    machine are low, and every roofline drawn from them too."""
+    why = busy_reasons(entry)
+    if not why:
+        return None
+    return (f"warning: the machine was busy while calibrating {entry.get('machine', '')} ({'; '.join(why)}): "
+            "its ceilings are likely low; calibrate again when it is idle")
 
 
 # ----------------------------------------------------------------------------------------------- GPU
@@ -292,12 +338,26 @@ def load(path: Path | str | None = None) -> dict[str, dict]:
     return data
 
 
-def save(entries: list[dict], path: Path | str | None = None) -> Path:
-    """Merge ``entries`` (each with a ``machine``) into the ceilings file, atomically."""
+def save(entries: list[dict], path: Path | str | None = None, force: bool = False) -> Path:
+    """Merge ``entries`` (each with a ``machine``) into the ceilings file, atomically. A ceiling much lower
+    (below ``LOW_FRACTION``) than the one stored for the same machine is refused without ``force``: a good
+    calibration is not replaced by one taken while the machine was busy."""
+    from spmm_study.errors import ResultsError
     from spmm_study.files import atomic_write_text
 
     path = Path(path) if path else default_path()
     data = load(path)
+    for e in entries if not force else []:
+        old = data.get(e["machine"], {})
+        low = [k for k in CEILING_KEYS if isinstance(old.get(k), (int, float)) and isinstance(e.get(k), (int, float))
+               and e[k] < LOW_FRACTION * old[k]]
+        if low:
+            k = min(low, key=lambda k: e[k] / old[k])
+            busy = "; ".join(busy_reasons(e))
+            raise ResultsError(
+                f"{path}: the new {k} {e[k]:,.1f} is {e[k] / old[k]:.0%} of the {old[k]:,.1f} stored for {e['machine']}"
+                f"{' on ' + str(old['date']) if old.get('date') else ''}{' (busy: ' + busy + ')' if busy else ''}; "
+                "a busy machine measures low: calibrate again when it is idle, or pass --force to store it")
     for e in entries:
         data[e["machine"]] = e
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -394,13 +394,16 @@ def calibrate(
     gpu: Optional[bool] = typer.Option(None, "--gpu/--no-gpu", help="measure the GPU too (default: when one is present)"),
     tiny: bool = typer.Option(False, hidden=True, help="tiny sizes (tests): meaningless numbers"),
     as_json: bool = typer.Option(False, "--json"),
+    force: bool = typer.Option(False, help="store the new ceilings even when much lower than the stored ones"),
 ):
     """Measure this machine's ceilings once (stream bandwidth, FMA peak; GPU copy and FMA) for rooflines."""
     from spmm_study import calibrate as cal
 
+    cal.load(out_path)  # a broken or foreign ceilings file is refused before minutes of measuring
     with (err if as_json else out).status("measuring ceilings…"):
         entries = cal.calibrate(gpu=gpu, tiny=tiny)
-    path = cal.save(entries, out_path)
+    path = cal.save(entries, out_path, force=force)  # refused (one line, naming why) before any warning
+    print_notes([note for note in map(cal.busy_note, entries) if note])
     if as_json:
         print(json.dumps(entries, indent=2))
         return
@@ -431,12 +434,13 @@ def autotune(
     cluster_check(cluster, retries, connect_timeout)
 
     grids = plan.tuning_grids(variants, device, max_combos)
-    print_notes([f"note: {g.variant}: {g.total} param combinations, {len(g.combos)} measured (the defaults and a "
-                 f"seeded sample; raise --max-combos to try them all)" for g in grids if g.cut])
     docs = [plan.run_doc([g.variant], matrices=matrix, n=n, threads=None if threads is None else [threads], params=g.combos,
                          tags="autotune=1") for g in grids]
     exp, ctx = plan.plan(docs, name="autotune", dlmc_root=dlmc_root, timing=plan.timing_doc(
         "autotune", repeats=repeats, min_time=min_time, warmup=warmup, cache=cache, rounds=rounds))
+    # after the plan: a bad option is then the only line on stderr, not the second after this note
+    print_notes([f"note: {g.variant}: {g.total} param combinations, {len(g.combos)} measured (the defaults and a "
+                 f"seeded sample; raise --max-combos to try them all)" for g in grids if g.cut])
     writer, _ = measure_on(cluster, retries, connect_timeout, exp.tasks, ctx, lambda: plan.open_writer(
         "autotune", out_dir, force=force, resume=resume, argv=_ARGV, timing=ctx.timing), err, "autotune", bar=True)
     rows = list(writer.rows)
@@ -466,6 +470,12 @@ def report_cmd(
     if skipped:  # result files are input too: a bad row is left out, and said so
         print_notes([f"warning: skipped {len(skipped)} unreadable row{'s' if len(skipped) > 1 else ''} "
                      f"({skipped[0]}{'; ...' if len(skipped) > 1 else ''})"])
+    from spmm_study.errors import ParamError
+
+    measured = sorted({r["variant"] for r in rows})
+    if baseline is not None and baseline not in measured:  # speedups against nothing would be blank columns
+        raise ParamError(f"--baseline {baseline}: no row of that variant; the rows hold {', '.join(measured[:8])}"
+                         f"{' ...' if len(measured) > 8 else ''}")
     if save_rows is not None:
         report.save_rows(rows, save_rows)
         err.print(f"[dim]wrote {escape(str(save_rows))}[/]")

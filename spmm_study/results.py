@@ -239,8 +239,32 @@ class ResultWriter:
         return key in self.done
 
     def append(self, result: Result) -> None:
+        """One row to both files; Ctrl-C waits until the row is in both and in ``rows``, so what the interrupt
+        line says was kept is what the files hold."""
+        import signal
+
         if not self.lock.held:
             raise ResultsError(f"{self.dir}: this writer was closed or another writer took the folder over")
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            self._append(result)
+            return
+        # Not pthread_sigmask: the kernel would hand SIGINT to another thread (rich's refresh, numba's pool),
+        # whose C handler makes the main thread run the Python handler at once anyway. A recording handler
+        # defers it instead, and the real one runs once the row is written.
+        caught = []
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append((signum, frame)))
+        try:
+            self._append(result)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(*caught[0])
+        elif caught and previous == signal.default_int_handler:
+            raise KeyboardInterrupt
+
+    def _append(self, result: Result) -> None:
         row = asdict(result)
         line = json.dumps(row, allow_nan=True) + "\n"
         with open(self.jsonl, "a", encoding="utf-8") as f:

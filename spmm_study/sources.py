@@ -292,6 +292,7 @@ def mtx_header(path: Path) -> dict:
     ``HEADER_LIMIT`` bytes (decompressed), so sizes are checked before scipy allocates anything."""
     import bz2
     import gzip
+    import zlib
 
     with safeio.open_regular(path, "matrix file", SourceError) as raw:
         size = safeio.file_size(raw)
@@ -322,7 +323,7 @@ def mtx_header(path: Path) -> dict:
                 if line.startswith(b"%") or not line.strip():
                     continue
                 sizes = _header_ints(line, f"line {lineno} (the size line)", path)
-        except (OSError, EOFError, ValueError) as exc:  # a broken .gz / .bz2 stream
+        except (OSError, EOFError, ValueError, zlib.error) as exc:  # a broken .gz / .bz2 stream
             raise SourceError(f"{path}: not a valid Matrix Market file ({type(exc).__name__}: {str(exc)[:60]})") from None
     fmt, field, symmetry = banner[2], banner[3], banner[4]
     want = 3 if fmt == "coordinate" else 2

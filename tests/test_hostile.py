@@ -1,0 +1,460 @@
+"""Issue 10: hostile input and faults. Every failure the issue lists is a regression test here; a property test
+feeds random bytes, truncations and bit flips of valid files of every matrix and result format to the readers
+(through ``main(argv)``, in a subprocess under RLIMIT_AS); a concurrency test runs two sweeps into one folder.
+
+Helpers and the worker live in ``hostile_cases.py`` (other test files reuse ``expect_error`` and
+``BAD_OPTIONS``)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hostile_cases as h
+from hostile_cases import FAST, TINY, cli, expect_error, one_line_error
+
+from spmm_study.errors import ResultsError
+from spmm_study.folderlock import FolderLock
+from spmm_study.results import ResultWriter, read_rows
+
+HUGE_MTX = "%%MatrixMarket matrix coordinate real general\n3000000000 3 1\n1 1 1.0\n"
+
+
+# ------------------------------------------------------------------------------------------ hostile files
+
+
+def _npz_member_lies(path: Path) -> None:
+    """A csr npz whose indptr .npy header claims 10^12 entries (np.load would allocate them first)."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npformat
+
+    def npy(arr, shape=None):
+        buf = io.BytesIO()
+        npformat.write_array_header_1_0(buf, {"descr": npformat.dtype_to_descr(arr.dtype), "fortran_order": False,
+                                              "shape": shape or arr.shape})
+        return buf.getvalue() + arr.tobytes()
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("format.npy", npy(np.array(b"csr")))
+        z.writestr("shape.npy", npy(np.array([4, 4], np.int64)))
+        z.writestr("data.npy", npy(np.ones(1)))
+        z.writestr("indices.npy", npy(np.zeros(1, np.int64)))
+        z.writestr("indptr.npy", npy(np.array([0, 1, 1, 1, 1], np.int64), shape=(10**12,)))
+
+
+def _safetensors(path: Path, header: dict, data: bytes = b"") -> None:
+    head = json.dumps(header).encode()
+    path.write_bytes(len(head).to_bytes(8, "little") + head + data)
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> dict[str, list[str]]:
+    """case id -> argv that must fail in one line, exit 2 (with the file it reads made here)."""
+    d = tmp_path_factory.mktemp("hostile")
+    (d / "huge.mtx").write_text(HUGE_MTX)
+    (d / "huge.smtx").write_text("3000000000, 3, 1\n0 1\n0\n")
+    (d / "wide.smtx").write_text("2, 99999999999999999999999, 1\n0 1 1\n0\n")
+    (d / "nnz.mtx").write_text("%%MatrixMarket matrix coordinate real general\n4 4 900000000\n1 1 1.0\n")
+    (d / "huge_array.mtx").write_text("%%MatrixMarket matrix array real general\n100000 100000\n1.0\n")
+    (d / "huge.mtx.gz").write_bytes(gzip.compress(HUGE_MTX.encode()))
+    (d / "bomb.mtx.gz").write_bytes(gzip.compress(b"%" * (4 << 20)))  # 4 MiB of comment, no size line
+    (d / "noheader.mtx").write_bytes(b"%%MatrixMarket matrix coordinate real general\n" + b"%\n" * 10)
+    _npz_member_lies(d / "lies.npz")
+    (d / "zip.npz").write_bytes(b"PK\x03\x04" + os.urandom(200))
+    _safetensors(d / "huge.safetensors", {"w": {"dtype": "F32", "shape": [10**6, 10**6], "data_offsets": [0, 16]}},
+                 b"\0" * 16)
+    _safetensors(d / "deep.safetensors", {"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}})
+    (d / "deep.safetensors").write_bytes((10**5).to_bytes(8, "little") + b"[" * 10**5)
+    fifo = d / "fifo"
+    os.mkfifo(fifo)
+    exp_bin = d / "bin.toml"
+    exp_bin.write_bytes(os.urandom(64) + b"\0")
+    exp_latin = d / "latin.toml"
+    exp_latin.write_bytes('name = "caf\xe9"\n'.encode("latin-1"))
+    rows_bin = d / "binrun"
+    rows_bin.mkdir()
+    (rows_bin / "rows.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(300))
+    rows_empty = d / "empty"
+    rows_empty.mkdir()
+    (rows_empty / "rows.jsonl").write_bytes(b"")
+    csv_nul = d / "nul.csv"
+    csv_nul.write_bytes(b"variant,status\nx\0y,PASS\n")
+    good = h.write_rows(d / "good", [h.result_row(0)])
+    ceil_bin = d / "ceil.json"
+    ceil_bin.write_bytes(b"\xff\xfe" + os.urandom(100))
+    ceil_bad = d / "ceil_bad.json"
+    ceil_bad.write_text(json.dumps({"m": {"stream_gbps_1": -3}}))
+    zero_only = h.write_rows(d / "zero", [h.result_row(0, median_s=0.0), h.result_row(1, median_s=-1e-3),
+                                          h.result_row(2, median_s=float("nan"))])
+    old = d / "old.csv"
+    old.write_text("variant,status,median_s\ncpu.csr.rowwise,PASS,abc\n")
+    cases = {}
+    for scheme in ("smtx", "mtx", "npz"):
+        cases[f"{scheme}_dev_zero"] = ["data", "info", f"{scheme}:/dev/zero"]
+        cases[f"{scheme}_dev_urandom"] = ["data", "info", f"{scheme}:/dev/urandom"]
+        cases[f"{scheme}_fifo"] = ["data", "info", f"{scheme}:{fifo}"]
+        cases[f"{scheme}_directory"] = ["data", "info", f"{scheme}:{d}"]
+    cases["safetensors_fifo"] = ["data", "info", f"safetensors:{fifo}#w"]
+    cases["safetensors_dev_zero"] = ["data", "info", "safetensors:/dev/zero#w"]
+    cases["mtx_3e9_rows"] = ["data", "info", f"mtx:{d / 'huge.mtx'}"]
+    cases["mtx_gz_3e9_rows"] = ["data", "info", f"mtx:{d / 'huge.mtx.gz'}"]
+    cases["mtx_nnz_past_file"] = ["data", "info", f"mtx:{d / 'nnz.mtx'}"]
+    cases["mtx_array_10g_cells"] = ["data", "info", f"mtx:{d / 'huge_array.mtx'}"]
+    cases["mtx_gz_comment_bomb"] = ["data", "info", f"mtx:{d / 'bomb.mtx.gz'}"]
+    cases["mtx_no_size_line"] = ["data", "info", f"mtx:{d / 'noheader.mtx'}"]
+    cases["smtx_3e9_rows"] = ["data", "info", f"smtx:{d / 'huge.smtx'}"]
+    cases["smtx_past_int64"] = ["data", "info", f"smtx:{d / 'wide.smtx'}"]
+    cases["npz_member_claims_1e12"] = ["data", "info", f"npz:{d / 'lies.npz'}"]
+    cases["npz_broken_zip"] = ["data", "info", f"npz:{d / 'zip.npz'}"]
+    cases["safetensors_1e12_cells"] = ["data", "info", f"safetensors:{d / 'huge.safetensors'}#w"]
+    cases["safetensors_deep_json"] = ["data", "info", f"safetensors:{d / 'deep.safetensors'}#w"]
+    cases["run_dev_zero"] = ["run", "--no-save", "-m", "smtx:/dev/zero"]
+    for spec in ("../../etc/passwd", "/etc/passwd", "a/../../x", "~/x"):
+        cases[f"dlmc_escape_{spec}"] = ["data", "info", f"dlmc:{spec}", "--dlmc-root", str(d)]
+    cases["experiment_binary"] = ["sweep", str(exp_bin), "--dry-run"]
+    cases["experiment_latin1"] = ["sweep", str(exp_latin), "--dry-run"]
+    cases["experiment_fifo"] = ["sweep", str(fifo), "--dry-run"]
+    cases["report_binary_rows"] = ["report", str(rows_bin)]
+    cases["report_empty_rows"] = ["report", str(rows_empty)]
+    cases["report_csv_nul"] = ["report", str(csv_nul)]
+    cases["report_fifo"] = ["report", str(fifo)]
+    cases["report_dev_zero"] = ["report", "/dev/zero"]
+    cases["report_only_impossible_times"] = ["report", str(zero_only)]
+    cases["report_older_schema_bad_field"] = ["report", str(old)]
+    cases["report_binary_ceilings"] = ["report", str(good), "--ceilings", str(ceil_bin)]
+    cases["report_negative_ceiling"] = ["report", str(good), "--ceilings", str(ceil_bad)]
+    cases["report_fifo_ceilings"] = ["report", str(good), "--ceilings", str(fifo)]
+    return cases
+
+
+HOSTILE_IDS = (
+    [f"{s}_{w}" for s in ("smtx", "mtx", "npz") for w in ("dev_zero", "dev_urandom", "fifo", "directory")]
+    + ["safetensors_fifo", "safetensors_dev_zero", "mtx_3e9_rows", "mtx_gz_3e9_rows", "mtx_nnz_past_file",
+       "mtx_array_10g_cells", "mtx_gz_comment_bomb", "mtx_no_size_line", "smtx_3e9_rows", "smtx_past_int64",
+       "npz_member_claims_1e12", "npz_broken_zip", "safetensors_1e12_cells", "safetensors_deep_json", "run_dev_zero"]
+    + [f"dlmc_escape_{s}" for s in ("../../etc/passwd", "/etc/passwd", "a/../../x", "~/x")]
+    + ["experiment_binary", "experiment_latin1", "experiment_fifo", "report_binary_rows", "report_empty_rows",
+       "report_csv_nul", "report_fifo", "report_dev_zero", "report_only_impossible_times",
+       "report_older_schema_bad_field", "report_binary_ceilings", "report_negative_ceiling", "report_fifo_ceilings"]
+)
+
+
+@pytest.mark.parametrize("case", HOSTILE_IDS)
+def test_hostile_input_is_one_line_exit_2(hostile, case):
+    t0 = time.perf_counter()
+    expect_error(hostile[case])
+    assert time.perf_counter() - t0 < 20  # never waited on: a FIFO or /dev/zero is refused, not read
+
+
+def test_every_hostile_case_is_listed(hostile):
+    assert sorted(hostile) == sorted(HOSTILE_IDS)
+
+
+def test_hostile_inputs_under_a_memory_limit(hostile, tmp_path):
+    """The same cases in a fresh interpreter under RLIMIT_AS = 1.5 GiB: no MemoryError (a size check refuses
+    first), no case past its time limit, and the 3e9-row header alone stays small."""
+    rep = h.run_worker({"argvs": list(hostile.values()), "must_fail": True, "cwd": str(tmp_path), "per_case_s": 20})
+    assert rep["failures"] == [], rep["failures"][:3]
+    assert rep["cases"] == len(hostile)
+    assert rep["maxrss_mib"] < 1024, rep
+    alone = h.peak_rss_of(hostile["mtx_3e9_rows"], cwd=str(tmp_path))
+    assert alone["failures"] == [] and alone["codes"] == {"2": 1}
+    assert alone["maxrss_mib"] < 400, alone  # the interpreter and numpy/scipy are ~110 MiB; 22.7 GB before
+    assert alone["slowest_s"] < 10, alone
+
+
+def test_property_random_bytes_truncations_and_bit_flips(tmp_path):
+    """Hypothesis mutates a valid file of every matrix and result format (smtx, Matrix Market coordinate /
+    pattern symmetric / array / .gz, npz csr/csc/coo, safetensors F32/BF16, rows.jsonl, results.csv, a
+    ceilings file, an experiment TOML): each outcome is exit 0 (still valid) or one line and exit 2, under a
+    1.5 GiB address-space limit and a per-case time limit."""
+    rep = h.run_worker({"folder": str(tmp_path), "examples": 150, "cwd": str(tmp_path), "per_case_s": 20,
+                        "log": str(tmp_path / "cases.jsonl")}, timeout=400)
+    assert rep["failures"] == [], rep["failures"][-3:]
+    assert rep["cases"] >= 150 and rep["codes"].get("2", 0) > 50  # most mutations are refused, and were tried
+    assert rep["maxrss_mib"] < 1024
+
+
+# ------------------------------------------------------------------------------- bad options of every command
+
+
+@pytest.mark.parametrize("argv,match", [pytest.param(a, m, id=f"{a[0]}:{' '.join(a[1:])[:60]}")
+                                        for cmd, cases in h.BAD_OPTIONS.items() if cmd not in ("report", "calibrate")
+                                        for a, m in cases])
+def test_bad_options_of_every_command(argv, match, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    expect_error(argv, match)
+    assert not (tmp_path / "results").exists()  # an input error leaves no result folder behind
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--kind", "nosuch"], r"kind"),
+    (["--baseline", "nosuch.variant"], r"nosuch"),
+    (["--save-rows", "out.txt"], r"\.csv"),
+    (["--ceilings", "/nonexistent.json", "--plots", "/dev/null/p"], r"."),
+])
+def test_bad_report_options(extra, match, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = h.write_rows(tmp_path / "r", [h.result_row(i) for i in range(2)])
+    code, _, err = cli(["report", str(run), *extra])
+    assert one_line_error(code, err) is None, err
+
+
+def test_report_paths_that_are_not_results(tmp_path):
+    expect_error(["report", str(tmp_path / "missing")], r"no such result file")
+    (tmp_path / "notes.txt").write_text("hello\n")
+    expect_error(["report", str(tmp_path / "notes.txt")], r"expected a run directory, rows.jsonl or results.csv")
+    expect_error(["report", str(tmp_path)], r"holds no rows.jsonl or results.csv")
+
+
+def test_calibrate_bad_options(tmp_path):
+    expect_error(["calibrate", "--tiny", "--out", str(tmp_path)], r"directory|Is a directory")
+    (tmp_path / "c.json").write_bytes(b"\x00\x01binary")
+    expect_error(["calibrate", "--tiny", "--out", str(tmp_path / "c.json")], r"not a text ceilings file")
+
+
+# ------------------------------------------------------------------------------- the issue's failures, one by one
+
+
+def test_run_warns_about_a_param_that_a_variant_lacks():
+    """Decision: where some of a request can run, it runs and a warning names what was dropped and why."""
+    code, _, err = cli(["run", "--no-save", "-v", "tiled", "-v", "rowwise", "-p", "tile_n=64", "-m", TINY, "-n", "4", *FAST])
+    assert code == 0, err
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "cpu.csr.rowwise" in warning[0] and "tile_n" in warning[0], err
+
+
+def test_compare_on_a_missing_gpu_is_one_line_and_no_folder(tmp_path, monkeypatch):
+    from spmm_study.gpu.device import gpu_unavailable_reason
+
+    if gpu_unavailable_reason() is None:
+        pytest.skip("a GPU is here")
+    monkeypatch.chdir(tmp_path)
+    expect_error(["compare", "--device", "gpu", "-v", "gpu.csr.row_thread", "-m", TINY, *FAST])
+    assert not (tmp_path / "results").exists()
+
+
+def test_overflow_from_finite_inputs_is_a_fail_row_that_says_overflow(tmp_path):
+    p = tmp_path / "big.mtx"
+    p.write_text("%%MatrixMarket matrix coordinate real general\n2 2 4\n1 1 3e38\n1 2 3e38\n2 1 3e38\n2 2 3e38\n")
+    code, _, err = cli(["run", "--no-save", "-v", "cpu.csr.rowwise", "-v", "cpu.dense.numpy", "-m", f"mtx:{p}",
+                        "-n", "4", *FAST])
+    lines = err.strip().splitlines()
+    assert code == 1
+    assert len(lines) == 2, err  # one FAIL line per variant and nothing else: no numpy RuntimeWarning
+    for line in lines:
+        assert line.startswith("FAIL ") and "overflow" in line and "C[0," in line and "unwritten" not in line, line
+
+
+def test_a_nan_left_by_a_kernel_is_still_blamed_on_it():
+    from spmm_study.formats import CSR
+    from spmm_study.problem import Problem
+
+    p = Problem.make(CSR.from_dense(np.eye(3)), 2)
+    c = np.asarray(p.reference, dtype=np.float32).copy()
+    c[1, 1] = np.nan
+    msg = p.check(c).message
+    assert "unwritten" in msg and "overflow" not in msg
+
+
+def test_report_skips_impossible_times_and_says_how_many(tmp_path):
+    run = h.write_rows(tmp_path / "r", [h.result_row(0), h.result_row(1), h.result_row(2, median_s=0.0),
+                                        h.result_row(3, median_s=-1e-3), h.result_row(4, median_s=float("nan"))])
+    code, out, err = cli(["report", str(run)])
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "skipped 3 unreadable rows" in warnings[0], err
+    assert "median_s=0.0" in warnings[0]
+    assert "-1e" not in out and "-0.001" not in out and "ZeroDivision" not in err + out
+
+
+def test_result_row_checks():
+    from spmm_study.results import _coerce, check_row
+
+    good = _coerce(asdict(h.result_row(0)))
+    assert check_row(good) is None
+    for change, says in [({"median_s": 0.0}, "median_s=0.0"), ({"median_s": -1.0}, "median_s=-1.0"),
+                         ({"median_s": float("nan")}, "median_s=nan"), ({"p20_s": -1.0}, "p20_s"),
+                         ({"status": "GREAT"}, "status 'GREAT'"), ({"n": -4}, "n=-4"), ({"variant": ""}, "no variant"),
+                         ({"gflops": -2.0}, "gflops"), ({"gflops": math.inf}, "gflops")]:
+        assert says in check_row({**good, **change}), change
+    # a FAIL row has no time and that is fine
+    assert check_row({**good, "status": "FAIL", "median_s": float("nan")}) is None
+
+
+def test_torn_last_line_is_not_a_bad_row_but_a_torn_middle_is(tmp_path):
+    run = h.write_rows(tmp_path / "r", [h.result_row(0), h.result_row(1)])
+    text = (run / "rows.jsonl").read_text()
+    (run / "rows.jsonl").write_text(text + '{"variant": "cpu.cs')
+    assert len(read_rows(run)) == 2
+    lines = text.splitlines()
+    (run / "rows.jsonl").write_text(lines[0][:40] + "\n" + lines[1] + "\n")
+    with pytest.raises(ResultsError, match=r"rows.jsonl:1 is not a JSON row"):
+        read_rows(run)
+
+
+# ----------------------------------------------------------------------------------------- one writer per folder
+
+
+def test_two_sweeps_into_one_folder_one_is_refused_and_no_row_is_doubled(tmp_path):
+    out = tmp_path / "out"
+    argv = ["sweep", "-v", "cpu.csr.rowwise", "-m", TINY, "-n", "4", "-n", "8", "--repeats", "1", "--min-time", "0.2",
+            "--warmup", "0", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(h.ROOT), "NUMBA_NUM_THREADS": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "spmm_study", *argv], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / ".lock").exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert (out / ".lock").exists(), first.communicate()[1][-600:]
+    second = expect_error(argv + ["--resume"], r"is being written by pid \d+ on .*sweep -v cpu.csr.rowwise.*since")
+    assert f"pid {first.pid}" in second
+    _, err1 = first.communicate(timeout=180)
+    assert first.returncode == 0, err1[-600:]
+    rows = read_rows(out)
+    assert len(rows) == 2 and len({r["n"] for r in rows}) == 2
+    assert not (out / ".lock").exists()  # released on exit
+
+
+def test_writers_in_two_processes_and_a_stale_lock(tmp_path):
+    d = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, sys.argv[2]); from spmm_study.results import ResultWriter\n"
+        "w = ResultWriter(sys.argv[1]); print('held', flush=True); time.sleep(120)"), str(d), str(h.ROOT)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ResultsError, match=rf"is being written by pid {holder.pid} on "):
+            ResultWriter(d)
+    finally:
+        holder.send_signal(signal.SIGKILL)  # no clean exit: the lock file stays behind, unlocked
+        holder.wait()
+    assert (d / ".lock").exists()
+    w = ResultWriter(d)  # the kernel dropped the flock with the process: the stale file is taken over
+    assert w.lock.stale and w.lock.stale["pid"] == holder.pid
+    w.append(h.result_row(0))
+    w.close()
+    assert not (d / ".lock").exists() and len(read_rows(d)) == 1
+
+
+def test_a_newer_writer_in_one_process_takes_over_and_the_older_cannot_append(tmp_path):
+    old = ResultWriter(tmp_path / "r")
+    new = ResultWriter(tmp_path / "r", resume=True)
+    with pytest.raises(ResultsError, match=r"closed or another writer took the folder over"):
+        old.append(h.result_row(0))
+    new.append(h.result_row(1))
+    new.close()
+    with FolderLock(tmp_path / "r") as lock:
+        assert lock.held
+
+
+def test_resume_refuses_rows_measured_under_other_timing(tmp_path):
+    t1 = {"repeats": 10, "min_time_s": 0.2, "warmup_s": 0.1, "cache": "cold", "max_repeats": 10000}
+    with ResultWriter(tmp_path / "r", meta={}, timing=t1) as w:
+        w.append(h.result_row(0))
+    with pytest.raises(ResultsError, match=r"other timing settings \(repeats 10 -> 3\); resume with the same"):
+        ResultWriter(tmp_path / "r", meta={}, resume=True, timing={**t1, "repeats": 3})
+    with ResultWriter(tmp_path / "r", meta={}, resume=True, timing=t1) as w:  # the same settings resume
+        assert len(w.rows) == 1
+
+
+# ------------------------------------------------------------------------------------------------------ Ctrl-C
+
+
+def test_ctrl_c_in_a_sweep_says_what_was_kept_and_how_to_resume(tmp_path):
+    out = tmp_path / "out"
+    argv = ["sweep", "-v", "cpu.csr.rowwise", "-m", TINY, *[a for n in (4, 8, 16, 32) for a in ("-n", str(n))],
+            "--repeats", "1", "--min-time", "0.5", "--warmup", "0", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(h.ROOT), "NUMBA_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "spmm_study", *argv], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not ((out / "rows.jsonl").exists() and (out / "rows.jsonl").read_text().strip()) and time.time() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the sweep finished before the interrupt landed (a very fast machine)")
+    assert proc.returncode == 130, err[-600:]
+    last = err.strip().splitlines()[-1]
+    kept = len(read_rows(out))
+    assert last.startswith(f"interrupted: {kept} row") and f"kept in {out}" in last
+    assert "continue with: spmm-study sweep" in last and last.endswith("--resume")
+    assert "Traceback" not in err and "Aborted" not in err
+
+
+def test_ctrl_c_message_of_run_advises_no_resume(tmp_path):
+    from spmm_study.cli import interrupted_message
+
+    class W:
+        rows = [1, 2]
+        dir = tmp_path
+
+    run = interrupted_message(["run", "-v", "tiled"], W())
+    assert run == f"interrupted: 2 rows kept in {tmp_path} (the measurement under way was dropped)"
+    assert "resume" not in run
+    sweep = interrupted_message(["sweep", "exp.toml"], W())
+    assert sweep.endswith(f"continue with: spmm-study sweep exp.toml --resume --out {tmp_path}")
+    assert interrupted_message(["run", "--no-save"], None) == "interrupted: nothing was saved"
+
+
+# ---------------------------------------------------------------------------------------- calibrate when busy
+
+
+def test_calibrate_on_a_busy_machine_says_so_and_keeps_a_good_calibration(tmp_path, monkeypatch):
+    from spmm_study import calibrate as cal
+
+    path = tmp_path / "ceilings.json"
+    monkeypatch.setattr(cal.os, "getloadavg", lambda: (40.0, 30.0, 20.0))
+
+    def fake(threads, *args, spreads=None, **kw):  # the kernels are test_calibrate's; here the plumbing
+        if spreads is not None:
+            spreads.append(0.05)
+        return 10.0 * threads
+
+    monkeypatch.setattr(cal, "cpu_stream_gbps", lambda t, n=None, r=5, spreads=None: fake(t, spreads=spreads))
+    monkeypatch.setattr(cal, "cpu_fma_gflops", lambda t, d="float32", i=0, r=3, spreads=None: fake(t, spreads=spreads))
+    code, _, err = cli(["calibrate", "--tiny", "--no-gpu", "--out", str(path)])
+    assert code == 0, err
+    (line,) = [l for l in err.splitlines() if l.startswith("warning:")]
+    assert "busy" in line and "load average 40 on" in line
+    (machine,) = json.loads(path.read_text())
+    good = {k: 1e6 for k in cal.CEILING_KEYS if k.startswith(("stream", "fma_gflops_fp"))}
+    path.write_text(json.dumps({machine: {"machine": machine, "date": "2026-11-23", **good}}))
+    line = expect_error(["calibrate", "--tiny", "--no-gpu", "--out", str(path)],
+                        r"is 0% of the 1,000,000.0 stored for .* on 2026-11-23 \(busy: load average 40 on \d+ cores\); .*--force")
+    assert json.loads(path.read_text())[machine]["stream_gbps_1"] == 1e6  # the good one stays
+    code, _, err = cli(["calibrate", "--tiny", "--no-gpu", "--out", str(path), "--force"])
+    assert code == 0, err
+    assert json.loads(path.read_text())[machine]["stream_gbps_1"] < 1e6
+
+
+def test_busy_note_reads_load_and_spread():
+    from spmm_study.calibrate import busy_note
+
+    assert busy_note({"machine": "m", "load_avg_1min": 0.2, "cores": 2, "repeat_spread": 0.02}) is None
+    assert "repeats spread 45%" in busy_note({"machine": "m", "load_avg_1min": 0.2, "cores": 2, "repeat_spread": 0.45})
+
+
+def test_report_names_the_calibration_file_it_drew_the_roofs_from(tmp_path):
+    run = h.write_rows(tmp_path / "r", [h.result_row(i) for i in range(2)])
+    ceil = tmp_path / "mine.json"
+    ceil.write_text(json.dumps({"hostile-test": {"machine": "hostile-test", "stream_gbps_1": 20.0}}))
+    code, _, err = cli(["report", str(run), "--ceilings", str(ceil)])
+    assert code == 0, err
+    assert f"roofs from {ceil} (hostile-test)" in err
