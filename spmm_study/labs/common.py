@@ -353,6 +353,7 @@ def measure_runs(out: Outcome, on_step: Callable[[str], None] = lambda s: None, 
 
 
 def fmt_bytes(x: float | None) -> str:
+    """Compact (``279M``, no unit): the runs table has seven columns to fit in 80 (table.fmt_bytes is wider)."""
     if x is None or not _finite(x):
         return "-"
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):

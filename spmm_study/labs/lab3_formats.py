@@ -57,7 +57,7 @@ class Formats(Lab):
     id = 3
     title = "skipping the zeros and choosing a format"
     device = "cpu"
-    quick_minutes = 0.8
+    quick_minutes = 0.6  # 32-38 s measured on the shared 2-core VM, 2026-12-01
     questions = [
         Question("csr_bytes_per_nnz", "bytes CSR stores per nonzero (float32 values, int32 indices)", unit="B",
                  kind="absolute", tol=0.5,

@@ -12,7 +12,7 @@ class GpuMemory(Lab):
     id = 7
     title = "GPU memory hierarchy"
     device = "gpu"
-    quick_minutes = 0.5
+    quick_minutes = 0.3  # 14 s (models only, no GPU) on the shared 2-core VM, 2026-12-01
     questions = [
         Question("row_thread_over_row_col", "time of one thread per row (i∥→j→p) over one thread per output, "
                  "coalesced along j", answer=lambda o, s: o.ratio(s, "row_thread", "row_col")),

@@ -19,7 +19,7 @@ class GpuBalance(Lab):
     id = 8
     title = "GPU load balance and launch cost"
     device = "gpu"
-    quick_minutes = 0.5
+    quick_minutes = 0.3  # 17 s (models only, no GPU) on the shared 2-core VM, 2026-12-01
     questions = [
         Question("swizzle_over_subwarp", "time of the row-swizzled kernel over plain subwarp rows, skewed matrix, large N",
                  answer=lambda o, s: o.ratio(s, "swizzle_bigN", "subwarp_bigN")),
