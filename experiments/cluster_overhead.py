@@ -82,12 +82,16 @@ def main() -> None:
     with cl.Cluster(cl.parse_spec("local:1")) as cluster:
         ctx = runner.Context(timing=timing)
         cl.run_tasks(cluster, ts[:len(VARIANTS)], ctx)  # the worker's compile and imports, not timed
-        t0 = time.perf_counter()
+        for t in ts:  # the CLI has loaded every matrix while planning, before any measurement
+            ctx.matrix(t.matrix, t.prune, t.seed)
+        t0, t0_abs = time.perf_counter(), time.time()
         out = cl.run_tasks(cluster, ts, ctx)
-        client_wall = time.perf_counter() - t0
+        client_wall, t1_abs = time.perf_counter() - t0, time.time()
     rows_b = serial(ts, timing)
     load1 = os.getloadavg()[0]
     inside = sum(w for _, w in out.by_index.values())
+    spans = sorted(out.spans, key=lambda s: s[1])  # one worker: the idle gaps between its measurements
+    gaps = [b[1] - (a[1] + a[2]) for a, b in zip(spans, spans[1:])]
     per_task = (client_wall - inside) / len(ts)
     ra, rc, rb = ratios(rows_a), ratios(out.rows), ratios(rows_b)
     common = sorted(set(ra) & set(rb) & set(rc))
@@ -97,6 +101,9 @@ def main() -> None:
         "machine": machine_label("cpu"), "load_average": [round(load0, 2), round(load1, 2)], "tasks": len(ts),
         "min_time_s": args.min_time, "measurement_s_mean": inside / len(ts),
         "overhead_per_task_s": per_task, "overhead_pct_of_measurement": 100 * per_task / (inside / len(ts)),
+        "worker_gap_s": {"median": statistics.median(gaps), "max": max(gaps), "sum": sum(gaps),
+                         "first_start_after_submit": spans[0][1] - t0_abs,
+                         "last_row_to_done": t1_abs - (spans[-1][1] + spans[-1][2])},
         "wall_per_task_s": {"serial_a": WALLS[0] / len(ts), "cluster": client_wall / len(ts),
                             "serial_b": WALLS[1] / len(ts)},
         "cluster_vs_serial_pct": 100 * (client_wall / ((WALLS[0] + WALLS[1]) / 2) - 1),

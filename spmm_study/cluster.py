@@ -36,6 +36,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import threading
 import time
 import tomllib
@@ -164,6 +165,23 @@ def require_dask() -> None:
 # ----------------------------------------------------------------------------------------------- starting
 
 
+# A worker's own housekeeping runs in the measuring process: the statistical profiler grabs the GIL every
+# 10 ms to walk the measuring thread's stack, the event-loop health tick runs every 20 ms, the memory monitor
+# every 100 ms. Measurements want a quiet process: no profiler, slow ticks (as config, or env for Slurm jobs).
+# And the allocator as in a plain process: Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 for its workers, so
+# glibc hands freed memory back at once and a kernel that allocates its output each call (scipy's csr @ dense)
+# page-faults it in again every time: scipy over numpy came out at half its serial ratio on a worker.
+QUIET_WORKER = {"distributed.nanny.pre-spawn-environ": {},"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
+                "distributed.admin.system-monitor.interval": "2s",
+                "distributed.admin.system-monitor.gil.enabled": False,
+                "distributed.worker.memory.monitor-interval": "1s"}
+
+
+def _quiet_env() -> dict[str, str]:
+    """QUIET_WORKER as DASK_* environment variables (for workers started by a job script)."""
+    return {"DASK_" + k.upper().replace(".", "__").replace("-", "_"): str(v) for k, v in QUIET_WORKER.items()}
+
+
 def _pin_env(cores: int) -> dict[str, str]:
     n = str(cores)
     return {"NUMBA_NUM_THREADS": n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
@@ -178,11 +196,13 @@ def slurm_cluster(opts: dict):
         raise ClusterError(f"--cluster slurm needs dask-jobqueue, which is not installed: {INSTALL}") from None
     cores, gpus = opts["cores"], opts["gpus"]
     resources = f"CPU={cores}" + (",GPU=1" if gpus else "")
-    prologue = [f"export {k}={v}" for k, v in _pin_env(cores).items()] + list(opts.get("prologue", []))
+    env = {**_pin_env(cores), **_quiet_env()}
+    prologue = [f"export {k}={shlex.quote(v)}" for k, v in env.items()] + list(opts.get("prologue", []))
     directives = list(opts.get("job_extra", [])) + (["--gres=gpu:1"] if gpus else [])
     kwargs = dict(cores=1, processes=1, memory=opts["memory"], job_cpu=cores, walltime=opts["walltime"],
                   worker_extra_args=["--resources", resources], job_script_prologue=prologue,
-                  job_extra_directives=directives, name="spmm-study")
+                  job_extra_directives=directives, name="spmm-study",
+                  scheduler_options={"dashboard_address": ":0"})
     for key in ("queue", "account", "python", "interface", "local_directory", "log_directory"):
         if key in opts:
             kwargs[key] = opts[key]
@@ -216,8 +236,7 @@ class Cluster:
         # the scheduler must not re-run a task whose worker died: its rows already streamed back and a blind
         # re-run would measure them twice; the client resubmits what is left instead (bounded, see run_tasks)
         self._config = dask.config.set({"distributed.scheduler.allowed-failures": 0,
-                                        "distributed.comm.timeouts.connect": f"{timeout_s}s",
-                                        "distributed.admin.system-monitor.gil.enabled": False})
+                                        "distributed.comm.timeouts.connect": f"{timeout_s}s", **QUIET_WORKER})
         self._config.__enter__()
         try:
             if spec.kind == "local":
@@ -227,8 +246,8 @@ class Cluster:
 
                 per = cores() // spec.workers
                 self._cluster = LocalCluster(n_workers=spec.workers, threads_per_worker=1, processes=True,
-                                             resources={"CPU": per}, dashboard_address=None,
-                                             env=_pin_env(per), silence_logs=50)
+                                             resources={"CPU": per}, dashboard_address=":0",
+                                             env={**_pin_env(per), **_quiet_env()}, silence_logs=50)
                 self.client = Client(self._cluster, timeout=timeout_s)
                 self.pin_per_worker = per
             elif spec.kind == "local-cuda":
@@ -301,7 +320,7 @@ def _local_cuda_cluster():
     reason = gpu_unavailable_reason()
     if reason:
         raise ClusterError(f"--cluster local-cuda: {reason}")
-    return LocalCUDACluster(threads_per_worker=1, resources={"GPU": 1}, dashboard_address=None, silence_logs=50)
+    return LocalCUDACluster(threads_per_worker=1, resources={"GPU": 1}, dashboard_address=":0", silence_logs=50)
 
 
 # ----------------------------------------------------------------------------------------------- tasks
@@ -471,13 +490,13 @@ def run_group(queue_name: str | None, gid: int, attempt: int, items: list, timin
     for idx, p in items:
         task = runner.Task(registry.get(p["variant"]), p["matrix"], p["n"], tuple(tuple(x) for x in p["params"]),
                            p["dtype"], p["seed"], p["prune"], p["threads"], p["tags"])
-        t0 = time.perf_counter()
+        t0, started = time.perf_counter(), time.time()
         got = None
         for res in runner.execute([task], ctx, writer):
             got = res
         wall = time.perf_counter() - t0
         if got is None:
-            msg = ("skip", gid, idx, {"wall_s": wall})
+            msg = ("skip", gid, idx, {"wall_s": wall, "t0": started})
         else:
             row = asdict(got)
             try:
@@ -486,7 +505,7 @@ def run_group(queue_name: str | None, gid: int, attempt: int, items: list, timin
                 info = {}
             info.update({k: v for k, v in facts.items() if k != "cores"})
             row["info"] = json.dumps(info, default=str)
-            msg = ("row", gid, idx, {"row": row, "wall_s": wall})
+            msg = ("row", gid, idx, {"row": row, "wall_s": wall, "t0": started})
         out.append(msg)
         if emit is not None:
             emit(msg)
@@ -503,6 +522,7 @@ class Outcome:
     failed: int  # FAIL and ERROR rows
     retried: int  # groups resubmitted after their worker died while measuring them
     by_index: dict = field(default_factory=dict)  # task index -> (row or None when skipped, worker seconds)
+    spans: list = field(default_factory=list)  # (worker, start time.time(), seconds) of each measurement
     writer: Any = None
 
 
@@ -622,6 +642,7 @@ def run_tasks(cluster: Cluster, tasks: list, ctx, writer=None, *, retries: int =
         if (gid, idx) in received:
             return
         received.add((gid, idx))
+        outcome.spans.append((by_gid[gid].worker, payload.get("t0", float("nan")), payload.get("wall_s", float("nan"))))
         if kind == "skip":
             outcome.skipped += 1
             outcome.by_index[idx] = (None, payload.get("wall_s", float("nan")))

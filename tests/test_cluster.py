@@ -284,13 +284,13 @@ def test_gpu_resource_keeps_two_gpu_measurements_off_one_worker():
     need = cl.requirement(runner.Task(registry.get("gpu.csr.row_thread"), MATRICES[0], 8))
     assert need == {"GPU": 1}
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources={"GPU": 1},
-                      dashboard_address=None) as gpu_box, Client(gpu_box) as client:
+                      dashboard_address=":0") as gpu_box, Client(gpu_box) as client:
         spans = _spans(client, need, 6)
         assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans  # one at a time
         free = _spans(client, {}, 6)
         assert any(a[1] > b[0] for a, b in zip(free, free[1:])), free  # the control: untagged ones overlap
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources={"CPU": 2},
-                      dashboard_address=None) as cpu_box, Client(cpu_box) as client:
+                      dashboard_address=":0") as cpu_box, Client(cpu_box) as client:
         fut = client.submit(time.sleep, 0, resources=need, pure=False)
         time.sleep(0.5)
         assert fut.status == "pending"  # no worker offers a GPU: it would wait forever; fit_to_workers drops it
