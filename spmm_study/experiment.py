@@ -221,16 +221,17 @@ def parse(doc: dict, *, source: str = "inline", text: str = "", dlmc_root: str |
                 ctx.matrix(spec, prune, seed)
             except SpmmError as exc:
                 errors.append(str(exc) if source == COMMAND_LINE else f"matrix {spec}: {exc}")
-    if not errors and not tasks:
-        errors.append("the grid is empty: no variant is available here for these runs")
-    if errors:
-        raise ExperimentError(source, errors)
     skipped: dict[str, list[str]] = {}
     for vid, reason in warnings:
         skipped.setdefault(reason, [])
         if vid not in skipped[reason]:
             skipped[reason].append(vid)
     warnings = [f"skipped {', '.join(ids)}: {reason}" if ids[0] else reason for reason, ids in skipped.items()]
+    if not errors and not tasks:  # say why: 'compare --device gpu' without a GPU names the missing device
+        why = f" ({'; '.join(w for w in warnings if w.startswith('skipped '))})" if warnings else ""
+        errors.append(f"the grid is empty: no variant is available here for these runs{why}")
+    if errors:
+        raise ExperimentError(source, errors)
     # the same task twice (two runs overlapping) is measured once
     tasks = interleave(list(dict.fromkeys(tasks)), timing.rounds)
     return Experiment(name, description, source, text, timing, baseline, tasks, warnings)

@@ -344,9 +344,8 @@ def mtx_header(path: Path) -> dict:
 
 def read_mtx(path: Path | str, seed: int = 0) -> CSR:
     """Matrix Market through scipy, after ``mtx_header``: sizes within int64, the entries the size line
-    claims present in the file (plain files) and within memory, complex refused, all before scipy reads."""
-    import scipy.io
-
+    claims present in the file (plain files) and within memory, complex refused, all before scipy reads
+    (and before scipy.io is even imported: a refusal costs no second of imports)."""
     path = Path(path)
     h = mtx_header(path)
     if h["field"] == "complex":
@@ -362,6 +361,8 @@ def read_mtx(path: Path | str, seed: int = 0) -> CSR:
     entries = stored * (1 if h["symmetry"] == "general" else 2)
     need = (entries * MTX_BYTES_PER_ENTRY if h["format"] == "coordinate" else 40 * m * k) + BYTES_PER_ROW * (m + 1)
     check_fits(need, f"{path} ({m}x{k}, {stored} stored entries)")
+    import scipy.io
+
     try:
         mat = scipy.io.mmread(str(path))
     except Exception as exc:  # noqa: BLE001 - scipy raises many types for broken files
