@@ -1,4 +1,4 @@
-"""report --kind dlmc (spmm_study/dlmc_report.py): wins per variant, the plot, and never a ratio of two machines."""
+"""report --kind dlmc (report.wins_table, plots.plot_dlmc): wins per variant, the plot, and never a ratio of two machines."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import pytest
 
 from spmm_study import report
-from spmm_study.dlmc_report import plot_dlmc, speedup_points, wins_table
+from spmm_study.plots import plot_dlmc
+from spmm_study.report import speedup_points, wins_table
 from spmm_study.results import FIELDS
 
 CPU, OTHER = "Intel(R) Xeon(R) Processor (2 cores)", "AMD EPYC 7B13 (2 cores)"
