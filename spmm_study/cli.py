@@ -515,6 +515,7 @@ def infer(
     threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads (default: all cores)"),
     repeats: int = typer.Option(3, help="chains timed per engine (the median is reported)"),
     tile_n: int = typer.Option(256, "--tile-n", help="register tile of the CPU kernels (16, 64 or 256)"),
+    parts: int = typer.Option(1, "--parts", help="split the inputs into PARTS nnz-balanced parts, one CPU process each"),
     bias: float = typer.Option(0.0, help="bias of every neuron, for --matrix chains"),
     rule: str = typer.Option("nonzero", help="bias rule for --matrix chains: row, nonzero or zero"),
     act: str = typer.Option("relu", help="activation for --matrix chains: none, relu or clamp"),
@@ -550,9 +551,11 @@ def infer(
         if e not in ENGINES:
             raise ParamError(f"unknown engine {e!r}; choose from {', '.join(ENGINES)}")
     check_seed(seed)
+    if parts < 1:
+        raise ParamError(f"--parts {parts} must be at least 1")
     used = apply_threads(threads)
     setup = nets_infer.build_setup(net, matrix, spdnn_root, layers, batch, bias, rule, act, ymax, seed, dlmc_root)
-    rows = nets_infer.run_engines(setup, engine, device, prune_dead, repeats, tile_n, champion_src)
+    rows = nets_infer.run_engines(setup, engine, device, prune_dead, repeats, tile_n, champion_src, parts)
     machine = environment.machine_label(device)
     t = Table(title=f"{escape(setup.label)}: {setup.src.size} inputs, {setup.net.depth} layers, "
               f"{threads or used} thread(s), {escape(machine)}", header_style="bold")
@@ -562,6 +565,10 @@ def infer(
         t.add_row(r["engine"], fmt_time(r["time_s"]), f"{r['edges_per_s']:.3g}", f"{r['live_edges_per_s']:.3g}",
                   str(len(r["categories"])), "match" if r["match"] else "[bold red]DIFFER[/]")
     out.print(t)
+    for r in rows:
+        for p in r.get("parts", []):
+            out.print(f"  {r['engine']} part {p['part']}: inputs {p['start'] + 1}-{p['end']}, {p['input_nnz']} input "
+                      f"nonzeros, {fmt_time(p['time_s'])}, {p['edges_per_s']:.3g} edges/s")
     cats = rows[0]["categories"]
     shown = " ".join(map(str, cats if len(cats) <= 100 else cats[:20]))
     out.print(f"categories ({len(cats)}, 1-based){' first 20' if len(cats) > 100 else ''}: {shown}", soft_wrap=True)

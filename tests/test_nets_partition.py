@@ -42,3 +42,15 @@ def test_parts_give_identical_categories():
     # on the shared 2-core VM; the fused engine's part logic is the same code, checked in-process above)
     wall, res = run_parts(net, y0, src, 2, engine="scipy", processes=True, threads_per_part=1)
     assert np.array_equal(gather(res), single) and wall > 0
+
+
+def test_infer_parts(capsys):
+    from test_cli import cli, fails
+
+    code, out, err = cli(capsys, "infer", "--net", "generated:64x6:seed=5", "--batch", "120", "-e", "scipy",
+                         "--parts", "2", "--repeats", "1", "--no-save")
+    assert code == 0, err
+    assert "scipy x2" in out and "match" in out and "part 1: inputs" in out
+    fails(capsys, "infer", "--net", "generated:64x6", "--parts", "0", "--no-save", match="at least 1")
+    fails(capsys, "infer", "--net", "generated:64x6", "--batch", "3", "--parts", "5", "--no-save", match="more than")
+    fails(capsys, "infer", "--net", "generated:64x6", "--parts", "2", "--device", "gpu", "--no-save", match="--gpus")

@@ -14,7 +14,13 @@ which is two passes: read+write each). Fused, C is written exactly once. For the
 1024-neuron layers (32 nonzeros per row) an output row costs 32 row-reads of B (from cache) and one write
 of C; the unfused epilogue adds 2·2 = 4 more M×N memory sweeps, from DRAM once C outgrows the caches.
 
-Loop order: part t (prange) → row i → column tile j0 → nonzero p → j (in registers) → epilogue → store.
+Second change, for large N: the column panel loop is outside the row loop. Rung 13 walks, for each row,
+all N columns (j0 inside i), so each row touches nnz_i·N values of B: for the DLMC FFN's second layer
+(K = 2048) at N = 2048 that is a 16 MiB B swept from L3 by every row. Here each thread takes a panel of
+``tile_n`` columns and runs all its rows over it, so the panel (K·tile_n values: 512 KiB at K = 512,
+2 MiB at K = 2048) is reused from L2 across rows. For N ≤ tile_n the two orders are the same loop.
+
+Loop order: part t (prange) → column tile j0 → row i → nonzero p → j (in registers) → epilogue → store.
 
 Traffic (``fused_tiled`` below): rung 13's model plus the bias (M values); the unfused chain's model is
 rung 13's plus 4·M·N values (``unfused_epilogue_bytes``). Results are bitwise independent of the thread
@@ -85,15 +91,16 @@ def kernel(tile_n: int, parallel: bool = True):
         z0 = c.dtype.type(0.0)  # a float64 literal would promote the epilogue to float64
         for t in prange(bounds.size - 1):
             acc = numba.carray(stack_empty(TN, b.dtype), TN)
-            for r in range(bounds[t], bounds[t + 1]):
-                i = rows[r]
-                bi = bias[i]
-                start = np.uint64(indptr[i])
-                end = np.uint64(indptr[i + 1])
-                for j0 in range(0, n_full, TN):
+            # column panel outermost: the panel B[:, j0:j0+TN] (K·TN values, 512 KiB for K = 512) stays in
+            # L2 while every row of this part reads it, instead of each row sweeping all of B's N columns
+            for j0 in range(0, n_full, TN):
+                for r in range(bounds[t], bounds[t + 1]):
+                    i = rows[r]
+                    bi = bias[i]
                     for j in range(TN):
                         acc[j] = 0.0
-                    p = start
+                    p = np.uint64(indptr[i])
+                    end = np.uint64(indptr[i + 1])
                     while p < end:
                         v = data[p]
                         brow = numba.carray(elem_ptr(b, np.int64(indices[p]) * n + j0), TN)
@@ -103,7 +110,10 @@ def kernel(tile_n: int, parallel: bool = True):
                     crow = numba.carray(elem_ptr(c, np.int64(i) * n + j0), TN)
                     for j in range(TN):
                         crow[j] = epi(acc[j], bi, rule, act, ym, z0)
-                if n_full < n:  # the tail, accumulated in C, then the epilogue in place
+            if n_full < n:  # the tail, accumulated in C, then the epilogue in place
+                for r in range(bounds[t], bounds[t + 1]):
+                    i = rows[r]
+                    bi = bias[i]
                     ctail = c[i, n_full:n]
                     for j in range(n - n_full):
                         ctail[j] = 0.0
@@ -159,7 +169,7 @@ class FusedLayer:
 
 
 @variant(
-    "cpu.csr.tiled_fused", loop_order="t‖→i→j0→p→j→epi", movement=fused_tiled, rung=50,
+    "cpu.csr.tiled_fused", loop_order="t‖→j0→i→p→j→epi", movement=fused_tiled, rung=50,
     params=(
         Param("tile_n", 256, TILE_CHOICES, "columns of C held in registers per row (compile-time constant)", minimum=1),
         *epilogue_params(),

@@ -120,10 +120,13 @@ def _spec_setup(matrices, layers, batch, bias, rule, act, ymax, seed, dlmc_root)
 
 
 def run_engines(setup: InferSetup, engines: list[str], device: str, prune_dead: bool, repeats: int,
-                tile_n: int, champion_src=None) -> list[dict]:
-    """One summary per engine: median time over ``repeats`` chains, edges/s, categories and their check."""
+                tile_n: int, champion_src=None, parts: int = 1) -> list[dict]:
+    """One summary per engine: median time over ``repeats`` chains, edges/s, categories and their check.
+    ``parts`` > 1: the batch split into contiguous nnz-balanced parts, one process each (``partition``)."""
     if repeats < 1:
         raise ParamError(f"--repeats {repeats} must be at least 1")
+    if parts > 1:
+        return [_run_parts(setup, eng, device, prune_dead, repeats, parts) for eng in engines]
     out = []
     for eng in engines:
         runs = [chain.run_chain(setup.net, setup.y0, setup.src, eng, device, prune_dead, tile_n, champion_src)
@@ -189,3 +192,29 @@ def _plot(path: Path, setup: InferSetup, rows: list[dict]) -> None:
         plt.close(fig)
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _run_parts(setup: InferSetup, eng: str, device: str, prune_dead: bool, repeats: int, parts: int) -> dict:
+    from spmm_study.nets import partition
+
+    if device != "cpu":
+        raise ParamError("--parts splits the inputs across CPU processes; several GPUs (--gpus) are not built yet")
+    if eng not in ("fused", "unfused", "scipy"):
+        raise ParamError(f"--parts runs the CPU engines (fused, unfused, scipy), not {eng}")
+    partition.split(np.diff(setup.y0.indptr)[setup.src], parts)  # refuse bad counts before starting processes
+    runs = [partition.run_parts(setup.net, setup.y0, setup.src, parts, eng, prune_dead) for _ in range(repeats)]
+    # the parts run at the same time: the chain's time is its slowest part's (process start-up excluded)
+    times = [max(r.time_s for r in res) for _, res in runs]
+    med = statistics.median(times)
+    _, res = runs[min(range(repeats), key=lambda i: abs(times[i] - med))]
+    cats = partition.gather(res)
+    ok = setup.truth is not None and all(np.array_equal(partition.gather(r), setup.truth) for _, r in runs)
+    edges = setup.net.edges
+    return {"engine": f"{eng} x{parts}", "device": "cpu", "time_s": med, "times_s": times,
+            "edges_per_s": setup.src.size * edges / med, "live_edges_per_s": float("nan"), "edges": edges,
+            "batch": int(setup.src.size), "setup_s": 0.0, "categories": (cats + 1).tolist(), "match": bool(ok),
+            "info": {"parts": parts, "wall_s": [w for w, _ in runs]},
+            "parts": [{"part": r.part, "start": r.start, "end": r.end, "input_nnz": r.nnz, "time_s": r.time_s,
+                       "edges_per_s": (r.end - r.start) * edges / r.time_s if r.time_s > 0 else float("nan")}
+                      for r in res],
+            "layers": []}
