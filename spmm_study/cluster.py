@@ -536,29 +536,19 @@ def _result_from_row(row: dict):
 def error_row(task, ctx, message: str, machine: str = ""):
     """An ERROR row for a measurement that never finished (its worker died too often), with the key the
     task's own row would have, so that a resume measures it again."""
-    from spmm_study.harness import default_threads
+    from spmm_study.harness import HarnessConfig, new_row, row_threads
     from spmm_study.problem import parse_dtype
-    from spmm_study.results import Result
 
-    loaded = ctx.matrix(task.matrix, task.prune, task.seed)
-    a = loaded.a
+    a = ctx.matrix(task.matrix, task.prune, task.seed).a
     v = task.variant
     try:
-        params = json.dumps(v.resolve_params(dict(task.params)), sort_keys=True)
+        params = v.resolve_params(dict(task.params))
     except SpmmError:
-        params = json.dumps(dict(task.params), sort_keys=True)
-    threads = task.threads if task.threads is not None else (default_threads() if v.device == "cpu" else 0)
-    kwargs = dict(variant=v.id, device=v.device, format=v.format, idea=v.idea, baseline=v.baseline,
-                  matrix=loaded.spec, m=a.m, k=a.k, n=task.n, nnz=a.nnz,
-                  sparsity=round(1.0 - a.nnz / (a.m * a.k), 6) if a.m * a.k else float("nan"),
-                  dtype=str(parse_dtype(task.dtype)), seed=task.seed, params=params, threads=threads,
-                  status="ERROR", message=message[:300], cache=ctx.timing.cache, machine=machine,
-                  timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"), tags=task.tags)
-    names = {f.name for f in fields(Result)}
-    for extra, value in (("rung", getattr(v, "rung", None)), ("loop_order", getattr(v, "loop_order", None))):
-        if extra in names and value is not None:
-            kwargs[extra] = value
-    return Result(**kwargs)
+        params = dict(task.params)
+    cfg = HarnessConfig(timing=ctx.timing, machine=machine, tags=task.tags)
+    return new_row(v, matrix=ctx.matrix(task.matrix, task.prune, task.seed).spec, m=a.m, k=a.k, n=task.n,
+                   nnz=a.nnz, dtype=str(parse_dtype(task.dtype)), seed=task.seed, params=params,
+                   threads=row_threads(v, task.threads), cfg=cfg, message=message[:300])
 
 
 def _oneline(exc: BaseException) -> str:

@@ -84,15 +84,26 @@ def apply_threads(threads: int | None) -> int:
 
 def base_row(variant: Variant, problem: Problem, params: dict, threads: int, cfg: HarnessConfig,
              status: str = "ERROR", message: str = "") -> Result:
-    """The one row builder: a result row with every fact of the variant and problem filled in and no
-    measurement yet (``measure`` fills the rest; the runner writes UNAVAILABLE rows with it)."""
+    """A result row of ``variant`` on ``problem`` with no measurement yet (``measure`` fills the rest; the
+    runner writes UNAVAILABLE rows with it)."""
     s = problem.shape
+    return new_row(variant, matrix=problem.matrix, m=s.m, k=s.k, n=s.n, nnz=s.nnz, dtype=str(problem.dtype),
+                   seed=problem.seed, params=params, threads=threads, cfg=cfg, status=status, message=message,
+                   tolerance=problem.tolerance.rel_fro)
+
+
+def new_row(variant: Variant, *, matrix: str, m: int, k: int, n: int, nnz: int, dtype: str, seed: int,
+            params: dict, threads: int, cfg: HarnessConfig, status: str = "ERROR", message: str = "",
+            tolerance: float = float("nan")) -> Result:
+    """The one row builder: every fact of the variant and the problem in a row, no measurement (also for a
+    row whose Problem was never built: a cluster task whose worker died)."""
+    cells = m * k
     return Result(
         variant=variant.id, device=variant.device, format=variant.format, idea=variant.idea,
-        baseline=variant.baseline, matrix=problem.matrix, m=s.m, k=s.k, n=s.n, nnz=s.nnz,
-        sparsity=round(s.sparsity, 6), dtype=str(problem.dtype), seed=problem.seed,
+        baseline=variant.baseline, matrix=matrix, m=m, k=k, n=n, nnz=nnz,
+        sparsity=round(1.0 - nnz / cells, 6) if cells else float("nan"), dtype=dtype, seed=seed,
         params=json.dumps(params, sort_keys=True), threads=threads, status=status, message=message,
-        tolerance=problem.tolerance.rel_fro, cache=cfg.timing.cache, deterministic=variant.deterministic,
+        tolerance=tolerance, cache=cfg.timing.cache, deterministic=variant.deterministic,
         machine=cfg.machine, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"), tags=cfg.tags,
         rung=variant.rung, loop_order=variant.loop_order,
     )
