@@ -490,10 +490,9 @@ def report_cmd(
     print_tables(report.tables_for(rows, kind=kind, baseline=baseline, ceilings=roofs), markdown)
     if plots is not None:
         from spmm_study import plots as charts
-        from spmm_study import sources
+        from spmm_study.sources import row_lengths
 
-        loaded = [sources.load(spec, dlmc_root=dlmc_root) for spec in row_hist or []]
-        hists = [(m.spec, m.a.row_lengths(), sources.row_stats(m.a)) for m in loaded]
+        hists = row_lengths(row_hist or [], dlmc_root)
         for p in charts.plot_all(rows, plots, baseline=baseline, ceilings=roofs, row_lengths=hists):
             err.print(f"[dim]wrote {escape(str(p))}[/]")
 

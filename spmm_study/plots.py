@@ -73,17 +73,17 @@ def _colours(count: int) -> list:
 
 
 def _log_ticks_with_labels(ax, values, axis: str = "y") -> None:
-    """A log axis whose labels show even when the values span less than a decade (no major tick falls
-    inside: the chart had no y labels at all), with plain numbers."""
+    """A log axis labelled with plain numbers, also when fewer than two powers of ten fall inside the data
+    (then 2 and 5 times each power are labelled too: such a chart had one y label, or none)."""
     import math
 
     from matplotlib.ticker import FuncFormatter, LogLocator
 
     _plain_log_ticks(ax, axis)
     vals = [v for v in values if finite(v) and v > 0]
-    if vals and math.floor(math.log10(min(vals))) == math.floor(math.log10(max(vals))):
+    if vals and math.floor(math.log10(max(vals))) - math.ceil(math.log10(min(vals))) + 1 < 2:
         target = ax.yaxis if axis == "y" else ax.xaxis
-        target.set_minor_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
+        target.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
         target.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
@@ -142,8 +142,8 @@ def plot_roofline(rows: list[dict], path: Path | str, ceilings: dict[str, dict] 
                    s=36, label=v, zorder=3, color=colours[j])
     ax.set_xscale("log")
     ax.set_yscale("log")
-    _plain_log_ticks(ax, "x")
-    _plain_log_ticks(ax, "y")
+    _log_ticks_with_labels(ax, xs, "x")
+    _log_ticks_with_labels(ax, [r["gflops"] for r in ok], "y")
     ax.set_xlabel("arithmetic intensity (useful flop per byte the variant's model moves; one problem)" if modelled
                   else "arithmetic intensity (useful flop per compulsory byte)")
     ax.set_ylabel("useful GFLOP/s (2·nnz·N / median time)")
@@ -178,7 +178,7 @@ def plot_speedup_vs_sparsity(rows: list[dict], path: Path | str, baseline: str |
     ax.annotate("break-even with " + ", ".join(sorted(bases)), (ax.get_xlim()[1], 1.0), fontsize=7,
                 va="bottom", ha="right", color="0.3")
     ax.set_yscale("log")
-    _plain_log_ticks(ax)
+    _log_ticks_with_labels(ax, [geomean(x) for per in pts.values() for x in per.values()] + [1.0])
     ax.set_xlabel("sparsity (fraction of zeros in A)")
     ax.set_ylabel(f"speedup over {', '.join(sorted(bases)) or 'baseline'} (×, log scale)")
     measured = [r for r in rows if finite(r["speedup"])]

@@ -770,3 +770,9 @@ def histogram_lines(st: dict, width: int = 40) -> list[str]:
     peak = max((b["count"] for b in st["histogram"]), default=0) or 1
     return [f"  {b['lo']:8.1f} – {b['hi']:8.1f} │{'█' * int(round(width * b['count'] / peak))} {b['count']}"
             for b in st["histogram"]]
+
+
+def row_lengths(specs: list[str], dlmc_root: str | None = None) -> list[tuple]:
+    """(canonical spec, row lengths, ``row_stats``) of each matrix spec: what a row-length histogram needs."""
+    loaded = [load(spec, dlmc_root=dlmc_root) for spec in specs]
+    return [(m.spec, m.a.row_lengths(), row_stats(m.a)) for m in loaded]
