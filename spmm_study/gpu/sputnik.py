@@ -225,7 +225,7 @@ def build(problem):
         raise ResourceError(f"{m}×{n} or {k}×{n} elements do not fit Sputnik's int indexing")
     lib = library()
     cu = cuda_module()
-    pad = np.zeros(4, np.int32)  # float4 loads of a row's tail stay inside the arrays
+    pad = np.zeros(64, np.int32)  # Sputnik's vector loads of the last row's tile stay inside the arrays
     indptr = cu.to_device(np.ascontiguousarray(a.indptr, dtype=np.int32))
     indices = cu.to_device(np.concatenate([np.asarray(a.indices, np.int32), pad]))
     data = cu.to_device(np.concatenate([np.asarray(a.data, np.float32), pad.astype(np.float32)]))
