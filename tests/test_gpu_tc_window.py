@@ -143,3 +143,11 @@ def test_fma_kernel_compiles_without_local_memory():
         lines = ptx.splitlines()
         assert any(".entry" in ln for ln in lines) and any("fma.rn.f32" in ln for ln in lines)
         assert not any("ld.local" in ln or "st.local" in ln for ln in lines)
+
+
+@needs_toolchain
+def test_only_the_fma_engine_is_cached():
+    """numba raises 'Cannot pickle CUDACodeLibrary with linking files' when it saves a kernel with linked code
+    to its cache: the mma kernel must not ask for caching (the error would come only on the GPU)."""
+    assert type(tc.kernel(2, 1, "mma", "tf32")._cache).__name__ == "NullCache"
+    assert type(tc.kernel(2, 1, "fma", "tf32")._cache).__name__ != "NullCache"

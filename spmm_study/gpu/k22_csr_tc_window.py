@@ -207,7 +207,9 @@ def kernel(warps: int, ntiles: int, engine: str, split: str, stage: bool = False
             gc = panel0 + c
             sm[off + kk * stride + c] = bf[cols[kb * 8 + kk] * n + min(gc, last)] * (one if gc < n else zero)
 
-    @cuda.jit(cache=not simulator())  # noqa: F821
+    # numba cannot cache a kernel that links external code (pickling its code library raises), so the mma
+    # engine is compiled in each process (NVRTC + LTO link: a few seconds, in first_call_s)
+    @cuda.jit(cache=not simulator() and not use_mma)  # noqa: F821
     def tc_window(kb_ptr, cols, vals, rowmap, bf, cf, n):
         sm = cuda.shared.array(smem_size, np_t)  # noqa: F821 - two k-blocks of B when staging
         w = cuda.blockIdx.x  # noqa: F821
