@@ -17,12 +17,13 @@ from spmm_study import experiment as ex
 from spmm_study.errors import ParamError
 from spmm_study.runner import Context, Task
 
-# Each command's timing when its options do not say: run measures one thing well; compare interleaves three
-# rounds of shorter measurements; autotune measures many candidates briefly. A sweep takes its file's.
+# Each command's timing when its options do not say: run measures one thing well (TimingConfig's own
+# defaults); compare interleaves three rounds of shorter measurements; autotune measures many candidates
+# briefly. A sweep takes its file's [timing] (TimingConfig's defaults for what the file leaves out).
 TIMING_DEFAULTS = {
-    "run": {"repeats": 10, "min_time": 0.2, "warmup": 0.1, "cache": "cold", "rounds": 1},
-    "compare": {"repeats": 5, "min_time": 0.1, "warmup": 0.05, "cache": "cold", "rounds": 3},
-    "autotune": {"repeats": 5, "min_time": 0.05, "warmup": 0.02, "cache": "cold", "rounds": 1},
+    "run": {},
+    "compare": {"repeats": 5, "min_time": 0.1, "warmup": 0.05, "rounds": 3},
+    "autotune": {"repeats": 5, "min_time": 0.05, "warmup": 0.02},
     "sweep": {},
 }
 
