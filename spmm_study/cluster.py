@@ -779,10 +779,12 @@ def run_command(spec_text: str, tasks: list, ctx, open_writer: Callable[[], Any]
 
 def dry_run(spec_text: str, tasks: list, ctx, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Estimate:
     """The task count and the time per worker, from a calibration of a few measurements on the workers."""
-    cluster, fitted, _ = prepare(spec_text, tasks, timeout_s)
+    cluster, fitted, warnings = prepare(spec_text, tasks, timeout_s)
     with cluster:
         samples = calibrate_on(cluster, fitted, ctx)
-        return estimate(fitted, ctx, samples, len(cluster.workers()))
+        est = estimate(fitted, ctx, samples, len(cluster.workers()))
+    est.warnings = [f"warning: {w}" for w in warnings]
+    return est
 
 
 def run_with_progress(cluster: Cluster, tasks: list, ctx, writer, *, retries: int, console, title: str) -> Outcome:
@@ -851,9 +853,10 @@ class Estimate:
     per_worker_s: float
     calibrated: int  # measurements made to calibrate
     uncalibrated: list[str]  # variants without a passing calibration row (their time is a guess from [timing])
+    warnings: list[str] = field(default_factory=list)  # tasks no worker can take, dropped
 
     def lines(self) -> list[str]:
-        out = [f"{self.tasks} measurements over {self.problems} problems",
+        out = list(self.warnings) + [f"{self.tasks} measurements over {self.problems} problems",
                f"estimated {fmt_duration(self.total_s)} of measuring in all: {fmt_duration(self.per_worker_s)} per "
                f"worker over {self.workers} worker{'s' if self.workers != 1 else ''} "
                f"(calibrated on {self.calibrated} measurement{'s' if self.calibrated != 1 else ''})"]

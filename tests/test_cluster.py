@@ -137,18 +137,20 @@ def test_missing_extra_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize("command", [["sweep", "-v", "cpu.dense.numpy"], ["compare", "-v", "cpu.csr.scipy"],
+                                     ["autotune", "-v", "cpu.csr.tiled"]])
 @pytest.mark.parametrize("args, match", [
     (["--cluster", "local:zero"], "whole number"),
     (["--cluster", "nonsense"], "not a cluster spec"),
     (["--cluster", "local:1", "--retries", "-1"], "retries"),
     (["--cluster", "local:1", "--connect-timeout", "0"], "connect-timeout"),
 ])
-def test_bad_cluster_options_are_one_line_and_exit_2(args, match, capsys, tmp_path, monkeypatch):
+def test_bad_cluster_options_are_one_line_and_exit_2(command, args, match, capsys, tmp_path, monkeypatch):
     from spmm_study.cli import main
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exc:
-        main(["sweep", "-v", "cpu.dense.numpy", *args])
+        main([*command, *args])
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and len(err.splitlines()) == 1 and match in err
 
@@ -224,6 +226,18 @@ def test_local_cluster_gives_exactly_the_rows_of_a_serial_sweep(local2, tmp_path
         again = cl.run_tasks(local2, ts, context(), writer)
     assert again.rows == [] and again.skipped == len(ts)
     assert len(keys_of(tmp_path / "cluster")) == len(ts)
+
+
+@needs_dask
+def test_dry_run_calibrates_on_the_workers_and_estimates_per_worker(local2):
+    ts = tasks_for(ns=(8, 16, 32))
+    ctx = context(min_time=0.01)
+    samples = cl.calibrate_on(local2, ts, ctx)
+    assert len(samples) == 2 * len(VARIANTS)  # the smallest and the median problem of each variant
+    assert all(row is not None and row["status"] == "PASS" and wall > 0 for _, row, wall in samples)
+    est = cl.estimate(ts, ctx, samples, len(local2.workers()))
+    assert est.workers == 2 and est.tasks == len(ts) and not est.uncalibrated
+    assert 0 < est.per_worker_s < 60
 
 
 def _worker_pids(cluster) -> dict[str, int]:
