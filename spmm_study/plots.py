@@ -348,6 +348,9 @@ def plot_dlmc(rows: list[dict], path: Path | str) -> Path:
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")
         ax.set_yscale("log")
         _plain_log_ticks(ax, "y")
+        from matplotlib.ticker import LogLocator
+
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))  # ticks inside a 1x-8x range too
         ax.set_xlabel("sparsity")
         ax.set_ylabel("geomean speedup over dense (×)")
         title = f"{model} {method}, N={n_label}" + (f"\n{machine[:40]}" if several else "")

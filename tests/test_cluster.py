@@ -250,8 +250,10 @@ def test_killed_worker_is_retried_then_an_error_row_and_a_resume_completes(local
     left are ERROR rows; --resume then measures those and nothing twice."""
     from spmm_study.results import ResultWriter, read_rows
 
-    ts = tasks_for(matrices=MATRICES[:2], ns=(8, 16), rounds=3)  # 4 problems of 6 measurements
-    ctx = context(min_time=0.05)
+    # 2 problems of 8 measurements, each >= 0.15 s: the kill at the first row back lands mid-problem even when
+    # that row's event is late on a loaded machine
+    ts = tasks_for(matrices=MATRICES[:1], ns=(8, 16), rounds=4)
+    ctx = context(min_time=0.15)
 
     def kill_first_started(retries: int, folder: Path):
         killed = threading.Event()
