@@ -51,22 +51,15 @@ CASES = {
     # test table sends N<8 to rung 15, skewed rows at N>=8 to rung 17, the rest to the default (rung 19)
     "gpu.csr.auto": [({}, ["empty_rows", "1x1"], (5,)),
                      ({"table": "tests/chooser_sim_table.json"}, SMALL, (5, 9))],
-    "gpu.csr.row_split_fused": [({"warps": 2, "vec": 4, "unroll": 2, "act": act, "bias": rule, "ymax": 1.0},
-                                 ["empty_rows", "n_not_multiple_of_tile", "one_dense_row"], (6, 8))
-                                for act, rule in (("relu", "row"), ("clamp", "nonzero"), ("none", "zero"))]
-                               + [({"warps": 3, "vec": 2, "unroll": 4}, ["1x1", "all_zero"], (5,))],
-    "gpu.csr.swizzle_fused": [({"lanes": 4, "vec": 4, "tiles": 2, "unroll": 2, "threads": 8, "act": act, "bias": rule,
-                                "ymax": 1.0}, ["empty_rows", "n_not_multiple_of_tile", "one_dense_row"], (9, 12))
-                              for act, rule in (("relu", "nonzero"), ("clamp", "row"), ("none", "zero"))]
-                             + [({"lanes": 2, "vec": 1, "tiles": 1, "unroll": 1, "threads": 8}, ["1x1", "all_zero"], (3,))],
-    # tensor-core rung: the mma engine runs as its FMA emulation here; several windows, k-blocks and tiles
-    "gpu.csr.tc_window": [({"split": "tf32", "warps": 2, "ntiles": 1}, SMALL, (5,)),
-                          ({"split": "tf32", "warps": 2, "ntiles": 1}, ["tall"], (17,)),
-                          ({"split": "3xtf32", "warps": 1, "ntiles": 2, "reorder": True},
-                           ["empty_rows", "wide", "one_dense_row"], (9,)),
-                          ({"split": "3xtf32", "engine": "fma", "warps": 1, "ntiles": 1}, ["random"], (3,)),
-                          ({"split": "tf32", "stage": True, "warps": 2, "ntiles": 1},
-                           ["empty_rows", "n_not_multiple_of_tile"], (5, 19))],
+    # the fused rungs: the epilogue on empty rows, N tails and a dense row (the loop nests are rungs 19 and 15's)
+    "gpu.csr.row_split_fused": [({"warps": 2, "vec": 4, "unroll": 2, "act": "clamp", "bias": "nonzero", "ymax": 1.0},
+                                 ["empty_rows", "n_not_multiple_of_tile"], (6, 8)),
+                                ({"warps": 3, "vec": 2, "unroll": 4, "act": "relu", "bias": "row"},
+                                 ["one_dense_row", "1x1", "all_zero"], (5,))],
+    "gpu.csr.swizzle_fused": [({"lanes": 4, "vec": 4, "tiles": 2, "unroll": 2, "threads": 8, "act": "clamp",
+                                "bias": "row", "ymax": 1.0}, ["empty_rows", "n_not_multiple_of_tile"], (9, 12)),
+                              ({"lanes": 2, "vec": 1, "tiles": 1, "unroll": 1, "threads": 8, "act": "relu",
+                                "bias": "nonzero"}, ["one_dense_row", "1x1", "all_zero"], (3,))],
     "gpu.coo.atomic": [({"block_x": 8, "block_y": 4}, SMALL, (5, 11))],
     "gpu.nm24.structured": [({"vec": 4, "block_x": 2, "block_y": 4}, ["nm24", "nm24_wide"], (6, 9, 8)),
                             ({"vec": 1, "block_x": 4, "block_y": 2}, ["nm24"], (5,))],
