@@ -544,11 +544,11 @@ def infer(
         raise ParamError(f"--repeats {repeats} must be at least 1")
     if not math.isfinite(bias) or not math.isfinite(ymax) or ymax < 0:
         raise ParamError("--bias and --ymax must be finite numbers (ymax >= 0)")
-    from spmm_study.nets.chain import ENGINES
+    from spmm_study.nets.chain import preflight
 
-    for e in engine:
-        if e not in ENGINES:
-            raise ParamError(f"unknown engine {e!r}; choose from {', '.join(ENGINES)}")
+    if parts > 1 and device != "cpu":
+        raise ParamError("--parts splits the inputs across CPU processes; several GPUs (--gpus) are not built yet")
+    preflight(engine, device, champion_src)  # before reading a network: unknown or unavailable engines
     check_seed(seed)
     if parts < 1:
         raise ParamError(f"--parts {parts} must be at least 1")

@@ -16,10 +16,14 @@ y0 = generate.inputs(32, 40, seed=2)
 src = chain.replicate(y0, 40)
 truth = chain.reference_categories(net, y0, src)
 bad = 0
+results = {}
 for prune in (True, False):
     r = chain.run_chain(net, y0, src, "fused", device="gpu", prune_dead=prune)
     ok = np.array_equal(r.categories, truth) and r.device == "gpu"
     bad += not ok
+    results[prune] = [x.live_out for x in r.layers]
     print(f"prune={prune}: {'ok' if ok else 'MISMATCH'} {r.categories.size} of {truth.size}",
           [x.live_out for x in r.layers], flush=True)
-sys.exit(1 if bad or truth.size == 0 else 0)
+same_live = results[True] == results[False]  # the live count per layer, dropped or not
+print("live counts agree" if same_live else "LIVE COUNTS DIFFER")
+sys.exit(1 if bad or truth.size == 0 or not same_live else 0)

@@ -285,3 +285,10 @@ def test_gpu_engines_refused_without_a_gpu(capsys):
         pytest.skip("this machine has a GPU (or the simulator): the refusal cannot be shown here")
     fails(capsys, "infer", "--no-save", "--net", "generated:64x3", "--device", "gpu", match="unavailable")
     fails(capsys, "infer", "--no-save", "--net", "generated:64x3", "-e", "torch", match="torch on the GPU is unavailable")
+
+
+def test_champion_refusal_names_what_is_missing(capsys, tmp_path):
+    (tmp_path / "singlegpu").mkdir()
+    line = fails(capsys, "infer", "--no-save", "--net", "generated:64x3", "-e", "champion", "--champion-src", tmp_path,
+                 match="champion is unavailable")
+    assert "nvcc" in line or "CUDA" in line or "not implemented" in line

@@ -352,6 +352,21 @@ def champion_unavailable(src: str | os.PathLike | None) -> str | None:
 # --------------------------------------------------------------------------------------------- entry
 
 
+def preflight(engines: list[str], device: str, champion_src=None) -> None:
+    """Refuse unknown or unavailable engines before any network is read (reading the challenge takes seconds)."""
+    if device not in ("cpu", "gpu"):
+        raise ParamError(f"unknown device {device!r}; choose cpu or gpu")
+    for engine in engines:
+        if engine not in ENGINES:
+            raise ParamError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        if engine == "champion":
+            raise DeviceUnavailable(f"engine champion is unavailable: {champion_unavailable(champion_src)}")
+        if engine in ("torch", "cupy") or device == "gpu":
+            reason = gpu_engine_unavailable(engine)
+            if reason:
+                raise DeviceUnavailable(f"engine {engine} on the GPU is unavailable: {reason}")
+
+
 def run_chain(net: Network, y0: CSR, src: np.ndarray, engine: str = "fused", device: str = "cpu",
               prune_dead: bool = False, tile_n: int = 256, champion_src=None, dtype=np.float32) -> ChainResult:
     """Run ``net`` on the batch of images ``src`` (indices into ``y0``'s rows) with one engine."""

@@ -90,6 +90,8 @@ def _fused(net, y0, src, prune_dead):
     cuda.synchronize()
     setup = time.perf_counter() - t0
     rows_out = []
+    paused = 0.0
+    live_prev = int(np.count_nonzero((yt0 != 0).any(axis=0)))
     t_start = time.perf_counter()
     for l, a in enumerate(net.layers):
         t1 = time.perf_counter()
@@ -114,8 +116,17 @@ def _fused(net, y0, src, prune_dead):
             else:
                 p, q = q, p
         cuda.synchronize()
-        rows_out.append(LayerRow(l + 1, live_in, n, a.nnz, time.perf_counter() - t1))
-    total = time.perf_counter() - t_start
+        dt = time.perf_counter() - t1
+        live_out = n
+        if not prune_dead and n:  # nothing dropped: count the live inputs for the report, outside the timing
+            t2 = time.perf_counter()
+            flags[:n].copy_to_device(np.zeros(n, np.uint8))
+            col_flags[_launch(a.m * n)](p, np.int64(a.m), np.int64(n), flags)
+            live_out = int(flags[:n].copy_to_host().sum())
+            paused += time.perf_counter() - t2
+        rows_out.append(LayerRow(l + 1, live_in if prune_dead else live_prev, live_out, a.nnz, dt))
+        live_prev = live_out
+    total = time.perf_counter() - t_start - paused
     last = p[: net.layers[-1].m * n].copy_to_host().reshape(net.layers[-1].m, n) if n else np.zeros((0, 0))
     alive = (last != 0).any(axis=0) if n else np.zeros(0, bool)
     return setup, (total, rows_out, np.sort(ids[alive]))

@@ -173,9 +173,11 @@ def _plot(path: Path, setup: InferSetup, rows: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for r in rows:
+    styles = ("-", "--", ":", "-.")
+    for k, r in enumerate(rows):  # engines agree on the live counts: distinct line styles keep each visible
         layers = [x["layer"] for x in r["layers"]]
-        ax.plot(layers, [x["live_out"] for x in r["layers"]], label=r["engine"], drawstyle="steps-post")
+        ax.plot(layers, [x["live_out"] for x in r["layers"]], label=r["engine"], drawstyle="steps-post",
+                linestyle=styles[k % len(styles)], linewidth=2.5 - 0.5 * (k % 3))
     ax.set_yscale("log")
     ax.set_xlabel("layer")
     ax.set_ylabel("live inputs after the layer")
