@@ -213,10 +213,13 @@ def slurm_cluster(opts: dict):
 
 
 def _quiet_logs() -> None:
+    """Dask logs a traceback for every lost connection; the command says what happened in one line."""
     import logging
 
-    for name in ("distributed", "distributed.nanny", "distributed.scheduler", "distributed.worker",
-                 "distributed.core", "distributed.comm", "dask_jobqueue", "bokeh", "tornado"):
+    names = [n for n in logging.root.manager.loggerDict if n.startswith(("distributed", "dask"))]
+    for name in names + ["distributed", "distributed.client", "distributed.nanny", "distributed.scheduler",
+                         "distributed.worker", "distributed.core", "distributed.comm", "dask_jobqueue", "bokeh",
+                         "tornado", "tornado.application"]:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
@@ -688,6 +691,10 @@ def run_tasks(cluster: Cluster, tasks: list, ctx, writer=None, *, retries: int =
     waiting = list(reversed(groups))
     ac = as_completed([])
     in_flight = 0
+    import asyncio
+
+    from distributed.comm.core import CommClosedError
+
     try:
         while waiting or in_flight:
             while waiting and in_flight < window:
@@ -705,6 +712,9 @@ def run_tasks(cluster: Cluster, tasks: list, ctx, writer=None, *, retries: int =
                     if on_event:
                         on_event("end", {"gid": g.gid})
                     continue
+                if fut.status == "cancelled" or client.status != "running":
+                    raise ClusterError(f"lost the Dask scheduler (client {client.status}, a task {fut.status}); "
+                                       "the rows measured so far are kept: rerun with --resume")
                 exc = fut.exception() if fut.status == "error" else None
                 drain()  # the rows a dying worker sent before it died are kept
                 if on_event:
@@ -733,6 +743,9 @@ def run_tasks(cluster: Cluster, tasks: list, ctx, writer=None, *, retries: int =
             if not busy and not ready:
                 time.sleep(poll_s)
         drain()
+    except (CommClosedError, OSError, asyncio.CancelledError, TimeoutError) as exc:
+        raise ClusterError(f"lost the Dask scheduler ({_oneline(exc)}); the rows measured so far are kept: "
+                           "rerun with --resume") from None
     finally:
         try:
             client.unsubscribe_topic(qname)

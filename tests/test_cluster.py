@@ -398,3 +398,52 @@ def test_local_cuda_is_refused_in_one_line_without_dask_cuda_or_without_a_gpu(mo
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and len(err.splitlines()) == 1 and "local-cuda" in err and "CUDA" in err
     assert not (tmp_path / "results").exists()
+
+
+@needs_dask
+def test_tcp_scheduler_sweep_then_the_scheduler_dies_then_resume_elsewhere(tmp_path):
+    """An existing scheduler and worker (started as a user would); the scheduler killed mid-sweep: one line,
+    exit 2, the rows so far kept; --resume on a LocalCluster finishes without a duplicate."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **cl._quiet_env()}
+    address = f"tcp://127.0.0.1:{port}"
+    sched = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                              "--port", str(port), "--dashboard-address", ":0"], env=env, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                               "--resources", "CPU=1", "--death-timeout", "30"], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    out = tmp_path / "run"
+    grid = ["-v", ",".join(VARIANTS), *sum((["-m", m] for m in MATRICES[:2]), []), "-n", "8", "-n", "16", "-n", "24",
+            "-t", "1", "--min-time", "0.1", "--warmup", "0", "--repeats", "2", "--out", str(out)]
+    try:
+        sweep = subprocess.Popen([sys.executable, "-m", "spmm_study", "sweep", *grid, "--cluster", address,
+                                  "--connect-timeout", "30"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while time.time() < deadline and sweep.poll() is None:
+            rows = out / "rows.jsonl"
+            if rows.exists() and len(rows.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.05)
+        assert sweep.poll() is None, sweep.stderr.read()[-2000:]
+        os.killpg(sched.pid, signal.SIGKILL)
+        _, err = sweep.communicate(timeout=120)
+    finally:
+        for p in (sched, worker):
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+    assert sweep.returncode == 2, err[-2000:]
+    assert "lost the Dask scheduler" in err and "--resume" in err, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]  # Dask's own logging of the lost connection is silenced
+    before = keys_of(out)
+    assert 2 <= len(before) < 12 and len(set(before)) == len(before)
+    res = cli("sweep", *grid, "--cluster", "local:2", "--resume", timeout=180)
+    assert res.returncode == 0, res.stderr[-2000:]
+    after = keys_of(out)
+    assert len(after) == len(set(after)) == 12 and set(before) <= set(after)
