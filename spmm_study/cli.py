@@ -558,10 +558,12 @@ def infer(
     machine = environment.machine_label(device)
     t = Table(title=f"{escape(setup.label)}: {setup.src.size} inputs, {setup.net.depth} layers, "
               f"{threads or used} thread(s), {escape(machine)}", header_style="bold")
-    for col in ("engine", "time", "edges/s", "live edges/s", "categories", "truth"):
+    for col in ("engine", "time", "edges/s", "live edges/s", "MB moved", "categories", "truth"):
         t.add_column(col, justify="left" if col == "engine" else "right")
     for r in rows:
+        mb = r.get("bytes_model", float("nan"))
         t.add_row(r["engine"], fmt_time(r["time_s"]), f"{r['edges_per_s']:.3g}", f"{r['live_edges_per_s']:.3g}",
+                  f"{mb / 1e6:.4g}" if math.isfinite(mb) else "-",
                   str(len(r["categories"])), "match" if r["match"] else "[bold red]DIFFER[/]")
     out.print(t)
     for r in rows:
@@ -572,7 +574,8 @@ def infer(
     shown = " ".join(map(str, cats if len(cats) <= 100 else cats[:20]))
     out.print(f"categories ({len(cats)}, 1-based){' first 20' if len(cats) > 100 else ''}: {shown}", soft_wrap=True)
     out.print(f"[dim]truth: {escape(setup.truth_kind)}; edges/s = inputs x sum nnz(W) / time; live: edges over "
-              f"live inputs only[/]")
+              f"live inputs only; MB moved: compulsory bytes of the layers run (unfused adds its elementwise "
+              f"pass: 4 M x live values per layer)[/]")
     if save:
         folder = out_dir or default_dir("infer")
         meta = {"machine": machine, "threads": used, "device": device, "prune_dead": prune_dead,

@@ -292,3 +292,14 @@ def test_champion_refusal_names_what_is_missing(capsys, tmp_path):
     line = fails(capsys, "infer", "--no-save", "--net", "generated:64x3", "-e", "champion", "--champion-src", tmp_path,
                  match="champion is unavailable")
     assert "nvcc" in line or "CUDA" in line or "not implemented" in line
+
+
+def test_modelled_bytes_count_the_unfused_pass():
+    from spmm_study.nets.infer import modelled_bytes
+
+    net = generate.network(64, 2, seed=0)
+    rows = [chain.LayerRow(1, 10, 8, 2048, 0.1), chain.LayerRow(2, 8, 8, 2048, 0.1)]
+    fused = modelled_bytes(net, rows, "fused")
+    assert fused == sum(2048 * 8 + 65 * 4 + 64 * 4 + 128 * live * 4 for live in (10, 8))
+    assert modelled_bytes(net, rows, "unfused") - fused == 4 * 64 * (10 + 8) * 4
+    assert np.isnan(modelled_bytes(net, rows, "scipy"))

@@ -136,11 +136,27 @@ def run_engines(setup: InferSetup, engines: list[str], device: str, prune_dead: 
         best = min(runs, key=lambda r: abs(r.time_s - med))
         ok = setup.truth is not None and all(np.array_equal(r.categories, setup.truth) for r in runs)
         out.append({"engine": eng, "device": best.device, "time_s": med, "times_s": times,
+                    "bytes_model": modelled_bytes(setup.net, best.layers, eng),
                     "edges_per_s": best.batch * best.edges / med, "live_edges_per_s": best.live_edges / med,
                     "edges": best.edges, "batch": best.batch, "setup_s": best.setup_s,
                     "categories": (best.categories + 1).tolist(), "match": bool(ok), "info": best.info,
                     "layers": [vars(x) for x in best.layers]})
     return out
+
+
+def modelled_bytes(net, layers, engine: str) -> float:
+    """Compulsory bytes of the dense-Yᵀ chains over the layers actually run: per layer A (values, int32 indices,
+    offsets), the bias, Yᵀ read once (K × live inputs) and C written once; the unfused chain adds its
+    elementwise pass, 4·M·live values (bias: read + write C; activation: read + write C). NaN for the
+    library chains, whose traffic this model does not describe."""
+    if engine not in ("fused", "unfused"):
+        return float("nan")
+    total = 0.0
+    for row, a in zip(layers, net.layers):
+        total += a.nnz * 8 + (a.m + 1) * 4 + a.m * 4 + (a.k + a.m) * row.live_in * 4
+        if engine == "unfused":
+            total += 4 * a.m * row.live_in * 4
+    return total
 
 
 def write_outputs(folder: Path, setup: InferSetup, rows: list[dict], meta: dict, force: bool) -> list[Path]:
