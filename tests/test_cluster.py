@@ -2,7 +2,8 @@
 or the client dies, resources keep measurements apart, bad specs and missing pieces are one line and exit 2.
 
 Tiny problems and the baselines that need no JIT (numpy, scipy), so that a worker's first task is quick;
-one LocalCluster (``local:2``) is shared by the tests that need one.
+one LocalCluster (``local:2``) is shared by the tests that need one. The two end-to-end tests through the
+command line (a killed client; a real tcp:// scheduler killed) are marked slow and run in CI.
 """
 
 from __future__ import annotations
@@ -327,6 +328,7 @@ def _spans(client, resources: dict, n: int) -> list[tuple[float, float]]:
 
 
 @needs_dask
+@pytest.mark.slow  # subprocesses and two clusters: the longest tests here; CI runs them (-m "not gpu")
 def test_cli_sweep_killed_client_then_resume_loses_and_doubles_nothing(tmp_path):
     """The client (the sweep command) killed with SIGKILL mid-sweep; --resume on the folder finishes it."""
     out = tmp_path / "run"
@@ -401,6 +403,7 @@ def test_local_cuda_is_refused_in_one_line_without_dask_cuda_or_without_a_gpu(mo
 
 
 @needs_dask
+@pytest.mark.slow  # subprocesses and two clusters: the longest tests here; CI runs them (-m "not gpu")
 def test_tcp_scheduler_sweep_then_the_scheduler_dies_then_resume_elsewhere(tmp_path):
     """An existing scheduler and worker (started as a user would); the scheduler killed mid-sweep: one line,
     exit 2, the rows so far kept; --resume on a LocalCluster finishes without a duplicate."""
