@@ -193,12 +193,12 @@ def test_variant_on_every_n_tail(v):
 
 
 @pytest.mark.parametrize("vid, params", [("cpu.csr.vec", {"max_vectors": 4}), ("cpu.csr.vec", {"pack_b": False}),
-                                         ("cpu.csr.rowblock", {"rows": 2}), ("cpu.csr.rowblock", {"rows": 8})])
+                                         ("cpu.csr.rowblock", {"rows": 8})])
 def test_vector_rungs_across_tiles_and_tails(vid, params):
     """N past one register tile (several column tiles, then a masked tail) on a matrix whose row count is not
-    a multiple of the row-block size."""
+    a multiple of the row-block size (few distinct kernels: each tile plan is a compile)."""
     a = sources.load("synthetic:uniform:29x40:0.3").a
-    for n in (65, 100, 300):
+    for n in ((100, 300) if params.get("pack_b", True) else (100,)):
         check_variant(registry.get(vid), a, n, params, label=f"29x40 N={n}")
 
 

@@ -16,7 +16,9 @@ memory. With the default, any N below 256 runs entirely in that remainder loop (
 Each (``Q``, tail ``Qt``, masked) triple is its own compiled kernel (closure constants; ``lru_cache`` and
 numba's on-disk cache): about a second the first time a shape needs it, nothing after.
 
-Loop order: part t (prange) → row i → column tile j0 → nonzero p → vector q (unrolled, in registers).
+Loop order: part t (prange) → column tile j0 → row i → nonzero p → vector q (unrolled, in registers). The
+column tile is outside the rows (rung 13 has it inside): a tile reads a K×W panel of B (512 KiB for K = 512,
+W = 256), which then stays in L2 for every row of the part instead of all of B streaming from L3 per row.
 Bitwise deterministic: each lane sums its row's nonzeros in stored order with one FMA each (as rung 13).
 
 Traffic (``movement``): A read once per column tile, one row segment of B per nonzero per tile (nnz·N values),
@@ -24,8 +26,9 @@ C written once; with ``pack_b`` one copy of B per call when it is misaligned (``
 
 What to look at: GFLOP/s against N (``experiments/cpu_every_n.py``): no drop at N = 255, 257 or 300 beside
 256; ``tile`` in info. Below ~100 columns a row has too few accumulators to hide the FMA latency (4 cycles,
-2 FMA ports: 8 independent vectors are needed): rung 15 blocks several rows. Measured: see the README's
-"every N" table (Intel Xeon, 2 shared cores, 2026-12-01).
+2 FMA ports: 8 independent vectors are needed): rung 15 blocks several rows. Measured (DLMC ffn_conv1 90%,
+one thread, warm, Intel Xeon KVM guest with 2 shared cores, 2026-12-01, experiments/cpu_every_n.py): N = 49
+31.5 useful GFLOP/s against 7.4 for rung 13 at its defaults; N = 257 34.4 against 14.7 (N = 256: 39.9).
 """
 
 from __future__ import annotations
@@ -98,14 +101,15 @@ def kernel(q_main: int, q_tail: int, mask_b: bool, mask_c: bool, lane_count: int
         ldb = b.shape[1]
         for t in prange(bounds.size - 1):
             acc = stack_empty(ACC, b.dtype)
-            for r in range(bounds[t], bounds[t + 1]):
-                i = rows[r]
-                start = np.uint64(indptr[i])
-                end = np.uint64(indptr[i + 1])
-                for j0 in range(0, n_main, W):  # full tiles: Q unmasked vectors
+            # column tile outside the rows: the K×W panel of B a tile reads stays in L2 for all the rows of
+            # this part (row outside the tiles would stream all of B from L3 for every row once N·K·4 > L2)
+            for j0 in range(0, n_main, W):  # full tiles: Q unmasked vectors
+                for r in range(bounds[t], bounds[t + 1]):
+                    i = rows[r]
                     for q in range(Q):
                         vzero(acc, q)
-                    p = start
+                    p = np.uint64(indptr[i])
+                    end = np.uint64(indptr[i + 1])
                     while p < end:
                         v = data[p]
                         bp = elem_ptr(b, np.int64(indices[p]) * ldb + j0)
@@ -115,11 +119,14 @@ def kernel(q_main: int, q_tail: int, mask_b: bool, mask_c: bool, lane_count: int
                     cp = elem_ptr(c, np.int64(i) * n + j0)
                     for q in range(Q):
                         vstore(cp, q, acc, q)
-                # the tail tile: QT vectors, the last one masked to the columns left
-                left = n - n_main
+            # the tail tile: QT vectors, the last one masked to the columns left
+            left = n - n_main
+            for r in range(bounds[t], bounds[t + 1]):
+                i = rows[r]
                 for q in range(QT):
                     vzero(acc, q)
-                p = start
+                p = np.uint64(indptr[i])
+                end = np.uint64(indptr[i + 1])
                 while p < end:
                     v = data[p]
                     bp = elem_ptr(b, np.int64(indices[p]) * ldb + n_main)
@@ -160,7 +167,7 @@ def check_dtype(dtype) -> None:
 
 
 @variant(
-    "cpu.csr.vec", loop_order="t‖→i→j0→p→q(vec)", movement=traffic, rung=14,
+    "cpu.csr.vec", loop_order="t‖→j0→i→p→q(vec)", movement=traffic, rung=14,
     params=(
         Param("max_vectors", 16, MAX_VECTORS, "most 64-byte vectors of a row of C in registers per tile "
               "(16 = 256 fp32 columns); tiles are then cut to equal widths for this N", minimum=1),

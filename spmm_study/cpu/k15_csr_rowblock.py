@@ -24,8 +24,9 @@ Traffic: as rung 14 (A once per column tile, one row segment of B per nonzero, C
 R rows of a group are interleaved, which changes the order of the L1/L2 accesses but not their count.
 
 What to look at: GFLOP/s at N = 16–64 against rung 14 (``experiments/cpu_every_n.py``); ``rows`` and
-``common_fraction`` (share of nonzeros run interleaved) in info. Measured: see the README's "every N" table
-(Intel Xeon, 2 shared cores, 2026-12-01).
+``common_fraction`` (share of nonzeros run interleaved) in info. Measured (DLMC ffn_conv1 90%, one thread, warm,
+Intel Xeon KVM guest with 2 shared cores, 2026-12-01): N = 32 42.3 GFLOP/s against 36.3 for rung 14; but
+N = 49 24.4 against 31.5 and N = 64 44.7 against 51.5 — on this machine the gain is confined to N ≤ 32.
 """
 
 from __future__ import annotations
