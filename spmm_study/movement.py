@@ -5,7 +5,8 @@ write C once. Every variant also has a model of the traffic its loop nest genera
 hierarchy* (loads and stores the kernel issues, counting a re-read each time), so a student can set the
 measured time beside what the loop order predicts. Each model's docstring states its assumption.
 
-Functions take the problem's ``Shape`` and the variant's resolved params and return ``Bytes``.
+Functions take the problem's ``Shape`` and the variant's *resolved* params (every Param present: the harness
+resolves them first) and return ``Bytes``; a model never repeats a Param's default.
 """
 
 from __future__ import annotations
@@ -71,12 +72,12 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-int(a) // max(1, int(b)))
 
 
-def dense_order(s: Shape, params: dict | None = None) -> Bytes:
+def dense_order(s: Shape, params: dict) -> Bytes:
     """Dense GEMM in one of the six loop orders (``params['order']``). The innermost loop decides the traffic:
     k innermost (ijk, jik): a row of A (unit stride) and a column of B (stride N: a line per element) per
     (i, j), C kept in a register; j innermost (ikj, kij): a row of B and a row of C (read + write) per (i, k),
     both unit stride; i innermost (jki, kji): a column of A and a column of C (both strided) per (j, k)."""
-    order = (params or {}).get("order", "ijk")
+    order = params["order"]
     v = s.value_bytes
     line = max(v, LINE_BYTES)
     m, k, n = s.m, s.k, s.n
@@ -88,11 +89,10 @@ def dense_order(s: Shape, params: dict | None = None) -> Bytes:
     return Bytes(n * k * m * line, k * n * v, 2 * m * k * n * line)
 
 
-def dense_tiled(s: Shape, params: dict | None = None) -> Bytes:
+def dense_tiled(s: Shape, params: dict) -> Bytes:
     """Dense GEMM blocked ti×tk×tj with i→k→j inside a tile: a tile of A is reused across tj columns, a tile of
     B across ti rows, and the C tile is read+written once per k-tile: A·ceil(N/tj), B·ceil(M/ti), 2·C·ceil(K/tk)."""
-    p = params or {}
-    ti, tj, tk = p.get("tile_i", 64), p.get("tile_j", 256), p.get("tile_k", 64)
+    ti, tj, tk = params["tile_i"], params["tile_j"], params["tile_k"]
     v = s.value_bytes
     return Bytes(s.m * s.k * v * _ceil_div(s.n, tj), s.k * s.n * v * _ceil_div(s.m, ti),
                  2 * s.m * s.n * v * _ceil_div(s.k, tk))
@@ -106,16 +106,20 @@ def csr_dot(s: Shape, params: dict | None = None) -> Bytes:
                  s.nnz * s.n * line, s.m * s.n * s.value_bytes)
 
 
-def csr_tiled(s: Shape, params: dict | None = None) -> Bytes:
+def b_copy_bytes(s: Shape, params: dict) -> float:
+    """The copy of B a register-blocked CPU rung makes with ``pack_b`` (read + write K·N values): only when
+    B is not 64-byte aligned (``cpu._simd.packed_operand``). ``Problem.make`` aligns B, so through the tool
+    the copy never happens; a B handed in from elsewhere may need it (the result's info says ``b_packed``)."""
+    return 2 * s.k * s.n * s.value_bytes if params["pack_b"] and not s.b_aligned else 0
+
+
+def csr_tiled(s: Shape, params: dict) -> Bytes:
     """CSR register-blocked over N: A (values + indices) read once per column tile, ceil(N/tile_n) times;
-    one tile-row of B per nonzero per tile (nnz·N values in all); C written once (accumulated in registers).
-    With ``pack_b`` B is also copied once per call (read + write K·N values), as it is when numpy's buffer is
-    not 64-byte aligned (the usual case; whether it happened is in the result's info)."""
-    p = params or {}
-    tiles = _ceil_div(s.n, p.get("tile_n", 256))
-    pack = 2 * s.k * s.n * s.value_bytes if p.get("pack_b", False) else 0
+    one tile-row of B per nonzero per tile (nnz·N values in all); C written once (accumulated in registers);
+    plus the copy of a misaligned B (``b_copy_bytes``)."""
+    tiles = _ceil_div(s.n, params["tile_n"])
     return Bytes(tiles * s.nnz * (s.value_bytes + s.index_bytes) + (s.m + 1) * s.index_bytes,
-                 s.nnz * s.n * s.value_bytes + pack, s.m * s.n * s.value_bytes)
+                 s.nnz * s.n * s.value_bytes + b_copy_bytes(s, params), s.m * s.n * s.value_bytes)
 
 
 def coo_scatter(s: Shape, params: dict | None = None) -> Bytes:
@@ -133,37 +137,35 @@ def csc_outer(s: Shape, params: dict | None = None) -> Bytes:
                  (2 * s.nnz + s.m) * s.n * v)
 
 
-def sell(s: Shape, params: dict | None = None) -> Bytes:
+def sell(s: Shape, params: dict) -> Bytes:
     """SELL-C-σ: like the register-blocked CSR kernel, but every row of a slice of C rows is padded to the
     slice's longest row. The padding depends on the row lengths, which ``Shape`` does not carry: this model
-    assumes none (a lower bound); the real padding ratio is in the result's ``info`` (``padding``)."""
+    assumes none (a lower bound); the real padding ratio is in the result's ``info`` (``padding``). Plus the
+    copy of a misaligned B (``b_copy_bytes``)."""
     v = s.value_bytes
-    p = params or {}
-    c_rows = p.get("c", 8)
-    pack = 2 * s.k * s.n * v if p.get("pack_b", False) else 0  # pack_b: one copy of B per call
+    c_rows = params["c"]
     return Bytes(s.nnz * (v + s.index_bytes) + 2 * _ceil_div(s.m, c_rows) * s.index_bytes + s.m * s.index_bytes,
-                 s.nnz * s.n * v + pack, s.m * s.n * v)
+                 s.nnz * s.n * v + b_copy_bytes(s, params), s.m * s.n * v)
 
 
-def bsr(s: Shape, params: dict | None = None) -> Bytes:
+def bsr(s: Shape, params: dict) -> Bytes:
     """BSR with br×bc blocks: every stored block moves br·bc values and one index, reads bc rows of B and
     updates br rows of C (kept in L1 across a block row). Block count depends on the pattern; this model takes
     the worst case of one nonzero per block, min(nnz, blocks in the grid); the real fill is in ``info``."""
-    p = params or {}
-    br, bc = p.get("br", 4), p.get("bc", 4)
+    br, bc = params["br"], params["bc"]
     v = s.value_bytes
     blocks = min(s.nnz, _ceil_div(s.m, br) * _ceil_div(s.k, bc))
     return Bytes(blocks * (br * bc * v + s.index_bytes) + (_ceil_div(s.m, br) + 1) * s.index_bytes,
                  blocks * bc * s.n * v, s.m * s.n * v)
 
 
-def nm_structured(s: Shape, params: dict | None = None) -> Bytes:
+def nm_structured(s: Shape, params: dict) -> Bytes:
     """2:4 compressed: exactly K/2 values per row (zeros padded in) plus 2 bits of position each; each stored
-    value reads one row of B; C written once (register-blocked); with ``pack_b`` one copy of B per call."""
+    value reads one row of B; C written once (register-blocked); plus the copy of a misaligned B
+    (``b_copy_bytes``)."""
     v = s.value_bytes
     stored = s.m * 2 * _ceil_div(s.k, 4)
-    pack = 2 * s.k * s.n * v if (params or {}).get("pack_b", False) else 0  # pack_b: one copy of B per call
-    return Bytes(stored * v + stored / 4, stored * s.n * v + pack, s.m * s.n * v)
+    return Bytes(stored * v + stored / 4, stored * s.n * v + b_copy_bytes(s, params), s.m * s.n * v)
 
 
 def csr_codegen(s: Shape, params: dict | None = None) -> Bytes:

@@ -70,6 +70,7 @@ class Shape:
     rows_nonempty: int
     value_bytes: int
     index_bytes: int
+    b_aligned: bool = True  # B starts on a 64-byte boundary (Problem.make's B does; a B from elsewhere may not)
 
     @property
     def flops(self) -> int:
@@ -180,6 +181,7 @@ class Problem:
             m=self.m, k=self.k, n=self.n, nnz=self.a.nnz, k_touched=k_touched,
             rows_nonempty=int(np.count_nonzero(np.diff(self.a.indptr))),
             value_bytes=self.dtype.itemsize, index_bytes=self.a.indices.dtype.itemsize,
+            b_aligned=int(self.b.ctypes.data) % ALIGN == 0,
         )
 
     @property

@@ -1,6 +1,6 @@
 """Data-movement models of the GPU rungs: pure functions of (Shape, params) -> Bytes (no numba import).
 
-Each model counts the bytes the kernel *requests* from the memory system (L1/L2/HBM), counting a re-read
+Each model takes the variant's *resolved* params (every Param present) and counts the bytes the kernel *requests* from the memory system (L1/L2/HBM), counting a re-read
 each time, so the measured GB/s against the model says how well the caches served the re-reads. They sit
 here rather than in ``spmm_study/movement.py`` so the GPU ladder owns them; ``compulsory`` (the floor) is
 the shared one.
@@ -37,8 +37,8 @@ def csr_panel(width_of):
     """Row-wise CSR kernels whose block covers a panel of ``width_of(p)`` columns: A re-read once per
     panel, one B row segment per nonzero (reuse between rows only through L1/L2), C written once."""
 
-    def model(s: Shape, p: dict | None = None) -> Bytes:
-        w = width_of(p or {})
+    def model(s: Shape, p: dict) -> Bytes:
+        w = width_of(p)
         return Bytes(csr_a_bytes(s) * _panels(s.n, w), s.nnz * s.n * s.value_bytes, s.m * s.n * s.value_bytes)
 
     model.__doc__ = csr_panel.__doc__
@@ -54,18 +54,18 @@ def csr_densify(s: Shape, p: dict) -> Bytes:
                  s.m * s.n * s.value_bytes)
 
 
-def coo_atomic(s: Shape, p: dict | None = None) -> Bytes:
+def coo_atomic(s: Shape, p: dict) -> Bytes:
     """COO, a thread per (nonzero, column): row, column and value per nonzero re-read per column block;
     B once per nonzero; C zeroed once, then read-modify-written by an atomic per nonzero per column."""
-    width = (p or {}).get("block_x", 128)
+    width = p["block_x"]
     a = s.nnz * (s.value_bytes + 2 * s.index_bytes) * _panels(s.n, width)
     return Bytes(a, s.nnz * s.n * s.value_bytes, s.m * s.n * s.value_bytes * 1 + 2 * s.nnz * s.n * s.value_bytes)
 
 
-def structured24(s: Shape, p: dict | None = None) -> Bytes:
+def structured24(s: Shape, p: dict) -> Bytes:
     """2:4: values M·K/2 and one byte of metadata per value, re-read per column panel; every slot reads a
     B row segment (padding slots too); C once."""
-    width = (p or {}).get("block_x", 64) * (p or {}).get("vec", 4)
+    width = p["block_x"] * p["vec"]
     slots = s.m * (-(-s.k // 4)) * 2
     return Bytes(slots * (s.value_bytes + 1) * _panels(s.n, width), slots * s.n * s.value_bytes,
                  s.m * s.n * s.value_bytes)
