@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -145,19 +146,28 @@ _LOADED = False
 PACKAGES = ("spmm_study.cpu", "spmm_study.gpu")
 
 
+def rung_of_module(module: str) -> int | None:
+    """13 for ``spmm_study.cpu.k13_csr_tiled``; None for a module whose name does not start ``k<digits>_``."""
+    m = re.match(r"k(\d+)_", module.rsplit(".", 1)[-1])
+    return int(m.group(1)) if m else None
+
+
 def variant(
     id: str,
     *,
     loop_order: str,
     movement: Callable[..., Any],
     params: tuple[Param, ...] | list[Param] = (),
-    rung: int = 100,
+    rung: int | None = None,
     baseline: bool = False,
     deterministic: bool = True,
     available: Callable[[], str | None] | None = None,
     problem_for: Callable[[Any, dict], Any] | None = None,
 ):
-    """Decorator registering ``build`` as variant ``id`` (``device.format.idea``); its docstring is the lesson."""
+    """Decorator registering ``build`` as variant ``id`` (``device.format.idea``); its docstring is the lesson.
+
+    The rung number comes from one place: a ladder file's name (``k13_csr_tiled.py`` is rung 13). Only a
+    variant outside a ``kNN_`` file (the baselines) gives ``rung`` itself."""
     parts = id.split(".")
     if len(parts) < 3 or parts[0] not in DEVICES or not all(parts):
         raise ValueError(f"variant id {id!r} must be device.format.idea with device in {DEVICES}")
@@ -165,13 +175,17 @@ def variant(
     def wrap(build):
         if id in _REGISTRY:
             raise ValueError(f"variant {id} registered twice")
+        from_file = rung_of_module(getattr(build, "__module__", "") or "")
+        if from_file is not None and rung is not None:
+            raise ValueError(f"variant {id}: the rung is {from_file} from its file name; do not give rung={rung}")
+        number = from_file if from_file is not None else (100 if rung is None else rung)
         names = [p.name for p in params]
         sig = inspect.signature(build)
         missing = [n for n in names if n not in sig.parameters]
         if missing:
             raise ValueError(f"variant {id}: build() lacks parameters {missing}")
         _REGISTRY[id] = Variant(
-            id=id, build=build, loop_order=loop_order, params=tuple(params), movement=movement, rung=rung,
+            id=id, build=build, loop_order=loop_order, params=tuple(params), movement=movement, rung=number,
             baseline=baseline, deterministic=deterministic, available=available or (lambda: None),
             doc=inspect.getdoc(build) or inspect.getdoc(inspect.getmodule(build)) or "",
             problem_for=problem_for,

@@ -5,8 +5,11 @@ Test variants are registered into a copy of the registry (monkeypatched), so not
 
 from __future__ import annotations
 
+import inspect
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -97,8 +100,6 @@ def test_every_registered_variant_declares_itself():
     variants = registry.all_variants()
     ids = [v.id for v in variants]
     assert "cpu.csr.rowwise" in ids and len(ids) == len(set(ids))
-    keys = [(registry.DEVICES.index(v.device), v.rung, v.id) for v in variants]
-    assert keys == sorted(keys)  # ladder order
     for v in variants:
         assert v.summary, f"{v.id} has no docstring summary"
         assert v.loop_order, f"{v.id} declares no loop order"
@@ -109,7 +110,47 @@ def test_every_registered_variant_declares_itself():
             assert p.parse(p.default) == p.default, f"{v.id}: default of {p.name} does not parse"
             for choice in p.choices:
                 assert p.parse(choice) == choice, f"{v.id}: choice {choice!r} of {p.name} does not parse"
-        assert v.resolve_params({}) == {p.name: p.default for p in v.params}
+        for p in v.params:  # a sweep over the choices includes the default (strict Params would refuse it)
+            assert not p.choices or p.default in p.choices, f"{v.id}: default {p.name}={p.default!r} not a choice"
+        # one home per default: build() must not carry a default of its own for a Param (it could disagree)
+        sig = inspect.signature(v.build)
+        own = [p.name for p in v.params if sig.parameters[p.name].default is not inspect.Parameter.empty]
+        assert not own, f"{v.id}: build() repeats the defaults of {own}; the Param holds them"
+
+
+LADDER_DIRS = {"cpu": Path(registry.__file__).parent / "cpu", "gpu": Path(registry.__file__).parent / "gpu"}
+
+
+@pytest.mark.parametrize("device", sorted(LADDER_DIRS))
+def test_every_ladder_file_registers_its_rung(device):
+    """A rung file not imported by the package's __init__ would never be listed, tested or compiled; the rung
+    number comes from the file name, so two files with one number would be two rungs in one place."""
+    variants = [v for v in registry.all_variants() if v.device == device and not v.baseline]
+    by_rung: dict[int, list[str]] = {}
+    for v in variants:
+        by_rung.setdefault(v.rung, []).append(v.id)
+    files = sorted(LADDER_DIRS[device].glob("k[0-9]*_*.py"))
+    assert files
+    for f in files:
+        number = registry.rung_of_module(f.stem)
+        assert number in by_rung, f"{f.name} registers no variant (missing from {device}/__init__.py?)"
+    numbers = [registry.rung_of_module(f.stem) for f in files]
+    assert len(numbers) == len(set(numbers)), f"two {device} files share a rung number: {numbers}"
+    assert set(by_rung) == set(numbers), "a ladder variant whose rung is not a file's number"
+    for v in variants:  # the lesson's own first line names the same rung
+        head = (sys.modules[v.build.__module__].__doc__ or "").strip().splitlines()[0]
+        assert re.match(rf"(GPU )?[Rr]ung {v.rung}\b", head), f"{v.id} (rung {v.rung}): docstring says {head!r}"
+
+
+def test_a_rung_number_is_given_once(scratch):
+    def build(problem):
+        """Probe."""
+
+    build.__module__ = "spmm_study.cpu.k77_probe"
+    with pytest.raises(ValueError, match=r"rung is 77 from its file name; do not give rung=5"):
+        registry.variant("cpu.csr.probe77", loop_order="i", movement=movement.compulsory, rung=5)(build)
+    registry.variant("cpu.csr.probe77", loop_order="i", movement=movement.compulsory)(build)
+    assert registry.get("cpu.csr.probe77").rung == 77
 
 
 def test_importing_the_package_compiles_nothing():

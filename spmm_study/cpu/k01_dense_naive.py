@@ -26,7 +26,7 @@ def dense_ijk(a, b, c):
             c[i, j] = acc
 
 
-@variant("cpu.dense.naive", loop_order="i→j→k", movement=movement.dense_ijk, rung=1)
+@variant("cpu.dense.naive", loop_order="i→j→k", movement=movement.dense_ijk)
 def build(problem):
     """Dense i→j→k GEMM with A expanded to dense: the baseline lesson of the study."""
     a = problem.a.to_dense()

@@ -110,7 +110,7 @@ def dense_kji(a, b, c):
 KERNELS = {"ijk": dense_ijk, "ikj": dense_ikj, "jik": dense_jik, "jki": dense_jki, "kij": dense_kij, "kji": dense_kji}
 
 
-@variant("cpu.dense.order", loop_order="order (Param)", movement=movement.dense_order, rung=2,
+@variant("cpu.dense.order", loop_order="order (Param)", movement=movement.dense_order,
          params=(Param("order", "ikj", ORDERS, "nesting of the i, j, k loops, outer to inner", strict=True),))
 def build(problem, order):
     """Dense GEMM in any of the six loop orders (Param order): same flops, different strides."""

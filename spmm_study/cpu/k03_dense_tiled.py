@@ -48,7 +48,7 @@ def dense_tiled(a, b, c, tile_i, tile_k, tile_j):
             dense_tile(a, b, c, i0, min(i0 + tile_i, m), k0, min(k0 + tile_k, k), tile_j)
 
 
-@variant("cpu.dense.tiled", loop_order="i0→k0→j0→i→k→j", movement=movement.dense_tiled, rung=3, params=TILE_PARAMS)
+@variant("cpu.dense.tiled", loop_order="i0→k0→j0→i→k→j", movement=movement.dense_tiled, params=TILE_PARAMS)
 def build(problem, tile_i, tile_k, tile_j):
     """Dense GEMM blocked over i, k, j (tile sizes as Params), one thread."""
     a = problem.a.to_dense()

@@ -29,7 +29,7 @@ def dense_tiled_par(a, b, c, tile_i, tile_k, tile_j):
             dense_tile(a, b, c, i0, i1, k0, min(k0 + tile_k, k), tile_j)
 
 
-@variant("cpu.dense.tiled_par", loop_order="i0‖→k0→j0→i→k→j", movement=movement.dense_tiled, rung=4,
+@variant("cpu.dense.tiled_par", loop_order="i0‖→k0→j0→i→k→j", movement=movement.dense_tiled,
          params=TILE_PARAMS)
 def build(problem, tile_i, tile_k, tile_j):
     """Dense tiled GEMM with prange over row tiles."""

@@ -1,4 +1,4 @@
-"""CSR row-wise (Gustavson) order i→p→j, serial: the first rung that skips the zeros.
+"""Rung 10 — CSR row-wise (Gustavson) order i→p→j, serial: the first rung that skips the zeros.
 
 For each row i of A and each stored nonzero p of that row (column k = indices[p], value v), the inner loop
 adds v·B[k, :] to C[i, :]. The inner loop runs over j with unit stride in both B and C, so it vectorises;
@@ -29,7 +29,7 @@ def csr_rowwise(indptr, indices, data, b, c):
                 c[i, j] += v * b[col, j]
 
 
-@variant("cpu.csr.rowwise", loop_order="i→p→j", movement=movement.csr_rowwise, rung=10)
+@variant("cpu.csr.rowwise", loop_order="i→p→j", movement=movement.csr_rowwise)
 def build(problem):
     """CSR row-wise i→p→j, one thread: each nonzero scales a row of B into a row of C."""
     a = problem.a

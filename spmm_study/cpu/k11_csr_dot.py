@@ -31,7 +31,7 @@ def csr_dot(indptr, indices, data, b, c):
             c[i, j] = acc
 
 
-@variant("cpu.csr.dot", loop_order="i→j→p", movement=movement.csr_dot, rung=11)
+@variant("cpu.csr.dot", loop_order="i→j→p", movement=movement.csr_dot)
 def build(problem):
     """CSR in dot-product order i→j→p: B walked down its columns (the cost of a bad order)."""
     a = problem.a

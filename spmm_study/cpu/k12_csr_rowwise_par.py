@@ -41,7 +41,7 @@ def csr_rowwise_par(rows, bounds, indptr, indices, data, b, c):
                     c[i, j] += v * b[col, j]
 
 
-@variant("cpu.csr.rowwise_par", loop_order="t‖→i→p→j", movement=movement.csr_rowwise, rung=12,
+@variant("cpu.csr.rowwise_par", loop_order="t‖→i→p→j", movement=movement.csr_rowwise,
          params=(balance_param("nnz"), rows_per_task_param()))
 def build(problem, balance, rows_per_task):
     """CSR row-wise i→p→j over threads (prange); balance picks how rows are split."""

@@ -29,16 +29,17 @@ Why each choice (numbers from experiments/notes-cpu.md, AMD EPYC Zen5, DLMC ffn_
   No reassociation is needed — each lane sums its nonzeros in stored order — so results are bitwise
   deterministic and independent of the thread count.
 * ``balance``: see ``spmm_study.cpu._balance``; the per-thread nonzeros land in the result's ``info``.
-* ``pack_b``: a 64-byte vector load from B that starts 16 bytes into a cache line touches two lines. numpy
-  returns 16-byte-aligned buffers, so B's rows usually are misaligned: 0.74 ms against 0.54 ms with B on a
-  64-byte boundary (one thread, warm). Like a BLAS packing B, the kernel copies B into an aligned buffer
-  at the start of each call when it is misaligned (``info``: ``b_offset_bytes``, ``b_packed``); the copy
-  (0.5 MiB here, ≈ 0.03 ms) is inside the measured time.
+* ``pack_b``: a 64-byte vector load from B that starts 16 bytes into a cache line touches two lines: 0.74 ms
+  against 0.54 ms with B on a 64-byte boundary (one thread, warm; numpy's own buffers are 16-byte aligned).
+  ``Problem.make`` therefore hands out B 64-byte aligned, and then nothing is copied. Only a B from
+  elsewhere that is misaligned is copied, like a BLAS packing B, into an aligned buffer at the start of each
+  call (0.5 MiB here, ≈ 0.03 ms, inside the measured time); ``info`` says which (``b_offset_bytes``,
+  ``b_packed``) and the model counts the copy only then (``movement.b_copy_bytes``).
 * Columns past the last full tile (N mod tile_n) are done row-wise into C directly.
 
 Traffic (``movement.csr_tiled``): A read ceil(N/tile_n) times, one tile-row of B per nonzero per tile
-(nnz·N values in all, from L2: B is 512 KiB for K = 512, N = 256), C written exactly once; with ``pack_b``
-one copy of B per call.
+(nnz·N values in all, from L2: B is 512 KiB for K = 512, N = 256), C written exactly once; a copy of B
+only when B was misaligned and ``pack_b`` is on.
 
 What to look at: GFLOP/s against the row-wise rungs, and ``imbalance`` in info for the balance choices.
 """
@@ -102,7 +103,7 @@ def kernel(tile_n: int):
 
 
 @variant(
-    "cpu.csr.tiled", loop_order="t‖→i→j0→p→j", movement=movement.csr_tiled, rung=13,
+    "cpu.csr.tiled", loop_order="t‖→i→j0→p→j", movement=movement.csr_tiled,
     params=(
         Param("tile_n", 256, TILE_CHOICES, "columns of C held in registers per row (compile-time constant)", minimum=1),
         balance_param("nnz"),

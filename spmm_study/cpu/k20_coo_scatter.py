@@ -32,7 +32,7 @@ def coo_scatter(rows, cols, data, b, c):
             c[i, j] += v * b[k, j]
 
 
-@variant("cpu.coo.scatter", loop_order="p→j", movement=movement.coo_scatter, rung=20)
+@variant("cpu.coo.scatter", loop_order="p→j", movement=movement.coo_scatter)
 def build(problem):
     """COO scatter C[row,:] += v·B[col,:] over sorted triplets, one thread."""
     coo = COO.from_csr(problem.a)

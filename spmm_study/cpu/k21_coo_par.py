@@ -54,7 +54,7 @@ def row_aligned_cuts(rows: np.ndarray, m: int, parts: int) -> tuple[np.ndarray, 
     return np.maximum.accumulate(cuts), np.maximum.accumulate(row_cuts)
 
 
-@variant("cpu.coo.par", loop_order="t‖→p→j", movement=movement.coo_scatter, rung=21)
+@variant("cpu.coo.par", loop_order="t‖→p→j", movement=movement.coo_scatter)
 def build(problem):
     """COO scatter over threads, nonzero ranges cut at row boundaries (race-free, deterministic)."""
     coo = COO.from_csr(problem.a)

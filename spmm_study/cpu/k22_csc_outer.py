@@ -34,7 +34,7 @@ def csc_outer(indptr, indices, data, b, c):
                 c[i, j] += v * brow[j]
 
 
-@variant("cpu.csc.outer", loop_order="k→p→j", movement=movement.csc_outer, rung=22)
+@variant("cpu.csc.outer", loop_order="k→p→j", movement=movement.csc_outer)
 def build(problem):
     """CSC outer products k→p→j: B read once, C rows scattered per nonzero."""
     csc = CSC.from_csr(problem.a)

@@ -78,7 +78,7 @@ def kernel(tile_n: int):
     return sell_tiled
 
 
-@variant("cpu.sell.tiled", loop_order="s‖→r→j0→w→j", movement=movement.sell, rung=30, params=(
+@variant("cpu.sell.tiled", loop_order="s‖→r→j0→w→j", movement=movement.sell, params=(
     Param("c", 8, (1, 4, 8, 32), "rows per slice (C); C = M with sigma = 1 is plain ELLPACK", minimum=1),
     Param("sigma", 256, (1, 64, 256), "sorting window (σ rows); 1 = no sorting", minimum=1),
     Param("tile_n", 256, (16, 64, 256), "columns of C held in registers per row", minimum=1),

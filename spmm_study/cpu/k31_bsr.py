@@ -39,7 +39,7 @@ def bsr_rows(m, k, br, bc, indptr, indices, data, b, c):
                         crow[j] += v * brow[j]
 
 
-@variant("cpu.bsr.rowwise", loop_order="I‖→q→r→c→j", movement=movement.bsr, rung=31, params=(
+@variant("cpu.bsr.rowwise", loop_order="I‖→q→r→c→j", movement=movement.bsr, params=(
     Param("br", 4, (1, 2, 4, 8), "block rows", minimum=1),
     Param("bc", 4, (1, 2, 4, 8), "block columns", minimum=1),
 ))

@@ -182,7 +182,7 @@ def run_parts(addrs, d, b, c):
         _call_part(addrs[t], d, b, c)
 
 
-@variant("cpu.csr.codegen", loop_order="t‖→i(const)→j→p(const)", movement=movement.csr_codegen, rung=40, params=(
+@variant("cpu.csr.codegen", loop_order="t‖→i(const)→j→p(const)", movement=movement.csr_codegen, params=(
     Param("max_nnz", 150_000, (150_000,), "refuse matrices with more nonzeros (code size and compile time grow "
           "with nnz)", minimum=0),
 ))

@@ -40,7 +40,7 @@ def kernel(dtype: str):
     return dense_naive
 
 
-@variant("gpu.dense.naive", loop_order="(i,j)∥→k", movement=models.dense_naive, rung=1,
+@variant("gpu.dense.naive", loop_order="(i,j)∥→k", movement=models.dense_naive,
          params=(Param("block_x", 32, (32, 64, 128), "threads along N"),
                  Param("block_y", 8, (1, 4, 8), "threads along M")),
          available=gpu_unavailable_reason)

@@ -52,7 +52,7 @@ def kernel(tile: int, dtype: str):
     return dense_tiled
 
 
-@variant("gpu.dense.tiled", loop_order="(I,J)∥→K0→k", movement=models.dense_tiled, rung=2,
+@variant("gpu.dense.tiled", loop_order="(I,J)∥→K0→k", movement=models.dense_tiled,
          params=(Param("tile", 16, (8, 16, 32), "tile edge T (T×T threads per block)", strict=True),),
          available=gpu_unavailable_reason)
 def build(problem, tile):

@@ -44,7 +44,7 @@ def kernel(dtype: str):
     return csr_row_thread
 
 
-@variant("gpu.csr.row_thread", loop_order="i∥→j→p", movement=models.csr_row_thread, rung=10,
+@variant("gpu.csr.row_thread", loop_order="i∥→j→p", movement=models.csr_row_thread,
          params=(Param("threads", 128, (64, 128, 256), "threads per block"),), available=gpu_unavailable_reason)
 def build(problem, threads):
     """CSR, one thread per row: skips zeros, but a warp's loads hit 32 different rows (uncoalesced)."""

@@ -42,8 +42,8 @@ def kernel(dtype: str):
     return csr_row_col
 
 
-@variant("gpu.csr.row_col", loop_order="(i,j)∥→p", movement=models.csr_panel(lambda p: p.get("block_x", 128)),
-         rung=11, params=(Param("block_x", 128, (32, 64, 128, 256), "threads along N"),
+@variant("gpu.csr.row_col", loop_order="(i,j)∥→p", movement=models.csr_panel(lambda p: p["block_x"]),
+         params=(Param("block_x", 128, (32, 64, 128, 256), "threads along N"),
                           Param("block_y", 2, (1, 2, 4), "rows per block")),
          available=gpu_unavailable_reason)
 def build(problem, block_x, block_y):

@@ -57,8 +57,8 @@ def kernel(threads: int, dtype: str, index_dtype: str):
     return csr_block_smem
 
 
-@variant("gpu.csr.block_smem", loop_order="(i,J)∥→p0→p→j", movement=models.csr_panel(lambda p: p.get("threads", 128)),
-         rung=12, params=(Param("threads", 128, (32, 64, 128, 256), "threads per block = columns per panel"),),
+@variant("gpu.csr.block_smem", loop_order="(i,J)∥→p0→p→j", movement=models.csr_panel(lambda p: p["threads"]),
+         params=(Param("threads", 128, (32, 64, 128, 256), "threads per block = columns per panel"),),
          available=gpu_unavailable_reason)
 def build(problem, threads):
     """CSR, a block per (row, column panel), the row's indices and values staged in shared memory."""

@@ -22,8 +22,8 @@ from spmm_study.gpu.device import gpu_unavailable_reason
 from spmm_study.registry import Param, variant
 
 
-@variant("gpu.csr.warp_vec", loop_order="(i,J)∥→p→(t,v)", rung=13,
-         movement=models.csr_panel(lambda p: 32 * p.get("vec", 4) * p.get("tiles", 1)),
+@variant("gpu.csr.warp_vec", loop_order="(i,J)∥→p→(t,v)",
+         movement=models.csr_panel(lambda p: 32 * p["vec"] * p["tiles"]),
          params=(Param("vec", 4, (1, 2, 4), "B values per load (4: 16-byte loads; float64 allows ≤2)"),
                  Param("tiles", 1, (1, 2, 4), "vec-groups per lane: accumulators = vec·tiles"),
                  Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration (B loads in flight)"),

@@ -16,8 +16,8 @@ from spmm_study.gpu.device import gpu_unavailable_reason
 from spmm_study.registry import Param, variant
 
 
-@variant("gpu.csr.subwarp", loop_order="(i,J)∥→p→(t,v)", rung=14,
-         movement=models.csr_panel(lambda p: p.get("lanes", 16) * p.get("vec", 4) * p.get("tiles", 1)),
+@variant("gpu.csr.subwarp", loop_order="(i,J)∥→p→(t,v)",
+         movement=models.csr_panel(lambda p: p["lanes"] * p["vec"] * p["tiles"]),
          params=(Param("lanes", 16, (4, 8, 16, 32), "threads per row (a power of two ≤ 32)"),
                  Param("vec", 4, (1, 2, 4), "B values per load"),
                  Param("tiles", 1, (1, 2, 4), "vec-groups per lane"),

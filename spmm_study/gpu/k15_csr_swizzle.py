@@ -29,8 +29,8 @@ def longest_first(indptr: np.ndarray) -> np.ndarray:
     return np.argsort(-lengths, kind="stable").astype(np.int32)
 
 
-@variant("gpu.csr.swizzle", loop_order="(order[g],J)∥→p→(t,v)", rung=15,
-         movement=models.csr_panel(lambda p: p.get("lanes", 16) * p.get("vec", 4) * p.get("tiles", 2)),
+@variant("gpu.csr.swizzle", loop_order="(order[g],J)∥→p→(t,v)",
+         movement=models.csr_panel(lambda p: p["lanes"] * p["vec"] * p["tiles"]),
          params=(Param("lanes", 16, (4, 8, 16, 32), "threads per row"),
                  Param("vec", 4, (1, 2, 4), "B values per load"),
                  Param("tiles", 2, (1, 2, 4), "vec-groups per lane"),

@@ -111,8 +111,8 @@ def kernels(vec: int, tiles: int, dtype: str):
     return zero_rows, nnz_split
 
 
-@variant("gpu.csr.nnz_split", loop_order="(chunk,J)∥→r→p→(t,v)", rung=16, deterministic=False,
-         movement=models.csr_panel(lambda p: 32 * p.get("vec", 4) * p.get("tiles", 2)),
+@variant("gpu.csr.nnz_split", loop_order="(chunk,J)∥→r→p→(t,v)", deterministic=False,
+         movement=models.csr_panel(lambda p: 32 * p["vec"] * p["tiles"]),
          params=(Param("chunk", 128, (32, 64, 128, 256), "nonzeros per warp", minimum=1),
                  Param("vec", 4, (1, 2, 4), "B values per load"),
                  Param("tiles", 2, (1, 2, 4), "vec-groups per lane"),

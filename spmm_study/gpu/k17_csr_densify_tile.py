@@ -209,7 +209,7 @@ def kernel(vec: int, warps: int, rpw: int, kt: int, unroll: int, nbuf: int, dtyp
     return densify_tile
 
 
-@variant("gpu.csr.densify_tile", loop_order="(I,J)∥→K-tile→r→p→v", rung=17, movement=models.csr_densify,
+@variant("gpu.csr.densify_tile", loop_order="(I,J)∥→K-tile→r→p→v", movement=models.csr_densify,
          params=(Param("vec", 4, (1, 2, 4), "B values per load; panel = 32·vec columns"),
                  Param("warps", 16, (4, 8, 16), "warps per block"),
                  Param("rows_per_warp", 2, (1, 2, 4, 8), "rows per warp (accumulators = rows_per_warp·vec)"),

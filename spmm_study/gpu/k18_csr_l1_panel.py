@@ -141,8 +141,8 @@ def sm_count() -> int:
     return int(cuda_module().get_current_device().MULTIPROCESSOR_COUNT)
 
 
-@variant("gpu.csr.l1_panel", loop_order="block→panel→rows(strided)→p→(t,v)", rung=18,
-         movement=models.csr_panel(lambda p: p.get("lanes", 16) * p.get("vec", 4) * p.get("tiles", 1)),
+@variant("gpu.csr.l1_panel", loop_order="block→panel→rows(strided)→p→(t,v)",
+         movement=models.csr_panel(lambda p: p["lanes"] * p["vec"] * p["tiles"]),
          params=(Param("lanes", 16, (8, 16, 32), "threads per row = panel width / (vec·tiles)"),
                  Param("vec", 4, (1, 2, 4), "B values per load"),
                  Param("tiles", 1, (1, 2), "vec-groups per lane"),

@@ -116,8 +116,8 @@ def kernel(vec: int, warps: int, unroll: int, dtype: str):
     return row_split
 
 
-@variant("gpu.csr.row_split", loop_order="(i,J)∥→w∥→p→v; Σw", rung=19,
-         movement=models.csr_panel(lambda p: 32 * p.get("vec", 4)),
+@variant("gpu.csr.row_split", loop_order="(i,J)∥→w∥→p→v; Σw",
+         movement=models.csr_panel(lambda p: 32 * p["vec"]),
          params=(Param("warps", 4, (2, 4, 8), "warps sharing one row (slices of its nonzeros)"),
                  Param("vec", 4, (1, 2, 4), "B values per load; panel = 32·vec columns"),
                  Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration")),

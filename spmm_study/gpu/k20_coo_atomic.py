@@ -38,7 +38,7 @@ def kernel(dtype: str):
     return coo_atomic
 
 
-@variant("gpu.coo.atomic", loop_order="(p,j)∥ atomic", movement=models.coo_atomic, rung=20, deterministic=False,
+@variant("gpu.coo.atomic", loop_order="(p,j)∥ atomic", movement=models.coo_atomic, deterministic=False,
          params=(Param("block_x", 128, (32, 64, 128, 256), "threads along N"),
                  Param("block_y", 2, (1, 2, 4, 8), "nonzeros per block")),
          available=gpu_unavailable_reason)

@@ -108,7 +108,7 @@ def kernel(vec: int, dtype: str):
     return structured24
 
 
-@variant("gpu.nm24.structured", loop_order="(i,j)∥→slot", movement=models.structured24, rung=21,
+@variant("gpu.nm24.structured", loop_order="(i,j)∥→slot", movement=models.structured24,
          params=(Param("vec", 4, (1, 2, 4), "output columns per thread (16-byte B loads at 4)"),
                  Param("block_x", 64, (32, 64, 128), "threads along N"),
                  Param("block_y", 2, (1, 2, 4), "rows per block")),
