@@ -681,6 +681,37 @@ def fmt_time_s(s: float) -> str:
 
 
 
+
+@app.command("check")
+def check_cmd(
+    variant: str = typer.Option(..., "--variant", "-v", help="variant id or bare idea"),
+    param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="variant parameter name=value (repeatable); "
+                                              "default: a GPU rung's declared small configurations, else the defaults"),
+    device: str = typer.Option("cpu", help="device for bare variant names: cpu or gpu"),
+):
+    """Run a variant over the edge matrices (for students writing a rung): one line per case, exit 1 on a FAIL.
+
+    Every case poisons C, runs twice, checks against float64 and (if deterministic) compares the bits. GPU rungs
+    run on a CUDA device, or in the simulator with NUMBA_ENABLE_CUDASIM=1 (slow: use their small configurations)."""
+    from spmm_study import edge, registry
+
+    v = registry.get(variant, device=device)
+    reason = v.unavailable_reason()
+    if reason:
+        from spmm_study.errors import DeviceUnavailable
+
+        raise DeviceUnavailable(f"{v.id} is unavailable: {reason}")
+    failed = total = 0
+    for o in edge.run_checks(v, parse_params(param) if param else None):
+        total += 1
+        failed += o.status != "PASS"
+        print(f"{o.status:5} {v.id} {o.case.label()} ({o.seconds:.2f} s){': ' + o.message if o.message else ''}",
+              flush=True)
+    print(f"{v.id}: {total - failed} of {total} cases pass")
+    if failed:
+        raise typer.Exit(1)
+
+
 # ----------------------------------------------------------------------------------------------- entry
 
 

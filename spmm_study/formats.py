@@ -471,21 +471,34 @@ class NM24:
             raise FormatError(f"2:4 metadata has shape {self.meta.shape} {self.meta.dtype}; expected "
                               f"{(m, -(-2 * groups // 4))} uint8")
 
+    @staticmethod
+    def violation(a: CSR) -> str | None:
+        """None when every group of 4 consecutive columns of every row holds at most 2 entries, else one line
+        naming the first group that holds more (what ``from_csr`` refuses with)."""
+        m, k = a.shape
+        groups = -(-k // 4)
+        rows = np.repeat(np.arange(m, dtype=np.int64), a.row_lengths())
+        counts = np.bincount(rows * groups + a.indices.astype(np.int64) // 4, minlength=m * groups) if a.nnz \
+            else np.zeros(m * groups, np.int64)
+        if counts.size and counts.max() > 2:
+            bad = int(np.argmax(counts > 2))
+            r, gg = divmod(bad, groups)
+            return (f"matrix is not 2:4: row {r}, columns {4 * gg}..{min(4 * gg + 3, k - 1)} hold "
+                    f"{int(counts[bad])} nonzeros (prune with --prune 2:4 or use synthetic:nm)")
+        return None
+
     @classmethod
     def from_csr(cls, a: CSR) -> "NM24":
         """Compress; a FormatError (the variant's SKIP) names the first group holding more than 2 entries."""
+        reason = cls.violation(a)
+        if reason:
+            raise FormatError(reason)
         m, k = a.shape
         groups = -(-k // 4)
         rows = np.repeat(np.arange(m, dtype=np.int64), a.row_lengths())
         cols = a.indices.astype(np.int64)
         g = cols // 4
         key = rows * groups + g
-        counts = np.bincount(key, minlength=m * groups) if a.nnz else np.zeros(m * groups, np.int64)
-        if counts.size and counts.max() > 2:
-            bad = int(np.argmax(counts > 2))
-            r, gg = divmod(bad, groups)
-            raise FormatError(f"matrix is not 2:4: row {r}, columns {4 * gg}..{min(4 * gg + 3, k - 1)} hold "
-                              f"{int(counts[bad])} nonzeros (prune with --prune 2:4 or use synthetic:nm)")
         # slot of each nonzero inside its group: 0 for the first, 1 for the second (CSR rows are sorted)
         first = np.ones(a.nnz, dtype=bool)
         first[1:] = key[1:] != key[:-1]

@@ -98,6 +98,10 @@ class Variant:
     # the problem this variant solves for given params (a fused layer: C = act(A·B + bias)); None: A·B itself
     problem_for: Callable[[Any, dict], Any] | None = None
 
+    accept: Callable[[Any], bool] = lambda a: True
+    sim: tuple = ()
+    ptx: Callable[[], list] | None = None
+
     def problem(self, problem, params: dict):
         """``problem`` as this variant must be checked on it (the harness and the tests call this)."""
         return self.problem_for(problem, params) if self.problem_for else problem
@@ -129,6 +133,11 @@ class Variant:
                 "params": [{"name": p.name, "default": p.default, "choices": list(p.choices), "help": p.help}
                            for p in self.params],
                 "available": reason is None, "unavailable_reason": reason, "summary": self.summary}
+
+    def accepts(self, a) -> bool:
+        """Whether the variant takes matrix ``a`` (a CSR) at all; one it does not take, its build refuses with
+        a ``SpmmError`` (a SKIP row), never a wrong C. E.g. the 2:4 rungs take only 2:4 matrices."""
+        return bool(self.accept(a))
 
     def resolve_params(self, given: dict[str, Any] | None = None) -> dict[str, Any]:
         """Defaults overlaid with ``given``; unknown names and bad values are ParamErrors."""
@@ -163,11 +172,21 @@ def variant(
     deterministic: bool = True,
     available: Callable[[], str | None] | None = None,
     problem_for: Callable[[Any, dict], Any] | None = None,
+    accepts: Callable[[Any], bool] | None = None,
+    sim: tuple = (),
+    ptx: Callable[[], list] | None = None,
 ):
     """Decorator registering ``build`` as variant ``id`` (``device.format.idea``); its docstring is the lesson.
 
     The rung number comes from one place: a ladder file's name (``k13_csr_tiled.py`` is rung 13). Only a
-    variant outside a ``kNN_`` file (the baselines) gives ``rung`` itself."""
+    variant outside a ``kNN_`` file (the baselines) gives ``rung`` itself; a ladder file that repeats it is
+    refused when the two disagree (and flagged by tests/test_registry.py when they agree).
+
+    ``accepts(a)``: which matrices the variant takes (default: all). A GPU rung also declares, next to its
+    Params, ``sim``: small configurations for the CUDA simulator, ``((params, matrix names, N values), ...)``
+    over the matrices of ``spmm_study.edge``, and ``ptx``: a function returning
+    ``[(name, kernel, numba signature, expected load width in bytes or None), ...]`` that the sm_90 PTX
+    check compiles. Both are required, so a new kernel cannot go untested or uncompiled."""
     parts = id.split(".")
     if len(parts) < 3 or parts[0] not in DEVICES or not all(parts):
         raise ValueError(f"variant id {id!r} must be device.format.idea with device in {DEVICES}")
@@ -176,9 +195,11 @@ def variant(
         if id in _REGISTRY:
             raise ValueError(f"variant {id} registered twice")
         from_file = rung_of_module(getattr(build, "__module__", "") or "")
-        if from_file is not None and rung is not None:
-            raise ValueError(f"variant {id}: the rung is {from_file} from its file name; do not give rung={rung}")
+        if from_file is not None and rung is not None and rung != from_file:
+            raise ValueError(f"variant {id}: the rung is {from_file} from its file name, not rung={rung}")
         number = from_file if from_file is not None else (100 if rung is None else rung)
+        if parts[0] == "gpu" and from_file is not None and not (sim and ptx):
+            raise ValueError(f"GPU rung {id} must declare its simulator configurations (sim=) and PTX cases (ptx=)")
         names = [p.name for p in params]
         sig = inspect.signature(build)
         missing = [n for n in names if n not in sig.parameters]
@@ -189,6 +210,7 @@ def variant(
             baseline=baseline, deterministic=deterministic, available=available or (lambda: None),
             doc=inspect.getdoc(build) or inspect.getdoc(inspect.getmodule(build)) or "",
             problem_for=problem_for,
+            accept=accepts or (lambda a: True), sim=tuple(sim), ptx=ptx,
         )
         return build
 

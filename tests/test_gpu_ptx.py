@@ -1,7 +1,10 @@
 """Every GPU kernel compiles to PTX for sm_90 (the simulator never type-checks), and the wide-load rungs
 really emit 16-byte loads with no local memory (register arrays spilled to memory would show as .local).
 
-Needs numba-cuda with NVVM, no GPU. Skipped under the simulator (compile_ptx is the real compiler)."""
+The kernels and their signatures come from the registry: each GPU rung declares ``ptx=`` next to its Params
+(the registry refuses a rung without it), so a new kernel cannot go uncompiled. The timing and fill kernels,
+which are no rung, are listed here. Needs numba-cuda with NVVM, no GPU. Skipped under the simulator
+(compile_ptx is the real compiler)."""
 
 import os
 
@@ -13,53 +16,40 @@ pytestmark = pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not 
 
 
 def _cases():
-    from numba.cuda import types as t
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        return {}
+    from spmm_study import registry
+    from spmm_study.gpu import _kit, timing
 
-    f32, i32, i64, u8, i8 = t.float32, t.int32, t.int64, t.uint8, t.int8
-    a1 = lambda d: d[::1]  # noqa: E731
-    a2 = lambda d: d[:, ::1]  # noqa: E731
-    csr = (a1(i32), a1(i32), a1(f32))
-    from spmm_study.gpu import (_rowvec, k01_dense_naive, k02_dense_tiled, k10_csr_row_thread, k11_csr_row_col,
-                                k12_csr_block_smem, k16_csr_nnz_split, k17_csr_densify_tile, k18_csr_l1_panel, k19_csr_row_split, k20_coo_atomic,
-                                k21_structured24, timing)
-
-    from spmm_study.gpu import k50_csr_row_split_fused, k51_csr_swizzle_fused
-
-    zk, nk = k16_csr_nnz_split.kernels(4, 2, "float32")
-    epi = (a1(f32), i64, i64, f32)  # bias, rule, act, ymax
+    t = _kit.ptx_types()
     spin, scribble = timing._kernels()
-    return {
-        "dense_naive": (k01_dense_naive.kernel("float32"), (a2(f32), a2(f32), a2(f32)), None),
-        "dense_tiled": (k02_dense_tiled.kernel(16, "float32"), (a2(f32), a2(f32), a2(f32)), None),
-        "row_thread": (k10_csr_row_thread.kernel("float32"), (*csr, a2(f32), a2(f32)), None),
-        "row_col": (k11_csr_row_col.kernel("float32"), (*csr, a2(f32), a2(f32)), None),
-        "block_smem": (k12_csr_block_smem.kernel(128, "float32", "int32"), (*csr, a2(f32), a2(f32)), None),
-        "warp_vec": (_rowvec.kernel(32, 4, 2, 2, False, "float32"), (*csr, a1(f32), a1(f32), i64, a1(i32)), 16),
-        "warp_vec_u4": (_rowvec.kernel(32, 4, 1, 4, False, "float32"), (*csr, a1(f32), a1(f32), i64, a1(i32)), 16),
-        "swizzle_u8": (_rowvec.kernel(16, 4, 2, 8, True, "float32"), (*csr, a1(f32), a1(f32), i64, a1(i32)), 16),
-        "subwarp_v2": (_rowvec.kernel(8, 2, 1, 1, False, "float32"), (*csr, a1(f32), a1(f32), i64, a1(i32)), 8),
-        "swizzle": (_rowvec.kernel(16, 4, 1, 2, True, "float32"), (*csr, a1(f32), a1(f32), i64, a1(i32)), 16),
-        "rowvec_f64": (_rowvec.kernel(32, 2, 2, 2, False, "float64"),
-                       (a1(i32), a1(i32), a1(t.float64), a1(t.float64), a1(t.float64), i64, a1(i32)), 16),
-        "nnz_split_zero": (zk, (a1(i32), a1(f32), i64), None),
-        "nnz_split": (nk, (*csr, a1(f32), a1(f32), i64, a1(i32), a1(i32), a1(i8), i64), 16),
-        "densify_tile": (k17_csr_densify_tile.kernel(4, 8, 4, 32, 2, 2, "float32"), (a1(i32), *(a1(f32),) * 3, i64, i64, i64, i64), 16),
-        "densify_tile_1buf": (k17_csr_densify_tile.kernel(4, 16, 2, 64, 2, 1, "float32"),
-                              (a1(i32), *(a1(f32),) * 3, i64, i64, i64, i64), 16),
-        "l1_panel": (k18_csr_l1_panel.kernel(16, 4, 1, 4, "float32"),
-                     (*csr, a1(f32), a1(f32), i64, a1(i32), i64, i64), 16),
-        "row_split": (k19_csr_row_split.kernel(4, 4, 4, "float32"), (*csr, a1(f32), a1(f32), i64), 16),
-        "row_split_fused": (k50_csr_row_split_fused.kernel(4, 4, 4, "float32"), (*csr, a1(f32), a1(f32), i64, *epi), 16),
-        "swizzle_fused": (k51_csr_swizzle_fused.kernel(16, 4, 2, 4, "float32"),
-                          (*csr, a1(f32), a1(f32), i64, a1(i32), *epi), 16),
-        "coo_atomic": (k20_coo_atomic.kernel("float32"), (a1(i32), a1(i32), a1(f32), a2(f32), a1(f32), i64), None),
-        "structured24": (k21_structured24.kernel(4, "float32"), (a2(f32), a2(u8), a1(f32), a1(f32), i64), 16),
-        "spin": (spin, (i64,), None),
-        "scribble": (scribble, (a1(f32), f32), None),
+    cases = {
+        "timing.spin": (spin, (t.i64,), None),
+        "timing.scribble": (scribble, (t.a1(t.f32), t.f32), None),
+        "kit.fill": (_kit._fill_kernel(), (t.a1(t.f32), t.f32), None),
     }
+    for v in registry.select(device="gpu"):
+        if v.baseline:
+            continue
+        for name, kern, sig, width in v.ptx():
+            cases[f"{v.id}:{name}"] = (kern, sig, width)
+    return cases
 
 
 CASES = _cases()
+
+
+def test_a_rung_without_ptx_cases_has_no_kernel_of_its_own():
+    import inspect
+    import sys
+
+    from spmm_study import registry
+
+    compiled = {name.split(":")[0] for name in CASES if ":" in name}
+    for v in registry.select(device="gpu"):
+        if not v.baseline and v.id not in compiled:
+            src = inspect.getsource(sys.modules[v.build.__module__])
+            assert "cuda.jit" not in src, f"{v.id} defines a kernel but declares no PTX case for it"
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -142,12 +142,18 @@ def test_every_ladder_file_registers_its_rung(device):
         assert re.match(rf"(GPU )?[Rr]ung {v.rung}\b", head), f"{v.id} (rung {v.rung}): docstring says {head!r}"
 
 
+@pytest.mark.parametrize("device", sorted(LADDER_DIRS))
+def test_no_ladder_file_repeats_its_rung_number(device):
+    for f in sorted(LADDER_DIRS[device].glob("k[0-9]*_*.py")):
+        assert not re.search(r"\brung=\d", f.read_text()), f"{f.name}: the file name gives the rung; drop rung="
+
+
 def test_a_rung_number_is_given_once(scratch):
     def build(problem):
         """Probe."""
 
     build.__module__ = "spmm_study.cpu.k77_probe"
-    with pytest.raises(ValueError, match=r"rung is 77 from its file name; do not give rung=5"):
+    with pytest.raises(ValueError, match=r"rung is 77 from its file name, not rung=5"):
         registry.variant("cpu.csr.probe77", loop_order="i", movement=movement.compulsory, rung=5)(build)
     registry.variant("cpu.csr.probe77", loop_order="i", movement=movement.compulsory)(build)
     assert registry.get("cpu.csr.probe77").rung == 77

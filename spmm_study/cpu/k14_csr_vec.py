@@ -167,7 +167,7 @@ def check_dtype(dtype) -> None:
 
 
 @variant(
-    "cpu.csr.vec", loop_order="t‖→j0→i→p→q(vec)", movement=traffic, rung=14,
+    "cpu.csr.vec", loop_order="t‖→j0→i→p→q(vec)", movement=traffic,
     params=(
         Param("max_vectors", 16, MAX_VECTORS, "most 64-byte vectors of a row of C in registers per tile "
               "(16 = 256 fp32 columns); tiles are then cut to equal widths for this N", minimum=1),

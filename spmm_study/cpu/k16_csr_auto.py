@@ -60,7 +60,7 @@ def choose(n: int, m: int, nnz: int, table: list[dict] | None = None) -> tuple[s
     return vid, dict(params), feats
 
 
-@variant("cpu.csr.auto", loop_order="(chosen rung's)", movement=traffic, rung=16)
+@variant("cpu.csr.auto", loop_order="(chosen rung's)", movement=traffic)
 def build(problem):
     """CSR, rung and params picked from N and the row statistics by a rule fitted on DLMC layer 0."""
     vid, params, feats = choose(problem.n, problem.m, problem.a.nnz)

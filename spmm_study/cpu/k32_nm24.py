@@ -69,7 +69,8 @@ def kernel(tile_n: int):
     return nm24_tiled
 
 
-@variant("cpu.nm24.tiled", loop_order="i‖→j0→s→j", movement=movement.nm_structured, params=(
+@variant("cpu.nm24.tiled", loop_order="i‖→j0→s→j", movement=movement.nm_structured,
+         accepts=lambda a: NM24.violation(a) is None, params=(
     Param("tile_n", 256, (16, 64, 256), "columns of C held in registers per row", minimum=1),
     Param("pack_b", True, (True, False), "copy a misaligned B into a 64-byte-aligned buffer in each call (timed)"),
 ))

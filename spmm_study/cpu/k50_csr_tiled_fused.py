@@ -169,7 +169,7 @@ class FusedLayer:
 
 
 @variant(
-    "cpu.csr.tiled_fused", loop_order="t‖→j0→i→p→j→epi", movement=fused_tiled, rung=50,
+    "cpu.csr.tiled_fused", loop_order="t‖→j0→i→p→j→epi", movement=fused_tiled,
     params=(
         Param("tile_n", 256, TILE_CHOICES, "columns of C held in registers per row (compile-time constant)", minimum=1),
         *epilogue_params(),

@@ -160,3 +160,21 @@ def grid_for(total: int, per_block: int, cap: int | None = None) -> int:
 
 def log2(x: int) -> int:
     return int(math.log2(x))
+
+
+def ptx_types():
+    """The numba types a rung's ``ptx=`` function writes its kernel signatures with (imports numba.cuda, so
+    call it only inside that function): ``t.f32``, ``t.i64``..., ``t.a1(t.f32)`` a 1-D C-contiguous array,
+    ``t.a2(...)`` a 2-D one, ``t.csr`` the (indptr, indices, data) of an int32/fp32 CSR."""
+    from types import SimpleNamespace
+
+    from numba.cuda import types as t
+
+    def a1(d):
+        return d[::1]
+
+    def a2(d):
+        return d[:, ::1]
+
+    return SimpleNamespace(f32=t.float32, f64=t.float64, i32=t.int32, i64=t.int64, u8=t.uint8, i8=t.int8, a1=a1,
+                           a2=a2, csr=(a1(t.int32), a1(t.int32), a1(t.float32)))

@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, device_bc, kernel_prepared
+from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, device_bc, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
@@ -40,10 +40,18 @@ def kernel(dtype: str):
     return dense_naive
 
 
+SIM = (({"block_x": 8, "block_y": 4}, ("empty_rows", "1x1"), (5, 11)),)
+
+
+def ptx_cases():
+    t = ptx_types()
+    return [("dense_naive", kernel("float32"), (t.a2(t.f32),) * 3, None)]
+
+
 @variant("gpu.dense.naive", loop_order="(i,j)∥→k", movement=models.dense_naive,
          params=(Param("block_x", 32, (32, 64, 128), "threads along N"),
                  Param("block_y", 8, (1, 4, 8), "threads along M")),
-         available=gpu_unavailable_reason)
+         available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, block_x, block_y):
     """Dense naive GEMM: a thread per C entry, A densified, zeros multiplied."""
     cu = cuda_module()

@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, device_bc, kernel_prepared
+from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, device_bc, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
@@ -52,9 +52,17 @@ def kernel(tile: int, dtype: str):
     return dense_tiled
 
 
+SIM = (({"tile": 8}, ("n_not_multiple_of_tile", "1x1"), (5, 11)),)
+
+
+def ptx_cases():
+    t = ptx_types()
+    return [("dense_tiled", kernel(16, "float32"), (t.a2(t.f32),) * 3, None)]
+
+
 @variant("gpu.dense.tiled", loop_order="(I,J)∥→K0→k", movement=models.dense_tiled,
          params=(Param("tile", 16, (8, 16, 32), "tile edge T (T×T threads per block)", strict=True),),
-         available=gpu_unavailable_reason)
+         available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, tile):
     """Shared-memory tiled dense GEMM: T×T tiles of A and B staged per K-chunk."""
     cu = cuda_module()

@@ -15,8 +15,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from spmm_study.edge import SIM_SMALL
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, device_arrays, kernel_prepared
+from spmm_study.gpu._kit import bind_cuda, ceil_div, device_arrays, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
@@ -44,8 +45,16 @@ def kernel(dtype: str):
     return csr_row_thread
 
 
+SIM = (({"threads": 32}, SIM_SMALL + ("tall",), (3, 9)),)
+
+
+def ptx_cases():
+    t = ptx_types()
+    return [("row_thread", kernel("float32"), (*t.csr, t.a2(t.f32), t.a2(t.f32)), None)]
+
+
 @variant("gpu.csr.row_thread", loop_order="i∥→j→p", movement=models.csr_row_thread,
-         params=(Param("threads", 128, (64, 128, 256), "threads per block"),), available=gpu_unavailable_reason)
+         params=(Param("threads", 128, (64, 128, 256), "threads per block"),), available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, threads):
     """CSR, one thread per row: skips zeros, but a warp's loads hit 32 different rows (uncoalesced)."""
     indptr, indices, data, b, c = device_arrays(problem)

@@ -16,8 +16,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from spmm_study.edge import SIM_SMALL
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, device_arrays, kernel_prepared
+from spmm_study.gpu._kit import bind_cuda, ceil_div, device_arrays, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
@@ -42,10 +43,18 @@ def kernel(dtype: str):
     return csr_row_col
 
 
+SIM = (({"block_x": 8, "block_y": 4}, SIM_SMALL, (5, 11)),)
+
+
+def ptx_cases():
+    t = ptx_types()
+    return [("row_col", kernel("float32"), (*t.csr, t.a2(t.f32), t.a2(t.f32)), None)]
+
+
 @variant("gpu.csr.row_col", loop_order="(i,j)∥→p", movement=models.csr_panel(lambda p: p["block_x"]),
          params=(Param("block_x", 128, (32, 64, 128, 256), "threads along N"),
                           Param("block_y", 2, (1, 2, 4), "rows per block")),
-         available=gpu_unavailable_reason)
+         available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, block_x, block_y):
     """CSR, a thread per (row, column): warps read whole 128-byte lines of B and write lines of C."""
     indptr, indices, data, b, c = device_arrays(problem)

@@ -16,8 +16,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from spmm_study.edge import SIM_SMALL
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, device_arrays, kernel_prepared
+from spmm_study.gpu._kit import bind_cuda, ceil_div, device_arrays, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
@@ -57,9 +58,17 @@ def kernel(threads: int, dtype: str, index_dtype: str):
     return csr_block_smem
 
 
+SIM = (({"threads": 8}, SIM_SMALL, (5, 11)),)
+
+
+def ptx_cases():
+    t = ptx_types()
+    return [("block_smem", kernel(128, "float32", "int32"), (*t.csr, t.a2(t.f32), t.a2(t.f32)), None)]
+
+
 @variant("gpu.csr.block_smem", loop_order="(i,J)∥→p0→p→j", movement=models.csr_panel(lambda p: p["threads"]),
          params=(Param("threads", 128, (32, 64, 128, 256), "threads per block = columns per panel"),),
-         available=gpu_unavailable_reason)
+         available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, threads):
     """CSR, a block per (row, column panel), the row's indices and values staged in shared memory."""
     indptr, indices, data, b, c = device_arrays(problem)

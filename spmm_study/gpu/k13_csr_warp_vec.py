@@ -17,9 +17,24 @@ memory) against 610 µs for rung 12; unroll 1 → 2 → 4 gave 266 → 224 → 1
 """
 
 from spmm_study.gpu import models
+from spmm_study.gpu._kit import ptx_types
 from spmm_study.gpu._rowvec import build_rowvec
+from spmm_study.gpu._rowvec import kernel as rowvec_kernel
 from spmm_study.gpu.device import gpu_unavailable_reason
 from spmm_study.registry import Param, variant
+
+
+SIM = (({"vec": 4, "tiles": 2, "unroll": 2, "threads": 64}, ("empty_rows", "one_dense_row", "1x1"), (9, 12)),
+       ({"vec": 1, "tiles": 1, "unroll": 1, "threads": 32}, ("all_zero",), (3,)))
+
+
+def ptx_cases():
+    t = ptx_types()
+    sig = (*t.csr, t.a1(t.f32), t.a1(t.f32), t.i64, t.a1(t.i32))
+    f64 = (t.a1(t.i32), t.a1(t.i32), t.a1(t.f64), t.a1(t.f64), t.a1(t.f64), t.i64, t.a1(t.i32))
+    return [("warp_vec", rowvec_kernel(32, 4, 2, 2, False, "float32"), sig, 16),
+            ("warp_vec_u4", rowvec_kernel(32, 4, 1, 4, False, "float32"), sig, 16),
+            ("rowvec_f64", rowvec_kernel(32, 2, 2, 2, False, "float64"), f64, 16)]
 
 
 @variant("gpu.csr.warp_vec", loop_order="(i,J)∥→p→(t,v)",
@@ -28,7 +43,7 @@ from spmm_study.registry import Param, variant
                  Param("tiles", 1, (1, 2, 4), "vec-groups per lane: accumulators = vec·tiles"),
                  Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration (B loads in flight)"),
                  Param("threads", 128, (64, 128, 256), "threads per block (a warp per row)")),
-         available=gpu_unavailable_reason)
+         available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, vec, tiles, unroll, threads):
     """CSR register tiling: a warp per row, vec·tiles outputs per thread, 16-byte B loads."""
     return build_rowvec(problem, 32, vec, tiles, unroll, threads)

@@ -10,10 +10,22 @@ independent rows in flight. At large N it is a wash (same loads, same registers)
 Traffic: as rung 13 with panels of lanes·vec·tiles columns. What to look at: N=256 against rung 13.
 """
 
+from spmm_study.edge import SIM_SMALL
 from spmm_study.gpu import models
+from spmm_study.gpu._kit import ptx_types
 from spmm_study.gpu._rowvec import build_rowvec
+from spmm_study.gpu._rowvec import kernel as rowvec_kernel
 from spmm_study.gpu.device import gpu_unavailable_reason
 from spmm_study.registry import Param, variant
+
+
+SIM = (({"lanes": 4, "vec": 2, "tiles": 2, "unroll": 2, "threads": 16}, SIM_SMALL, (6, 7, 19)),)
+
+
+def ptx_cases():
+    t = ptx_types()
+    sig = (*t.csr, t.a1(t.f32), t.a1(t.f32), t.i64, t.a1(t.i32))
+    return [("subwarp_v2", rowvec_kernel(8, 2, 1, 1, False, "float32"), sig, 8)]
 
 
 @variant("gpu.csr.subwarp", loop_order="(i,J)∥→p→(t,v)",
@@ -23,7 +35,7 @@ from spmm_study.registry import Param, variant
                  Param("tiles", 1, (1, 2, 4), "vec-groups per lane"),
                  Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration (B loads in flight)"),
                  Param("threads", 128, (64, 128, 256), "threads per block")),
-         available=gpu_unavailable_reason)
+         available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, lanes, vec, tiles, unroll, threads):
     """CSR subwarp tiling: a subwarp of `lanes` threads per row, several rows per warp (Sputnik)."""
     return build_rowvec(problem, lanes, vec, tiles, unroll, threads)

@@ -17,8 +17,11 @@ between instructions waiting on L1TEX, occupancy 44% (limited by its 66 register
 
 import numpy as np
 
+from spmm_study.edge import SIM_SMALL
 from spmm_study.gpu import models
+from spmm_study.gpu._kit import ptx_types
 from spmm_study.gpu._rowvec import build_rowvec
+from spmm_study.gpu._rowvec import kernel as rowvec_kernel
 from spmm_study.gpu.device import gpu_unavailable_reason
 from spmm_study.registry import Param, variant
 
@@ -29,6 +32,18 @@ def longest_first(indptr: np.ndarray) -> np.ndarray:
     return np.argsort(-lengths, kind="stable").astype(np.int32)
 
 
+SIM = (({"lanes": 2, "vec": 4, "tiles": 1, "unroll": 2, "threads": 8}, SIM_SMALL, (8, 11)),
+       ({"lanes": 4, "vec": 4, "tiles": 2, "unroll": 4, "threads": 8}, SIM_SMALL, (12, 37)),
+       ({"lanes": 8, "vec": 2, "tiles": 1, "unroll": 8, "threads": 16}, ("one_dense_row",), (9,)))
+
+
+def ptx_cases():
+    t = ptx_types()
+    sig = (*t.csr, t.a1(t.f32), t.a1(t.f32), t.i64, t.a1(t.i32))
+    return [("swizzle", rowvec_kernel(16, 4, 1, 2, True, "float32"), sig, 16),
+            ("swizzle_u8", rowvec_kernel(16, 4, 2, 8, True, "float32"), sig, 16)]
+
+
 @variant("gpu.csr.swizzle", loop_order="(order[g],J)∥→p→(t,v)",
          movement=models.csr_panel(lambda p: p["lanes"] * p["vec"] * p["tiles"]),
          params=(Param("lanes", 16, (4, 8, 16, 32), "threads per row"),
@@ -36,7 +51,7 @@ def longest_first(indptr: np.ndarray) -> np.ndarray:
                  Param("tiles", 2, (1, 2, 4), "vec-groups per lane"),
                  Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration (B loads in flight)"),
                  Param("threads", 128, (64, 128, 256), "threads per block")),
-         available=gpu_unavailable_reason)
+         available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, lanes, vec, tiles, unroll, threads):
     """CSR subwarp kernel over rows sorted by length (row swizzle), the order passed as an array."""
     prepared = build_rowvec(problem, lanes, vec, tiles, unroll, threads, order=longest_first(problem.a.indptr))

@@ -18,9 +18,12 @@ from functools import lru_cache
 
 import numpy as np
 
+from spmm_study.edge import SIM_SMALL
 from spmm_study.errors import ParamError
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, cuda_module, device_arrays, flat, kernel_prepared
+from spmm_study.gpu._kit import (
+    bind_cuda, ceil_div, check_vec, cuda_module, device_arrays, flat, kernel_prepared, ptx_types,
+)
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
@@ -111,13 +114,25 @@ def kernels(vec: int, tiles: int, dtype: str):
     return zero_rows, nnz_split
 
 
+SIM = (({"chunk": 3, "vec": 2, "tiles": 1, "threads": 64}, SIM_SMALL, (4, 7)),
+       ({"chunk": 40, "vec": 4, "tiles": 1, "threads": 32}, ("one_dense_row",), (8,)))
+
+
+def ptx_cases():
+    t = ptx_types()
+    zk, nk = kernels(4, 2, "float32")
+    return [("nnz_split_zero", zk, (t.a1(t.i32), t.a1(t.f32), t.i64), None),
+            ("nnz_split", nk, (*t.csr, t.a1(t.f32), t.a1(t.f32), t.i64, t.a1(t.i32), t.a1(t.i32), t.a1(t.i8), t.i64),
+             16)]
+
+
 @variant("gpu.csr.nnz_split", loop_order="(chunk,J)∥→r→p→(t,v)", deterministic=False,
          movement=models.csr_panel(lambda p: 32 * p["vec"] * p["tiles"]),
          params=(Param("chunk", 128, (32, 64, 128, 256), "nonzeros per warp", minimum=1),
                  Param("vec", 4, (1, 2, 4), "B values per load"),
                  Param("tiles", 2, (1, 2, 4), "vec-groups per lane"),
                  Param("threads", 128, (64, 128, 256), "threads per block (a warp per chunk)")),
-         available=gpu_unavailable_reason)
+         available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, chunk, vec, tiles, threads):
     """CSR nnz-split (merge-path): equal nonzeros per warp, split rows summed with atomics."""
     check_vec(vec, problem.dtype)

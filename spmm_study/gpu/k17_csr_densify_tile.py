@@ -46,9 +46,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from spmm_study.edge import SIM_SMALL
 from spmm_study.errors import ParamError
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, cuda_module, device_bc, flat, kernel_prepared
+from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, cuda_module, device_bc, flat, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
@@ -209,6 +210,19 @@ def kernel(vec: int, warps: int, rpw: int, kt: int, unroll: int, nbuf: int, dtyp
     return densify_tile
 
 
+SIM = (({"vec": 2, "warps": 2, "rows_per_warp": 2, "kt": 4, "unroll": 2}, SIM_SMALL, (6, 67)),
+       ({"vec": 4, "warps": 1, "rows_per_warp": 3, "kt": 8, "unroll": 4, "buffers": 1}, ("one_dense_row", "empty_rows"),
+        (5, 8)),
+       ({"vec": 1, "warps": 2, "rows_per_warp": 1, "kt": 4, "unroll": 1}, ("n_not_multiple_of_tile",), (3,)))
+
+
+def ptx_cases():
+    t = ptx_types()
+    sig = (t.a1(t.i32), *(t.a1(t.f32),) * 3, t.i64, t.i64, t.i64, t.i64)
+    return [("densify_tile", kernel(4, 8, 4, 32, 2, 2, "float32"), sig, 16),
+            ("densify_tile_1buf", kernel(4, 16, 2, 64, 2, 1, "float32"), sig, 16)]
+
+
 @variant("gpu.csr.densify_tile", loop_order="(I,J)∥→K-tile→r→p→v", movement=models.csr_densify,
          params=(Param("vec", 4, (1, 2, 4), "B values per load; panel = 32·vec columns"),
                  Param("warps", 16, (4, 8, 16), "warps per block"),
@@ -217,7 +231,7 @@ def kernel(vec: int, warps: int, rpw: int, kt: int, unroll: int, nbuf: int, dtyp
                  Param("unroll", 2, (1, 2, 4), "nonzeros per inner iteration (shared-memory loads in flight)"),
                  Param("buffers", 1, (1, 2), "B tiles in shared memory: 2 = double-buffered (one barrier per tile), "
                        "1 = twice the kt in the same space (two barriers per tile)", strict=True)),
-         available=gpu_unavailable_reason)
+         available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, vec, warps, rows_per_warp, kt, unroll, buffers):
     """Densify-and-tile: a double-buffered dense B tile in shared memory, a block of sparse rows against it."""
     check_vec(vec, problem.dtype)

@@ -24,9 +24,12 @@ from functools import lru_cache
 
 import numpy as np
 
+from spmm_study.edge import SIM_SMALL
 from spmm_study.errors import ParamError
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, cuda_module, device_arrays, flat, kernel_prepared
+from spmm_study.gpu._kit import (
+    bind_cuda, ceil_div, check_vec, cuda_module, device_arrays, flat, kernel_prepared, ptx_types,
+)
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.gpu.k15_csr_swizzle import longest_first
 from spmm_study.registry import Param, variant
@@ -141,6 +144,21 @@ def sm_count() -> int:
     return int(cuda_module().get_current_device().MULTIPROCESSOR_COUNT)
 
 
+SIM = (({"lanes": 4, "vec": 4, "tiles": 1, "unroll": 2, "threads": 8, "blocks_per_sm": 2, "slots": 3}, SIM_SMALL,
+        (5, 16, 37)),
+       ({"lanes": 2, "vec": 2, "tiles": 2, "unroll": 4, "threads": 4, "blocks_per_sm": 1, "slots": 5},
+        ("n_not_multiple_of_tile", "one_dense_row"), (3, 30)),
+       # more panels than SM slots: each slot walks several panels
+       ({"lanes": 4, "vec": 4, "tiles": 1, "unroll": 4, "threads": 8, "blocks_per_sm": 2, "slots": 1},
+        ("empty_rows", "one_dense_row"), (37,)))
+
+
+def ptx_cases():
+    t = ptx_types()
+    return [("l1_panel", kernel(16, 4, 1, 4, "float32"),
+             (*t.csr, t.a1(t.f32), t.a1(t.f32), t.i64, t.a1(t.i32), t.i64, t.i64), 16)]
+
+
 @variant("gpu.csr.l1_panel", loop_order="block→panel→rows(strided)→p→(t,v)",
          movement=models.csr_panel(lambda p: p["lanes"] * p["vec"] * p["tiles"]),
          params=(Param("lanes", 16, (8, 16, 32), "threads per row = panel width / (vec·tiles)"),
@@ -150,7 +168,7 @@ def sm_count() -> int:
                  Param("threads", 128, (128, 256), "threads per block"),
                  Param("blocks_per_sm", 4, (2, 4, 8), "resident blocks per SM (persistent grid)", minimum=1),
                  Param("slots", 0, (0,), "SM slots the grid is laid out for (0: this GPU's SM count)", minimum=0)),
-         available=gpu_unavailable_reason)
+         available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, lanes, vec, tiles, unroll, threads, blocks_per_sm, slots):
     """SM-affine column panels: a persistent grid keeps each SM on one B panel so re-reads hit L1."""
     check_vec(vec, problem.dtype)

@@ -22,9 +22,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from spmm_study.edge import SIM_SMALL
 from spmm_study.errors import ParamError
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, device_arrays, flat, kernel_prepared
+from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, device_arrays, flat, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
@@ -116,12 +117,21 @@ def kernel(vec: int, warps: int, unroll: int, dtype: str):
     return row_split
 
 
+SIM = (({"warps": 2, "vec": 4, "unroll": 2}, SIM_SMALL, (6, 8)),
+       ({"warps": 3, "vec": 2, "unroll": 4}, ("one_dense_row", "n_not_multiple_of_tile"), (64, 5)))
+
+
+def ptx_cases():
+    t = ptx_types()
+    return [("row_split", kernel(4, 4, 4, "float32"), (*t.csr, t.a1(t.f32), t.a1(t.f32), t.i64), 16)]
+
+
 @variant("gpu.csr.row_split", loop_order="(i,J)∥→w∥→p→v; Σw",
          movement=models.csr_panel(lambda p: 32 * p["vec"]),
          params=(Param("warps", 4, (2, 4, 8), "warps sharing one row (slices of its nonzeros)"),
                  Param("vec", 4, (1, 2, 4), "B values per load; panel = 32·vec columns"),
                  Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration")),
-         available=gpu_unavailable_reason)
+         available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, warps, vec, unroll):
     """CSR row split: the warps of a block take slices of one row, partial sums reduced in shared memory."""
     check_vec(vec, problem.dtype)

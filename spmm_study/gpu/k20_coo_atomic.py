@@ -15,9 +15,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from spmm_study.edge import SIM_SMALL
 from spmm_study.formats import COO
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, device_bc, fill, flat, kernel_prepared
+from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, device_bc, fill, flat, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
@@ -38,10 +39,19 @@ def kernel(dtype: str):
     return coo_atomic
 
 
+SIM = (({"block_x": 8, "block_y": 4}, SIM_SMALL, (5, 11)),)
+
+
+def ptx_cases():
+    t = ptx_types()
+    return [("coo_atomic", kernel("float32"),
+             (t.a1(t.i32), t.a1(t.i32), t.a1(t.f32), t.a2(t.f32), t.a1(t.f32), t.i64), None)]
+
+
 @variant("gpu.coo.atomic", loop_order="(p,j)∥ atomic", movement=models.coo_atomic, deterministic=False,
          params=(Param("block_x", 128, (32, 64, 128, 256), "threads along N"),
                  Param("block_y", 2, (1, 2, 4, 8), "nonzeros per block")),
-         available=gpu_unavailable_reason)
+         available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, block_x, block_y):
     """COO, a thread per (nonzero, column), atomicAdd into a zeroed C (non-deterministic)."""
     cu = cuda_module()

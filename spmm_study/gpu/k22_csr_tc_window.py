@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spmm_study.edge import SIM_SMALL
 from spmm_study.errors import ParamError, ResourceError
 from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, device_bc, flat, kernel_prepared
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
@@ -343,7 +344,21 @@ def linked_ptx(warps: int = 4, ntiles: int = 2, split: str = "tf32", cc=(9, 0), 
     return bytes(out).rstrip(b"\0").decode(errors="replace")
 
 
-@variant("gpu.csr.tc_window", loop_order="(win,J)∥→warp∥→kb→mma(16×8×8)", rung=22, movement=tc_model,
+# the mma engine runs as its FMA emulation in the simulator; several windows, k-blocks and tiles
+SIM = (({"split": "tf32", "warps": 2, "ntiles": 1}, SIM_SMALL, (5,)),
+       ({"split": "tf32", "warps": 2, "ntiles": 1}, ("tall",), (17,)),
+       ({"split": "3xtf32", "warps": 1, "ntiles": 2, "reorder": True}, ("empty_rows", "wide", "one_dense_row"), (9,)),
+       ({"split": "3xtf32", "engine": "fma", "warps": 1, "ntiles": 1}, ("random",), (3,)),
+       ({"split": "tf32", "stage": True, "warps": 2, "ntiles": 1}, ("empty_rows", "n_not_multiple_of_tile"), (5, 19)))
+
+
+def ptx_cases():
+    """The pure-numba engine (the mma engine links CUDA C: tests/test_gpu_tc_window.py checks its linked PTX)."""
+    return [(f"fma_{split}{'_staged' if stage else ''}", kernel(4, 2, "fma", split, stage), kernel_signature(), None)
+            for split, stage in (("tf32", False), ("3xtf32", False), ("tf32", True))]
+
+
+@variant("gpu.csr.tc_window", loop_order="(win,J)∥→warp∥→kb→mma(16×8×8)", movement=tc_model,
          params=(Param("split", "tf32", ("tf32", "3xtf32"), "tf32: one mma (TF32 tolerance); 3xtf32: hi/lo split, "
                        "three mma, fp32 accuracy", strict=True),
                  Param("engine", "mma", ("mma", "fma"), "mma: tensor cores via linked CUDA C; fma: pure numba",
@@ -353,7 +368,7 @@ def linked_ptx(warps: int = 4, ntiles: int = 2, split: str = "tf32", cc=(9, 0), 
                  Param("reorder", False, (False, True), "cluster rows with similar columns (MinHash) first"),
                  Param("stage", False, (False, True), "stage each k-block's gathered B rows in shared memory, "
                        "double-buffered")),
-         available=gpu_unavailable_reason)
+         available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, split, engine, warps, ntiles, reorder, stage):
     """Tensor cores on 16-row windows condensed to their nonzero columns (mma.sync m16n8k8 TF32)."""
     if problem.dtype != np.float32:

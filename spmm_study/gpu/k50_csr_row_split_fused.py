@@ -16,7 +16,7 @@ import numpy as np
 
 from spmm_study.errors import ParamError
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, device_arrays, flat, kernel_prepared
+from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, device_arrays, flat, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.nets.layer import ACT_CODE, RULE_CODE, epilogue_params, layer_problem
 from spmm_study.registry import Param, variant
@@ -135,13 +135,25 @@ class FusedRowSplit:
                                      *self.codes)
 
 
-@variant("gpu.csr.row_split_fused", loop_order="(i,J)∥→w∥→p→v; Σw→epi", rung=50,
+# the epilogue on empty rows, N tails and a dense row (the loop nest is rung 19's)
+SIM = (({"warps": 2, "vec": 4, "unroll": 2, "act": "clamp", "bias": "nonzero", "ymax": 1.0},
+        ("empty_rows", "n_not_multiple_of_tile"), (6, 8)),
+       ({"warps": 3, "vec": 2, "unroll": 4, "act": "relu", "bias": "row"}, ("one_dense_row", "1x1", "all_zero"), (5,)))
+
+
+def ptx_cases():
+    t = ptx_types()
+    epi = (t.a1(t.f32), t.i64, t.i64, t.f32)  # bias, rule, act, ymax
+    return [("row_split_fused", kernel(4, 4, 4, "float32"), (*t.csr, t.a1(t.f32), t.a1(t.f32), t.i64, *epi), 16)]
+
+
+@variant("gpu.csr.row_split_fused", loop_order="(i,J)∥→w∥→p→v; Σw→epi",
          movement=models.csr_panel(lambda p: 32 * p.get("vec", 4)),
          params=(Param("warps", 4, (2, 4, 8), "warps sharing one row (slices of its nonzeros)"),
                  Param("vec", 4, (1, 2, 4), "B values per load; panel = 32·vec columns"),
                  Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration"),
                  *epilogue_params()),
-         available=gpu_unavailable_reason, problem_for=layer_problem)
+         available=gpu_unavailable_reason, problem_for=layer_problem, sim=SIM, ptx=ptx_cases)
 def build(problem, warps, vec, unroll, act, bias, ymax):
     """Row split with the layer epilogue fused: C = act(A·B + bias) stored once."""
     check_vec(vec, problem.dtype)

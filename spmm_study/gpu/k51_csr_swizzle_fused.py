@@ -18,7 +18,7 @@ import numpy as np
 
 from spmm_study.errors import ParamError
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, device_arrays, flat, kernel_prepared
+from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, device_arrays, flat, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.gpu.k15_csr_swizzle import longest_first
 from spmm_study.nets.layer import ACT_CODE, RULE_CODE, epilogue_params, layer_problem
@@ -137,7 +137,21 @@ class FusedSwizzle:
                                    self.bias, *self.codes)
 
 
-@variant("gpu.csr.swizzle_fused", loop_order="(order[g],J)∥→p→(t,v)→epi", rung=51,
+# the epilogue on empty rows, N tails and a dense row (the loop nest is rung 15's)
+SIM = (({"lanes": 4, "vec": 4, "tiles": 2, "unroll": 2, "threads": 8, "act": "clamp", "bias": "row", "ymax": 1.0},
+        ("empty_rows", "n_not_multiple_of_tile"), (9, 12)),
+       ({"lanes": 2, "vec": 1, "tiles": 1, "unroll": 1, "threads": 8, "act": "relu", "bias": "nonzero"},
+        ("one_dense_row", "1x1", "all_zero"), (3,)))
+
+
+def ptx_cases():
+    t = ptx_types()
+    epi = (t.a1(t.f32), t.i64, t.i64, t.f32)  # bias, rule, act, ymax
+    return [("swizzle_fused", kernel(16, 4, 2, 4, "float32"), (*t.csr, t.a1(t.f32), t.a1(t.f32), t.i64, t.a1(t.i32), *epi),
+             16)]
+
+
+@variant("gpu.csr.swizzle_fused", loop_order="(order[g],J)∥→p→(t,v)→epi",
          movement=models.csr_panel(lambda p: p.get("lanes", 16) * p.get("vec", 4) * p.get("tiles", 2)),
          params=(Param("lanes", 16, (4, 8, 16, 32), "threads per row"),
                  Param("vec", 4, (1, 2, 4), "B values per load"),
@@ -145,7 +159,7 @@ class FusedSwizzle:
                  Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration (B loads in flight)"),
                  Param("threads", 128, (64, 128, 256), "threads per block"),
                  *epilogue_params()),
-         available=gpu_unavailable_reason, problem_for=layer_problem)
+         available=gpu_unavailable_reason, problem_for=layer_problem, sim=SIM, ptx=ptx_cases)
 def build(problem, lanes, vec, tiles, unroll, threads, act, bias, ymax):
     """Row swizzle with the layer epilogue fused: C = act(A·B + bias) stored once."""
     check_vec(vec, problem.dtype)
