@@ -702,7 +702,7 @@ def check_cmd(
 
         raise DeviceUnavailable(f"{v.id} is unavailable: {reason}")
     failed = total = 0
-    for o in edge.run_checks(v, parse_params(param) if param else None):
+    for o in edge.run_checks(v, edge.parse_params(param) if param else None):
         total += 1
         failed += o.status != "PASS"
         print(f"{o.status:5} {v.id} {o.case.label()} ({o.seconds:.2f} s){': ' + o.message if o.message else ''}",

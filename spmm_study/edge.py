@@ -22,7 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
-from spmm_study.errors import SpmmError
+from spmm_study.errors import ParamError, SpmmError
 from spmm_study.formats import CSR
 from spmm_study.problem import Problem
 
@@ -115,6 +115,17 @@ def check_variant(variant, a: CSR, n: int, params: dict | None = None, dtype="fl
     if variant.deterministic and not np.array_equal(outs[0], outs[1]):
         raise CheckFailed(f"{where}: bits differ between runs")
     return ""
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    """``["tile_n=16", "balance=static"]`` → ``{"tile_n": "16", ...}``; one value each (check runs one config)."""
+    out = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip() or not value.strip() or "," in value:
+            raise ParamError(f"--param {item!r} must look like name=value (one value)")
+        out[name.strip()] = value.strip()
+    return out
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys):
     fails(capsys, "check", "-v", "tiled", "--param", "tile_n=abc", match=r"tile_n='abc' is not a valid int")
     fails(capsys, "check", "-v", "tiled", "--param", "nosuch=3", match=r"has no parameter nosuch")
     fails(capsys, "check", "-v", "tiled", "--param", "tile_n", match=r"must look like name=value")
+    fails(capsys, "check", "-v", "tiled", "--param", "tile_n=16,32", match=r"must look like name=value \(one value\)")
     fails(capsys, "check", "-v", "tiled", "--device", "tpu", match=r"unknown device 'tpu'")
     fails(capsys, "check", match=r"Missing option")
 
