@@ -110,8 +110,6 @@ def test_every_registered_variant_declares_itself():
             assert p.parse(p.default) == p.default, f"{v.id}: default of {p.name} does not parse"
             for choice in p.choices:
                 assert p.parse(choice) == choice, f"{v.id}: choice {choice!r} of {p.name} does not parse"
-        for p in v.params:  # a sweep over the choices includes the default (strict Params would refuse it)
-            assert not p.choices or p.default in p.choices, f"{v.id}: default {p.name}={p.default!r} not a choice"
         # one home per default: build() must not carry a default of its own for a Param (it could disagree)
         sig = inspect.signature(v.build)
         own = [p.name for p in v.params if sig.parameters[p.name].default is not inspect.Parameter.empty]
