@@ -27,6 +27,7 @@ from importlib.util import find_spec
 import numpy as np
 
 from spmm_study.errors import DeviceUnavailable
+from spmm_study.formats import NM24
 from spmm_study.gpu import models
 from spmm_study.gpu.device import cupy_unavailable_reason
 from spmm_study.gpu.timing import time_gpu
@@ -108,8 +109,8 @@ def build_cublas_tf32(problem):
                     info={"library": f"torch {torch.__version__} cuBLAS", "tf32": True}, release=lambda: out.clear())
 
 
-@variant("gpu.nm24.cusparselt", loop_order="library", movement=models.structured24, rung=95, baseline=True,
-         available=_torch_unavailable)
+@variant("gpu.nm24.cusparselt", loop_order="library", movement=models.nm24_library, rung=95, baseline=True,
+         available=_torch_unavailable, accepts=lambda a: NM24.violation(a) is None)
 def build_cusparselt(problem):
     """2:4 sparse tensor cores: cuSPARSELt through torch semi-structured sparsity (fp32 in, TF32 compute)."""
     from spmm_study.errors import ParamError

@@ -71,6 +71,14 @@ def structured24(s: Shape, p: dict) -> Bytes:
                  s.m * s.n * s.value_bytes)
 
 
+def nm24_library(s: Shape, p: dict | None = None) -> Bytes:
+    """cuSPARSELt on a 2:4 matrix: not modelled from its source; assume ideal blocking, each operand moved once,
+    A compressed (M·K/2 values and 2 bits of position each)."""
+    v = s.value_bytes
+    slots = s.m * (-(-s.k // 4)) * 2
+    return Bytes(slots * v + slots / 4, s.k * s.n * v, s.m * s.n * v)
+
+
 def dense_library(s: Shape, p: dict | None = None) -> Bytes:
     """cuBLAS on dense A: assume ideal blocking, each operand moved once (A dense M·K)."""
     v = s.value_bytes
