@@ -810,7 +810,7 @@ def run_with_progress(cluster: Cluster, tasks: list, ctx, writer, *, retries: in
                         TextColumn("failed {task.fields[failed]}{task.fields[retried]}"),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
                         transient=False)
-    running: set[int] = set()
+    running: dict[str, int] = {}  # worker -> the group it measures (a worker starting a group ended its last)
     counts = {"failed": 0, "retried": 0}
     with progress:
         bar = progress.add_task(title, total=len(tasks), running=0, workers=n_workers, failed=0, retried="")
@@ -818,9 +818,10 @@ def run_with_progress(cluster: Cluster, tasks: list, ctx, writer, *, retries: in
         def on_event(kind: str, info: dict) -> None:
             advance = 0
             if kind == "start":
-                running.add(info["gid"])
+                running[info.get("worker", "?")] = info["gid"]
             elif kind in ("end", "retry"):
-                running.discard(info["gid"])
+                for w in [w for w, g in running.items() if g == info["gid"]]:
+                    del running[w]
                 counts["retried"] += kind == "retry"
             elif kind in ("row", "skip"):
                 counts["failed"] += kind == "row" and info.get("status") in ("FAIL", "ERROR")
