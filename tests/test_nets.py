@@ -303,3 +303,11 @@ def test_modelled_bytes_count_the_unfused_pass():
     assert fused == sum(2048 * 8 + 65 * 4 + 64 * 4 + 128 * live * 4 for live in (10, 8))
     assert modelled_bytes(net, rows, "unfused") - fused == 4 * 64 * (10 + 8) * 4
     assert np.isnan(modelled_bytes(net, rows, "scipy"))
+
+
+def test_fused_cpu_in_float64_with_packed_panels():
+    v = registry.get("cpu.csr.tiled_fused")
+    for n in (16, 37, 300):  # one panel (no packing), several panels with a tail, several full panels
+        for tile_n in (16, 256):
+            check_variant(v, edge_matrices()["random"], n, {"tile_n": tile_n, "act": "clamp", "bias": "nonzero",
+                                                            "ymax": 1.0}, dtype="float64", label="random fp64")

@@ -19,6 +19,11 @@ all N columns (j0 inside i), so each row touches nnz_i·N values of B: for the D
 (K = 2048) at N = 2048 that is a 16 MiB B swept from L3 by every row. Here each thread takes a panel of
 ``tile_n`` columns and runs all its rows over it, so the panel (K·tile_n values: 512 KiB at K = 512,
 2 MiB at K = 2048) is reused from L2 across rows. For N ≤ tile_n the two orders are the same loop.
+And with several panels the panel is first copied into the thread's own contiguous buffer (K rows of
+tile_n values): read in place, B's rows sit N values apart, and for N = 2048 that power-of-two stride
+(8 KiB) maps every row's segment onto the same few cache sets, so the panel did not stay in L2 after all.
+Packing took the FFN block (DLMC encoder layer 0, N = 2048, one thread) from 0.79 s to 0.36 s at 80% and
+from 0.41 s to 0.15 s at 90% (Intel Xeon 2-core VM, loaded: ratios, not absolute times).
 
 Loop order: part t (prange) → column tile j0 → row i → nonzero p → j (in registers) → epilogue → store.
 
@@ -43,17 +48,23 @@ from numba import njit, prange
 from spmm_study import movement
 from spmm_study.cpu._balance import balance_param, partition, spread
 from spmm_study.cpu._simd import elem_ptr, packed_operand, stack_empty
+from spmm_study.problem import aligned_empty
 from spmm_study.nets.layer import ACT_CODE, RULE_CODE, epilogue_params, layer_problem
 from spmm_study.registry import Param, host_prepared, variant
 
 TILE_CHOICES = (16, 64, 256)
+_PANELS: dict = {}
+_EMPTY = {"float32": np.zeros(1, np.float32), "float64": np.zeros(1, np.float64)}
 SERIAL_WORK = 1 << 20  # nonzeros × columns below which FusedLayer runs the serial kernel (≈ 0.1 ms of FMAs)
 
 
 def fused_tiled(s, params=None) -> movement.Bytes:
-    """Rung 13's traffic (A per column tile, one tile-row of B per nonzero, C written once) plus the bias."""
+    """Rung 13's traffic (A per column tile, one tile-row of B per nonzero, C written once) plus the bias and,
+    with several panels, the packing of each panel (B read and written once per thread)."""
     base = movement.csr_tiled(s, params)
-    return movement.Bytes(base.a + s.m * s.value_bytes, base.b, base.c)
+    tile = (params or {}).get("tile_n", 256)
+    pack = 2 * s.k * s.n * s.value_bytes if s.n > tile else 0
+    return movement.Bytes(base.a + s.m * s.value_bytes, base.b + pack, base.c)
 
 
 def unfused_epilogue_bytes(m: int, n: int, value_bytes: int) -> int:
@@ -84,16 +95,31 @@ def kernel(tile_n: int, parallel: bool = True):
     TN = int(tile_n)
 
     @njit(parallel=parallel, fastmath={"contract"}, cache=True)
-    def csr_tiled_fused(rows, bounds, indptr, indices, data, b, c, bias, rule, act, ymax):
+    def csr_tiled_fused(rows, bounds, indptr, indices, data, b, c, bias, rule, act, ymax, panel):
         n = b.shape[1]
+        kb = b.shape[0]
         n_full = n - n % TN
         ym = c.dtype.type(ymax)
         z0 = c.dtype.type(0.0)  # a float64 literal would promote the epilogue to float64
+        bflat = b.reshape(b.size)  # 1-D like the panel buffer (one type for ``src``)
+        pack = n > TN  # several panels: B's rows are n values apart, a power-of-two stride that aliases in cache
         for t in prange(bounds.size - 1):
             acc = numba.carray(stack_empty(TN, b.dtype), TN)
             # column panel outermost: the panel B[:, j0:j0+TN] (K·TN values, 512 KiB for K = 512) stays in
             # L2 while every row of this part reads it, instead of each row sweeping all of B's N columns
             for j0 in range(0, n_full, TN):
+                src = bflat
+                stride = n
+                off = j0
+                if pack:  # copy the panel to this thread's contiguous buffer: rows TN values apart
+                    for kk in range(kb):
+                        dst = numba.carray(elem_ptr(panel, np.int64(t) * kb * TN + kk * TN), TN)
+                        sv = numba.carray(elem_ptr(b, np.int64(kk) * n + j0), TN)
+                        for j in range(TN):
+                            dst[j] = sv[j]
+                    src = panel
+                    stride = TN
+                    off = np.int64(t) * kb * TN
                 for r in range(bounds[t], bounds[t + 1]):
                     i = rows[r]
                     bi = bias[i]
@@ -103,7 +129,7 @@ def kernel(tile_n: int, parallel: bool = True):
                     end = np.uint64(indptr[i + 1])
                     while p < end:
                         v = data[p]
-                        brow = numba.carray(elem_ptr(b, np.int64(indices[p]) * n + j0), TN)
+                        brow = numba.carray(elem_ptr(src, np.int64(indices[p]) * stride + off), TN)
                         for j in range(TN):
                             acc[j] += v * brow[j]
                         p += np.uint64(1)
@@ -148,6 +174,17 @@ class FusedLayer:
         self.serial_below = serial_below
         self.rule, self.act = RULE_CODE[rule], ACT_CODE[act]
 
+    def panel(self, parts: int, n: int) -> np.ndarray:
+        """This layer's per-thread panel buffers (parts × K·tile_n), shared by layers of the same K: one
+        64-byte-aligned allocation per shape for the process, not one per call (first touch costs page faults)."""
+        if n <= self.tile_n:
+            return _EMPTY[self.a.dtype.name]
+        key = (parts, self.a.k, self.tile_n, self.a.dtype.name)
+        buf = _PANELS.get(key)
+        if buf is None:
+            buf = _PANELS[key] = aligned_empty((parts * self.a.k * self.tile_n,), self.a.dtype)
+        return buf
+
     def warm(self) -> None:
         """Compile (or load from numba's cache) both the parallel and the serial kernel, on one column."""
         a = self.a
@@ -155,7 +192,8 @@ class FusedLayer:
         c = np.empty((a.m, 1), a.dtype)
         for k, rows, bounds in ((self.k, self.rows, self.bounds),
                                 (kernel(self.tile_n, False), self.serial_rows, self.serial_bounds)):
-            k(rows, bounds, a.indptr, a.indices, a.data, b, c, self.bias, self.rule, self.act, self.ymax)
+            k(rows, bounds, a.indptr, a.indices, a.data, b, c, self.bias, self.rule, self.act, self.ymax,
+              _EMPTY[a.dtype.name])
 
     def __call__(self, b: np.ndarray, c: np.ndarray) -> None:
         a = self.a
@@ -163,9 +201,10 @@ class FusedLayer:
             # a few live inputs: a layer is microseconds of work, less than waking and joining the thread pool
             # (on a shared 2-core VM the join can wait a whole scheduler slice); run it on this thread
             kernel(self.tile_n, False)(self.serial_rows, self.serial_bounds, a.indptr, a.indices, a.data, b, c,
-                                       self.bias, self.rule, self.act, self.ymax)
+                                       self.bias, self.rule, self.act, self.ymax, self.panel(1, b.shape[1]))
             return
-        self.k(self.rows, self.bounds, a.indptr, a.indices, a.data, b, c, self.bias, self.rule, self.act, self.ymax)
+        self.k(self.rows, self.bounds, a.indptr, a.indices, a.data, b, c, self.bias, self.rule, self.act, self.ymax,
+               self.panel(self.bounds.size - 1, b.shape[1]))
 
 
 @variant(
