@@ -523,10 +523,15 @@ def rn50_batch_sizes(root: Path | None) -> dict[str, int]:
     """Layer name → N (the batch size of its 1×1 convolution as a GEMM), from the DLMC root or data/."""
     for cand in ([root / "rn50_batchsizes.txt"] if root else []) + [DATA_DIR / "rn50_batchsizes.txt"]:
         if cand.is_file():
+            from spmm_study.safeio import read_text
+
             out = {}
-            for line in cand.read_text().splitlines():
+            text = read_text(cand, limit=4 << 20, what="batch-size list", error=ParamError)
+            for i, line in enumerate(text.splitlines(), 1):
                 if "," in line:
                     layer, _, n = line.partition(",")
+                    if not n.strip().isdigit() or int(n) < 1:
+                        raise ParamError(f"{cand}:{i}: batch size {n.strip()[:20]!r} is not a positive integer")
                     out[layer.strip()] = int(n)
             return out
     raise ParamError("no rn50_batchsizes.txt in the DLMC root or the package data")

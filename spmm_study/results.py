@@ -205,10 +205,10 @@ class ResultWriter:
         if resume:  # an ERROR or UNAVAILABLE row is not finished: it is measured again, so keep one row per key
             existing = [r for r in existing if r.get("status") not in UNFINISHED]
         old = {}
-        if resume and self.meta_path.exists():
+        if resume and self.meta_path.is_file():
             try:
-                old = json.loads(self.meta_path.read_text())
-            except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+                old = json.loads(self.meta_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError, RecursionError):
                 old = {}
             old = old if isinstance(old, dict) else {}
         if timing is not None:
@@ -389,6 +389,7 @@ def read_meta(path: Path | str) -> dict:
     path = Path(path)
     meta = (path if path.is_dir() else path.parent) / "meta.json"
     try:
-        return json.loads(meta.read_text()) if meta.exists() else {}
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
+    except (OSError, ValueError, RecursionError):  # ValueError: JSON and UTF-8 errors; meta.json is advisory
         return {}
+    return data if isinstance(data, dict) else {}

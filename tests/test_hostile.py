@@ -462,3 +462,21 @@ def test_report_names_the_calibration_file_it_drew_the_roofs_from(tmp_path):
     code, _, err = cli(["report", str(run), "--ceilings", str(ceil)])
     assert code == 0, err
     assert f"roofs from {ceil} (hostile-test)" in err
+
+
+def test_meta_and_batch_size_files_are_input_too(tmp_path):
+    from spmm_study.errors import ParamError
+    from spmm_study.experiment import rn50_batch_sizes
+    from spmm_study.results import read_meta
+
+    run = h.write_rows(tmp_path / "r", [h.result_row(0)])
+    (run / "meta.json").write_bytes(b"\xff\xfe\x00garbage")
+    assert read_meta(run) == {}  # advisory: a broken meta.json is ignored, never a traceback
+    with ResultWriter(run, meta={"a": 1}, resume=True) as w:
+        assert len(w.rows) == 1
+    (tmp_path / "rn50_batchsizes.txt").write_bytes(b"layer1,\xff\xfe\n")
+    with pytest.raises(ParamError, match=r"not a text batch-size list"):
+        rn50_batch_sizes(tmp_path)
+    (tmp_path / "rn50_batchsizes.txt").write_text("layer1,abc\n")
+    with pytest.raises(ParamError, match=r"rn50_batchsizes.txt:1: batch size 'abc' is not a positive integer"):
+        rn50_batch_sizes(tmp_path)
