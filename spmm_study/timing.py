@@ -46,6 +46,9 @@ class TimingConfig:
             raise ParamError(problems[0][1])
 
 
+MAX_COUNT = 10_000  # repeats or interleaved rounds: more is a typo, and rounds multiply the task list
+
+
 def timing_problems(repeats, min_time_s, warmup_s, cache, rounds=1) -> list[tuple[str, str]]:
     """(key, message) for each value that would hang (``--warmup inf``) or mean nothing; keys as in an
     experiment's ``[timing]`` table."""
@@ -53,6 +56,8 @@ def timing_problems(repeats, min_time_s, warmup_s, cache, rounds=1) -> list[tupl
     for key, val in (("repeats", repeats), ("rounds", rounds)):
         if not (isinstance(val, (int, np.integer)) and not isinstance(val, bool) and val >= 1):
             out.append((key, f"--{key} must be >= 1, got {val!r}"))
+        elif val > MAX_COUNT:  # --rounds 100000000000 built a task list until memory ran out
+            out.append((key, f"--{key} {val} is past the limit of {MAX_COUNT}"))
     for key, val in (("min_time", min_time_s), ("warmup", warmup_s)):
         flag = key.replace("_", "-")
         if isinstance(val, bool) or not isinstance(val, (int, float, np.number)) or not np.isfinite(val) \

@@ -87,6 +87,7 @@ BAD_OPTIONS: dict[str, list[tuple[list[str], str]]] = {
     "compare": [
         (["compare", "-v", "nosuch", "-m", TINY, "--no-save"], r"unknown variant 'nosuch'"),
         (["compare", "-v", "rowwise", "-m", TINY, "--rounds", "0", "--no-save"], r"rounds"),
+        (["compare", "-v", "rowwise", "-m", TINY, "--rounds", "100000000000", "--no-save"], r"past the limit"),
         (["compare", "-v", "rowwise", "-m", TINY, "-n", "0", "--no-save"], r"N must be positive|positive"),
         (["compare", "-v", "rowwise", "-m", TINY, "--cache", "lukewarm", "--no-save"], r"cache"),
         (["compare", "-v", "rowwise", "-m", "nosuch:x", "--no-save"], r"unknown matrix spec"),
