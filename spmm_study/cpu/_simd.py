@@ -1,4 +1,5 @@
-"""Helpers the register-blocked kernels share: a fixed-size accumulator on the stack.
+"""Helpers the register-blocked kernels share: a fixed-size accumulator on the stack, raw row views, B packing,
+and the two Params they have in common (``tile_n``, ``pack_b``), made here once.
 
 Numba has no local fixed-size arrays: ``np.empty`` inside a kernel is a heap allocation that LLVM must
 assume may alias B and C, so every ``acc[j] += v * b[k, j]`` would load and store ``acc`` through memory.
@@ -15,6 +16,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from spmm_study.problem import ALIGN, aligned_empty  # noqa: F401  (one allocator for the project; tests use it)
+from spmm_study.registry import Param
 
 
 @intrinsic
@@ -61,3 +63,15 @@ def packed_operand(b: np.ndarray, pack: bool):
         return b, (lambda: None), info
     buf = aligned_empty(b.shape, b.dtype)
     return buf, (lambda: np.copyto(buf, b)), info
+
+
+def tile_n_param(choices: tuple = (16, 64, 256)) -> Param:
+    """Columns of C a register-blocked rung keeps in registers per row (default 256: N = 256 in one pass)."""
+    return Param("tile_n", 256, choices, "columns of C held in registers per row (a compile-time constant: one "
+                 "kernel per value)", minimum=1)
+
+
+def pack_b_param() -> Param:
+    """Whether a misaligned B is copied to a 64-byte-aligned buffer in each call (``packed_operand``)."""
+    return Param("pack_b", True, (True, False), "copy B into a 64-byte-aligned buffer in each call when it is not "
+                 "aligned (the copy is timed)")

@@ -12,8 +12,10 @@ Loop order: part t (prange) → row i → nonzero p → j. Each nonzero loads an
 (in L1), so this kernel is bound by loads/stores, not by FMAs: the next rung keeps the row in registers.
 
 Traffic (``movement.csr_rowwise``): as the serial rung; the threads share B in L3 and each has its own L2.
-Measured (DLMC ffn_conv1 90%, N = 256, 2 threads, cold): 0.94–0.99 ms for every ``balance`` against 2.08 ms
-for the serial rung — the 2× the thread count allows, because the rows are even (imbalance ≤ 1.003).
+What to look at: ``imbalance`` in info next to the time of each ``balance``.
+Measured (DLMC ffn_conv1 90%, N = 256, 2 threads, cold; AMD EPYC Zen 5, 2 shared cores, 2026-11-23,
+data/reference/cpu-ladder.csv): 0.94–0.99 ms for every ``balance`` against 2.08 ms for the serial rung — the
+2× the thread count allows, because the rows are even (imbalance ≤ 1.003).
 """
 
 from __future__ import annotations

@@ -148,13 +148,17 @@ def kernel(q_main: int, q_tail: int, mask_b: bool, mask_c: bool, lane_count: int
     return csr_vec
 
 
-def traffic(s: Shape, params: dict | None = None) -> Bytes:
+def traffic(s: Shape, params: dict) -> Bytes:
     """A (values + indices) once per column tile, one row segment of B per nonzero per tile (nnz·N values in
-    all), C written once; ``pack_b`` adds one copy of B (read + write) when B is misaligned."""
-    p = params or {}
-    q, qt, main, _ = tile_plan(s.n, 64 // s.value_bytes, p.get("max_vectors", 16))
-    tiles = main // (q * (64 // s.value_bytes)) + 1
-    pack = 2 * s.k * s.n * s.value_bytes if p.get("pack_b", False) else 0
+    all), C written once; with ``pack_b``, when B's rows do not all start on a 64-byte boundary (N not a
+    multiple of 16 fp32, or a misaligned buffer: ``padded_operand``), the copy of B into padded rows (read K·N,
+    write K·ldb values) — only then."""
+    lane_count = 64 // s.value_bytes
+    q, qt, main, _ = tile_plan(s.n, lane_count, params["max_vectors"])
+    tiles = main // (q * lane_count) + 1
+    ld = -(-max(s.n, 1) // lane_count) * lane_count
+    copied = params["pack_b"] and not (s.b_aligned and ld == s.n)
+    pack = s.k * (s.n + ld) * s.value_bytes if copied else 0
     return Bytes(tiles * s.nnz * (s.value_bytes + s.index_bytes) + (s.m + 1) * s.index_bytes,
                  s.nnz * s.n * s.value_bytes + pack, s.m * s.n * s.value_bytes)
 

@@ -11,6 +11,10 @@ two threads may then update the same row of C at once.
 
 Loop order: p → j (scatter). Traffic (``movement.coo_scatter``): triplets once, a row of B per nonzero, a
 row of C read and written per nonzero, plus zeroing C.
+What to look at: time against rung 10 (the same inner loop without row offsets).
+Measured (ffn_conv1 at 90%, 2048×512, N = 256, fp32, cold; AMD EPYC Zen 5, 2 shared cores, 2026-11-23,
+data/reference/cpu-ladder.csv): 1.85 ms, one thread, against 2.08 ms for rung 10 — level: the sorted
+triplets keep each row of C in L1 just as CSR does.
 """
 
 from numba import njit

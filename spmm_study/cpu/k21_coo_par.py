@@ -12,6 +12,9 @@ The other race-free design, private copies of C per thread summed at the end, co
 memory and a reduction pass; with sorted triplets it buys nothing, so it is not built.
 
 Loop order: t (prange) → p → j. Traffic: as rung 20 (``movement.coo_scatter``).
+What to look at: ``work_nnz_per_thread`` and ``imbalance`` in info; the same bits at any thread count.
+Measured (ffn_conv1 at 90%, 2048×512, N = 256, fp32, cold; AMD EPYC Zen 5, 2 shared cores, 2026-11-23,
+data/reference/cpu-ladder.csv): 1.04 ms on 2 threads against 1.85 ms for rung 20 (imbalance 1.0008).
 """
 
 import numba

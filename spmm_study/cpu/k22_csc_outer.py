@@ -11,6 +11,9 @@ and the order of the sparse-times-sparse literature.)
 Parallel outer products would race on C (two columns hitting the same row); this rung stays serial.
 
 Loop order: k → p → j. Traffic (``movement.csc_outer``): A once, B once, C read+written per nonzero.
+What to look at: the modelled B bytes (the compulsory minimum) against the time: the C traffic decides.
+Measured (ffn_conv1 at 90%, 2048×512, N = 256, fp32, cold; AMD EPYC Zen 5, 2 shared cores, 2026-11-23,
+data/reference/cpu-ladder.csv): 2.56 ms, one thread, against 2.08 ms for row-wise CSR (rung 10).
 """
 
 from numba import njit

@@ -10,6 +10,10 @@ the fill passes 64×.
 
 Loop order: block row I (prange) → block q → r (row in block) → c (column in block) → j.
 Traffic (``movement.bsr``): every stored value reads a row of B; C rows of a block row stay in L1.
+What to look at: ``fill`` in info against the time; ``synthetic:block`` matrices against DLMC ones.
+Measured (ffn_conv1 at 90%, 2048×512, N = 256, fp32, cold, 2 threads; AMD EPYC Zen 5, 2 shared cores,
+2026-11-23, data/reference/cpu-ladder.csv): 4×4 blocks 6.95 ms (fill 8.1), 1×4 blocks 3.29 ms (fill 3.4),
+against 0.95 ms for the parallel row-wise CSR rung — magnitude pruning is not blocky.
 """
 
 import numba

@@ -14,13 +14,16 @@ import numpy as np
 
 from spmm_study.gpu._kit import bind_cuda
 
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
+
 
 @lru_cache(maxsize=None)
 def epilogue(dtype: str):
     bind_cuda(globals())
     zero = np.dtype(dtype).type(0)
 
-    @cuda.jit(device=True, inline=True)  # noqa: F821 - bound by bind_cuda
+    @cuda.jit(device=True, inline=True)
     def epi(x, b, rule, act, ymax):
         if rule == 0:
             x += b

@@ -23,6 +23,9 @@ from spmm_study.gpu.device import bind_cuda, simulator  # noqa: F401  (bind_cuda
 from spmm_study.gpu.timing import time_gpu
 from spmm_study.registry import Prepared
 
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
+
 
 def cuda_module():
     from numba import cuda
@@ -38,7 +41,7 @@ def ceil_div(a: int, b: int) -> int:
 def _fill_kernel():
     bind_cuda(globals())
 
-    @cuda.jit(cache=not simulator())  # noqa: F821 - cuda is bound by bind_cuda
+    @cuda.jit(cache=not simulator())
     def fill(a, value):
         # grid-stride loop: one launch of a few thousand threads fills any size
         start, stride = cuda.grid(1), cuda.gridsize(1)

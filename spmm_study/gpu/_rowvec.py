@@ -23,14 +23,17 @@ import numpy as np
 from spmm_study.gpu._kit import bind_cuda
 from spmm_study.gpu.device import simulator
 
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
+
 
 @lru_cache(maxsize=None)
 def kernel(lanes: int, vec: int, tiles: int, unroll: int, use_order: bool, dtype: str):
     bind_cuda(globals())
 
-    from spmm_study.gpu._vec import ops
+    from spmm_study.gpu._vec import vec_ops
 
-    load2, load4, store2, store4 = ops()
+    fma_vec, _, store_vec = vec_ops(vec)
     np_t = np.dtype(dtype).type
     zero = np_t(0)
     nacc = tiles * vec
@@ -67,18 +70,7 @@ def kernel(lanes: int, vec: int, tiles: int, unroll: int, use_order: bool, dtype
                     j = j0 + t * step
                     if wide and j + vec <= n:
                         for u in range(unroll):
-                            if vec == 4:
-                                x0, y0, z0, w0 = load4(bf, offs[u] + j)
-                                acc[t * 4] += vals[u] * x0
-                                acc[t * 4 + 1] += vals[u] * y0
-                                acc[t * 4 + 2] += vals[u] * z0
-                                acc[t * 4 + 3] += vals[u] * w0
-                            elif vec == 2:
-                                x0, y0 = load2(bf, offs[u] + j)
-                                acc[t * 2] += vals[u] * x0
-                                acc[t * 2 + 1] += vals[u] * y0
-                            else:
-                                acc[t] += vals[u] * bf[offs[u] + j]
+                            fma_vec(acc, t * vec, vals[u], bf, offs[u] + j)
                     else:
                         for u in range(unroll):
                             for w in range(vec):
@@ -91,18 +83,7 @@ def kernel(lanes: int, vec: int, tiles: int, unroll: int, use_order: bool, dtype
             for t in range(tiles):
                 j = j0 + t * step
                 if wide and j + vec <= n:
-                    if vec == 4:
-                        x0, y0, z0, w0 = load4(bf, off0 + j)
-                        acc[t * 4] += v0 * x0
-                        acc[t * 4 + 1] += v0 * y0
-                        acc[t * 4 + 2] += v0 * z0
-                        acc[t * 4 + 3] += v0 * w0
-                    elif vec == 2:
-                        x0, y0 = load2(bf, off0 + j)
-                        acc[t * 2] += v0 * x0
-                        acc[t * 2 + 1] += v0 * y0
-                    else:
-                        acc[t] += v0 * bf[off0 + j]
+                    fma_vec(acc, t * vec, v0, bf, off0 + j)
                 else:
                     for u in range(vec):
                         if j + u < n:
@@ -112,12 +93,7 @@ def kernel(lanes: int, vec: int, tiles: int, unroll: int, use_order: bool, dtype
         for t in range(tiles):
             j = j0 + t * step
             if wide and j + vec <= n:
-                if vec == 4:
-                    store4(cf, row + j, acc[t * 4], acc[t * 4 + 1], acc[t * 4 + 2], acc[t * 4 + 3])
-                elif vec == 2:
-                    store2(cf, row + j, acc[t * 2], acc[t * 2 + 1])
-                else:
-                    cf[row + j] = acc[t]
+                store_vec(cf, row + j, acc, t * vec)
             else:
                 for u in range(vec):
                     if j + u < n:

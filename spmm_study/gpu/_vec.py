@@ -15,6 +15,8 @@ are plain Python functions with the same meaning, so kernels that use them run i
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from spmm_study.gpu.device import simulator
 
 
@@ -130,3 +132,69 @@ def ops():
     if _OPS is None:
         _OPS = _python_ops() if simulator() else _intrinsic_ops()
     return _OPS
+
+
+def vec_ops(vec: int):
+    """``(fma_vec, load_vec, store_vec)`` for groups of ``vec`` (1, 2 or 4) consecutive values, each one wide
+    access (``load2``/``load4`` above) instead of the hand-unrolled 4/2/1 branches every kernel used to spell:
+
+    * ``fma_vec(acc, q, v, src, i)``: ``acc[q + w] += v * src[i + w]`` for w < vec (one vec-wide load of src);
+    * ``load_vec(dst, q, src, i)``: ``dst[q + w] = src[i + w]`` (one vec-wide load);
+    * ``store_vec(dst, i, acc, q)``: ``dst[i + w] = acc[q + w]`` (one vec-wide store).
+
+    ``acc``/``dst`` at ``q`` is a register array indexed by compile-time constants after unrolling, ``src``/``dst``
+    at ``i`` a global or shared array (the caller guarantees the alignment, as for ``load4``). The helpers are
+    device functions inlined into the kernel at numba's IR level (``inline="always"``): nothing is compiled for
+    the current device on its own, so ``cuda.compile_ptx(kernel, sig, cc=(9, 0))`` works on a machine without
+    a GPU, and the kernel's PTX is what the hand-written branches gave. Under the simulator they are plain
+    Python functions with the same meaning."""
+    return _vec_ops(int(vec))
+
+
+@lru_cache(maxsize=None)
+def _vec_ops(vec: int):
+    if vec not in (1, 2, 4):
+        raise ValueError(f"vec={vec}: 1, 2 or 4")
+    load2, load4, store2, store4 = ops()
+    from numba import cuda
+
+    @cuda.jit(device=True, inline="always")
+    def fma_vec(acc, q, v, src, i):
+        if vec == 4:
+            x, y, z, w = load4(src, i)
+            acc[q] += v * x
+            acc[q + 1] += v * y
+            acc[q + 2] += v * z
+            acc[q + 3] += v * w
+        elif vec == 2:
+            x, y = load2(src, i)
+            acc[q] += v * x
+            acc[q + 1] += v * y
+        else:
+            acc[q] += v * src[i]
+
+    @cuda.jit(device=True, inline="always")
+    def load_vec(dst, q, src, i):
+        if vec == 4:
+            x, y, z, w = load4(src, i)
+            dst[q] = x
+            dst[q + 1] = y
+            dst[q + 2] = z
+            dst[q + 3] = w
+        elif vec == 2:
+            x, y = load2(src, i)
+            dst[q] = x
+            dst[q + 1] = y
+        else:
+            dst[q] = src[i]
+
+    @cuda.jit(device=True, inline="always")
+    def store_vec(dst, i, acc, q):
+        if vec == 4:
+            store4(dst, i, acc[q], acc[q + 1], acc[q + 2], acc[q + 3])
+        elif vec == 2:
+            store2(dst, i, acc[q], acc[q + 1])
+        else:
+            dst[i] = acc[q]
+
+    return fma_vec, load_vec, store_vec

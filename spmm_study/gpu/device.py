@@ -48,9 +48,10 @@ def cupy_unavailable_reason() -> str | None:
 
 
 def bind_cuda(module_globals: dict) -> None:
-    """Make ``cuda`` a *global* of a kernel module, imported now. Kernels must see numba.cuda as a module
-    global, not a closure variable: the simulator swaps its fake ``cuda`` module into a kernel's globals."""
-    if "cuda" not in module_globals:
+    """Bind the kernel module's global ``cuda`` (declared ``cuda = None`` at its top, so no name is injected
+    unseen) to numba.cuda, imported now. Kernels must see numba.cuda as a module global, not a closure variable:
+    the simulator swaps its fake ``cuda`` module into a kernel's globals."""
+    if module_globals.get("cuda") is None:
         from numba import cuda
 
         module_globals["cuda"] = cuda

@@ -14,10 +14,14 @@ from functools import lru_cache
 
 import numpy as np
 
+from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
 from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, device_bc, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
-from spmm_study.registry import Param, variant
+from spmm_study.registry import variant
+
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
 
 
 @lru_cache(maxsize=None)
@@ -49,8 +53,8 @@ def ptx_cases():
 
 
 @variant("gpu.dense.naive", loop_order="(i,j)∥→k", movement=models.dense_naive,
-         params=(Param("block_x", 32, (32, 64, 128), "threads along N"),
-                 Param("block_y", 8, (1, 4, 8), "threads along M")),
+         params=(gp.block_x(32, (32, 64, 128)),
+                 gp.block_y(8, (1, 4, 8), "threads along M")),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, block_x, block_y):
     """Dense naive GEMM: a thread per C entry, A densified, zeros multiplied."""

@@ -19,6 +19,9 @@ from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, device_bc, ker
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
+
 
 @lru_cache(maxsize=None)
 def kernel(tile: int, dtype: str):

@@ -16,10 +16,14 @@ from functools import lru_cache
 import numpy as np
 
 from spmm_study.edge import SIM_SMALL
+from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
 from spmm_study.gpu._kit import bind_cuda, ceil_div, device_arrays, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
-from spmm_study.registry import Param, variant
+from spmm_study.registry import variant
+
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
 
 
 @lru_cache(maxsize=None)
@@ -54,7 +58,7 @@ def ptx_cases():
 
 
 @variant("gpu.csr.row_thread", loop_order="i∥→j→p", movement=models.csr_row_thread,
-         params=(Param("threads", 128, (64, 128, 256), "threads per block"),), available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
+         params=(gp.threads(),), available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, threads):
     """CSR, one thread per row: skips zeros, but a warp's loads hit 32 different rows (uncoalesced)."""
     indptr, indices, data, b, c = device_arrays(problem)

@@ -17,10 +17,14 @@ from functools import lru_cache
 import numpy as np
 
 from spmm_study.edge import SIM_SMALL
+from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
 from spmm_study.gpu._kit import bind_cuda, ceil_div, device_arrays, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
-from spmm_study.registry import Param, variant
+from spmm_study.registry import variant
+
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
 
 
 @lru_cache(maxsize=None)
@@ -52,8 +56,8 @@ def ptx_cases():
 
 
 @variant("gpu.csr.row_col", loop_order="(i,j)∥→p", movement=models.csr_panel(lambda p: p["block_x"]),
-         params=(Param("block_x", 128, (32, 64, 128, 256), "threads along N"),
-                          Param("block_y", 2, (1, 2, 4), "rows per block")),
+         params=(gp.block_x(128, (32, 64, 128, 256)),
+                 gp.block_y(2, (1, 2, 4), "rows per block")),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, block_x, block_y):
     """CSR, a thread per (row, column): warps read whole 128-byte lines of B and write lines of C."""

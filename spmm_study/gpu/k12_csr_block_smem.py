@@ -17,10 +17,14 @@ from functools import lru_cache
 import numpy as np
 
 from spmm_study.edge import SIM_SMALL
+from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
 from spmm_study.gpu._kit import bind_cuda, ceil_div, device_arrays, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
-from spmm_study.registry import Param, variant
+from spmm_study.registry import variant
+
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
 
 
 @lru_cache(maxsize=None)
@@ -67,7 +71,7 @@ def ptx_cases():
 
 
 @variant("gpu.csr.block_smem", loop_order="(i,J)∥→p0→p→j", movement=models.csr_panel(lambda p: p["threads"]),
-         params=(Param("threads", 128, (32, 64, 128, 256), "threads per block = columns per panel"),),
+         params=(gp.threads(128, (32, 64, 128, 256), "threads per block = columns per panel"),),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, threads):
     """CSR, a block per (row, column panel), the row's indices and values staged in shared memory."""

@@ -14,14 +14,17 @@ Traffic (``models.csr_panel``): A once per panel, one B row segment per nonzero 
 stay in registers only because every index into them is a compile-time constant).
 Measured (H100, ffn_conv1 90%, N=4096): 186 µs with vec 4, tiles 1, unroll 4 (48 registers, no local
 memory) against 610 µs for rung 12; unroll 1 → 2 → 4 gave 266 → 224 → 186 µs: latency, not bandwidth.
+The kernel is ``_rowvec.kernel``, shared with rungs 14 and 15 (``_rowvec.py`` reads as this lesson); this
+rung calls it with ``lanes=32`` (a warp per row) and no row order.
 """
 
+from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
 from spmm_study.gpu._kit import ptx_types
 from spmm_study.gpu._rowvec import build_rowvec
 from spmm_study.gpu._rowvec import kernel as rowvec_kernel
 from spmm_study.gpu.device import gpu_unavailable_reason
-from spmm_study.registry import Param, variant
+from spmm_study.registry import variant
 
 
 SIM = (({"vec": 4, "tiles": 2, "unroll": 2, "threads": 64}, ("empty_rows", "one_dense_row", "1x1"), (9, 12)),
@@ -39,10 +42,10 @@ def ptx_cases():
 
 @variant("gpu.csr.warp_vec", loop_order="(i,J)∥→p→(t,v)",
          movement=models.csr_panel(lambda p: 32 * p["vec"] * p["tiles"]),
-         params=(Param("vec", 4, (1, 2, 4), "B values per load (4: 16-byte loads; float64 allows ≤2)"),
-                 Param("tiles", 1, (1, 2, 4), "vec-groups per lane: accumulators = vec·tiles"),
-                 Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration (B loads in flight)"),
-                 Param("threads", 128, (64, 128, 256), "threads per block (a warp per row)")),
+         params=(gp.vec(),
+                 gp.tiles(),
+                 gp.unroll(),
+                 gp.threads(help="threads per block (a warp per row)")),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, vec, tiles, unroll, threads):
     """CSR register tiling: a warp per row, vec·tiles outputs per thread, 16-byte B loads."""

@@ -8,15 +8,22 @@ twice over) a warp per row leaves lanes idle or panels tiny, and rows of ~50 non
 short serial chain; with subwarps the panel width lanes·vec·tiles fits N and the warp has 32/lanes
 independent rows in flight. At large N it is a wash (same loads, same registers).
 Traffic: as rung 13 with panels of lanes·vec·tiles columns. What to look at: N=256 against rung 13.
+The kernel is rung 13's ``_rowvec.kernel``; the one changed line is in ``build`` below: ``lanes`` is a
+Param passed to ``build_rowvec`` (rung 13 passes 32). The defaults (16 lanes × vec 4 × 2 tiles) keep rung
+13's 128-column panel and are rung 15's, so comparing rung 14 with rung 15 at defaults changes only the row
+order.
+Measured (H100, ffn_conv1 90%, fp32, cold L2, 2026-11-23, data/reference/gpu-ladder.csv; at tiles=1, the
+default then): 37–39 µs at N=256 and 206 µs at N=4096, against 161 µs for rung 15 at 2 tiles.
 """
 
 from spmm_study.edge import SIM_SMALL
+from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
 from spmm_study.gpu._kit import ptx_types
 from spmm_study.gpu._rowvec import build_rowvec
 from spmm_study.gpu._rowvec import kernel as rowvec_kernel
 from spmm_study.gpu.device import gpu_unavailable_reason
-from spmm_study.registry import Param, variant
+from spmm_study.registry import variant
 
 
 SIM = (({"lanes": 4, "vec": 2, "tiles": 2, "unroll": 2, "threads": 16}, SIM_SMALL, (6, 7, 19)),)
@@ -30,11 +37,11 @@ def ptx_cases():
 
 @variant("gpu.csr.subwarp", loop_order="(i,J)∥→p→(t,v)",
          movement=models.csr_panel(lambda p: p["lanes"] * p["vec"] * p["tiles"]),
-         params=(Param("lanes", 16, (4, 8, 16, 32), "threads per row (a power of two ≤ 32)"),
-                 Param("vec", 4, (1, 2, 4), "B values per load"),
-                 Param("tiles", 1, (1, 2, 4), "vec-groups per lane"),
-                 Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration (B loads in flight)"),
-                 Param("threads", 128, (64, 128, 256), "threads per block")),
+         params=(gp.lanes(),
+                 gp.vec(),
+                 gp.tiles(2),
+                 gp.unroll(),
+                 gp.threads()),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, lanes, vec, tiles, unroll, threads):
     """CSR subwarp tiling: a subwarp of `lanes` threads per row, several rows per warp (Sputnik)."""

@@ -13,17 +13,21 @@ Measured (H100, ffn_conv1 90%, N=4096): 161 µs (16 lanes × 2 tiles, unroll 4; 
 the fastest rung at large N: 1.14× cuBLAS, 1.35× cuSPARSE through torch; it won 73 of the 180 DLMC
 benchmark problems (43 of the 60 at N=4096). ncu there: L1 hit rate 54%, L2 47% busy, 4.4 of 9.7 cycles
 between instructions waiting on L1TEX, occupancy 44% (limited by its 66 registers).
+The kernel is rung 13's ``_rowvec.kernel``; the one changed line is ``i = order[g] if use_order else g``
+there (group g takes row order[g]), switched on by passing ``order`` to ``build_rowvec`` below. The
+defaults are rung 14's, so the two compare like with like.
 """
 
 import numpy as np
 
 from spmm_study.edge import SIM_SMALL
+from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
 from spmm_study.gpu._kit import ptx_types
 from spmm_study.gpu._rowvec import build_rowvec
 from spmm_study.gpu._rowvec import kernel as rowvec_kernel
 from spmm_study.gpu.device import gpu_unavailable_reason
-from spmm_study.registry import Param, variant
+from spmm_study.registry import variant
 
 
 def longest_first(indptr: np.ndarray) -> np.ndarray:
@@ -46,11 +50,11 @@ def ptx_cases():
 
 @variant("gpu.csr.swizzle", loop_order="(order[g],J)∥→p→(t,v)",
          movement=models.csr_panel(lambda p: p["lanes"] * p["vec"] * p["tiles"]),
-         params=(Param("lanes", 16, (4, 8, 16, 32), "threads per row"),
-                 Param("vec", 4, (1, 2, 4), "B values per load"),
-                 Param("tiles", 2, (1, 2, 4), "vec-groups per lane"),
-                 Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration (B loads in flight)"),
-                 Param("threads", 128, (64, 128, 256), "threads per block")),
+         params=(gp.lanes(),
+                 gp.vec(),
+                 gp.tiles(2),
+                 gp.unroll(),
+                 gp.threads()),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, lanes, vec, tiles, unroll, threads):
     """CSR subwarp kernel over rows sorted by length (row swizzle), the order passed as an array."""

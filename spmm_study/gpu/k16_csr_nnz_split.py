@@ -20,12 +20,16 @@ import numpy as np
 
 from spmm_study.edge import SIM_SMALL
 from spmm_study.errors import ParamError
+from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
 from spmm_study.gpu._kit import (
     bind_cuda, ceil_div, check_vec, cuda_module, device_arrays, flat, kernel_prepared, ptx_types,
 )
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
+
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
 
 
 def partition(indptr: np.ndarray, chunk: int):
@@ -47,9 +51,9 @@ def partition(indptr: np.ndarray, chunk: int):
 def kernels(vec: int, tiles: int, dtype: str):
     bind_cuda(globals())
 
-    from spmm_study.gpu._vec import ops
+    from spmm_study.gpu._vec import vec_ops
 
-    load2, load4, store2, store4 = ops()
+    fma_vec, _, _ = vec_ops(vec)
     np_t = np.dtype(dtype).type
     zero = np_t(0)
     nacc = vec * tiles
@@ -85,18 +89,7 @@ def kernels(vec: int, tiles: int, dtype: str):
                 for t in range(tiles):
                     j = j0 + t * step
                     if wide and j + vec <= n:
-                        if vec == 4:
-                            x, y, z, w = load4(bf, off + j)
-                            acc[t * 4] += v * x
-                            acc[t * 4 + 1] += v * y
-                            acc[t * 4 + 2] += v * z
-                            acc[t * 4 + 3] += v * w
-                        elif vec == 2:
-                            x, y = load2(bf, off + j)
-                            acc[t * 2] += v * x
-                            acc[t * 2 + 1] += v * y
-                        else:
-                            acc[t] += v * bf[off + j]
+                        fma_vec(acc, t * vec, v, bf, off + j)
                     else:
                         for u in range(vec):
                             if j + u < n:
@@ -129,9 +122,9 @@ def ptx_cases():
 @variant("gpu.csr.nnz_split", loop_order="(chunk,J)∥→r→p→(t,v)", deterministic=False,
          movement=models.csr_panel(lambda p: 32 * p["vec"] * p["tiles"]),
          params=(Param("chunk", 128, (32, 64, 128, 256), "nonzeros per warp", minimum=1),
-                 Param("vec", 4, (1, 2, 4), "B values per load"),
-                 Param("tiles", 2, (1, 2, 4), "vec-groups per lane"),
-                 Param("threads", 128, (64, 128, 256), "threads per block (a warp per chunk)")),
+                 gp.vec(),
+                 gp.tiles(2),
+                 gp.threads(help="threads per block (a warp per chunk)")),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, chunk, vec, tiles, threads):
     """CSR nnz-split (merge-path): equal nonzeros per warp, split rows summed with atomics."""

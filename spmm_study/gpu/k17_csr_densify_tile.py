@@ -48,10 +48,14 @@ import numpy as np
 
 from spmm_study.edge import SIM_SMALL
 from spmm_study.errors import ParamError
+from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
 from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, cuda_module, device_bc, flat, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
+
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
 
 
 def tile_format(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, m: int, k: int, kt: int, width: int):
@@ -76,9 +80,10 @@ def tile_format(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, m: in
 def kernel(vec: int, warps: int, rpw: int, kt: int, unroll: int, nbuf: int, dtype: str):
     bind_cuda(globals())
 
-    from spmm_study.gpu._vec import ops
+    from spmm_study.gpu._vec import ops, vec_ops
 
-    load2, load4, store2, store4 = ops()
+    load2 = ops()[0]  # the (offset, value) pair of a nonzero: one 8-byte load
+    fma_vec, load_vec, store_vec = vec_ops(vec)
     np_t = np.dtype(dtype).type
     zero = np_t(0)
     width = 32 * vec
@@ -119,18 +124,7 @@ def kernel(vec: int, warps: int, rpw: int, kt: int, unroll: int, nbuf: int, dtyp
                 for q in range(per_thread):
                     gk = t * kt + warp + q * warps
                     if gk < k and wide and gj + vec <= n:
-                        if vec == 4:
-                            x, y, z, w = load4(bf, gk * n + gj)
-                            pre[q * 4] = x
-                            pre[q * 4 + 1] = y
-                            pre[q * 4 + 2] = z
-                            pre[q * 4 + 3] = w
-                        elif vec == 2:
-                            x, y = load2(bf, gk * n + gj)
-                            pre[q * 2] = x
-                            pre[q * 2 + 1] = y
-                        else:
-                            pre[q] = bf[gk * n + gj]
+                        load_vec(pre, q * vec, bf, gk * n + gj)
                     else:
                         for u in range(vec):
                             pre[q * vec + u] = bf[gk * n + gj + u] if gk < k and gj + u < n else zero
@@ -146,35 +140,11 @@ def kernel(vec: int, warps: int, rpw: int, kt: int, unroll: int, nbuf: int, dtyp
                         while p + unroll <= end:
                             for u in range(unroll):
                                 off, v = load2(pairs, 2 * (p + u))
-                                base = buf + int(off)
-                                if vec == 4:
-                                    x, y, z, w = load4(bs, base)
-                                    acc[r * 4] += v * x
-                                    acc[r * 4 + 1] += v * y
-                                    acc[r * 4 + 2] += v * z
-                                    acc[r * 4 + 3] += v * w
-                                elif vec == 2:
-                                    x, y = load2(bs, base)
-                                    acc[r * 2] += v * x
-                                    acc[r * 2 + 1] += v * y
-                                else:
-                                    acc[r] += v * bs[base]
+                                fma_vec(acc, r * vec, v, bs, buf + int(off))
                             p += unroll
                         while p < end:
                             off, v = load2(pairs, 2 * p)
-                            base = buf + int(off)
-                            if vec == 4:
-                                x, y, z, w = load4(bs, base)
-                                acc[r * 4] += v * x
-                                acc[r * 4 + 1] += v * y
-                                acc[r * 4 + 2] += v * z
-                                acc[r * 4 + 3] += v * w
-                            elif vec == 2:
-                                x, y = load2(bs, base)
-                                acc[r * 2] += v * x
-                                acc[r * 2 + 1] += v * y
-                            else:
-                                acc[r] += v * bs[base]
+                            fma_vec(acc, r * vec, v, bs, buf + int(off))
                             p += 1
             # 3. the registers of tile t into the other buffer (its readers finished before the last barrier);
             # with one buffer, wait until every warp has finished reading it
@@ -184,24 +154,14 @@ def kernel(vec: int, warps: int, rpw: int, kt: int, unroll: int, nbuf: int, dtyp
                 sb = (t % nbuf) * tile_elems + cv
                 for q in range(per_thread):
                     kr = warp + q * warps
-                    if vec == 4:
-                        store4(bs, sb + kr * width, pre[q * 4], pre[q * 4 + 1], pre[q * 4 + 2], pre[q * 4 + 3])
-                    elif vec == 2:
-                        store2(bs, sb + kr * width, pre[q * 2], pre[q * 2 + 1])
-                    else:
-                        bs[sb + kr * width] = pre[q]
+                    store_vec(bs, sb + kr * width, pre, q * vec)
             cuda.syncthreads()
         for r in range(rpw):
             i = row_base + r
             if i < m:
                 row = i * n
                 if wide and j0 + vec <= n:
-                    if vec == 4:
-                        store4(cf, row + j0, acc[r * 4], acc[r * 4 + 1], acc[r * 4 + 2], acc[r * 4 + 3])
-                    elif vec == 2:
-                        store2(cf, row + j0, acc[r * 2], acc[r * 2 + 1])
-                    else:
-                        cf[row + j0] = acc[r]
+                    store_vec(cf, row + j0, acc, r * vec)
                 else:
                     for u in range(vec):
                         if j0 + u < n:
@@ -224,11 +184,11 @@ def ptx_cases():
 
 
 @variant("gpu.csr.densify_tile", loop_order="(I,J)∥→K-tile→r→p→v", movement=models.csr_densify,
-         params=(Param("vec", 4, (1, 2, 4), "B values per load; panel = 32·vec columns"),
-                 Param("warps", 16, (4, 8, 16), "warps per block"),
+         params=(gp.vec(help="B values per load; panel = 32·vec columns"),
+                 gp.warps(16, (4, 8, 16), "warps per block"),
                  Param("rows_per_warp", 2, (1, 2, 4, 8), "rows per warp (accumulators = rows_per_warp·vec)"),
                  Param("kt", 64, (16, 32, 64), "rows of B per shared-memory tile (a multiple of warps)"),
-                 Param("unroll", 2, (1, 2, 4), "nonzeros per inner iteration (shared-memory loads in flight)"),
+                 gp.unroll(2, (1, 2, 4), "nonzeros per inner iteration (shared-memory loads in flight)"),
                  Param("buffers", 1, (1, 2), "B tiles in shared memory: 2 = double-buffered (one barrier per tile), "
                        "1 = twice the kt in the same space (two barriers per tile)", strict=True)),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)

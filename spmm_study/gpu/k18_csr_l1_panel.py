@@ -26,6 +26,7 @@ import numpy as np
 
 from spmm_study.edge import SIM_SMALL
 from spmm_study.errors import ParamError
+from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
 from spmm_study.gpu._kit import (
     bind_cuda, ceil_div, check_vec, cuda_module, device_arrays, flat, kernel_prepared, ptx_types,
@@ -34,26 +35,29 @@ from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.gpu.k15_csr_swizzle import longest_first
 from spmm_study.registry import Param, variant
 
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
+
 
 @lru_cache(maxsize=None)
 def kernel(lanes: int, vec: int, tiles: int, unroll: int, dtype: str):
     bind_cuda(globals())
-    from spmm_study.gpu._vec import ops
+    from spmm_study.gpu._vec import vec_ops
 
-    load2, load4, store2, store4 = ops()
+    fma_vec, _, store_vec = vec_ops(vec)
     np_t = np.dtype(dtype).type
     zero = np_t(0)
     nacc = tiles * vec
     step = lanes * vec
     width = lanes * vec * tiles
 
-    @cuda.jit(cache=not simulator())  # noqa: F821 - bound by bind_cuda
+    @cuda.jit(cache=not simulator())
     def l1_panel(indptr, indices, data, bf, cf, n, order, slots, bps):
-        tid = cuda.threadIdx.x  # noqa: F821
-        groups = cuda.blockDim.x // lanes  # noqa: F821
+        tid = cuda.threadIdx.x
+        groups = cuda.blockDim.x // lanes
         g_local = tid // lanes
         lane = tid % lanes
-        b = cuda.blockIdx.x  # noqa: F821
+        b = cuda.blockIdx.x
         slot = b % slots
         rnd = b // slots
         m = indptr.size - 1
@@ -73,9 +77,9 @@ def kernel(lanes: int, vec: int, tiles: int, unroll: int, dtype: str):
             p_step = slots
             q = 0
             nq = 1
-        acc = cuda.local.array(nacc, np_t)  # noqa: F821
-        offs = cuda.local.array(unroll, np.int64)  # noqa: F821
-        vals = cuda.local.array(unroll, np_t)  # noqa: F821
+        acc = cuda.local.array(nacc, np_t)
+        offs = cuda.local.array(unroll, np.int64)
+        vals = cuda.local.array(unroll, np_t)
         row_stride = nq * bps * groups
         for panel in range(p_first, p_last, p_step):
             j0 = panel * width + lane * vec
@@ -93,18 +97,7 @@ def kernel(lanes: int, vec: int, tiles: int, unroll: int, dtype: str):
                         j = j0 + t * step
                         if wide and j + vec <= n:
                             for u in range(unroll):
-                                if vec == 4:
-                                    x0, y0, z0, w0 = load4(bf, offs[u] + j)
-                                    acc[t * 4] += vals[u] * x0
-                                    acc[t * 4 + 1] += vals[u] * y0
-                                    acc[t * 4 + 2] += vals[u] * z0
-                                    acc[t * 4 + 3] += vals[u] * w0
-                                elif vec == 2:
-                                    x0, y0 = load2(bf, offs[u] + j)
-                                    acc[t * 2] += vals[u] * x0
-                                    acc[t * 2 + 1] += vals[u] * y0
-                                else:
-                                    acc[t] += vals[u] * bf[offs[u] + j]
+                                fma_vec(acc, t * vec, vals[u], bf, offs[u] + j)
                         else:
                             for u in range(unroll):
                                 for w in range(vec):
@@ -124,12 +117,7 @@ def kernel(lanes: int, vec: int, tiles: int, unroll: int, dtype: str):
                 for t in range(tiles):
                     j = j0 + t * step
                     if wide and j + vec <= n:
-                        if vec == 4:
-                            store4(cf, row + j, acc[t * 4], acc[t * 4 + 1], acc[t * 4 + 2], acc[t * 4 + 3])
-                        elif vec == 2:
-                            store2(cf, row + j, acc[t * 2], acc[t * 2 + 1])
-                        else:
-                            cf[row + j] = acc[t]
+                        store_vec(cf, row + j, acc, t * vec)
                     else:
                         for w in range(vec):
                             if j + w < n:
@@ -161,11 +149,11 @@ def ptx_cases():
 
 @variant("gpu.csr.l1_panel", loop_order="block→panel→rows(strided)→p→(t,v)",
          movement=models.csr_panel(lambda p: p["lanes"] * p["vec"] * p["tiles"]),
-         params=(Param("lanes", 16, (8, 16, 32), "threads per row = panel width / (vec·tiles)"),
-                 Param("vec", 4, (1, 2, 4), "B values per load"),
-                 Param("tiles", 1, (1, 2), "vec-groups per lane"),
-                 Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration"),
-                 Param("threads", 128, (128, 256), "threads per block"),
+         params=(gp.lanes(16, (8, 16, 32), "threads per row = panel width / (vec·tiles)"),
+                 gp.vec(),
+                 gp.tiles(1, (1, 2)),
+                 gp.unroll(),
+                 gp.threads(128, (128, 256)),
                  Param("blocks_per_sm", 4, (2, 4, 8), "resident blocks per SM (persistent grid)", minimum=1),
                  Param("slots", 0, (0,), "SM slots the grid is laid out for (0: this GPU's SM count)", minimum=0)),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)

@@ -17,10 +17,14 @@ import numpy as np
 
 from spmm_study.edge import SIM_SMALL
 from spmm_study.formats import COO
+from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
 from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, device_bc, fill, flat, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
-from spmm_study.registry import Param, variant
+from spmm_study.registry import variant
+
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
 
 
 @lru_cache(maxsize=None)
@@ -49,8 +53,8 @@ def ptx_cases():
 
 
 @variant("gpu.coo.atomic", loop_order="(p,j)∥ atomic", movement=models.coo_atomic, deterministic=False,
-         params=(Param("block_x", 128, (32, 64, 128, 256), "threads along N"),
-                 Param("block_y", 2, (1, 2, 4, 8), "nonzeros per block")),
+         params=(gp.block_x(128, (32, 64, 128, 256)),
+                 gp.block_y(2, (1, 2, 4, 8), "nonzeros per block")),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, block_x, block_y):
     """COO, a thread per (nonzero, column), atomicAdd into a zeroed C (non-deterministic)."""

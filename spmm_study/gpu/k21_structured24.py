@@ -19,10 +19,14 @@ import numpy as np
 
 from spmm_study.errors import FormatError
 from spmm_study.formats import NM24
+from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
 from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, cuda_module, device_bc, flat, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
-from spmm_study.registry import Param, variant
+from spmm_study.registry import variant
+
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
 
 
 def to_24(a):
@@ -119,9 +123,9 @@ def ptx_cases():
 
 @variant("gpu.nm24.structured", loop_order="(i,j)∥→slot", movement=models.structured24,
          accepts=lambda a: NM24.violation(a) is None,
-         params=(Param("vec", 4, (1, 2, 4), "output columns per thread (16-byte B loads at 4)"),
-                 Param("block_x", 64, (32, 64, 128), "threads along N"),
-                 Param("block_y", 2, (1, 2, 4), "rows per block")),
+         params=(gp.vec(help="output columns per thread (16-byte B loads at 4)"),
+                 gp.block_x(64, (32, 64, 128)),
+                 gp.block_y(2, (1, 2, 4), "rows per block")),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, vec, block_x, block_y):
     """2:4 structured: K/2 value slots per row with 2-bit positions, fixed trip count, no row pointers."""

@@ -47,10 +47,14 @@ import numpy as np
 
 from spmm_study.edge import SIM_SMALL
 from spmm_study.errors import ParamError, ResourceError
+from spmm_study.gpu import _params as gp
 from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, device_bc, flat, kernel_prepared
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.movement import Bytes
 from spmm_study.registry import Param, variant
+
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
 
 WINDOW = 16  # rows per window: the M of m16n8k8
 KB = 8  # condensed columns per k-block: the K of m16n8k8
@@ -139,12 +143,11 @@ def condense(a, order=None, dtype=np.float32) -> Windows:
     return Windows(kb_ptr.astype(np.int32), cols, vals, rowmap, int(a.nnz))
 
 
-def tc_model(s, p: dict | None = None) -> Bytes:
+def tc_model(s, p: dict) -> Bytes:
     """Bytes requested in the sparse limit (every nonzero its own condensed column: slots = 16·nnz): the
     tiles and column indices once per panel, 8 B values per condensed column and panel column, C once.
     The real condensed count is in ``info["condensed_cols"]`` (a window's rows sharing columns lower it)."""
-    p = p or {}
-    width = 8 * p.get("warps", 4) * p.get("ntiles", 2)
+    width = 8 * p["warps"] * p["ntiles"]
     panels = max(1, ceil_div(s.n, width))
     ccols = min(s.nnz, ceil_div(s.m, WINDOW) * s.k)
     return Bytes((ccols * WINDOW * s.value_bytes + ccols * s.index_bytes) * panels,
@@ -176,19 +179,19 @@ def kernel(warps: int, ntiles: int, engine: str, split: str, stage: bool = False
     if use_mma:
         from numba.cuda import types as t
 
-        mma = cuda.declare_device(MMA_FUNCS[split], t.UniTuple(t.float32, 4)(*(t.float32,) * 10),  # noqa: F821
+        mma = cuda.declare_device(MMA_FUNCS[split], t.UniTuple(t.float32, 4)(*(t.float32,) * 10),
                                   link=[str(MMA_SOURCE)])
     else:
-        @cuda.jit(device=True, inline=True)  # noqa: F821 - never called: the fma branch does the work
+        @cuda.jit(device=True, inline=True)
         def mma(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3):
             return c0, c1, c2, c3
 
-    @cuda.jit(device=True, inline=True)  # noqa: F821
+    @cuda.jit(device=True, inline=True)
     def tf32(x):
         c = splitter * x
         return c - (c - x)
 
-    @cuda.jit(device=True, inline=True)  # noqa: F821
+    @cuda.jit(device=True, inline=True)
     def product(x, y):
         # the tensor core's product, on FP32: TF32 inputs, or the three products of the 3xTF32 split
         xh = tf32(x)
@@ -197,7 +200,7 @@ def kernel(warps: int, ntiles: int, engine: str, split: str, stage: bool = False
             return xh * tf32(y - yh) + tf32(x - xh) * yh + xh * yh
         return xh * yh
 
-    @cuda.jit(device=True, inline=True)  # noqa: F821
+    @cuda.jit(device=True, inline=True)
     def stage_kblock(sm, off, bf, cols, kb, n, panel0, tid):
         # the block's threads copy the k-block's 8 gathered B rows × the panel's columns, coalesced along
         # each row; columns past N are stored as zeros so the readers need no mask
@@ -210,19 +213,19 @@ def kernel(warps: int, ntiles: int, engine: str, split: str, stage: bool = False
 
     # numba cannot cache a kernel that links external code (pickling its code library raises), so the mma
     # engine is compiled in each process (NVRTC + LTO link: a few seconds, in first_call_s)
-    @cuda.jit(cache=not simulator() and not use_mma)  # noqa: F821
+    @cuda.jit(cache=not simulator() and not use_mma)
     def tc_window(kb_ptr, cols, vals, rowmap, bf, cf, n):
-        sm = cuda.shared.array(smem_size, np_t)  # noqa: F821 - two k-blocks of B when staging
-        w = cuda.blockIdx.x  # noqa: F821
-        tid = cuda.threadIdx.x  # noqa: F821
+        sm = cuda.shared.array(smem_size, np_t)
+        w = cuda.blockIdx.x
+        tid = cuda.threadIdx.x
         lane = tid % 32
         warp = tid // 32
         g = lane // 4
         tq = lane % 4
-        panel0 = cuda.blockIdx.y * width  # noqa: F821
+        panel0 = cuda.blockIdx.y * width
         nbase = panel0 + warp * (8 * ntiles)
         lbase = warp * (8 * ntiles)  # the warp's first column inside the staged panel
-        acc = cuda.local.array(nacc, np_t)  # noqa: F821
+        acc = cuda.local.array(nacc, np_t)
         for i in range(nacc):
             acc[i] = zero
         last = n - 1
@@ -232,7 +235,7 @@ def kernel(warps: int, ntiles: int, engine: str, split: str, stage: bool = False
         if stage:
             if kb0 < kb1:
                 stage_kblock(sm, 0, bf, cols, kb0, n, panel0, tid)
-            cuda.syncthreads()  # noqa: F821
+            cuda.syncthreads()
         for kb in range(kb0, kb1):
             if stage and kb + 1 < kb1:  # the next k-block's loads go out before this one's multiplies
                 stage_kblock(sm, (1 - cur) * buf, bf, cols, kb + 1, n, panel0, tid)
@@ -282,7 +285,7 @@ def kernel(warps: int, ntiles: int, engine: str, split: str, stage: bool = False
                         acc[4 * q + 2] += product(x1, y0)
                         acc[4 * q + 3] += product(x1, y1)
             if stage:
-                cuda.syncthreads()  # noqa: F821 - everyone is done with buffer cur before it is refilled
+                cuda.syncthreads()
                 cur = 1 - cur
         row0 = rowmap[w * 16 + g]
         row1 = rowmap[w * 16 + g + 8]
@@ -363,7 +366,7 @@ def ptx_cases():
                        "three mma, fp32 accuracy", strict=True),
                  Param("engine", "mma", ("mma", "fma"), "mma: tensor cores via linked CUDA C; fma: pure numba",
                        strict=True),
-                 Param("warps", 4, (1, 2, 4, 8), "warps per block (each 8·ntiles columns)", minimum=1),
+                 gp.warps(4, (1, 2, 4, 8), "warps per block (each 8·ntiles columns)"),
                  Param("ntiles", 2, (1, 2, 4), "8-column tiles per warp (4 accumulators each)", minimum=1),
                  Param("reorder", False, (False, True), "cluster rows with similar columns (MinHash) first"),
                  Param("stage", False, (False, True), "stage each k-block's gathered B rows in shared memory, "

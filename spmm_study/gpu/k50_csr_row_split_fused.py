@@ -15,63 +15,56 @@ from functools import lru_cache
 import numpy as np
 
 from spmm_study.errors import ParamError
+from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
 from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, device_arrays, flat, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.nets.layer import ACT_CODE, RULE_CODE, epilogue_params, layer_problem
-from spmm_study.registry import Param, variant
+from spmm_study.registry import variant
+
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
 
 
 @lru_cache(maxsize=None)
 def kernel(vec: int, warps: int, unroll: int, dtype: str):
     bind_cuda(globals())
     from spmm_study.gpu._epi import epilogue
-    from spmm_study.gpu._vec import ops
+    from spmm_study.gpu._vec import vec_ops
 
-    load2, load4, store2, store4 = ops()
+    fma_vec, _, store_vec = vec_ops(vec)
     epi = epilogue(dtype)
     np_t = np.dtype(dtype).type
     zero = np_t(0)
     width = 32 * vec
     red_size = warps * width
 
-    @cuda.jit(cache=not simulator())  # noqa: F821 - bound by bind_cuda
+    @cuda.jit(cache=not simulator())
     def row_split_fused(indptr, indices, data, bf, cf, n, bias, rule, act, ymax):
-        red = cuda.shared.array(red_size, np_t)  # noqa: F821
-        tid = cuda.threadIdx.x  # noqa: F821
+        red = cuda.shared.array(red_size, np_t)
+        tid = cuda.threadIdx.x
         w_id = tid // 32
         lane = tid % 32
-        i = cuda.blockIdx.x  # noqa: F821
-        j = cuda.blockIdx.y * width + lane * vec  # noqa: F821
+        i = cuda.blockIdx.x
+        j = cuda.blockIdx.y * width + lane * vec
         wide = (n % vec) == 0 and j + vec <= n
         start = indptr[i]
         end = indptr[i + 1]
         seg = (end - start + warps - 1) // warps
         p = start + w_id * seg
         stop = min(end, p + seg)
-        acc = cuda.local.array(vec, np_t)  # noqa: F821
+        acc = cuda.local.array(vec, np_t)
         for u in range(vec):
             acc[u] = zero
-        offs = cuda.local.array(unroll, np.int64)  # noqa: F821
-        vals = cuda.local.array(unroll, np_t)  # noqa: F821
+        offs = cuda.local.array(unroll, np.int64)
+        vals = cuda.local.array(unroll, np_t)
         while p + unroll <= stop:
             for u in range(unroll):
                 offs[u] = indices[p + u] * n
                 vals[u] = data[p + u]
             if wide:
                 for u in range(unroll):
-                    if vec == 4:
-                        x0, y0, z0, w0 = load4(bf, offs[u] + j)
-                        acc[0] += vals[u] * x0
-                        acc[1] += vals[u] * y0
-                        acc[2] += vals[u] * z0
-                        acc[3] += vals[u] * w0
-                    elif vec == 2:
-                        x0, y0 = load2(bf, offs[u] + j)
-                        acc[0] += vals[u] * x0
-                        acc[1] += vals[u] * y0
-                    else:
-                        acc[0] += vals[u] * bf[offs[u] + j]
+                    fma_vec(acc, 0, vals[u], bf, offs[u] + j)
             else:
                 for u in range(unroll):
                     for c in range(vec):
@@ -88,7 +81,7 @@ def kernel(vec: int, warps: int, unroll: int, dtype: str):
         base = w_id * width + lane * vec
         for c in range(vec):
             red[base + c] = acc[c]
-        cuda.syncthreads()  # noqa: F821
+        cuda.syncthreads()
         if w_id == 0:
             b = bias[i]
             for c in range(vec):
@@ -98,12 +91,7 @@ def kernel(vec: int, warps: int, unroll: int, dtype: str):
                 acc[c] = epi(s, b, rule, act, ymax)  # the fused epilogue, in registers
             row = i * n
             if wide:
-                if vec == 4:
-                    store4(cf, row + j, acc[0], acc[1], acc[2], acc[3])
-                elif vec == 2:
-                    store2(cf, row + j, acc[0], acc[1])
-                else:
-                    cf[row + j] = acc[0]
+                store_vec(cf, row + j, acc, 0)
             else:
                 for c in range(vec):
                     if j + c < n:
@@ -148,10 +136,10 @@ def ptx_cases():
 
 
 @variant("gpu.csr.row_split_fused", loop_order="(i,J)∥→w∥→p→v; Σw→epi",
-         movement=models.csr_panel(lambda p: 32 * p.get("vec", 4)),
-         params=(Param("warps", 4, (2, 4, 8), "warps sharing one row (slices of its nonzeros)"),
-                 Param("vec", 4, (1, 2, 4), "B values per load; panel = 32·vec columns"),
-                 Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration"),
+         movement=models.csr_panel(lambda p: 32 * p["vec"]),
+         params=(gp.warps(4, (2, 4, 8), "warps sharing one row (slices of its nonzeros)"),
+                 gp.vec(help="B values per load; panel = 32·vec columns"),
+                 gp.unroll(),
                  *epilogue_params()),
          available=gpu_unavailable_reason, problem_for=layer_problem, sim=SIM, ptx=ptx_cases)
 def build(problem, warps, vec, unroll, act, bias, ymax):

@@ -17,21 +17,25 @@ from functools import lru_cache
 import numpy as np
 
 from spmm_study.errors import ParamError
+from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
 from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, device_arrays, flat, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.gpu.k15_csr_swizzle import longest_first
 from spmm_study.nets.layer import ACT_CODE, RULE_CODE, epilogue_params, layer_problem
-from spmm_study.registry import Param, variant
+from spmm_study.registry import variant
+
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
 
 
 @lru_cache(maxsize=None)
 def kernel(lanes: int, vec: int, tiles: int, unroll: int, dtype: str):
     bind_cuda(globals())
     from spmm_study.gpu._epi import epilogue
-    from spmm_study.gpu._vec import ops
+    from spmm_study.gpu._vec import vec_ops
 
-    load2, load4, store2, store4 = ops()
+    fma_vec, _, store_vec = vec_ops(vec)
     epi = epilogue(dtype)
     np_t = np.dtype(dtype).type
     zero = np_t(0)
@@ -39,24 +43,24 @@ def kernel(lanes: int, vec: int, tiles: int, unroll: int, dtype: str):
     step = lanes * vec
     width = lanes * vec * tiles
 
-    @cuda.jit(cache=not simulator())  # noqa: F821 - bound by bind_cuda
+    @cuda.jit(cache=not simulator())
     def swizzle_fused(indptr, indices, data, bf, cf, n, order, bias, rule, act, ymax):
-        tid = cuda.threadIdx.x  # noqa: F821
-        g = cuda.blockIdx.x * (cuda.blockDim.x // lanes) + tid // lanes  # noqa: F821
+        tid = cuda.threadIdx.x
+        g = cuda.blockIdx.x * (cuda.blockDim.x // lanes) + tid // lanes
         lane = tid % lanes
         m = indptr.size - 1
         if g >= m:
             return
         i = order[g]
-        j0 = cuda.blockIdx.y * width + lane * vec  # noqa: F821
+        j0 = cuda.blockIdx.y * width + lane * vec
         wide = (n % vec) == 0
-        acc = cuda.local.array(nacc, np_t)  # noqa: F821
+        acc = cuda.local.array(nacc, np_t)
         for q in range(nacc):
             acc[q] = zero
         p = indptr[i]
         end = indptr[i + 1]
-        offs = cuda.local.array(unroll, np.int64)  # noqa: F821
-        vals = cuda.local.array(unroll, np_t)  # noqa: F821
+        offs = cuda.local.array(unroll, np.int64)
+        vals = cuda.local.array(unroll, np_t)
         while p + unroll <= end:
             for u in range(unroll):
                 offs[u] = indices[p + u] * n
@@ -65,18 +69,7 @@ def kernel(lanes: int, vec: int, tiles: int, unroll: int, dtype: str):
                 j = j0 + t * step
                 if wide and j + vec <= n:
                     for u in range(unroll):
-                        if vec == 4:
-                            x0, y0, z0, w0 = load4(bf, offs[u] + j)
-                            acc[t * 4] += vals[u] * x0
-                            acc[t * 4 + 1] += vals[u] * y0
-                            acc[t * 4 + 2] += vals[u] * z0
-                            acc[t * 4 + 3] += vals[u] * w0
-                        elif vec == 2:
-                            x0, y0 = load2(bf, offs[u] + j)
-                            acc[t * 2] += vals[u] * x0
-                            acc[t * 2 + 1] += vals[u] * y0
-                        else:
-                            acc[t] += vals[u] * bf[offs[u] + j]
+                        fma_vec(acc, t * vec, vals[u], bf, offs[u] + j)
                 else:
                     for u in range(unroll):
                         for w in range(vec):
@@ -99,12 +92,7 @@ def kernel(lanes: int, vec: int, tiles: int, unroll: int, dtype: str):
         for t in range(tiles):
             j = j0 + t * step
             if wide and j + vec <= n:
-                if vec == 4:
-                    store4(cf, row + j, acc[t * 4], acc[t * 4 + 1], acc[t * 4 + 2], acc[t * 4 + 3])
-                elif vec == 2:
-                    store2(cf, row + j, acc[t * 2], acc[t * 2 + 1])
-                else:
-                    cf[row + j] = acc[t]
+                store_vec(cf, row + j, acc, t * vec)
             else:
                 for u in range(vec):
                     if j + u < n:
@@ -152,12 +140,12 @@ def ptx_cases():
 
 
 @variant("gpu.csr.swizzle_fused", loop_order="(order[g],J)∥→p→(t,v)→epi",
-         movement=models.csr_panel(lambda p: p.get("lanes", 16) * p.get("vec", 4) * p.get("tiles", 2)),
-         params=(Param("lanes", 16, (4, 8, 16, 32), "threads per row"),
-                 Param("vec", 4, (1, 2, 4), "B values per load"),
-                 Param("tiles", 2, (1, 2, 4), "vec-groups per lane"),
-                 Param("unroll", 4, (1, 2, 4, 8), "nonzeros per loop iteration (B loads in flight)"),
-                 Param("threads", 128, (64, 128, 256), "threads per block"),
+         movement=models.csr_panel(lambda p: p["lanes"] * p["vec"] * p["tiles"]),
+         params=(gp.lanes(),
+                 gp.vec(),
+                 gp.tiles(2),
+                 gp.unroll(),
+                 gp.threads(),
                  *epilogue_params()),
          available=gpu_unavailable_reason, problem_for=layer_problem, sim=SIM, ptx=ptx_cases)
 def build(problem, lanes, vec, tiles, unroll, threads, act, bias, ymax):

@@ -30,6 +30,9 @@ from spmm_study.gpu.device import bind_cuda
 from spmm_study.gpu.device import simulator
 from spmm_study.timing import Timing, TimingConfig, warm_up
 
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
+
 SPIN_STEP_NS = 2000  # one nanosleep; the spin's length is calibrated with events, nanosleep is approximate
 
 
@@ -210,15 +213,15 @@ def _time_serial(prepared, cfg: TimingConfig) -> Timing:
     while len(samples) < cfg.max_repeats and (len(samples) < cfg.repeats or total < cfg.min_time_s):
         if flush is not None:
             flush()
-        e0, e1 = cuda.event(), cuda.event()  # noqa: F821
-        cuda.synchronize()  # noqa: F821
+        e0, e1 = cuda.event(), cuda.event()
+        cuda.synchronize()
         e0.record()
         t0 = time.perf_counter()
         prepared.run()
         dispatch.append(time.perf_counter() - t0)
         e1.record()
         e1.synchronize()
-        samples.append(cuda.event_elapsed_time(e0, e1) * 1e-3)  # noqa: F821
+        samples.append(cuda.event_elapsed_time(e0, e1) * 1e-3)
         total += samples[-1]
     return Timing(samples, host_dispatch_s=float(np.median(dispatch)))
 

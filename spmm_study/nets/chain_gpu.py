@@ -21,6 +21,9 @@ import numpy as np
 from spmm_study.gpu._kit import bind_cuda, ceil_div
 from spmm_study.gpu.device import simulator
 
+# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
+cuda = None
+
 SPLIT_N = 256
 ROW_SPLIT = {"warps": 4, "vec": 4, "unroll": 4}  # the H100 table's N = 256 winner (README)
 SWIZZLE = {"lanes": 16, "vec": 4, "tiles": 2, "unroll": 4, "threads": 128}  # its N = 4096 winner
@@ -31,16 +34,16 @@ def _helpers(dtype: str):
     bind_cuda(globals())
     zero = np.dtype(dtype).type(0)
 
-    @cuda.jit(cache=not simulator())  # noqa: F821
+    @cuda.jit(cache=not simulator())
     def col_flags(cf, rows, n, flags):
-        start, stride = cuda.grid(1), cuda.gridsize(1)  # noqa: F821
+        start, stride = cuda.grid(1), cuda.gridsize(1)
         for e in range(start, rows * n, stride):
             if cf[e] != zero:
                 flags[e % n] = 1
 
-    @cuda.jit(cache=not simulator())  # noqa: F821
+    @cuda.jit(cache=not simulator())
     def gather_cols(cf, rows, n, keep, count, out):
-        start, stride = cuda.grid(1), cuda.gridsize(1)  # noqa: F821
+        start, stride = cuda.grid(1), cuda.gridsize(1)
         for e in range(start, rows * count, stride):
             i = e // count
             t = e % count
