@@ -33,9 +33,10 @@ from numba import njit, prange
 
 from spmm_study.errors import DeviceUnavailable, ParamError
 from spmm_study.formats import CSR
+from spmm_study.nets.batch import LayerRow, dense_inputs_t
 from spmm_study.nets.layer import Epilogue
 from spmm_study.nets.spdnn import Network
-from spmm_study.problem import aligned_empty
+from spmm_study.memory import aligned_empty
 
 ENGINES = ("fused", "unfused", "scipy", "torch", "cupy", "champion")
 CHAMPION_REPO = "merthidayetoglu/SpDNN_Challenge2020"
@@ -61,28 +62,7 @@ def truth_for(categories: np.ndarray, count: int, src: np.ndarray) -> np.ndarray
     return np.flatnonzero(alive[src])
 
 
-def dense_inputs_t(y0: CSR, src: np.ndarray, dtype=np.float32) -> np.ndarray:
-    """Yᵀ_0 (neurons × batch, 64-byte aligned): column j is image src[j]."""
-    width = y0.k
-    out = aligned_empty((width, src.size), dtype)
-    out.fill(0)
-    sp = y0.to_scipy().tocsr()
-    rows = sp[src]  # batch × neurons, sparse
-    coo = rows.tocoo()
-    out[coo.col, coo.row] = coo.data.astype(dtype)
-    return out
-
-
 # --------------------------------------------------------------------------------------------- results
-
-
-@dataclass
-class LayerRow:
-    layer: int
-    live_in: int
-    live_out: int
-    nnz: int
-    time_s: float
 
 
 @dataclass

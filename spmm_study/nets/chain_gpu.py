@@ -75,7 +75,7 @@ def _fused(net, y0, src, prune_dead):
 
     from spmm_study.gpu.k50_csr_row_split_fused import FusedRowSplit
     from spmm_study.gpu.k51_csr_swizzle_fused import FusedSwizzle
-    from spmm_study.nets.chain import LayerRow, dense_inputs_t
+    from spmm_study.nets.batch import LayerRow, dense_inputs_t
 
     t0 = time.perf_counter()
     yt0 = dense_inputs_t(y0, src, np.float32)
@@ -139,7 +139,7 @@ def _cupy(net, y0, src, prune_dead):  # pragma: no cover - needs a GPU and cupy
     import cupy as cp
     import cupyx.scipy.sparse as csp
 
-    from spmm_study.nets.chain import LayerRow
+    from spmm_study.nets.batch import LayerRow
 
     t0 = time.perf_counter()
     ws = [csp.csr_matrix(a.to_scipy().T.tocsr()) for a in net.layers]
@@ -179,7 +179,7 @@ def _cupy(net, y0, src, prune_dead):  # pragma: no cover - needs a GPU and cupy
 def _torch(net, y0, src, prune_dead):  # pragma: no cover - needs a GPU and torch
     import torch
 
-    from spmm_study.nets.chain import LayerRow, dense_inputs_t
+    from spmm_study.nets.batch import LayerRow, dense_inputs_t
 
     dev = torch.device("cuda")
     t0 = time.perf_counter()

@@ -16,7 +16,7 @@ import numpy as np
 
 from spmm_study.errors import ParamError
 from spmm_study.formats import CSR
-from spmm_study.problem import aligned_empty
+from spmm_study.memory import aligned_empty
 
 
 @dataclass
