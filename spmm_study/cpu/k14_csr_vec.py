@@ -148,11 +148,20 @@ def kernel(q_main: int, q_tail: int, mask_b: bool, mask_c: bool, lane_count: int
     return csr_vec
 
 
+MAX_VECTORS_PARAM = Param("max_vectors", 16, MAX_VECTORS, "most 64-byte vectors of a row of C in registers per "
+                          "tile (16 = 256 fp32 columns); tiles are then cut to equal widths for this N", minimum=1)
+PACK_B_PARAM = Param("pack_b", True, (True, False), "copy B in each call into a 64-byte-aligned buffer with rows "
+                     "padded to 16 fp32 when its rows are not all aligned (N mod 16 != 0 or a misaligned buffer; "
+                     "timed)")
+
+
 def traffic(s: Shape, params: dict) -> Bytes:
     """A (values + indices) once per column tile, one row segment of B per nonzero per tile (nnz·N values in
     all), C written once; with ``pack_b``, when B's rows do not all start on a 64-byte boundary (N not a
     multiple of 16 fp32, or a misaligned buffer: ``padded_operand``), the copy of B into padded rows (read K·N,
-    write K·ldb values) — only then."""
+    write K·ldb values) — only then. Rungs 15 and 16 use this model without these Params: theirs are the
+    Params' own defaults (read from the Params, not repeated)."""
+    params = {p.name: p.default for p in (MAX_VECTORS_PARAM, PACK_B_PARAM)} | dict(params)
     lane_count = 64 // s.value_bytes
     q, qt, main, _ = tile_plan(s.n, lane_count, params["max_vectors"])
     tiles = main // (q * lane_count) + 1
@@ -173,12 +182,10 @@ def check_dtype(dtype) -> None:
 @variant(
     "cpu.csr.vec", loop_order="t‖→j0→i→p→q(vec)", movement=traffic,
     params=(
-        Param("max_vectors", 16, MAX_VECTORS, "most 64-byte vectors of a row of C in registers per tile "
-              "(16 = 256 fp32 columns); tiles are then cut to equal widths for this N", minimum=1),
+        MAX_VECTORS_PARAM,
         balance_param("nnz"),
         rows_per_task_param(),
-        Param("pack_b", True, (True, False), "copy B in each call into a 64-byte-aligned buffer with rows padded "
-              "to 16 fp32 when its rows are not all aligned (N mod 16 != 0 or a misaligned buffer; timed)"),
+        PACK_B_PARAM,
     ),
 )
 def build(problem, max_vectors, balance, rows_per_task, pack_b):
