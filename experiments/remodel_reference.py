@@ -97,7 +97,7 @@ def fix_csv(path: Path, write: bool) -> dict:
 
 
 def fix_readme(readme: Path, changed: dict, write: bool) -> int:
-    """Rewrite the model cells of FIXED rows in the cpu-ladder block; return how many rows changed."""
+    """Rewrite the model cells of FIXED rows in the cpu-ladder block; return how many rows' cells changed."""
     text = readme.read_text()
     start, end = "<!-- cpu-ladder:start -->", "<!-- cpu-ladder:end -->"
     before, rest = text.split(start, 1)
@@ -115,9 +115,10 @@ def fix_readme(readme: Path, changed: dict, write: bool) -> int:
             old, old_gbps, new, new_gbps = changed[key]
             if (cells[6], cells[7]) != (format_cell(old, "bytes"), format_cell(old_gbps)):
                 raise SystemExit(f"README row {key}: cells {cells[6:8]} are not the old model's")
-            cells[6], cells[7] = format_cell(new, "bytes"), format_cell(new_gbps)
+            new_cells = [format_cell(new, "bytes"), format_cell(new_gbps)]
+            count += new_cells != cells[6:8]
+            cells[6:8] = new_cells
             line = "| " + " | ".join(cells) + " |"
-            count += 1
         out.append(line)
     if write:
         readme.write_text(before + start + "\n".join(out) + end + after)
@@ -139,7 +140,7 @@ def main() -> int:
             changed.update(got)
     rows = fix_readme(Path(args.readme), changed, write=not args.check)
     print(f"README.md: {rows} table rows rewritten" if not args.check else f"README.md: {rows} rows would change")
-    return 1 if args.check and any(o != nw for o, _, nw, _ in changed.values()) else 0
+    return 1 if args.check and (rows or any(o != nw for o, _, nw, _ in changed.values())) else 0
 
 
 if __name__ == "__main__":

@@ -166,3 +166,8 @@ def test_importing_the_package_compiles_nothing():
             "print(sum(1 for o in gc.get_objects() if isinstance(o, Dispatcher) and o.signatures))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "0"  # loading every variant file compiles no kernel
+
+
+def test_neighbouring_rungs_compare_like_with_like():
+    """Rung 15 is rung 14 with the rows visited longest first: at their defaults nothing else may differ."""
+    assert registry.get("gpu.csr.subwarp").resolve_params({}) == registry.get("gpu.csr.swizzle").resolve_params({})

@@ -42,3 +42,9 @@ def block_y(default: int, choices: tuple, help: str) -> Param:
 
 def warps(default: int, choices: tuple, help: str) -> Param:
     return Param("warps", default, choices, help, minimum=1)
+
+
+def row_group() -> tuple[Param, ...]:
+    """The launch of the subwarp row kernel (rungs 14, 15 and the fused rung 51): ``lanes`` threads per row,
+    ``tiles`` vec-groups each; one default set, so these rungs compare like with like."""
+    return (lanes(), vec(), tiles(2), unroll(), threads())

@@ -37,11 +37,7 @@ def ptx_cases():
 
 @variant("gpu.csr.subwarp", loop_order="(i,J)∥→p→(t,v)",
          movement=models.csr_panel(lambda p: p["lanes"] * p["vec"] * p["tiles"]),
-         params=(gp.lanes(),
-                 gp.vec(),
-                 gp.tiles(2),
-                 gp.unroll(),
-                 gp.threads()),
+         params=gp.row_group(),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, lanes, vec, tiles, unroll, threads):
     """CSR subwarp tiling: a subwarp of `lanes` threads per row, several rows per warp (Sputnik)."""

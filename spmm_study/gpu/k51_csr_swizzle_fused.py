@@ -141,11 +141,7 @@ def ptx_cases():
 
 @variant("gpu.csr.swizzle_fused", loop_order="(order[g],J)∥→p→(t,v)→epi",
          movement=models.csr_panel(lambda p: p["lanes"] * p["vec"] * p["tiles"]),
-         params=(gp.lanes(),
-                 gp.vec(),
-                 gp.tiles(2),
-                 gp.unroll(),
-                 gp.threads(),
+         params=(*gp.row_group(),
                  *epilogue_params()),
          available=gpu_unavailable_reason, problem_for=layer_problem, sim=SIM, ptx=ptx_cases)
 def build(problem, lanes, vec, tiles, unroll, threads, act, bias, ymax):
