@@ -16,7 +16,7 @@ from conftest import EDGE_N, check_variant, edge_matrices
 from spmm_study import registry
 from spmm_study.errors import ParamError, ResourceError, SourceError
 from spmm_study.nets import chain, generate, spdnn
-from spmm_study.nets.layer import Epilogue, LayerProblem, layer_problem
+from spmm_study.epilogue import Epilogue, LayerProblem, layer_problem
 from spmm_study.problem import Problem
 from test_cli import cli, fails
 

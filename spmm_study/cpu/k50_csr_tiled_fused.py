@@ -49,7 +49,7 @@ from spmm_study import movement
 from spmm_study.cpu._balance import balance_param, partition, spread
 from spmm_study.cpu._simd import elem_ptr, packed_operand, stack_empty
 from spmm_study.problem import aligned_empty
-from spmm_study.nets.layer import ACT_CODE, RULE_CODE, epilogue_params, layer_problem
+from spmm_study.epilogue import ACT_CODE, RULE_CODE, epilogue_params, layer_problem
 from spmm_study.registry import Param, host_prepared, variant
 
 TILE_CHOICES = (16, 64, 256)

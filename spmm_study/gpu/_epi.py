@@ -2,7 +2,7 @@
 
 ``rule``: 0 bias on every entry (Sputnik's per-row bias), 1 only where the product is nonzero (the Sparse
 DNN challenge), 2 no bias. ``act``: 0 none, 1 relu, 2 relu clamped at ``ymax``. Both are kernel arguments,
-uniform across the grid (no divergence); the codes are ``spmm_study.nets.layer.RULE_CODE`` / ``ACT_CODE``.
+uniform across the grid (no divergence); the codes are ``spmm_study.epilogue.RULE_CODE`` / ``ACT_CODE``.
 Imported only from inside kernel factories (it imports numba.cuda).
 """
 

@@ -19,7 +19,7 @@ from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
 from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, device_arrays, flat, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
-from spmm_study.nets.layer import ACT_CODE, RULE_CODE, epilogue_params, layer_problem
+from spmm_study.epilogue import ACT_CODE, RULE_CODE, epilogue_params, layer_problem
 from spmm_study.registry import variant
 
 # numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global

@@ -34,7 +34,7 @@ from numba import njit, prange
 from spmm_study.errors import DeviceUnavailable, ParamError
 from spmm_study.formats import CSR
 from spmm_study.nets.batch import LayerRow, dense_inputs_t
-from spmm_study.nets.layer import Epilogue
+from spmm_study.epilogue import Epilogue
 from spmm_study.nets.spdnn import Network
 from spmm_study.memory import aligned_empty
 

@@ -21,7 +21,7 @@ import numpy as np
 from spmm_study.errors import ParamError, ResultsError, SourceError
 from spmm_study.formats import CSR
 from spmm_study.nets import chain, generate, spdnn
-from spmm_study.nets.layer import ACTS, RULES
+from spmm_study.epilogue import ACTS, RULES
 
 SPDNN_ENV = "SPMM_STUDY_SPDNN"
 SHARED_SPDNN = Path(__file__).resolve().parents[3] / "shared" / "spdnn"

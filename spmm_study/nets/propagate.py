@@ -25,7 +25,7 @@ import numpy as np
 
 from spmm_study.errors import ParamError
 from spmm_study.formats import CSR
-from spmm_study.nets.layer import Epilogue
+from spmm_study.epilogue import Epilogue
 from spmm_study.memory import aligned_empty
 
 

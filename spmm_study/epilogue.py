@@ -1,4 +1,4 @@
-"""The epilogue of a layer, C = act(A·B + bias), and the problem a fused variant is checked on.
+"""The epilogue of a fused layer, C = act(A·B + bias), and the problem a fused variant is checked on.
 
 Two bias rules:
 
