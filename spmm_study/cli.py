@@ -529,53 +529,18 @@ def infer(
 ):
     """Run a sparse network layer by layer (fused SpMM+bias+ReLU), engines side by side, against its truth."""
     from spmm_study import environment
-    from spmm_study.errors import ParamError
     from spmm_study.harness import apply_threads
     from spmm_study.nets import infer as nets_infer
-    from spmm_study.table import fmt_time
-    from spmm_study.problem import check_seed
     from spmm_study.results import default_dir
 
-    if device not in ("cpu", "gpu"):
-        raise ParamError(f"--device {device!r}: choose cpu or gpu")
-    if tile_n not in (16, 64, 256):
-        raise ParamError(f"--tile-n {tile_n}: choose 16, 64 or 256")
-    if repeats < 1:
-        raise ParamError(f"--repeats {repeats} must be at least 1")
-    if not math.isfinite(bias) or not math.isfinite(ymax) or ymax < 0:
-        raise ParamError("--bias and --ymax must be finite numbers (ymax >= 0)")
-    from spmm_study.nets.chain import preflight
-
-    if parts > 1 and device != "cpu":
-        raise ParamError("--parts splits the inputs across CPU processes; several GPUs (--gpus) are not built yet")
-    preflight(engine, device, champion_src)  # before reading a network: unknown or unavailable engines
-    check_seed(seed)
-    if parts < 1:
-        raise ParamError(f"--parts {parts} must be at least 1")
+    nets_infer.check_options(engine, device, tile_n, repeats, bias, ymax, parts, seed, champion_src)
     used = apply_threads(threads)
     setup = nets_infer.build_setup(net, matrix, spdnn_root, layers, batch, bias, rule, act, ymax, seed, dlmc_root)
     rows = nets_infer.run_engines(setup, engine, device, prune_dead, repeats, tile_n, champion_src, parts)
     machine = environment.machine_label(device)
-    t = Table(title=f"{escape(setup.label)}: {setup.src.size} inputs, {setup.net.depth} layers, "
-              f"{threads or used} thread(s), {escape(machine)}", header_style="bold")
-    for col in ("engine", "time", "edges/s", "live edges/s", "MB moved", "categories", "truth"):
-        t.add_column(col, justify="left" if col == "engine" else "right")
-    for r in rows:
-        mb = r.get("bytes_model", float("nan"))
-        t.add_row(r["engine"], fmt_time(r["time_s"]), f"{r['edges_per_s']:.3g}", f"{r['live_edges_per_s']:.3g}",
-                  f"{mb / 1e6:.4g}" if math.isfinite(mb) else "-",
-                  str(len(r["categories"])), "match" if r["match"] else "[bold red]DIFFER[/]")
-    out.print(t)
-    for r in rows:
-        for p in r.get("parts", []):
-            out.print(f"  {r['engine']} part {p['part']}: inputs {p['start'] + 1}-{p['end']}, {p['input_nnz']} input "
-                      f"nonzeros, {fmt_time(p['time_s'])}, {p['edges_per_s']:.3g} edges/s")
-    cats = rows[0]["categories"]
-    shown = " ".join(map(str, cats if len(cats) <= 100 else cats[:20]))
-    out.print(f"categories ({len(cats)}, 1-based){' first 20' if len(cats) > 100 else ''}: {shown}", soft_wrap=True)
-    out.print(f"[dim]truth: {escape(setup.truth_kind)}; edges/s = inputs x sum nnz(W) / time; live: edges over "
-              f"live inputs only; MB moved: compulsory bytes of the layers run (unfused adds its elementwise "
-              f"pass: 4 M x live values per layer)[/]")
+    out.print(nets_infer.summary_table(setup, rows, threads or used, machine))
+    for line in nets_infer.summary_lines(setup, rows):
+        out.print(line, soft_wrap=True)
     if save:
         folder = out_dir or default_dir("infer")
         meta = {"machine": machine, "threads": used, "device": device, "prune_dead": prune_dead,
@@ -584,7 +549,6 @@ def infer(
             err.print(f"[dim]wrote {p}[/]")
     if not all(r["match"] for r in rows):
         raise typer.Exit(1)
-
 
 
 @app.command("lab")

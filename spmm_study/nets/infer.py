@@ -63,6 +63,70 @@ def parse_net(text: str) -> tuple[str, dict]:
     raise ParamError(f"--net {text!r}: expected spdnn[:NEURONS] or generated:NEURONSxLAYERS[:seed=S]")
 
 
+def check_options(engines: list[str], device: str, tile_n: int, repeats: int, bias: float, ymax: float,
+                  parts: int, seed: int, champion_src) -> None:
+    """Every option of ``infer`` checked before a network is read (one ParamError naming the option)."""
+    import math
+
+    from spmm_study.problem import check_seed
+
+    if device not in ("cpu", "gpu"):
+        raise ParamError(f"--device {device!r}: choose cpu or gpu")
+    if tile_n not in (16, 64, 256):
+        raise ParamError(f"--tile-n {tile_n}: choose 16, 64 or 256")
+    if repeats < 1:
+        raise ParamError(f"--repeats {repeats} must be at least 1")
+    if not math.isfinite(bias) or not math.isfinite(ymax) or ymax < 0:
+        raise ParamError("--bias and --ymax must be finite numbers (ymax >= 0)")
+    if parts > 1 and device != "cpu":
+        raise ParamError("--parts splits the inputs across CPU processes; several GPUs (--gpus) are not built yet")
+    chain.preflight(engines, device, champion_src)  # before reading a network: unknown or unavailable engines
+    check_seed(seed)
+    if parts < 1:
+        raise ParamError(f"--parts {parts} must be at least 1")
+
+
+def summary_table(setup: "InferSetup", rows: list[dict], threads, machine: str):
+    """The engines side by side (a rich Table: time, edges/s, live edges/s, modelled MB, categories, truth)."""
+    import math
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from spmm_study.table import fmt_time
+
+    t = Table(title=f"{escape(setup.label)}: {setup.src.size} inputs, {setup.net.depth} layers, "
+              f"{threads} thread(s), {escape(machine)}", header_style="bold")
+    for col in ("engine", "time", "edges/s", "live edges/s", "MB moved", "categories", "truth"):
+        t.add_column(col, justify="left" if col == "engine" else "right")
+    for r in rows:
+        mb = r.get("bytes_model", float("nan"))
+        t.add_row(r["engine"], fmt_time(r["time_s"]), f"{r['edges_per_s']:.3g}", f"{r['live_edges_per_s']:.3g}",
+                  f"{mb / 1e6:.4g}" if math.isfinite(mb) else "-",
+                  str(len(r["categories"])), "match" if r["match"] else "[bold red]DIFFER[/]")
+    return t
+
+
+def summary_lines(setup: "InferSetup", rows: list[dict]) -> list[str]:
+    """The lines under the table: each part of a split run, the categories found, and what the columns mean."""
+    from rich.markup import escape
+
+    from spmm_study.table import fmt_time
+
+    lines = []
+    for r in rows:
+        for p in r.get("parts", []):
+            lines.append(f"  {r['engine']} part {p['part']}: inputs {p['start'] + 1}-{p['end']}, {p['input_nnz']} "
+                         f"input nonzeros, {fmt_time(p['time_s'])}, {p['edges_per_s']:.3g} edges/s")
+    cats = rows[0]["categories"]
+    shown = " ".join(map(str, cats if len(cats) <= 100 else cats[:20]))
+    lines.append(f"categories ({len(cats)}, 1-based){' first 20' if len(cats) > 100 else ''}: {shown}")
+    lines.append(f"[dim]truth: {escape(setup.truth_kind)}; edges/s = inputs x sum nnz(W) / time; live: edges over "
+                 f"live inputs only; MB moved: compulsory bytes of the layers run (unfused adds its elementwise "
+                 f"pass: 4 M x live values per layer)[/]")
+    return lines
+
+
 def build_setup(net_spec: str | None, matrices: list[str] | None, root, layers: int | None, batch: int | None,
                 bias: float, rule: str, act: str, ymax: float, seed: int = 0, dlmc_root=None) -> InferSetup:
     if batch is not None and batch < 1:
