@@ -504,7 +504,7 @@ def infer(
     matrix: Optional[List[str]] = typer.Option(None, "--matrix", "-m", help="a chain of matrix specs instead "
                                                "(each A = W-transposed, out x in; repeatable, in order)"),
     spdnn_root: Optional[str] = typer.Option(None, "--spdnn-root", envvar="SPMM_STUDY_SPDNN",
-                                             help="folder of the Sparse DNN challenge files (default ../shared/spdnn)"),
+                                             help="folder of the Sparse DNN challenge files (neuron1024/, sparse-images-1024.tsv, ...)"),
     engine: List[str] = typer.Option(["fused", "scipy"], "--engine", "-e", help="fused, unfused, scipy, torch, "
                                      "cupy or champion (repeatable: baselines in the same run)"),
     device: str = typer.Option("cpu", help="cpu or gpu (fused and unfused engines)"),

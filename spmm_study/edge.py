@@ -1,6 +1,6 @@
 """The edge matrices every variant must pass, and the checker that runs a variant over them.
 
-``edge_matrices()`` are small matrices that hit the corners (DESIGN.md §10): a 1×1, an all-zero matrix,
+``edge_matrices()`` are small matrices that hit the corners (docs/ARCHITECTURE.md §10): a 1×1, an all-zero matrix,
 empty rows, one dense row, tall and wide shapes, sizes that are no multiple of any tile, and two 2:4
 matrices for the structured rungs. ``check_variant`` builds a problem, poisons C with NaN, runs, checks
 against the float64 reference, poisons and runs again, checks again and, for a deterministic variant,

@@ -2,7 +2,7 @@
 
 The official networks (1024, 4096, 16384, 65536 neurons; 120, 480, 1920 layers) are RadiX-Net graphs:
 every layer has exactly 32 nonzeros per row and per column, all 1/16, built from radix butterfly blocks with
-a fresh permutation of rows and columns. Only the 1024-neuron one is in ../shared; this module builds the
+a fresh permutation of rows and columns. Only the 1024-neuron one is at hand here; this module builds the
 others' structural equivalent (same counts, same values, same bias rule), not the official files:
 
 * layer l uses the butterfly stage of stride ``t`` (cycling through 1, 32, 32², ... while 32·t divides n):

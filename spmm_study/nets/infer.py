@@ -24,19 +24,16 @@ from spmm_study.nets import chain, generate, spdnn
 from spmm_study.epilogue import ACTS, RULES
 
 SPDNN_ENV = "SPMM_STUDY_SPDNN"
-SHARED_SPDNN = Path(__file__).resolve().parents[3] / "shared" / "spdnn"
 
 
 def spdnn_root(root: str | os.PathLike | None) -> Path:
-    """The challenge folder: the option, else $SPMM_STUDY_SPDNN, else ../shared/spdnn beside a checkout."""
+    """The challenge folder the user points to: the option, else $SPMM_STUDY_SPDNN (the project ships no challenge files)."""
     for cand in (root, os.environ.get(SPDNN_ENV)):
         if cand:
             p = Path(cand)
             if not p.is_dir():
                 raise SourceError(f"--spdnn-root {p} is not a folder")
             return p
-    if SHARED_SPDNN.is_dir():
-        return SHARED_SPDNN
     raise SourceError("no Sparse DNN challenge folder: pass --spdnn-root DIR or set $SPMM_STUDY_SPDNN "
                       "(it holds neuron1024/n1024-l1.tsv... and sparse-images-1024.tsv)")
 

@@ -1,7 +1,7 @@
 """Inputs split across workers (issue 15, the CPU side): contiguous parts balanced by nonzeros, one process
 per part, each running the same chain (with dead-input pruning) on its part; categories gathered.
 
-The SpDNN challenge paper (../shared/seeds/002_…) duplicates the weights on every GPU and statically splits
+The SpDNN challenge paper (Hidayetoğlu et al., HPEC'20) duplicates the weights on every GPU and statically splits
 the inputs; this is that scheme with processes standing in for GPUs, so the logic is covered on CPU-only CI
 and ``--gpus`` can reuse it (one process per GPU with its own CUDA_VISIBLE_DEVICES — not built yet).
 

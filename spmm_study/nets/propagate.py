@@ -1,4 +1,4 @@
-"""Sparsity propagation across a chain of sparse layers (SparTA's rules, OSDI'22: ../shared/seeds/003_…).
+"""Sparsity propagation across a chain of sparse layers (SparTA's rules, Zheng et al., OSDI'22).
 
 A chain ``y_{l+1} = act_l(A_l·y_l + b_l)`` (A_l out × in) carries dead structure that no single layer shows:
 

@@ -1,6 +1,6 @@
 """The Sparse DNN Graph Challenge's files: weights, inputs and categories in its TSV layout, and the network.
 
-The challenge (MIT/IEEE/Amazon, graphchallenge.mit.edu; README of ../shared/spdnn) defines, for l = 1..L,
+The challenge (MIT/IEEE/Amazon, graphchallenge.mit.edu; README of the challenge's data release) defines, for l = 1..L,
 ``Z = Y·W_l; Y = min(max(Z + b·[Z ≠ 0], 0), 32)`` with Y_0 the input images (rows) over the neurons
 (columns), b = −0.3, −0.35, −0.4, −0.45 for 1024, 4096, 16384, 65536 neurons; the answer ("categories") is the
 set of 1-based images whose final row is not all zero. Files are ``row<TAB>col<TAB>value`` with 1-based
