@@ -162,7 +162,7 @@ def test_hostile_input_is_one_line_exit_2(hostile, case):
     assert time.perf_counter() - t0 < 20  # never waited on: a FIFO or /dev/zero is refused, not read
 
 
-MAX_WORKER_RSS_MIB = 1280
+MAX_WORKER_RSS_MIB = 1024  # one interpreter runs every case, numba compiles included
 
 
 def test_every_hostile_case_is_listed(hostile):
@@ -175,8 +175,6 @@ def test_hostile_inputs_under_a_memory_limit(hostile, tmp_path):
     rep = h.run_worker({"argvs": list(hostile.values()), "must_fail": True, "cwd": str(tmp_path), "per_case_s": 20})
     assert rep["failures"] == [], rep["failures"][:3]
     assert rep["cases"] == len(hostile)
-    # One interpreter runs every case, compiling numba kernels as it goes: 1,070 MiB on a fresh clone (empty
-    # numba cache), under 1 GiB with a warm one. The bound keeps a margin below the 1.5 GiB limit.
     assert rep["maxrss_mib"] < MAX_WORKER_RSS_MIB, rep
     alone = h.peak_rss_of(hostile["mtx_3e9_rows"], cwd=str(tmp_path))
     assert alone["failures"] == [] and alone["codes"] == {"2": 1}
