@@ -45,6 +45,7 @@ SWEEP = (
     ("cpu.csr.auto", {}),
     ("cpu.csr.vec", {}),
     ("cpu.csr.rowblock", {}),
+    ("cpu.csr.panel", {}),
     ("cpu.csr.tiled", {}),
     ("cpu.csr.mkl", {}),
     ("cpu.csr.mkl_opt", {}),

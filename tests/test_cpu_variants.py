@@ -124,6 +124,7 @@ def test_parallel_variants_give_the_same_bits_at_any_thread_count():
     before = numba.get_num_threads()
     try:
         for vid, params in (("cpu.csr.tiled", {"tile_n": 16}), ("cpu.csr.rowwise_par", {}), ("cpu.coo.par", {}),
+                            ("cpu.csr.panel", {"panel_kib": 1}),
                             ("cpu.dense.tiled_par", {"tile_i": 8})):
             v = registry.get(vid)
             outs = []
@@ -190,7 +191,8 @@ def test_variant_on_every_n_tail(v):
 
 
 @pytest.mark.parametrize("vid, params", [("cpu.csr.vec", {"max_vectors": 4}), ("cpu.csr.vec", {"pack_b": False}),
-                                         ("cpu.csr.rowblock", {"rows": 8})])
+                                         ("cpu.csr.rowblock", {"rows": 8}),
+                                         ("cpu.csr.panel", {"panel_kib": 1}), ("cpu.csr.panel", {"max_vectors": 2})])
 def test_vector_rungs_across_tiles_and_tails(vid, params):
     """N past one register tile (several column tiles, then a masked tail) on a matrix whose row count is not
     a multiple of the row-block size (few distinct kernels: each tile plan is a compile)."""
@@ -207,6 +209,41 @@ def test_vec_tile_plan_cuts_n_into_equal_tiles():
     assert tile_plan(49, 16, 16) == (4, 4, 0, True)
     assert tile_plan(4096, 16, 16) == (16, 16, 3840, False)
     assert tile_plan(17, 16, 1) == (1, 1, 16, True)
+
+
+def test_panel_blocks_list_each_row_once_per_block_it_touches():
+    """The blocked copy of A: every nonzero once, in block order within its row; one entry per (part, block,
+    row) with nonzeros, the first of each row flagged; empty rows listed for zeroing; offsets inside a panel.
+    And the rung's bits equal rung 14's (same sums in the same order, C round-trips exactly)."""
+    from spmm_study.cpu._balance import partition
+    from spmm_study.cpu.k17_csr_panel import column_blocks
+
+    dense = np.array([[0, 1, 0, 2, 3, 0], [0, 0, 0, 0, 0, 0], [4, 0, 0, 0, 0, 5], [0, 0, 6, 7, 0, 0]], np.float32)
+    a = CSR.from_dense(dense)
+    rows, bounds = partition(a.row_lengths(), 2, "nnz")
+    blk = column_blocks(a.indptr, a.indices, a.data, rows, bounds, 2, 16)  # blocks of 2 columns: 3 blocks
+    assert blk["nb"] == 3 and sorted(blk["vals"].tolist()) == [1, 2, 3, 4, 5, 6, 7]
+    entries = []
+    for t in range(2):
+        for b in range(3):
+            for e in range(blk["seg"][t * 3 + b], blk["seg"][t * 3 + b + 1]):
+                vals = blk["vals"][blk["start"][e]:blk["start"][e + 1]].tolist()
+                offs = blk["offs"][blk["start"][e]:blk["start"][e + 1]].tolist()
+                entries.append((int(blk["erow"][e]), b, vals, offs, int(blk["first"][e])))
+    assert sorted(entries) == [(0, 0, [1.0], [16], 1), (0, 1, [2.0], [16], 0), (0, 2, [3.0], [0], 0),
+                               (2, 0, [4.0], [0], 1), (2, 2, [5.0], [16], 0),
+                               (3, 1, [6.0, 7.0], [0, 16], 1)]
+    assert blk["empty"].tolist() == [1]
+    a2 = sources.load("synthetic:uniform:53x300:0.1").a
+    problem = Problem.make(a2, 70)
+    outs = []
+    for vid, params in (("cpu.csr.vec", {}), ("cpu.csr.panel", {"panel_kib": 1, "max_vectors": 2})):
+        v = registry.get(vid)
+        prep = v.build(problem, **v.resolve_params(params))
+        prep.poison()
+        prep.run()
+        outs.append(np.array(prep.fetch(), copy=True))
+    assert problem.check(outs[1]).ok and np.array_equal(outs[0], outs[1])
 
 
 def test_rowblock_groups_sorted_rows_and_pads_the_last_group():
@@ -267,7 +304,7 @@ def test_auto_rule_on_feature_vectors():
     for n in (1, 16, 32, 49, 64, 100, 128, 196, 256, 512, 784, 1024, 2048, 3136, 10**6):
         for row_mean in (0.0, 2.5, 10.0, 51.2, 400.0):
             vid, params, feats = auto.choose(n, 1000, int(row_mean * 1000), table)
-            assert vid in ("cpu.csr.vec", "cpu.csr.rowblock") and feats["n"] == n
+            assert vid in ("cpu.csr.vec", "cpu.csr.rowblock", "cpu.csr.panel") and feats["n"] == n
             registry.get(vid).resolve_params(params)  # every choice is a legal parameter set
     fake = [{"n_max": 64, "choice": "rowblock rows=2", "row_mean_below": 8.0, "choice_short": "rowblock rows=4"},
             {"n_max": float("inf"), "choice": "vec max_vectors=16"}]
@@ -282,5 +319,5 @@ def test_auto_prints_its_choice_in_info():
     assert v.id == "cpu.csr.auto"
     problem = Problem.make(EDGES["random"], 37)
     prep = v.build(problem)
-    assert prep.info["auto_choice"].startswith(("cpu.csr.vec", "cpu.csr.rowblock"))
+    assert prep.info["auto_choice"].startswith(("cpu.csr.vec", "cpu.csr.rowblock", "cpu.csr.panel"))
     assert prep.info["auto_features"]["n"] == 37

@@ -17,6 +17,7 @@ from spmm_study.cpu import (  # noqa: F401  (imported for registration)
     k14_csr_vec,
     k15_csr_rowblock,
     k16_csr_auto,
+    k17_csr_panel,
     k20_coo_scatter,
     k21_coo_par,
     k22_csc_outer,

@@ -176,3 +176,36 @@ def vstore_mask(typingctx, cptr, q, acc, slot, count):
         return context.get_dummy_value()
 
     return types.void(cptr, q, acc, slot, count), codegen
+
+
+@intrinsic
+def vload(typingctx, acc, slot, cptr, q):
+    """acc[slot·L : slot·L+L] = cptr[qL : qL+L] (a partial sum of C read back into registers)."""
+    if not (_is_fptr(acc) and _is_fptr(cptr) and acc.dtype == cptr.dtype and isinstance(slot, types.Integer)
+            and isinstance(q, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        _, vty, n = _vec_type(context, sig.args[0])
+        value = builder.load(_vec_ptr(builder, args[2], _offset(builder, args[3], n), vty), align=4)
+        builder.store(value, _vec_ptr(builder, args[0], _offset(builder, args[1], n), vty), align=4)
+        return context.get_dummy_value()
+
+    return types.void(acc, slot, cptr, q), codegen
+
+
+@intrinsic
+def vload_mask(typingctx, acc, slot, cptr, q, count):
+    """vload on the lanes l with qL + l < count; the other lanes of C are not read (their acc lanes get 0)."""
+    if not (_is_fptr(acc) and _is_fptr(cptr) and acc.dtype == cptr.dtype and isinstance(slot, types.Integer)
+            and isinstance(q, types.Integer) and isinstance(count, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        _, vty, n = _vec_type(context, sig.args[0])
+        pc = _vec_ptr(builder, args[2], _offset(builder, args[3], n), vty)
+        value = _masked_load(builder, pc, vty, _mask(builder, n, args[3], args[4]))
+        builder.store(value, _vec_ptr(builder, args[0], _offset(builder, args[1], n), vty), align=4)
+        return context.get_dummy_value()
+
+    return types.void(acc, slot, cptr, q, count), codegen

@@ -31,6 +31,9 @@ LABELS = {  # what the fitted table names → (variant, params)
     "rowblock rows=0": ("cpu.csr.rowblock", {"rows": 0}),
     "rowblock rows=2": ("cpu.csr.rowblock", {"rows": 2}),
     "rowblock rows=4": ("cpu.csr.rowblock", {"rows": 4}),
+    "panel max_vectors=4": ("cpu.csr.panel", {"max_vectors": 4}),
+    "panel max_vectors=8": ("cpu.csr.panel", {"max_vectors": 8}),
+    "panel max_vectors=2": ("cpu.csr.panel", {"max_vectors": 2}),
 }
 FALLBACK = "vec max_vectors=16"
 
