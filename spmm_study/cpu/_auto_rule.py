@@ -1,38 +1,42 @@
 """The rule ``cpu.csr.auto`` follows, written by experiments/cpu_auto_fit.py — do not edit by hand.
 
-Fitted 2026-12-01 on Intel(R) Xeon(R) Processor (2 cores), one thread, warm, min of 7 calls, on 40 layer-0 DLMC matrices
+Fitted 2026-12-02 on Intel(R) Xeon(R) Processor (2 cores), one thread, warm, min of 7 calls, on 40 layer-0 DLMC matrices
 (even-numbered by path); held out: 40 (odd-numbered).
 Score = geometric mean over (matrix, N) of best candidate time / chosen candidate time:
-fitting set 0.934 (best picked 46%), held out 0.916 (best picked 36%);
-always one candidate, held out: vec max_vectors=16 0.903, vec max_vectors=8 0.899, rowblock rows=0 0.849, rowblock rows=2 0.784.
+fitting set 0.944 (best picked 46%), held out 0.934 (best picked 50%);
+always one candidate, held out: vec max_vectors=16 0.823, vec max_vectors=8 0.820, rowblock rows=0 0.797, rowblock rows=2 0.771, panel max_vectors=4 0.786, panel max_vectors=8 0.816, panel max_vectors=2 0.693.
 """
 
 RULE = [
     {
         "n_max": 24.0,
-        "choice": "rowblock rows=0"
+        "choice": "rowblock rows=2",
+        "row_mean_below": 25.6,
+        "choice_short": "panel max_vectors=2"
     },
     {
         "n_max": 40.5,
         "choice": "rowblock rows=2",
         "row_mean_below": 25.6,
-        "choice_short": "vec max_vectors=8"
+        "choice_short": "panel max_vectors=8"
     },
     {
         "n_max": 56.5,
-        "choice": "vec max_vectors=16"
+        "choice": "vec max_vectors=8"
     },
     {
         "n_max": 82.0,
-        "choice": "vec max_vectors=16"
+        "choice": "panel max_vectors=8"
     },
     {
         "n_max": 114.0,
-        "choice": "vec max_vectors=16"
+        "choice": "vec max_vectors=8"
     },
     {
         "n_max": 162.0,
-        "choice": "vec max_vectors=8"
+        "choice": "panel max_vectors=8",
+        "row_mean_below": 25.6,
+        "choice_short": "vec max_vectors=8"
     },
     {
         "n_max": 226.0,
@@ -44,12 +48,14 @@ RULE = [
     },
     {
         "n_max": 768.0,
-        "choice": "vec max_vectors=16",
-        "row_mean_below": 25.6,
-        "choice_short": "vec max_vectors=8"
+        "choice": "rowblock rows=0"
+    },
+    {
+        "n_max": 1536.0,
+        "choice": "panel max_vectors=4"
     },
     {
         "n_max": float("inf"),
-        "choice": "vec max_vectors=8"
+        "choice": "panel max_vectors=4"
     }
 ]
