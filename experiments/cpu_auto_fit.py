@@ -3,15 +3,15 @@
     python experiments/cpu_auto_fit.py [--matrices 40] [--reps 9] [--out spmm_study/cpu/_auto_rule.py]
 
 For every layer-0 matrix of ``$SPMM_STUDY_DLMC`` (80 in the shared subset: transformer, magnitude pruning at
-0.8/0.9/0.95/0.98 and random pruning at 0.9), sorted by path, the even-numbered ones are the fitting set and
-the odd-numbered ones are held out. Each candidate (rung, params) is timed on each matrix at each N of
+0.8/0.9/0.95/0.98 and random pruning at 0.9), every other matrix of each shape (512×512, 2048×512,
+512×2048), sorted by path, is in the fitting set and the others are held out. Each candidate (rung, params) is timed on each matrix at each N of
 ``FIT_N``: one thread, warm caches, the least CPU time of ``reps`` calls (the machine is shared: the minimum is the
 least disturbed call), every candidate of one (matrix, N) interleaved in one process, each result checked
 against float64 once.
 
 The rule is a table: N buckets (upper bounds at the midpoints between the fitted N), and per bucket the
 candidate with the best geometric mean of (best time / candidate time) over the fitting matrices, optionally
-split at a mean row length when that gains more than 3% on the fitting set. The held-out matrices give the
+split at a mean row length, a mean column length or K when that gains more than 3% on the fitting set. The held-out matrices give the
 rule's score (geometric mean of best/chosen) and how often it picks the per-matrix best; both are written
 into the module's docstring. Rebuild this file and commit it with the rule it produced.
 """
@@ -61,7 +61,7 @@ def layer0(root: Path) -> list[Path]:
 def features(a) -> dict:
     lengths = a.row_lengths().astype(np.float64)
     mean = float(lengths.mean()) if lengths.size else 0.0
-    return {"m": a.m, "k": a.k, "nnz": a.nnz, "row_mean": mean,
+    return {"m": a.m, "k": a.k, "nnz": a.nnz, "row_mean": mean, "col_mean": a.nnz / a.k if a.k else 0.0,
             "row_cv": float(lengths.std() / mean) if mean > 0 else 0.0}
 
 
@@ -105,6 +105,17 @@ def measure(paths, reps: int) -> list[dict]:
     return rows
 
 
+def split_by_shape(rows) -> set[str]:
+    """The fitting set: within each shape (M × K), sorted by path, every other matrix. (Alternating over all
+    paths put every 512×2048 ffn_conv2 matrix in the held-out half, next to its ffn_conv1 sibling.)"""
+    shapes: dict[tuple, list[str]] = {}
+    for r in rows:
+        names = shapes.setdefault((r["m"], r["k"]), [])
+        if r["matrix"] not in names:
+            names.append(r["matrix"])
+    return {name for names in shapes.values() for name in sorted(names)[0::2]}
+
+
 def label(vid: str, params: dict) -> str:
     return vid.split(".")[-1] + "".join(f" {k}={v}" for k, v in params.items())
 
@@ -120,6 +131,9 @@ def score(rows, pick) -> tuple[float, float]:
     return float(np.exp(np.mean(np.log(ratios)))) if ratios else 1.0, hits / max(len(rows), 1)
 
 
+from spmm_study.cpu.k16_csr_auto import SPLIT_FEATURES as FEATURES  # noqa: E402
+
+
 def fit(rows) -> list[dict]:
     labels = list(rows[0]["times"])
     table = []
@@ -130,19 +144,22 @@ def fit(rows) -> list[dict]:
         best_label = max(labels, key=lambda lb: score(sub, lambda r: lb)[0])
         base = score(sub, lambda r: best_label)[0]
         entry = {"n_max": hi, "choice": best_label}
-        # one optional split on the mean row length
-        cuts = sorted({round(r["row_mean"], 1) for r in sub})
+        # one optional split: on the mean row length (nonzeros per row of A) or on the mean column length
+        # (nnz / K: how often a row of B is used, what a per-call copy of B is paid back by)
         best_split = None
-        for cut in cuts[1:]:
-            short = [r for r in sub if r["row_mean"] < cut]
-            long_ = [r for r in sub if r["row_mean"] >= cut]
-            ls = max(labels, key=lambda lb: score(short, lambda r: lb)[0])
-            ll = max(labels, key=lambda lb: score(long_, lambda r: lb)[0])
-            s = score(sub, lambda r: ls if r["row_mean"] < cut else ll)[0]
-            if s > base * 1.03 and (best_split is None or s > best_split[0]):
-                best_split = (s, cut, ls, ll)
+        for feat in FEATURES:
+            cuts = sorted({round(r[feat], 1) for r in sub})
+            for cut in cuts[1:]:
+                short = [r for r in sub if r[feat] < cut]
+                long_ = [r for r in sub if r[feat] >= cut]
+                ls = max(labels, key=lambda lb: score(short, lambda r: lb)[0])
+                ll = max(labels, key=lambda lb: score(long_, lambda r: lb)[0])
+                s = score(sub, lambda r: ls if r[feat] < cut else ll)[0]
+                if s > base * 1.03 and (best_split is None or s > best_split[0]):
+                    best_split = (s, feat, cut, ls, ll)
         if best_split:
-            entry.update(row_mean_below=best_split[1], choice_short=best_split[2], choice=best_split[3])
+            entry.update({f"{best_split[1]}_below": best_split[2], "choice_short": best_split[3],
+                          "choice": best_split[4]})
         table.append(entry)
         lo = hi
     del lo
@@ -152,12 +169,12 @@ def fit(rows) -> list[dict]:
 def write_rule(table, fit_rows, held_rows, out: Path, meta: dict) -> None:
     from spmm_study.cpu.k16_csr_auto import pick_label
 
-    fit_s, fit_hit = score(fit_rows, lambda r: pick_label(table, r["n"], r["row_mean"]))
-    held_s, held_hit = score(held_rows, lambda r: pick_label(table, r["n"], r["row_mean"]))
+    fit_s, fit_hit = score(fit_rows, lambda r: pick_label(table, r))
+    held_s, held_hit = score(held_rows, lambda r: pick_label(table, r))
     always = {lb: score(held_rows, lambda r, lb=lb: lb)[0] for lb in held_rows[0]["times"]}
     doc = (f'"""The rule ``cpu.csr.auto`` follows, written by experiments/cpu_auto_fit.py — do not edit by hand.\n\n'
            f"Fitted {meta['date']} on {meta['machine']}, one thread, warm, min of {meta['reps']} calls, on "
-           f"{meta['fit']} layer-0 DLMC matrices\n(even-numbered by path); held out: {meta['held']} (odd-numbered).\n"
+           f"{meta['fit']} layer-0 DLMC matrices\n(every other one of each shape, by path); held out: {meta['held']} (the others).\n"
            f"Score = geometric mean over (matrix, N) of best candidate time / chosen candidate time:\n"
            f"fitting set {fit_s:.3f} (best picked {fit_hit:.0%}), held out {held_s:.3f} (best picked {held_hit:.0%});\n"
            f"always one candidate, held out: " + ", ".join(f"{k} {v:.3f}" for k, v in always.items()) + '.\n"""\n')
@@ -172,21 +189,31 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--out", default="spmm_study/cpu/_auto_rule.py")
     ap.add_argument("--raw", default="", help="also write the raw timings (JSON) here")
+    ap.add_argument("--from-raw", default="", help="fit on the raw timings of an earlier run (no measuring)")
     args = ap.parse_args(argv)
     root = Path(os.environ.get("SPMM_STUDY_DLMC", "../shared/dlmc"))
     paths = layer0(root)[: args.matrices]
     if not paths:
         print(f"no layer-0 matrices under {root}", file=sys.stderr)
         return 2
-    rows = measure(paths, args.reps)
-    fit_paths = {str(p) for p in paths[0::2]}
+    if args.from_raw:
+        rows = json.loads(Path(args.from_raw).read_text())
+        for r in rows:
+            r.setdefault("col_mean", r["nnz"] / r["k"] if r["k"] else 0.0)
+        paths = sorted({Path(r["matrix"]) for r in rows})
+        meta = json.loads(Path(args.from_raw + ".meta").read_text()) if Path(args.from_raw + ".meta").exists() else {}
+    else:
+        rows = measure(paths, args.reps)
+        meta = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "reps": args.reps}
+    fit_paths = split_by_shape(rows)
     fit_rows = [r for r in rows if r["matrix"] in fit_paths]
     held_rows = [r for r in rows if r["matrix"] not in fit_paths]
     if args.raw:
         Path(args.raw).write_text(json.dumps(rows))
+        Path(args.raw + ".meta").write_text(json.dumps(meta))
     table = fit(fit_rows)
     write_rule(table, fit_rows, held_rows or fit_rows, Path(args.out),
-               {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "reps": args.reps,
+               {"date": "?", "machine": "?", "reps": "?", **meta,
                 "fit": len(fit_paths), "held": len(paths) - len(fit_paths)})
     return 0
 

@@ -317,8 +317,8 @@ def markdown(ns, variants, g, rows, meta, src: Path) -> str:
         oh = json.loads((src / "overhead.json").read_text())
         lines += ["", f"Overheads (min / median): an empty 2-part `prange` call {oh['empty_prange_1t_us']['min']} / "
                   f"{oh['empty_prange_1t_us']['median']} µs at 1 thread, {oh['empty_prange_2t_us']['min']} / "
-                  f"{oh['empty_prange_2t_us']['median']} µs at 2 ({oh['threading_layer']}, OMP_WAIT_POLICY="
-                  f"{oh['env']['OMP_WAIT_POLICY']}); the nnz partition, built once per matrix: "
+                  f"{oh['empty_prange_2t_us']['median']} µs at 2 ({oh['threading_layer']}, "
+                  + ", ".join(f"{k}={v}" for k, v in oh["env"].items() if v) + "); the nnz partition, built once per matrix: "
                   f"{oh['partition_nnz_2_us']['min']} / {oh['partition_nnz_2_us']['median']} µs."]
     lines += ["", "![GFLOP/s against N](docs/cpu-every-n.png)"]
     return "\n".join(lines)

@@ -303,7 +303,7 @@ def test_auto_rule_on_feature_vectors():
     assert [e["n_max"] for e in table] == sorted(e["n_max"] for e in table) and table[-1]["n_max"] == float("inf")
     for n in (1, 16, 32, 49, 64, 100, 128, 196, 256, 512, 784, 1024, 2048, 3136, 10**6):
         for row_mean in (0.0, 2.5, 10.0, 51.2, 400.0):
-            vid, params, feats = auto.choose(n, 1000, int(row_mean * 1000), table)
+            vid, params, feats = auto.choose(n, 1000, int(row_mean * 1000), table, k=2048)
             assert vid in ("cpu.csr.vec", "cpu.csr.rowblock", "cpu.csr.panel") and feats["n"] == n
             registry.get(vid).resolve_params(params)  # every choice is a legal parameter set
     fake = [{"n_max": 64, "choice": "rowblock rows=2", "row_mean_below": 8.0, "choice_short": "rowblock rows=4"},
@@ -312,6 +312,11 @@ def test_auto_rule_on_feature_vectors():
     assert auto.choose(32, 100, 3000, fake)[:2] == ("cpu.csr.rowblock", {"rows": 2})
     assert auto.choose(65, 100, 3000, fake)[:2] == ("cpu.csr.vec", {"max_vectors": 16})
     assert auto.choose(65, 0, 0, fake)[2]["row_mean"] == 0.0  # no rows: no division by zero
+    by_k = [{"n_max": float("inf"), "choice": "panel max_vectors=4", "k_below": 1024.0,
+             "choice_short": "vec max_vectors=8"}]
+    assert auto.choose(512, 512, 5000, by_k, k=512)[:2] == ("cpu.csr.vec", {"max_vectors": 8})
+    assert auto.choose(512, 512, 5000, by_k, k=2048)[:2] == ("cpu.csr.panel", {"max_vectors": 4})
+    assert auto.choose(512, 512, 5000, by_k, k=2048)[2]["col_mean"] == round(5000 / 2048, 2)
 
 
 def test_auto_prints_its_choice_in_info():

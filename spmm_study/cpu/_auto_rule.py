@@ -1,24 +1,24 @@
 """The rule ``cpu.csr.auto`` follows, written by experiments/cpu_auto_fit.py — do not edit by hand.
 
 Fitted 2026-12-02 on Intel(R) Xeon(R) Processor (2 cores), one thread, warm, min of 7 calls, on 40 layer-0 DLMC matrices
-(even-numbered by path); held out: 40 (odd-numbered).
+(every other one of each shape, by path); held out: 40 (the others).
 Score = geometric mean over (matrix, N) of best candidate time / chosen candidate time:
-fitting set 0.944 (best picked 46%), held out 0.934 (best picked 50%);
-always one candidate, held out: vec max_vectors=16 0.823, vec max_vectors=8 0.820, rowblock rows=0 0.797, rowblock rows=2 0.771, panel max_vectors=4 0.786, panel max_vectors=8 0.816, panel max_vectors=2 0.693.
+fitting set 0.949 (best picked 45%), held out 0.940 (best picked 43%);
+always one candidate, held out: vec max_vectors=16 0.836, vec max_vectors=8 0.834, rowblock rows=0 0.806, rowblock rows=2 0.786, panel max_vectors=4 0.790, panel max_vectors=8 0.812, panel max_vectors=2 0.701.
 """
 
 RULE = [
     {
         "n_max": 24.0,
         "choice": "rowblock rows=2",
-        "row_mean_below": 25.6,
+        "row_mean_below": 41.0,
         "choice_short": "panel max_vectors=2"
     },
     {
         "n_max": 40.5,
         "choice": "rowblock rows=2",
-        "row_mean_below": 25.6,
-        "choice_short": "panel max_vectors=8"
+        "row_mean_below": 41.0,
+        "choice_short": "panel max_vectors=2"
     },
     {
         "n_max": 56.5,
@@ -26,7 +26,7 @@ RULE = [
     },
     {
         "n_max": 82.0,
-        "choice": "panel max_vectors=8"
+        "choice": "panel max_vectors=4"
     },
     {
         "n_max": 114.0,
@@ -34,9 +34,7 @@ RULE = [
     },
     {
         "n_max": 162.0,
-        "choice": "panel max_vectors=8",
-        "row_mean_below": 25.6,
-        "choice_short": "vec max_vectors=8"
+        "choice": "panel max_vectors=8"
     },
     {
         "n_max": 226.0,
@@ -44,11 +42,15 @@ RULE = [
     },
     {
         "n_max": 384.0,
-        "choice": "vec max_vectors=8"
+        "choice": "panel max_vectors=8",
+        "row_mean_below": 51.2,
+        "choice_short": "vec max_vectors=16"
     },
     {
         "n_max": 768.0,
-        "choice": "rowblock rows=0"
+        "choice": "panel max_vectors=4",
+        "row_mean_below": 51.2,
+        "choice_short": "vec max_vectors=8"
     },
     {
         "n_max": 1536.0,

@@ -7,8 +7,10 @@ names no params should get the fast path at every N, so ``auto`` looks up the ch
 offline on the layer-0 DLMC matrices (``experiments/cpu_auto_fit.py`` writes ``_auto_rule.py``; its
 docstring has the machine, the fitting and held-out sets and the rule's score) and builds that rung.
 
-The rule reads only features known before the call: N and the mean row length (nnz / M); the table is a
-list of N buckets, each with a choice and optionally a split at a mean row length. The choice is in the
+The rule reads only features known before the call: N, the mean row length (nnz / M), the mean column
+length (nnz / K: how often each row of B is used, which is what pays back rung 17's per-call copy of B) and
+K (with N, the size of B); the table is a list of N buckets, each with a choice and optionally a split at one
+of the other features. The choice is in the
 result's ``info`` (``auto_choice``, ``auto_features``), beside the chosen rung's own info.
 
 Loop order, traffic, what to look at: those of the chosen rung; compare ``auto`` with ``vec`` and
@@ -38,13 +40,19 @@ LABELS = {  # what the fitted table names → (variant, params)
 FALLBACK = "vec max_vectors=16"
 
 
-def pick_label(table: list[dict], n: int, row_mean: float) -> str:
-    """The table's choice for N columns and rows of ``row_mean`` nonzeros on average."""
+SPLIT_FEATURES = ("row_mean", "col_mean", "k")
+
+
+def pick_label(table: list[dict], feats: dict) -> str:
+    """The table's choice for a problem's features: ``n`` (columns of B), ``row_mean`` / ``col_mean`` (mean
+    nonzeros per row / per column of A) and ``k`` (rows of B). An entry covers N up to ``n_max`` and splits on
+    at most one other feature (``<feature>_below``: below the cut, ``choice_short``)."""
     for entry in table:
-        if n <= entry["n_max"]:
-            cut = entry.get("row_mean_below")
-            if cut is not None and row_mean < cut:
-                return entry["choice_short"]
+        if feats["n"] <= entry["n_max"]:
+            for feat in SPLIT_FEATURES:
+                cut = entry.get(f"{feat}_below")
+                if cut is not None and feats.get(feat, 0.0) < cut:
+                    return entry["choice_short"]
             return entry["choice"]
     return table[-1]["choice"] if table else FALLBACK
 
@@ -55,10 +63,11 @@ def rule() -> list[dict]:
     return RULE
 
 
-def choose(n: int, m: int, nnz: int, table: list[dict] | None = None) -> tuple[str, dict, dict]:
-    """(variant id, params, features) for a problem of N columns and an M-row A with ``nnz`` nonzeros."""
-    feats = {"n": int(n), "row_mean": round(float(nnz) / m, 2) if m else 0.0}
-    lab = pick_label(rule() if table is None else table, feats["n"], feats["row_mean"])
+def choose(n: int, m: int, nnz: int, table: list[dict] | None = None, k: int = 0) -> tuple[str, dict, dict]:
+    """(variant id, params, features) for a problem of N columns and an M×K A with ``nnz`` nonzeros."""
+    feats = {"n": int(n), "row_mean": round(float(nnz) / m, 2) if m else 0.0,
+             "col_mean": round(float(nnz) / k, 2) if k else 0.0, "k": int(k)}
+    lab = pick_label(rule() if table is None else table, feats)
     vid, params = LABELS.get(lab, LABELS[FALLBACK])
     return vid, dict(params), feats
 
@@ -66,7 +75,7 @@ def choose(n: int, m: int, nnz: int, table: list[dict] | None = None) -> tuple[s
 @variant("cpu.csr.auto", loop_order="(chosen rung's)", movement=traffic)
 def build(problem):
     """CSR, rung and params picked from N and the row statistics by a rule fitted on DLMC layer 0."""
-    vid, params, feats = choose(problem.n, problem.m, problem.a.nnz)
+    vid, params, feats = choose(problem.n, problem.m, problem.a.nnz, k=problem.k)
     chosen = registry.get(vid)
     prep = chosen.build(problem, **chosen.resolve_params(params))
     prep.info = {"auto_choice": vid + "".join(f" {k}={v}" for k, v in params.items()), "auto_features": feats,
