@@ -33,7 +33,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-FIT_N = (16, 32, 49, 64, 100, 128, 196, 256, 512, 1024, 2048)
+FIT_N = (16, 17, 32, 33, 49, 64, 65, 100, 128, 129, 196, 256, 257, 512, 1024, 2048)  # with tails: buckets end halfway
 CANDIDATES = (
     ("cpu.csr.vec", {"max_vectors": 16}),
     ("cpu.csr.vec", {"max_vectors": 8}),

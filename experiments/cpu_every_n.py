@@ -8,7 +8,8 @@ over a batch; every row checked against float64 by the harness):
 
 * ``sweep``: DLMC transformer magnitude_pruning/0.9 body_decoder_layer_0_ffn_conv1 (2048×512, nnz 104 857),
   N from 16 to 4096 (the targets' N plus the tails 255/257 and others), variants ``SWEEP`` interleaved:
-  every variant of one N in each of ``rounds`` rounds, then the next N. GFLOP/s = useful flops / the least
+  everything built and checked first, then each of ``rounds`` rounds times every variant at every N (so a
+  tail and its multiple of 64 are measured under the same conditions). GFLOP/s = useful flops / the least
   disturbed call (minimum over all timed calls of all rounds: the machine is shared with other jobs, whose
   time slices only ever add time); the spread (median / min) is kept in the CSV.
 * ``threads``: ``cpu.csr.auto`` at 1 and 2 threads, same matrix, N in ``THREAD_N``; efficiency t1 / (2·t2).
@@ -91,6 +92,8 @@ def timed(prep, calls: int) -> tuple[float, float]:
 
 
 def sweep(args, out: Path) -> None:
+    """Every (N, variant) is built and checked first; then each round times every variant at every N, so an N
+    and the multiple of 64 it is compared with are measured minutes apart at most, not a whole sweep apart."""
     import numba
 
     from spmm_study import registry, sources
@@ -100,37 +103,42 @@ def sweep(args, out: Path) -> None:
     apply_threads(1)
     numba.set_num_threads(1)
     a = sources.load(MATRIX).a
-    rows = []
-    for n in args.n or SWEEP_N:
-        problem = Problem.make(a, n, matrix=MATRIX)
-        preps, status, info, best = {}, {}, {}, {}
+    ns = args.n or SWEEP_N
+    problems, preps, status, info, best = {}, {}, {}, {}, {}
+    for n in ns:
+        problem = problems[n] = Problem.make(a, n, matrix=MATRIX)
         for vid, params in SWEEP:
             v = registry.get(vid)
-            reason = v.unavailable_reason()
-            if reason:
-                status[vid] = "UNAVAILABLE"
+            if v.unavailable_reason():
+                status[n, vid] = "UNAVAILABLE"
                 continue
             prep = v.build(problem, **v.resolve_params(params))
             prep.poison()
             prep.run()
             chk = problem.check(np.asarray(prep.fetch()))
-            status[vid] = "PASS" if chk.ok else "FAIL"
-            info[vid] = json.dumps(prep.info, default=str)
+            status[n, vid] = "PASS" if chk.ok else "FAIL"
+            info[n, vid] = json.dumps(prep.info, default=str)
             if chk.ok:
-                preps[vid] = prep
-        for _ in range(args.rounds):  # interleaved: every variant once per round
-            for vid, prep in preps.items():
-                w, c = timed(prep, args.repeats)
-                bw, bc = best.get(vid, (float("inf"), float("inf")))
-                best[vid] = (min(bw, w), min(bc, c))
-        for vid, prep in preps.items():  # still right after all the timed calls
-            if not problem.check(np.asarray(prep.fetch())).ok:
-                status[vid] = "FAIL"
-            prep.release()
+                preps[n, vid] = prep
+        print(f"built N={n}", flush=True)
+    for rnd in range(args.rounds):  # interleaved: every variant at every N once per round
+        for (n, vid), prep in preps.items():
+            w, c = timed(prep, args.repeats)
+            bw, bc = best.get((n, vid), (float("inf"), float("inf")))
+            best[n, vid] = (min(bw, w), min(bc, c))
+        print(f"round {rnd + 1} of {args.rounds} done", flush=True)
+    rows = []
+    for n in ns:
         for vid, _ in SWEEP:
-            row = {"n": n, "variant": vid, "params": "", "status": status.get(vid, "?"), "info": info.get(vid, "")}
-            if vid in best and status[vid] == "PASS":
-                w, c = best[vid]
+            prep = preps.get((n, vid))
+            if prep is not None:  # still right after all the timed calls
+                if not problems[n].check(np.asarray(prep.fetch())).ok:
+                    status[n, vid] = "FAIL"
+                prep.release()
+            row = {"n": n, "variant": vid, "params": "", "status": status.get((n, vid), "?"),
+                   "info": info.get((n, vid), "")}
+            if (n, vid) in best and status[n, vid] == "PASS":
+                w, c = best[n, vid]
                 row.update(min_ms=round(w * 1e3, 5), median_ms=round(c * 1e3, 5),
                            gflops=round(2 * a.nnz * n / c / 1e9, 2), spread=round(w / c, 3))
             rows.append(row)

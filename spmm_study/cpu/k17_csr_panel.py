@@ -60,8 +60,8 @@ from spmm_study.registry import Param, host_prepared, variant
 MAX_VECTORS_PARAM = Param("max_vectors", 4, (2, 4, 8), "most 64-byte vectors of a row of C per column tile "
                           "(4 = 64 fp32 columns); the panel of B a tile reads is Kb rows of this width",
                           minimum=1)
-PANEL_PARAM = Param("panel_kib", 128, (32, 64, 128, 256), "KiB of B per column block (Kb = this / (W·4 bytes)): "
-                    "what stays in L1 while the rows of a part run", minimum=1)
+PANEL_PARAM = Param("panel_kib", 128, (32, 64, 128, 256), "most KiB of a panel of B (Kb = this / (W·4 bytes) "
+                    "columns of A per block): what the rows of a part reuse before the next block", minimum=1)
 
 
 def block_rows(kib: int, width: int, itemsize: int, k: int) -> int:
@@ -222,7 +222,7 @@ def traffic(s: Shape, params: dict) -> Bytes:
     params=(MAX_VECTORS_PARAM, PANEL_PARAM),
 )
 def build(problem, max_vectors, panel_kib):
-    """CSR with B in L1: A in column blocks (once per matrix), B packed per call into L1-sized panels."""
+    """CSR over packed B: B copied per call into contiguous column tiles, A cut into column blocks (once)."""
     a = problem.a
     check_dtype(problem.dtype)
     itemsize = np.dtype(problem.dtype).itemsize
