@@ -283,6 +283,103 @@ def test_spregtiling_is_unavailable_without_its_entry_point(monkeypatch, tmp_pat
         assert reason and ("does not export srt_create" in reason or "not a file" in reason)
 
 
+_SRT_REASON = registry.get("cpu.csr.spregtiling").unavailable_reason()
+
+
+@pytest.mark.skipif(_SRT_REASON is not None, reason=f"no built entry point: {_SRT_REASON}")
+def test_spregtiling_runs_the_built_library():
+    """With $SPMM_STUDY_SPREGTILING naming a library built by experiments/build_spregtiling.py (CI has none:
+    skipped), the artifact against float64 with C poisoned: N with and without a tail of 16 and past the
+    N its heuristic lists, a B changed in place between calls, the two edges the entry point handles around
+    the artifact (one nonzero: its miscount of the last nonzero; no nonzero), and the chosen method in info.
+    The registry grid above runs it on every edge and drawn matrix too when the library is there."""
+    v = registry.get("cpu.csr.spregtiling")
+    a = sources.load("synthetic:uniform:300x256:0.9").a
+    for n in (32, 49, 100, 257, 1024):
+        check_variant(v, a, n, {}, label=f"300x256 N={n}")
+    for name in ("single_nonzero", "all_zero"):
+        check_variant(v, EDGES[name], 7, {}, label=name)
+    problem = Problem.make(a, 40)
+    prep = v.build(problem, **v.resolve_params({}))
+    try:
+        assert prep.info["config"].startswith("NANO_M"), prep.info
+        prep.poison()
+        prep.run()
+        assert problem.check(prep.fetch()).ok
+        problem.b *= 2.0  # B is read where it is: a changed B is what the next call multiplies
+        prep.poison()
+        prep.run()
+        assert np.allclose(prep.fetch(), 2.0 * problem.reference, rtol=1e-4, atol=1e-4)
+    finally:
+        prep.release()
+
+
+def _fake_srt_clone(root, nano=True, generated=True):
+    """A directory shaped like the artifact's clone (no code of it: empty files and made-up tables)."""
+    (root / "tools" / "paper").mkdir(parents=True)
+    table = {"(0.0, 0.7]": {"32": ["NANO_M8N2_NKM_alt", "NANO_M4N4_KNM_orig"],
+                            "256": ["NANO_M4N4_NKM_LB_TLB128_SA_identity"]},
+             "(0.7, 1.0]": {"32": ["NANO_M4N4_KNM_LB_SA_orig"]}}
+    import json
+
+    for kind in ("single", "multi"):
+        (root / "tools" / f"empirical_heuristic_{kind}_threaded.json").write_text(json.dumps(table))
+    (root / "tools" / "paper" / "configs.py").write_text(
+        'schedules = {"KNM": 0, "NKM": 1}\n'
+        "def nano(size, mapping):\n"
+        '    return {4: {"identity": "aaaaa", "orig": "bbbbb"}, 8: {"alt": "ccccc"}}.get(size, {}).get(mapping)\n')
+    if nano:
+        n = root / "spmm_nano_kernels"
+        for d in ("include", "src", "mappings", "third_party/version2/vectorclass", "third_party/rte"):
+            (n / d).mkdir(parents=True)
+        (n / "include" / "MatMulSpecialized.h").write_text("")
+        if generated:
+            (n / "generated" / "AVX512" / "factories").mkdir(parents=True)
+            (n / "generated" / "mapping_to_executor.cpp").write_text("")
+
+
+def test_spregtiling_build_refuses_in_one_line(tmp_path, capsys):
+    """experiments/build_spregtiling.py: a missing or wrong clone, no submodule, no codegen output, a bad
+    --jobs: one line on stderr and exit 2, before any compiler runs."""
+    from spmm_study.cpu import spregtiling as srt
+
+    def refused(argv, words):
+        assert srt.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and words in err, err
+
+    refused(["build", str(tmp_path / "nowhere")], "is not a directory")
+    (tmp_path / "empty").mkdir()
+    refused(["build", str(tmp_path / "empty")], "is not a sparse-register-tiling clone")
+    _fake_srt_clone(tmp_path / "nosub", nano=False)
+    refused(["build", str(tmp_path / "nosub")], "git submodule update --init")
+    refused(["build", str(tmp_path / "nosub"), "--nano", str(tmp_path / "empty")], "spmm-nano-kernels")
+    _fake_srt_clone(tmp_path / "nogen", generated=False)
+    refused(["build", str(tmp_path / "nogen")], "run the artifact's codegen first")
+    refused(["build", str(tmp_path / "nogen"), "--jobs", "0"], "--jobs")
+    refused(["frobnicate"], "invalid choice")
+    refused(["build"], "required")
+
+
+def test_spregtiling_heuristic_table_takes_the_first_ranked_method(tmp_path):
+    """The generated srt_heuristic.h: one row per bucket and N, the first-ranked name decoded (tile shape,
+    schedule, load balance, TLB entries, sparse A, mapping id); names it cannot run are refused."""
+    from spmm_study.cpu import spregtiling as srt
+
+    _fake_srt_clone(tmp_path)
+    header = srt.heuristic_header(tmp_path)
+    rows = [ln.strip() for ln in header.splitlines() if ln.startswith("  {")]
+    assert len(rows) == 6  # 3 entries x single/multi
+    assert '{false, 0.0, 0.7, 32, "NANO_M8N2_NKM_alt", 8, 2, "ccccc", 1, 0, 0, 0, 10},' in rows
+    assert '{false, 0.0, 0.7, 256, "NANO_M4N4_NKM_LB_TLB128_SA_identity", 4, 4, "aaaaa", 1, 1, 128, 1, 10},' in rows
+    assert '{true, 0.7, 1.0, 32, "NANO_M4N4_KNM_LB_SA_orig", 4, 4, "bbbbb", 0, 1, 0, 1, 10},' in rows
+    assert "NANO_M4N4_KNM_orig" not in header  # second-ranked: not used
+    mappings, schedules = srt.name_tables(tmp_path)
+    for bad in ("NANO_M4N4_NKM_packed_identity", "NANO_M4N4_XYZ_identity", "CSB_x"):
+        with pytest.raises(srt.BuildError):
+            srt.decode(bad, mappings, schedules)
+
+
 def _which_lib(name: str) -> str:
     import glob
 

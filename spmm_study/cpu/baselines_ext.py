@@ -123,16 +123,23 @@ def build_mkl_opt(problem):
 # Sparse Register Tiling (Wilkinson, Cheshmi, Mehri Dehnavi, PLDI'23): github.com/SpRegTiling/sparse-register-tiling
 # with its spmm-nano-kernels submodule. The repository has no licence file, so nothing of it is copied here
 # and the project never downloads it: the user clones it, generates its AVX-512 kernels with its own codegen
-# (``cd spmm_nano_kernels && python -m codegen.generate_ukernels``) and builds a C entry point against it,
-# then points ``$SPMM_STUDY_SPREGTILING`` at the shared library. The entry point must export
+# (``cd spmm_nano_kernels && python -m codegen.generate_ukernels``), then builds the project's own entry point
+# (``csrc/spregtiling_entry.cpp``) against it with ``python experiments/build_spregtiling.py build CLONE``
+# (spmm_study/cpu/spregtiling.py: the artifact's fp32 AVX-512 kernels + the entry point into one cached .so,
+# checked against float64; 9 minutes of one core here with g++ 12) and points ``$SPMM_STUDY_SPREGTILING``
+# at the library it prints. The entry point exports
 #
 #   void* srt_create(int m, int k, int n, const int* indptr, const int* indices, const float* values, int threads);
 #   int   srt_run(void* handle, const float* b, float* c);        /* C = A·B, row-major, 0 on success */
 #   void  srt_destroy(void* handle);
+#   const char* srt_config(void* handle);                         /* optional: the method it chose */
 #
-# B and C are handed over with 64 rows of slack past their end (the artifact reads and writes past the last
-# row: without the slack it corrupted the heap when built on 2026-12-01, issue 12); only the first M rows of
-# C are the result. Not built on this machine this session (see the README's "every N" section).
+# srt_create does the artifact's inspector once (untimed): the method is the first-ranked one of the artifact's
+# empirical heuristic for the matrix's sparsity and N, then its packing and tile sizes; srt_run is the executor
+# call. C is handed over with 64 rows of slack past its end (the artifact pads M to a multiple of its M_r and
+# writes those rows: without the slack it corrupted the heap, issue 12); only the first M rows are the result.
+# B is passed as it is: with a PROT_NONE page right after B the artifact never read past its end (N = 1 to
+# 3136, tails of 16 included), so it is not copied.
 
 SPREGTILING_ENV = "SPMM_STUDY_SPREGTILING"
 SLACK_ROWS = 64
@@ -142,7 +149,7 @@ def spregtiling_unavailable() -> str | None:
     path = os.environ.get(SPREGTILING_ENV, "")
     if not path:
         return (f"${SPREGTILING_ENV} is not set (point it at a shared library built from your own clone of "
-                "SpRegTiling/sparse-register-tiling; see spmm_study/cpu/baselines_ext.py)")
+                "SpRegTiling/sparse-register-tiling with experiments/build_spregtiling.py)")
     if not os.path.isfile(path):
         return f"${SPREGTILING_ENV}={path} is not a file (expected the built shared library)"
     try:
@@ -181,13 +188,17 @@ def build_spregtiling(problem):
                             threads)
     if not handle:
         raise SpmmError("the Sparse Register Tiling entry point refused this matrix (srt_create returned NULL)")
-    b_slack = np.zeros((problem.k + SLACK_ROWS, problem.n), np.float32)
+    config = ""
+    if hasattr(lib, "srt_config"):
+        lib.srt_config.restype = ctypes.c_char_p
+        lib.srt_config.argtypes = [ctypes.c_void_p]
+        config = (lib.srt_config(handle) or b"").decode(errors="replace")
     c_slack = np.full((problem.m + SLACK_ROWS, problem.n), np.nan, np.float32)
     c = c_slack[: problem.m]
 
     def run():
-        b_slack[: problem.k] = problem.b  # B is an input: copied in each call (timed)
-        if lib.srt_run(handle, b_slack.ctypes.data, c_slack.ctypes.data) != 0:
+        b = np.ascontiguousarray(problem.b)  # read where it is (a copy only for a non-contiguous B)
+        if lib.srt_run(handle, b.ctypes.data, c_slack.ctypes.data) != 0:
             raise SpmmError("the Sparse Register Tiling entry point failed (srt_run != 0)")
 
     done = []
@@ -197,7 +208,8 @@ def build_spregtiling(problem):
             done.append(True)
             lib.srt_destroy(handle)
 
-    prep = Prepared(run=run, fetch=lambda: c, poison=lambda: c.fill(np.nan), info={"threads": threads})
+    info = {"threads": threads, **({"config": config} if config else {})}
+    prep = Prepared(run=run, fetch=lambda: c, poison=lambda: c.fill(np.nan), info=info)
     prep.release = release
-    prep._keep = (indptr, indices, values, b_slack, c_slack)  # noqa: SLF001
+    prep._keep = (indptr, indices, values, c_slack)  # noqa: SLF001
     return prep
