@@ -1,7 +1,8 @@
 """Rung 16 — ``cpu.csr.auto``: the rung and params for this N and this matrix, picked by a fitted rule.
 
-What changed from rungs 14 and 15: nothing in the loops. Rung 14 (``cpu.csr.vec``, one row in up to
-``max_vectors`` vectors) and rung 15 (``cpu.csr.rowblock``, R rows at once) each win somewhere, and which
+What changed from rungs 14, 15 and 17: nothing in the loops. Rung 14 (``cpu.csr.vec``, one row in up to
+``max_vectors`` vectors), rung 15 (``cpu.csr.rowblock``, R rows at once) and rung 17 (``cpu.csr.panel``, B
+packed into contiguous column tiles) each win somewhere, and which
 one wins depends on N (how many vectors a row of C needs) and on the rows (how long, how even). A user who
 names no params should get the fast path at every N, so ``auto`` looks up the choice in a table fitted
 offline on the layer-0 DLMC matrices (``experiments/cpu_auto_fit.py`` writes ``_auto_rule.py``; its
@@ -14,9 +15,10 @@ of the other features. The choice is in the
 result's ``info`` (``auto_choice``, ``auto_features``), beside the chosen rung's own info.
 
 Loop order, traffic, what to look at: those of the chosen rung; compare ``auto`` with ``vec`` and
-``rowblock`` at their defaults in ``experiments/cpu_every_n.py``. Measured (DLMC ffn_conv1 90%, one thread,
-warm, Intel Xeon KVM guest with 2 shared cores, 2026-12-01): N = 32 42.4 GFLOP/s (it picked rowblock), N = 100
-41.0 (vec); 2.4× and 1.6× the plain MKL call, 1.1× and 1.4× MKL with its inspector step done once.
+``rowblock`` and ``panel`` at their defaults in ``experiments/cpu_every_n.py``. Measured (DLMC ffn_conv1 90%,
+one thread, warm, Intel Xeon KVM guest with 2 cores, quiet, 2026-12-02, the README's every-N run): N = 32
+48.8 GFLOP/s (it picked rung 17 with 2 vectors), N = 100 46.0 (rung 14), N = 2048 38.4 (rung 17); 1.5×, 1.8×
+and 2.2× the plain MKL call, 1.0×, 1.5× and 2.2× MKL with its inspector step done once.
 """
 
 from __future__ import annotations
