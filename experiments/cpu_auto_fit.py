@@ -65,25 +65,29 @@ def features(a) -> dict:
             "row_cv": float(lengths.std() / mean) if mean > 0 else 0.0}
 
 
-def time_min(prep, reps: int) -> float:
-    """Least CPU time of the calling thread over ``reps`` calls (one-thread kernels run in it): on a shared
-    machine the wall time of a call also holds other jobs' time slices, its CPU time does not."""
+def time_min(prep, reps: int, threads: int = 1) -> float:
+    """Least CPU time of the calling thread over ``reps`` calls at one thread (one-thread kernels run in it:
+    on a shared machine the wall time of a call also holds other jobs' time slices, its CPU time does not);
+    least wall time at more threads (the calling thread's CPU time would miss the others')."""
+    clock = time.thread_time if threads == 1 else time.perf_counter
     prep.run()
     best = float("inf")
     for _ in range(reps):
-        t0 = time.thread_time()
+        t0 = clock()
         prep.run()
-        best = min(best, time.thread_time() - t0)
+        best = min(best, clock() - t0)
     return best
 
 
-def measure(paths, reps: int) -> list[dict]:
+def measure(paths, reps: int, threads: int = 1) -> list[dict]:
     import numba
 
     from spmm_study import registry, sources
+    from spmm_study.harness import apply_threads
     from spmm_study.problem import Problem
 
-    numba.set_num_threads(1)
+    apply_threads(threads)
+    numba.set_num_threads(threads)  # before the builds: the rungs partition the rows for this many threads
     rows = []
     for path in paths:
         a = sources.read_smtx(path)
@@ -98,7 +102,7 @@ def measure(paths, reps: int) -> list[dict]:
                 prep.run()
                 if not problem.check(prep.fetch()).ok:
                     raise SystemExit(f"{vid} {params} FAILED on {path} N={n}")
-                times[label(vid, params)] = time_min(prep, reps)
+                times[label(vid, params)] = time_min(prep, reps, threads)
             rows.append({"matrix": str(path), "n": n, **feats, "times": times})
             print(f"{path.parent.name}/{path.stem[:40]:40s} N={n:5d} " +
                   " ".join(f"{k}={t * 1e3:.3f}ms" for k, t in times.items()), flush=True)
@@ -172,8 +176,11 @@ def write_rule(table, fit_rows, held_rows, out: Path, meta: dict) -> None:
     fit_s, fit_hit = score(fit_rows, lambda r: pick_label(table, r))
     held_s, held_hit = score(held_rows, lambda r: pick_label(table, r))
     always = {lb: score(held_rows, lambda r, lb=lb: lb)[0] for lb in held_rows[0]["times"]}
-    doc = (f'"""The rule ``cpu.csr.auto`` follows, written by experiments/cpu_auto_fit.py — do not edit by hand.\n\n'
-           f"Fitted {meta['date']} on {meta['machine']}, one thread, warm, min of {meta['reps']} calls, on "
+    threads = int(meta.get("threads", 1))
+    who = "one thread, least CPU time" if threads == 1 else f"{threads} threads, least wall time"
+    doc = (f'"""The rule ``cpu.csr.auto`` follows at {threads} thread{"s" if threads > 1 else ""}, written by '
+           f"experiments/cpu_auto_fit.py — do not edit by hand.\n\n"
+           f"Fitted {meta['date']} on {meta['machine']}, {who}, warm, min of {meta['reps']} calls, on "
            f"{meta['fit']} layer-0 DLMC matrices\n(every other one of each shape, by path); held out: {meta['held']} (the others).\n"
            f"Score = geometric mean over (matrix, N) of best candidate time / chosen candidate time:\n"
            f"fitting set {fit_s:.3f} (best picked {fit_hit:.0%}), held out {held_s:.3f} (best picked {held_hit:.0%});\n"
@@ -187,10 +194,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--matrices", type=int, default=80, help="how many layer-0 matrices (sorted by path) to use")
     ap.add_argument("--reps", type=int, default=9)
-    ap.add_argument("--out", default="spmm_study/cpu/_auto_rule.py")
+    ap.add_argument("--threads", type=int, default=1, help="fit the rule for this many threads")
+    ap.add_argument("--out", default="", help="default: spmm_study/cpu/_auto_rule.py (1 thread), "
+                    "_auto_rule_<T>t.py (T threads)")
     ap.add_argument("--raw", default="", help="also write the raw timings (JSON) here")
     ap.add_argument("--from-raw", default="", help="fit on the raw timings of an earlier run (no measuring)")
     args = ap.parse_args(argv)
+    if not args.out:
+        args.out = "spmm_study/cpu/_auto_rule.py" if args.threads == 1 else f"spmm_study/cpu/_auto_rule_{args.threads}t.py"
     root = Path(os.environ.get("SPMM_STUDY_DLMC", "../shared/dlmc"))
     paths = layer0(root)[: args.matrices]
     if not paths:
@@ -203,8 +214,8 @@ def main(argv=None) -> int:
         paths = sorted({Path(r["matrix"]) for r in rows})
         meta = json.loads(Path(args.from_raw + ".meta").read_text()) if Path(args.from_raw + ".meta").exists() else {}
     else:
-        rows = measure(paths, args.reps)
-        meta = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "reps": args.reps}
+        rows = measure(paths, args.reps, args.threads)
+        meta = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "reps": args.reps, "threads": args.threads}
     fit_paths = split_by_shape(rows)
     fit_rows = [r for r in rows if r["matrix"] in fit_paths]
     held_rows = [r for r in rows if r["matrix"] not in fit_paths]

@@ -403,6 +403,11 @@ def test_auto_rule_on_feature_vectors():
             vid, params, feats = auto.choose(n, 1000, int(row_mean * 1000), table, k=2048)
             assert vid in ("cpu.csr.vec", "cpu.csr.rowblock", "cpu.csr.panel") and feats["n"] == n
             registry.get(vid).resolve_params(params)  # every choice is a legal parameter set
+    for threads in (2, 3, 64):  # a rule of its own from 2 threads up, each choice a known rung
+        t2 = auto.rule(threads)
+        assert t2 is not table and t2[-1]["n_max"] == float("inf")
+        assert all(e["choice"] in auto.LABELS and e.get("choice_short", e["choice"]) in auto.LABELS for e in t2)
+        assert auto.choose(256, 2048, 104857, k=512, threads=threads)[2]["threads"] == threads
     fake = [{"n_max": 64, "choice": "rowblock rows=2", "row_mean_below": 8.0, "choice_short": "rowblock rows=4"},
             {"n_max": float("inf"), "choice": "vec max_vectors=16"}]
     assert auto.choose(32, 100, 300, fake)[:2] == ("cpu.csr.rowblock", {"rows": 4})  # 3 per row: short

@@ -11,7 +11,9 @@ docstring has the machine, the fitting and held-out sets and the rule's score) a
 The rule reads only features known before the call: N, the mean row length (nnz / M), the mean column
 length (nnz / K: how often each row of B is used, which is what pays back rung 17's per-call copy of B) and
 K (with N, the size of B); the table is a list of N buckets, each with a choice and optionally a split at one
-of the other features. The choice is in the
+of the other features. There is one table per fitted thread count (``_auto_rule.py`` at one thread,
+``_auto_rule_2t.py`` from two up): the rungs scale differently (at two threads rung 17's packed tiles kept
+0.85–0.95 of linear where rung 14 kept 0.55–0.78 at N = 64–256), so the best choice moves with the threads. The choice is in the
 result's ``info`` (``auto_choice``, ``auto_features``), beside the chosen rung's own info.
 
 Loop order, traffic, what to look at: those of the chosen rung; compare ``auto`` with ``vec`` and
@@ -59,17 +61,28 @@ def pick_label(table: list[dict], feats: dict) -> str:
     return table[-1]["choice"] if table else FALLBACK
 
 
-def rule() -> list[dict]:
+FITTED_THREADS = (2,)  # besides 1: thread counts with a rule of their own (``_auto_rule_<T>t.py``)
+
+
+def rule(threads: int = 1) -> list[dict]:
+    """The table for this many threads: the one fitted at the largest thread count not above it."""
+    import importlib
+
+    fitted = [t for t in FITTED_THREADS if t <= threads]
+    if fitted:
+        return importlib.import_module(f"spmm_study.cpu._auto_rule_{max(fitted)}t").RULE
     from spmm_study.cpu._auto_rule import RULE
 
     return RULE
 
 
-def choose(n: int, m: int, nnz: int, table: list[dict] | None = None, k: int = 0) -> tuple[str, dict, dict]:
-    """(variant id, params, features) for a problem of N columns and an M×K A with ``nnz`` nonzeros."""
+def choose(n: int, m: int, nnz: int, table: list[dict] | None = None, k: int = 0,
+           threads: int = 1) -> tuple[str, dict, dict]:
+    """(variant id, params, features) for a problem of N columns and an M×K A with ``nnz`` nonzeros, run on
+    ``threads`` threads."""
     feats = {"n": int(n), "row_mean": round(float(nnz) / m, 2) if m else 0.0,
-             "col_mean": round(float(nnz) / k, 2) if k else 0.0, "k": int(k)}
-    lab = pick_label(rule() if table is None else table, feats)
+             "col_mean": round(float(nnz) / k, 2) if k else 0.0, "k": int(k), "threads": int(threads)}
+    lab = pick_label(rule(threads) if table is None else table, feats)
     vid, params = LABELS.get(lab, LABELS[FALLBACK])
     return vid, dict(params), feats
 
@@ -77,7 +90,9 @@ def choose(n: int, m: int, nnz: int, table: list[dict] | None = None, k: int = 0
 @variant("cpu.csr.auto", loop_order="(chosen rung's)", movement=traffic)
 def build(problem):
     """CSR, rung and params picked from N and the row statistics by a rule fitted on DLMC layer 0."""
-    vid, params, feats = choose(problem.n, problem.m, problem.a.nnz, k=problem.k)
+    import numba
+
+    vid, params, feats = choose(problem.n, problem.m, problem.a.nnz, k=problem.k, threads=numba.get_num_threads())
     chosen = registry.get(vid)
     prep = chosen.build(problem, **chosen.resolve_params(params))
     prep.info = {"auto_choice": vid + "".join(f" {k}={v}" for k, v in params.items()), "auto_features": feats,
