@@ -22,6 +22,7 @@ All run on the legacy default stream, as the numba kernels and the timing events
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from importlib.util import find_spec
 
 import numpy as np
@@ -109,8 +110,27 @@ def build_cublas_tf32(problem):
                     info={"library": f"torch {torch.__version__} cuBLAS", "tf32": True}, release=lambda: out.clear())
 
 
+@lru_cache(maxsize=1)
+def _cusparselt_unavailable() -> str | None:
+    """torch, and a torch whose cuSPARSELt path takes float32: probed once on a 64×64 2:4 matrix (torch 2.11
+    on the H200 refused float32 — "not a supported dtype" — for every matrix, 2026-12-02)."""
+    reason = _torch_unavailable()
+    if reason:
+        return reason
+    import torch
+    from torch.sparse import SparseSemiStructuredTensor, to_sparse_semi_structured
+
+    SparseSemiStructuredTensor._FORCE_CUTLASS = False
+    probe = torch.tensor([[1.0, 0.0, 1.0, 0.0]], device="cuda").repeat(64, 16)
+    try:
+        to_sparse_semi_structured(probe)
+    except (RuntimeError, ValueError) as exc:
+        return f"torch {torch.__version__}'s cuSPARSELt path refuses float32: {str(exc).splitlines()[0][:120]}"
+    return None
+
+
 @variant("gpu.nm24.cusparselt", loop_order="library", movement=models.nm24_library, rung=95, baseline=True,
-         available=_torch_unavailable, accepts=lambda a: NM24.violation(a) is None)
+         available=_cusparselt_unavailable, accepts=lambda a: NM24.violation(a) is None)
 def build_cusparselt(problem):
     """2:4 sparse tensor cores: cuSPARSELt through torch semi-structured sparsity (fp32 in, TF32 compute)."""
     from spmm_study.errors import ParamError
