@@ -1,7 +1,7 @@
 """Fit the GPU chooser's decision table (``gpu.csr.auto``) from measured rows, and say what it is worth.
 
-    PYTHONPATH=. python experiments/fit_gpu_chooser.py --rows data/reference/gpu-bench.csv \
-        --dlmc-root ../shared/dlmc --out spmm_study/gpu/chooser_h100_interim.json
+    PYTHONPATH=. python experiments/fit_gpu_chooser.py --rows data/reference/gpu-bench-h200.csv \
+        --dlmc-root ../shared/dlmc --out spmm_study/gpu/chooser_h200.json
 
 Input: harness result rows (CSV, as gpu_bench.py / h200_round2.py write them) of the layer-0 DLMC set, one
 machine, cold L2. A *problem* is (matrix, N); its candidates are the project's own rungs' rows that PASSed

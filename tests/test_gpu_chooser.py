@@ -1,5 +1,5 @@
 """The GPU chooser (gpu.csr.auto): features, the decision table on synthetic feature vectors, its file
-checks, the fit and its held-out evaluation, and the packaged H100-interim table. No GPU, no simulator
+checks, the fit and its held-out evaluation, and the packaged table (fitted on H200 rows). No GPU, no simulator
 (the chooser building and passing its rungs in the simulator is in test_gpu_sim.py)."""
 
 import json
@@ -186,12 +186,12 @@ def test_cross_validation_holds_out_whole_matrices():
     assert chooser.geomean([2.0, 8.0, None]) == pytest.approx(4.0)
 
 
-def test_packaged_table_is_the_labelled_h100_interim_one():
+def test_packaged_table_is_the_labelled_h200_one():
     from spmm_study.gpu import k30_csr_auto as auto
 
-    assert auto.PACKAGED_TABLE.name == "chooser_h100_interim.json"
+    assert auto.PACKAGED_TABLE.name == "chooser_h200.json"
     t = auto.table_for("")
-    assert "H100" in t.meta["machine"] and "INTERIM" in t.meta["label"]
+    assert "H200" in t.meta["machine"] and "H200" in t.meta["label"]
     assert t.rules and t.meta["cv"]["all"]["misses"] == 0
     rng = np.random.default_rng(0)
     for _ in range(300):  # synthetic feature vectors over and past the fitted range: one rule each
@@ -232,13 +232,13 @@ def test_decide_on_edge_matrices_follows_the_features():
 @pytest.mark.skipif(not os.environ.get("SPMM_STUDY_DLMC"), reason="needs the DLMC matrices ($SPMM_STUDY_DLMC)")
 def test_fit_script_reproduces_the_packaged_table(tmp_path):
     out = tmp_path / "t.json"
-    proc = subprocess.run([sys.executable, "experiments/fit_gpu_chooser.py", "--rows", "data/reference/gpu-bench.csv",
-                           "--dlmc-root", os.environ["SPMM_STUDY_DLMC"], "--out", str(out)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "experiments/fit_gpu_chooser.py", "--rows",
+                           "data/reference/gpu-bench-h200.csv", "--dlmc-root", os.environ["SPMM_STUDY_DLMC"], "--out", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert proc.returncode == 0, proc.stderr
     assert "held out by matrix" in proc.stdout and "gpu.dense.cublas" in proc.stdout
     fresh = json.loads(out.read_text())
-    packaged = json.loads((ROOT / "spmm_study/gpu/chooser_h100_interim.json").read_text())
+    packaged = json.loads((ROOT / "spmm_study/gpu/chooser_h200.json").read_text())
     assert fresh["rules"] == packaged["rules"] and fresh["default"] == packaged["default"]
     assert fresh["cv"] == packaged["cv"]
     bad = subprocess.run([sys.executable, "experiments/fit_gpu_chooser.py", "--rows", "data/reference/gpu-bench.csv",

@@ -2,7 +2,7 @@
 
 No new kernel. At build, ``chooser.features`` reads the CSR offsets once (O(M): shape, N, sparsity, the
 mean, coefficient of variation and max/mean of the row lengths, the fraction of empty rows), the decision
-table (``chooser_h100_interim.json`` unless ``table`` names another file) maps them to one configuration of
+table (``chooser_h200.json`` unless ``table`` names another file) maps them to one configuration of
 one rung, and that rung's ``build`` runs with those parameters. The row's ``info`` says what was chosen:
 ``auto_variant``, ``auto_params``, ``auto_rule`` (which rule decided, in words) and ``auto_table``.
 
@@ -16,11 +16,13 @@ gets: a choice made from features alone, by a table fitted once on other matrice
 Loop order and traffic: those of the chosen rung (the movement model below is the row-panel model at the
 default 128-column panel; the chosen rung's own model bytes are in ``info["auto_model_bytes"]``).
 What to look at: ``auto_rule`` next to the time; the gap to the oracle in the fit script's report.
-Measured: nothing yet on a device. The packaged table is INTERIM, fitted from H100 rows
-(``data/reference/gpu-bench.csv``, 2026-11-23: 180 problems, 7 configurations of rungs 15, 17, 18, 19):
-held out by weight matrix it reached 0.949 / 0.927 / 0.933 of the oracle at N = 256 / 2048 / 4096, i.e.
-1.16× / 1.02× / 1.09× cuBLAS fp32 against the oracle's 1.22× / 1.10× / 1.17× (replayed from those rows, not
-run; the table's ``cv`` entry). It must be refitted on H200 rows (``experiments/h200_round2.py``).
+Measured on the H200 (2026-12-02, experiments/h200_round2.py, every layer-0 magnitude-pruned DLMC
+transformer matrix at N = 256 and 2048, 128 problems, cold L2, device time): ``gpu.csr.auto`` as run, with
+the H100-fitted table it had then, was 1.15× cuBLAS fp32, 0.57× cuBLAS TF32, 2.69× cuSPARSE (cupy), 1.16×
+cuSPARSE through torch and 0.89× Sputnik (geometric means). The packaged table is now fitted on those H200
+rows (``data/reference/gpu-bench-h200.csv``): held out by weight matrix it reaches 0.964 / 0.950 of the
+oracle at N = 256 / 2048, i.e. 1.24× / 1.16× cuBLAS fp32 and 1.03× / 0.85× Sputnik (replayed from those rows,
+not yet run as ``auto``; the table's ``cv`` entry).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from spmm_study.gpu import chooser, models
 from spmm_study.gpu.device import gpu_unavailable_reason
 from spmm_study.registry import Param, variant
 
-PACKAGED_TABLE = Path(__file__).with_name("chooser_h100_interim.json")
+PACKAGED_TABLE = Path(__file__).with_name("chooser_h200.json")
 AUTO_ID = "gpu.csr.auto"
 
 
@@ -45,7 +47,7 @@ def _table(path: str) -> chooser.Table:
 
 
 def table_for(path: str = "") -> chooser.Table:
-    """The decision table at ``path`` ('' = the packaged interim one), checked against the registry:
+    """The decision table at ``path`` ('' = the packaged H200 one), checked against the registry:
     every rule names a GPU rung of this project (no baseline, not this rung) with parameters it accepts."""
     from spmm_study import registry
 
@@ -93,7 +95,7 @@ def ptx_cases():
 
 @variant(AUTO_ID, loop_order="chosen rung's",
          movement=models.csr_panel(lambda p: 128),
-         params=(Param("table", "", (), "decision table JSON ('' = the packaged H100-interim table)"),),
+         params=(Param("table", "", (), "decision table JSON ('' = the packaged table, fitted on H200 rows)"),),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, table):
     """The chooser: features → decision table → one rung with its parameters, built (choice in info)."""
