@@ -109,6 +109,33 @@ def measure(paths, reps: int, threads: int = 1) -> list[dict]:
     return rows
 
 
+def read_raw(path: Path):
+    """The rows an earlier run wrote with --raw, checked (a list of objects with the features and a dict of
+    positive finite times, the same candidates in every row), or one line saying what is wrong."""
+    from spmm_study.errors import SpmmError
+    from spmm_study.safeio import read_text
+
+    try:
+        rows = json.loads(read_text(path, 64 << 20, what="raw timing file"))
+    except (SpmmError, OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"{path}: not a raw timing file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    need = ("matrix", "n", "m", "k", "nnz", "row_mean", "times")
+    if not isinstance(rows, list) or not rows:
+        return f"{path}: expected a non-empty JSON list of rows"
+    labels = None
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict) or any(key not in r for key in need) or not isinstance(r["times"], dict):
+            return f"{path}: row {i} lacks one of {', '.join(need)}"
+        ok = all(isinstance(t, (int, float)) and 0 < t < float("inf") for t in r["times"].values())
+        if not ok or not r["times"] or (labels is not None and set(r["times"]) != labels):
+            return f"{path}: row {i} has missing, non-positive or different candidate times"
+        labels = set(r["times"])
+        if not all(isinstance(r[key], (int, float)) for key in ("n", "m", "k", "nnz", "row_mean")):
+            return f"{path}: row {i} has a non-numeric feature"
+        r.setdefault("col_mean", r["nnz"] / r["k"] if r["k"] else 0.0)
+    return rows
+
+
 def split_by_shape(rows) -> set[str]:
     """The fitting set: within each shape (M × K), sorted by path, every other matrix. (Alternating over all
     paths put every 512×2048 ffn_conv2 matrix in the held-out half, next to its ffn_conv1 sibling.)"""
@@ -200,20 +227,31 @@ def main(argv=None) -> int:
     ap.add_argument("--raw", default="", help="also write the raw timings (JSON) here")
     ap.add_argument("--from-raw", default="", help="fit on the raw timings of an earlier run (no measuring)")
     args = ap.parse_args(argv)
+    if args.threads < 1 or args.reps < 1:
+        print(f"--threads and --reps must be at least 1 (got {args.threads}, {args.reps})", file=sys.stderr)
+        return 2
     if not args.out:
         args.out = "spmm_study/cpu/_auto_rule.py" if args.threads == 1 else f"spmm_study/cpu/_auto_rule_{args.threads}t.py"
-    root = Path(os.environ.get("SPMM_STUDY_DLMC", "../shared/dlmc"))
-    paths = layer0(root)[: args.matrices]
-    if not paths:
-        print(f"no layer-0 matrices under {root}", file=sys.stderr)
-        return 2
     if args.from_raw:
-        rows = json.loads(Path(args.from_raw).read_text())
-        for r in rows:
-            r.setdefault("col_mean", r["nnz"] / r["k"] if r["k"] else 0.0)
+        rows = read_raw(Path(args.from_raw))
+        if isinstance(rows, str):
+            print(rows, file=sys.stderr)
+            return 2
         paths = sorted({Path(r["matrix"]) for r in rows})
-        meta = json.loads(Path(args.from_raw + ".meta").read_text()) if Path(args.from_raw + ".meta").exists() else {}
+        meta = {}
+        if Path(args.from_raw + ".meta").exists():
+            try:
+                meta = json.loads(Path(args.from_raw + ".meta").read_text(encoding="utf-8"))
+                assert isinstance(meta, dict)
+            except (OSError, ValueError, AssertionError):
+                print(f"{args.from_raw}.meta: not a JSON object (the run's date, machine, reps)", file=sys.stderr)
+                return 2
     else:
+        root = Path(os.environ.get("SPMM_STUDY_DLMC", "../shared/dlmc"))
+        paths = layer0(root)[: args.matrices]
+        if not paths:
+            print(f"no layer-0 matrices under {root}", file=sys.stderr)
+            return 2
         rows = measure(paths, args.reps, args.threads)
         meta = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "reps": args.reps, "threads": args.threads}
     fit_paths = split_by_shape(rows)
