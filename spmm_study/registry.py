@@ -83,8 +83,11 @@ def host_prepared(run: Callable[[], Any], c, info: dict | None = None) -> Prepar
     return Prepared(run=run, fetch=lambda: c, poison=lambda: c.fill(float("nan")), info=info or {})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Variant:
+    """One registered kernel idea. A variant *is* its id: equality and hashing use the id alone, so tasks,
+    resume keys and dict keys never look into the callables and simulator cases (dicts) it carries."""
+
     id: str
     build: Callable[..., Prepared]
     loop_order: str
@@ -101,6 +104,12 @@ class Variant:
     accept: Callable[[Any], bool] = lambda a: True
     sim: tuple = ()
     ptx: Callable[[], list] | None = None
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Variant) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(("Variant", self.id))
 
     def problem(self, problem, params: dict):
         """``problem`` as this variant must be checked on it (the harness and the tests call this)."""
