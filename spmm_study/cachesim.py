@@ -2,7 +2,7 @@
 
 The movement models (``movement.py``) count the loads a loop nest issues and assume no reuse through the
 caches; the measurement shows what the hardware did. Between the two sits this simulator: it replays the
-byte addresses a kernel touches (``spmm_study.labs.traces`` builds them from the kernel's own loop nest) through
+byte addresses a kernel touches (``spmm_study.cpu.traces`` builds them from the kernel's own loop nest) through
 a hierarchy configured from this machine's caches (sysfs: size, ways, line size — what ``info`` reports) and
 counts, per level, the misses and the bytes that crossed into it from below.
 

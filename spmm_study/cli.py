@@ -592,7 +592,7 @@ def lab_cmd(
 def show_cmd(variant: str = typer.Argument(..., help="variant id or bare idea (cpu.csr.tiled, tiled)"),
              device: str = typer.Option("cpu", help="device for bare names: cpu or gpu")):
     """Print a variant's lesson: its module docstring (what changed, loop order, expected traffic, what to look at)."""
-    from spmm_study.labs.lessons import lesson
+    from spmm_study.lessons import lesson
 
     print(lesson(variant, device))
 

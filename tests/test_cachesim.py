@@ -5,7 +5,7 @@ import pytest
 
 from spmm_study.cachesim import CacheLevel, machine_levels, simulate
 from spmm_study.errors import ParamError, SpmmError
-from spmm_study.labs import traces as tr
+from spmm_study.cpu import traces as tr
 
 L = 64
 

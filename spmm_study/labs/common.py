@@ -285,7 +285,7 @@ def prepare(lab: Lab, size: str) -> Outcome:
 
 def simulate_runs(out: Outcome, on_step: Callable[[str], None] = lambda s: None) -> None:
     from spmm_study import cachesim, registry
-    from spmm_study.labs import traces
+    from spmm_study.cpu import traces
 
     levels, source = cachesim.machine_levels()
     out.levels = levels

@@ -4,7 +4,7 @@ Each generator replays one kernel's loop nest — the same loops, in the same or
 in ``spmm_study/cpu/`` — and records the byte address of every array element the source reads or writes, in
 Python's evaluation order (``c[i, j] += v * b[col, j]`` reads C, then B, then writes C). Scalars the source
 keeps in locals (``acc``, ``v``) and the register accumulator of the tiled kernels are not memory accesses.
-tests/test_traces.py runs each kernel's own Python source (``py_func``) on recording arrays and checks
+tests/test_cachesim.py runs each kernel's own Python source (``py_func``) on recording arrays and checks
 that the trace below is *exactly* that sequence, on tiny inputs.
 
 Simplifications, stated: a parallel kernel is traced as its loop nest on one thread (rows in order); the
