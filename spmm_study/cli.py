@@ -52,7 +52,8 @@ NsOpt = typer.Option(None, "--n", "-n", help="columns of B (repeatable; default 
 DeviceOpt = typer.Option("cpu", help="device for bare variant names: cpu or gpu")
 PruneOpt = typer.Option(None, help="prune every matrix: magnitude:0.9, random:0.9 or 2:4")
 SeedOpt = typer.Option(0, help="seed of B and of pattern-only values")
-DtypeOpt = typer.Option("float32", help="float32 or float64")
+DtypeOpt = typer.Option("float32", help="float32, float64, float16, bfloat16 or int8 (half: fp32 sums; int8: int32); a "
+                        "variant that cannot take it gives a SKIP row saying so")
 OutOpt = typer.Option(None, "--out", help="result directory (default results/<command>/<timestamp>)")
 ForceOpt = typer.Option(False, help="replace rows already in --out")
 ResumeOpt = typer.Option(False, help="continue an interrupted measurement in --out (or the newest one)")

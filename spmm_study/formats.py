@@ -26,7 +26,9 @@ import numpy as np
 from spmm_study.errors import FormatError, ResourceError
 
 INT32_MAX = np.iinfo(np.int32).max
-VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what loaders produce
+# what a problem may hold (spmm_study/dtypes.py): also float16, bfloat16 (its numpy kind is 'V') and int8
+COMPUTE_DTYPE_NAMES = ("float32", "float64", "float16", "bfloat16", "int8")
 
 
 def index_dtype_for(m: int, k: int, nnz: int) -> np.dtype:
@@ -52,8 +54,8 @@ def _check_1d(name: str, arr: np.ndarray, kinds: str) -> None:
 
 
 def _check_values(data: np.ndarray) -> None:
-    if data.dtype not in VALUE_DTYPES:
-        raise FormatError(f"values have dtype {data.dtype}; expected float32 or float64")
+    if data.dtype.name not in COMPUTE_DTYPE_NAMES or data.dtype.kind not in "fiV":
+        raise FormatError(f"values have dtype {data.dtype}; expected one of {', '.join(COMPUTE_DTYPE_NAMES)}")
 
 
 def _check_finite(data: np.ndarray) -> None:
@@ -77,7 +79,7 @@ class CSR:
         object.__setattr__(self, "shape", (m, k))
         _check_1d("indptr", self.indptr, "iu")
         _check_1d("indices", self.indices, "iu")
-        _check_1d("values", self.data, "f")
+        _check_1d("values", self.data, "fiV")
         _check_values(self.data)
         if self.indptr.size != m + 1:
             raise FormatError(f"indptr has {self.indptr.size} entries; expected {m + 1} (rows + 1)")
@@ -251,7 +253,7 @@ class COO:
         object.__setattr__(self, "shape", (m, k))
         for name, arr in (("rows", self.rows), ("cols", self.cols)):
             _check_1d(name, arr, "iu")
-        _check_1d("values", self.data, "f")
+        _check_1d("values", self.data, "fiV")
         _check_values(self.data)
         if not (self.rows.size == self.cols.size == self.data.size):
             raise FormatError(f"COO arrays differ in length: {self.rows.size}, {self.cols.size}, {self.data.size}")
@@ -280,7 +282,7 @@ class CSC:
         object.__setattr__(self, "shape", (m, k))
         _check_1d("indptr", self.indptr, "iu")
         _check_1d("indices", self.indices, "iu")
-        _check_1d("values", self.data, "f")
+        _check_1d("values", self.data, "fiV")
         _check_values(self.data)
         if self.indptr.size != k + 1:
             raise FormatError(f"CSC indptr has {self.indptr.size} entries; expected {k + 1} (columns + 1)")

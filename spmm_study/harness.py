@@ -135,10 +135,13 @@ def measure(variant: Variant, problem: Problem, params: dict | None = None,
 def _measure(variant: Variant, problem: Problem, params: dict | None, cfg: HarnessConfig,
              keep_output: Callable[[np.ndarray], Any] | None = None) -> Result:
     params = variant.resolve_params(params)
-    problem = variant.problem(problem, params)  # a fused layer variant is checked on act(A·B + bias)
     reason = variant.unavailable_reason()
     if reason:
         raise DeviceUnavailable(f"{variant.id} is unavailable: {reason}")
+    refusal = variant.dtype_refusal(problem.dtype)
+    if refusal:  # a type the variant cannot take: a SKIP row that says so, before anything is built
+        return base_row(variant, problem, params, row_threads(variant, cfg.threads), cfg, "SKIP", refusal)
+    problem = variant.problem(problem, params)  # a fused layer variant is checked on act(A·B + bias)
     threads = apply_threads(cfg.threads) if variant.device == "cpu" else current_threads()
     row = base_row(variant, problem, params, threads, cfg)
     s = problem.shape

@@ -7,7 +7,7 @@ Correctness criterion (``check``), for a result C against the float64 reference 
 sparse semantics (zeros of A contribute nothing, so an all-zero row must give exact zeros):
 
 * every entry of C is finite (outputs are poisoned with NaN before each run, so an unwritten entry fails);
-* the relative Frobenius error ‖C−R‖/‖R‖ is at most ``TOLERANCES[dtype].rel_fro``;
+* the relative Frobenius error ‖C−R‖/‖R‖ is at most ``TOLERANCES[dtype name].rel_fro``;
 * every entry satisfies |C−R| ≤ ``elem``·(|A|·|B|)ᵢⱼ (+ the dtype's smallest normal number where that
   scale is not zero, for products that underflow), the classic bound scale of a floating-point dot product,
   so a single wrong entry fails even in a large matrix, and an entry whose every term is zero (an empty row
@@ -24,6 +24,7 @@ from functools import cached_property
 
 import numpy as np
 
+from spmm_study import dtypes
 from spmm_study.errors import ParamError, ResourceError
 from spmm_study.formats import CSR
 from spmm_study.memory import ALIGN, aligned_empty, aligned_full, available_memory_bytes  # noqa: F401  (cpu/_simd imports the allocator from here)
@@ -36,26 +37,38 @@ class Tolerance:
     elem: float
 
 
-TOLERANCES = {
-    np.dtype(np.float32): Tolerance(rel_fro=1e-4, elem=1e-3),
-    np.dtype(np.float64): Tolerance(rel_fro=1e-12, elem=1e-10),
+TOLERANCES = {  # by dtype name (bfloat16's numpy dtype comes from ml_dtypes)
+    "float32": Tolerance(rel_fro=1e-4, elem=1e-3),
+    "float64": Tolerance(rel_fro=1e-12, elem=1e-10),
+    # Half precision, as tensor cores compute it: the inputs *are* the problem (the float64 reference is built
+    # from the fp16/bf16 values themselves, so their rounding costs nothing here); products are exact in fp32,
+    # sums are fp32 (K terms: ~K·2^-24, 1.2e-4 at K = 2048), and C is rounded once to the input type: half an
+    # ulp, 2^-11 = 4.9e-4 of |C| for fp16 and 2^-8 = 3.9e-3 for bf16, |C| ≤ (|A|·|B|). The bounds are 4×
+    # that rounding: a C written in fp32 passes with room, a bf16-rounded C fails the fp16 bound, and one
+    # dropped or doubled product fails wherever it is not tiny against its row's others.
+    "float16": Tolerance(rel_fro=2e-3, elem=2e-3),
+    "bfloat16": Tolerance(rel_fro=1.6e-2, elem=1.6e-2),
+    # int8 inputs (quantized, dtypes.quantize_int8) with int32 sums and C: exact, every entry equal
+    "int8": Tolerance(rel_fro=0.0, elem=0.0),
 }
 # Tensor-core TF32 (10-bit mantissa): A and B are each rounded to 2^-11 relative (4.9e-4), so one product is
 # off by up to ~2^-10; accumulation stays fp32. A variant that computes in TF32 says so (Prepared.precision)
 # and is checked against this instead of fp32's tolerance; the 3×TF32 split is held to fp32's.
 PRECISIONS = {"tf32": Tolerance(rel_fro=2e-3, elem=4e-3)}
-DTYPES = {"float32": np.dtype(np.float32), "fp32": np.dtype(np.float32),
-          "float64": np.dtype(np.float64), "fp64": np.dtype(np.float64)}
 MAX_N = 1 << 24
+# an integer C cannot hold NaN: it is poisoned with int32's minimum, which no int8 product reaches
+# (|sum| ≤ 127·127·K < 2^31 for K < 133,000), and an entry still holding it is unwritten
+INT_POISON = np.iinfo(np.int32).min
 
 
 def parse_dtype(name) -> np.dtype:
-    if isinstance(name, np.dtype) or name in (np.float32, np.float64):
-        return np.dtype(name)
-    try:
-        return DTYPES[str(name).lower()]
-    except KeyError:
-        raise ParamError(f"unknown dtype {name!r}; choose float32 or float64") from None
+    """float32, float64, float16, bfloat16 or int8 (aliases fp32, fp16, half, bf16...): ``dtypes.parse``."""
+    return dtypes.parse(name)
+
+
+def tolerance_of(dtype) -> Tolerance:
+    """The documented tolerance of a problem whose inputs are ``dtype`` (the one table, above)."""
+    return TOLERANCES[np.dtype(dtype).name]
 
 
 @dataclass(frozen=True)
@@ -150,12 +163,15 @@ class Problem:
         dtype = parse_dtype(dtype)
         seed = check_seed(seed)
         check_size(a.m, a.k, n, a.nnz, dtype)
-        if a.nnz and dtype.itemsize < a.dtype.itemsize:
-            # a finite float64 value past 3.4e38 is Inf in float32: a user mistake, not a kernel's FAIL
-            # (checked before the cast, which would also print numpy's overflow warning)
-            big = float(np.abs(a.data).max())
-            if big > float(np.finfo(dtype).max):  # float(): NEP 50 would compare in float32
-                raise ParamError(f"a value of magnitude {big:.3g} does not fit {dtype}; use --dtype float64")
+        if dtypes.is_integer(dtype):  # int8: quantized (dtypes.quantize_int8), A and B each on its own scale
+            a = CSR(a.shape, a.indptr, a.indices, dtypes.quantize_int8(a.data))
+        elif a.nnz and dtype.itemsize < a.dtype.itemsize:
+            # a finite float64 value past 3.4e38 is Inf in float32 (past 65504 in float16): a user mistake,
+            # not a kernel's FAIL (checked before the cast, which would also print numpy's overflow warning)
+            big = float(np.abs(a.data.astype(np.float64)).max())
+            if big > dtypes.finfo_max(dtype):  # a Python float: NEP 50 would compare in float32
+                wider = "float64" if dtype == np.float32 else "float32"
+                raise ParamError(f"a value of magnitude {big:.3g} does not fit {dtype}; use --dtype {wider}")
         return cls(a.astype(dtype), seeded_b(a.k, n, seed, dtype), seed=seed, matrix=matrix)
 
     @property
@@ -185,8 +201,14 @@ class Problem:
         )
 
     @property
+    def out_dtype(self) -> np.dtype:
+        """The type of C: int32 for int8 inputs, else the input type (a variant may return fp32 for half
+        inputs: the check reads C in float64)."""
+        return dtypes.out_dtype(self.dtype)
+
+    @property
     def tolerance(self) -> Tolerance:
-        return TOLERANCES[self.dtype]
+        return tolerance_of(self.dtype)
 
     def tolerance_for(self, precision: str = "") -> Tolerance:
         """The dtype's tolerance, or a looser one for a variant that computes in ``precision`` ('tf32')."""
@@ -212,6 +234,8 @@ class Problem:
 
     def new_output(self) -> np.ndarray:
         """A 64-byte-aligned C buffer poisoned with NaN (docs/ARCHITECTURE.md §5: an unwritten entry must fail the check)."""
+        if dtypes.is_integer(self.dtype):
+            return aligned_full((self.m, self.n), INT_POISON, self.out_dtype)
         return aligned_full((self.m, self.n), np.nan, self.dtype)
 
     def _nonfinite_message(self, c64: np.ndarray) -> str:
@@ -221,7 +245,7 @@ class Problem:
         left unwritten keeps the NaN poison)."""
         bad = ~np.isfinite(c64)
         n_bad = int(bad.sum())
-        big = float(np.finfo(self.dtype).max)
+        big = dtypes.finfo_max(self.out_dtype)
         with np.errstate(over="ignore", invalid="ignore"):
             over = bad & ~(self.bound_scale <= big)  # NaN/Inf in the scale (float64 overflow) counts too
         if over.any():
@@ -238,6 +262,12 @@ class Problem:
         if c.shape != ref.shape:
             return CheckResult(False, float("inf"), f"output shape {c.shape}; expected {ref.shape}")
         c64 = np.asarray(c, dtype=np.float64)
+        if np.asarray(c).dtype.kind in "iu":
+            unwritten = np.asarray(c) == INT_POISON
+            if unwritten.any():
+                where = ", ".join(f"({i},{j})" for i, j in np.argwhere(unwritten)[:5])
+                return CheckResult(False, float("nan"), f"{int(unwritten.sum())} entries still hold the poison "
+                                   f"{INT_POISON} (unwritten?), e.g. {where}")
         if not np.isfinite(c64).all():
             return CheckResult(False, float("nan"), self._nonfinite_message(c64))
         # in place, and no sort unless it fails: three M×N float64 temporaries at the peak (see
@@ -249,7 +279,7 @@ class Problem:
         tol = tolerance or self.tolerance
         scale = self.bound_scale
         allowed = np.multiply(scale, tol.elem)
-        np.add(allowed, np.finfo(self.dtype).tiny, out=allowed, where=scale > 0)
+        np.add(allowed, dtypes.finfo_tiny(self.dtype), out=allowed, where=scale > 0)
         excess = np.abs(diff, out=diff)
         excess -= allowed
         del allowed

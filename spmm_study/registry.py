@@ -102,6 +102,8 @@ class Variant:
     problem_for: Callable[[Any, dict], Any] | None = None
 
     accept: Callable[[Any], bool] = lambda a: True
+    # the element types it takes (spmm_study/dtypes.py); given another, the harness writes a SKIP row saying so
+    dtypes: tuple[str, ...] = ("float32", "float64")
     sim: tuple = ()
     ptx: Callable[[], list] | None = None
 
@@ -141,7 +143,17 @@ class Variant:
                 "loop_order": self.loop_order, "baseline": self.baseline, "deterministic": self.deterministic,
                 "params": [{"name": p.name, "default": p.default, "choices": list(p.choices), "help": p.help}
                            for p in self.params],
-                "available": reason is None, "unavailable_reason": reason, "summary": self.summary}
+                "dtypes": list(self.dtypes), "available": reason is None, "unavailable_reason": reason,
+                "summary": self.summary}
+
+    def dtype_refusal(self, dtype) -> str | None:
+        """None when the variant takes inputs of ``dtype``, else the one line its SKIP row carries."""
+        import numpy as np
+
+        name = np.dtype(dtype).name
+        if name in self.dtypes:
+            return None
+        return f"{self.id} takes {', '.join(self.dtypes)}, not {name}"
 
     def accepts(self, a) -> bool:
         """Whether the variant takes matrix ``a`` (a CSR) at all; one it does not take, its build refuses with
@@ -182,6 +194,7 @@ def variant(
     available: Callable[[], str | None] | None = None,
     problem_for: Callable[[Any, dict], Any] | None = None,
     accepts: Callable[[Any], bool] | None = None,
+    dtypes: tuple[str, ...] = ("float32", "float64"),
     sim: tuple = (),
     ptx: Callable[[], list] | None = None,
 ):
@@ -191,7 +204,8 @@ def variant(
     variant outside a ``kNN_`` file (the baselines) gives ``rung`` itself; a ladder file that repeats it is
     refused when the two disagree (and flagged by tests/test_registry.py when they agree).
 
-    ``accepts(a)``: which matrices the variant takes (default: all). A GPU rung also declares, next to its
+    ``accepts(a)``: which matrices the variant takes (default: all); ``dtypes``: which element types (default
+    float32 and float64; see ``spmm_study/dtypes.py``). A GPU rung also declares, next to its
     Params, ``sim``: small configurations for the CUDA simulator, ``((params, matrix names, N values), ...)``
     over the matrices of ``spmm_study.edge``, and ``ptx``: a function returning
     ``[(name, kernel, numba signature, expected load width in bytes or None), ...]`` that the sm_90 PTX
@@ -219,7 +233,7 @@ def variant(
             baseline=baseline, deterministic=deterministic, available=available or (lambda: None),
             doc=inspect.getdoc(build) or inspect.getdoc(inspect.getmodule(build)) or "",
             problem_for=problem_for,
-            accept=accepts or (lambda a: True), sim=tuple(sim), ptx=ptx,
+            accept=accepts or (lambda a: True), dtypes=tuple(dtypes), sim=tuple(sim), ptx=ptx,
         )
         return build
 

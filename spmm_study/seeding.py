@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from spmm_study.dtypes import quantize_int8
 from spmm_study.errors import ParamError
 from spmm_study.memory import aligned_full
 
@@ -29,6 +30,7 @@ def seeded_values(nnz: int, seed: int, dtype) -> np.ndarray:
 def seeded_b(k: int, n: int, seed: int, dtype) -> np.ndarray:
     """The dense operand B (K×N, row-major, 64-byte aligned), standard normal, from the problem seed."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xB]))
-    b = aligned_full((k, n), 0.0, dtype)
-    b[...] = rng.standard_normal((k, n), dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
+    b = aligned_full((k, n), 0, dtype)
+    normal = rng.standard_normal((k, n), dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
+    b[...] = quantize_int8(normal) if np.dtype(dtype).kind in "iu" else normal  # half types: rounded to nearest
     return b

@@ -44,8 +44,9 @@ def test_cheap_checks_at_construction(args, pattern):
 def test_values_and_indices_length_and_dtypes():
     with pytest.raises(FormatError, match=r"3 column indices but 2 values"):
         CSR((2, 4), np.array([0, 1, 3], I32), np.array([0, 1, 2], I32), np.ones(2, np.float32))
-    with pytest.raises(FormatError, match=r"float16"):
-        CSR((1, 2), np.array([0, 1], I32), np.array([0], I32), np.ones(1, np.float16))
+    with pytest.raises(FormatError, match=r"int16"):  # a problem's types only (float16, bfloat16, int8 included)
+        CSR((1, 2), np.array([0, 1], I32), np.array([0], I32), np.ones(1, np.int16))
+    assert CSR((1, 2), np.array([0, 1], I32), np.array([0], I32), np.ones(1, np.float16)).dtype == np.float16
     with pytest.raises(FormatError, match=r"indices has dtype float64; expected integers"):
         CSR((1, 2), np.array([0, 1], I32), np.array([0.0]), np.ones(1, np.float32))
     with pytest.raises(FormatError, match=r"1-D"):

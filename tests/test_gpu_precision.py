@@ -11,7 +11,7 @@ from spmm_study import movement
 from spmm_study.errors import ParamError
 from spmm_study.formats import CSR
 from spmm_study.harness import HarnessConfig, measure
-from spmm_study.problem import PRECISIONS, Problem
+from spmm_study.problem import PRECISIONS, Problem, parse_dtype
 from spmm_study.registry import Variant, host_prepared
 from spmm_study.timing import TimingConfig
 
@@ -73,9 +73,13 @@ def test_tf32_baselines_refuse_what_they_cannot_do_before_touching_a_gpu():
     from spmm_study.gpu import baselines
 
     p64 = Problem.make(CSR.from_dense(np.eye(4, dtype=np.float32)), 3, "float64", 0)
-    for build in (baselines.build_cublas_tf32, baselines.build_cusparselt):
-        with pytest.raises(ParamError, match="float32"):
-            build(p64)
+    with pytest.raises(ParamError, match="float32"):
+        baselines.build_cublas_tf32(p64)
+    from spmm_study import registry
+
+    lt = registry.get("gpu.nm24.cusparselt")  # its types are declared: float64 is the harness's SKIP, before build
+    assert lt.dtype_refusal(np.float64) == "gpu.nm24.cusparselt takes float16, bfloat16, int8, float32, not float64"
+    assert all(lt.dtype_refusal(parse_dtype(d)) is None for d in ("float16", "bfloat16", "int8"))
     dense = Problem.make(CSR.from_dense(np.ones((4, 8), np.float32)), 3, "float32", 0)  # 4 of 4: not 2:4
     with pytest.raises(FormatError, match="not 2:4"):
         baselines.build_cusparselt(dense)

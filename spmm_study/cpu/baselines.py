@@ -30,7 +30,9 @@ from importlib.util import find_spec
 import numpy as np
 
 from spmm_study import movement
+from spmm_study.dtypes import ALL as ALL_DTYPES
 from spmm_study.errors import DeviceUnavailable
+from spmm_study.problem import INT_POISON
 from spmm_study.registry import host_prepared, variant
 
 
@@ -44,13 +46,30 @@ def _same_threads_everywhere() -> int:
     return threads
 
 
-@variant("cpu.dense.numpy", loop_order="BLAS", movement=movement.dense_blas, rung=900, baseline=True)
+@variant("cpu.dense.numpy", loop_order="BLAS", movement=movement.dense_blas, rung=900, baseline=True,
+         dtypes=ALL_DTYPES)
 def build_numpy(problem):
-    """numpy dense matmul (BLAS sgemm/dgemm) on A expanded to dense."""
-    a = problem.a.to_dense()
+    """numpy dense matmul (BLAS sgemm/dgemm) on A expanded to dense.
+
+    Half and int8 problems (no BLAS takes them): A widened once at build (fp16/bf16 → fp32, exact; int8 →
+    fp64, whose sums stay exact below 2^53), B widened on every call (the activations arrive in 16 or 8 bits:
+    the conversion is in the time), the GEMM in the wide type, C rounded back (int8: int32)."""
     b = problem.b
     c = problem.new_output()
-    return host_prepared(lambda: np.matmul(a, b, out=c), c, {"threads": _same_threads_everywhere()})
+    threads = {"threads": _same_threads_everywhere()}
+    if problem.dtype in (np.float32, np.float64):
+        a = problem.a.to_dense()
+        return host_prepared(lambda: np.matmul(a, b, out=c), c, threads)
+    wide = np.float64 if problem.dtype.kind in "iu" else np.float32
+    a = problem.a.to_dense(wide)
+
+    def run():
+        c[...] = np.matmul(a, b.astype(wide))
+
+    prepared = host_prepared(run, c, {**threads, "computed_in": np.dtype(wide).name})
+    if problem.dtype.kind in "iu":
+        prepared.poison = lambda: c.fill(INT_POISON)
+    return prepared
 
 
 @variant("cpu.csr.scipy", loop_order="i→p→j (C++)", movement=movement.csr_rowwise, rung=901, baseline=True)

@@ -6,9 +6,12 @@
   allowed (``torch.backends.cuda.matmul.allow_tf32``, set around each call and restored): the dense
   tensor-core bar a sparse kernel must clear. Checked against TF32's own tolerance (``problem.PRECISIONS``).
 * ``gpu.nm24.cusparselt`` — the 2:4 product on the sparse tensor cores: cuSPARSELt through torch's
-  semi-structured sparse tensors (``to_sparse_semi_structured``), fp32 operands computed in TF32 (checked to
-  TF32's tolerance): the hardware path beside rung 21. Only for matrices that are 2:4 (others: SKIP), and
-  only shapes cuSPARSELt takes (torch says which; its refusal is a SKIP with torch's reason).
+  semi-structured sparse tensors (``to_sparse_semi_structured``), in float16/bfloat16 (fp32 sums), int8
+  (int32 C), or float32 computed in TF32 where torch takes it: the hardware path beside rungs 21 and 23.
+  Only for matrices that are 2:4 (others: SKIP), and only shapes and types cuSPARSELt takes (torch says
+  which; its refusal is a SKIP with torch's reason).
+* ``gpu.dense.torch`` — cuBLAS through ``torch.matmul`` in the problem's own precision (fp16/bf16 on the
+  tensor cores with fp32 sums, int8 through ``torch._int_mm``): the dense bar of the half-precision rows.
 * ``gpu.csr.cusparse`` — cuSPARSE CSR × dense through ``cupyx.scipy.sparse.csr_matrix @ B``.
 * ``gpu.csr.torch`` — cuSPARSE through ``torch.sparse.mm`` on a CSR tensor (only when torch is installed);
   torch calls cusparseSpMM with its own algorithm choice and layout, which measured 3× faster than cupy's
@@ -22,7 +25,6 @@ All run on the legacy default stream, as the numba kernels and the timing events
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from importlib.util import find_spec
 
 import numpy as np
@@ -110,34 +112,94 @@ def build_cublas_tf32(problem):
                     info={"library": f"torch {torch.__version__} cuBLAS", "tf32": True}, release=lambda: out.clear())
 
 
-@lru_cache(maxsize=1)
-def _cusparselt_unavailable() -> str | None:
-    """torch, and a torch whose cuSPARSELt path takes float32: probed once on a 64×64 2:4 matrix (torch 2.11
-    on the H200 refused float32 — "not a supported dtype" — for every matrix, 2026-12-02)."""
-    reason = _torch_unavailable()
-    if reason:
-        return reason
+def _torch_tensor(arr: np.ndarray, dev):
+    """A host array (float32/64, float16, ml_dtypes' bfloat16, int8) as a torch tensor on ``dev``."""
     import torch
-    from torch.sparse import SparseSemiStructuredTensor, to_sparse_semi_structured
 
-    SparseSemiStructuredTensor._FORCE_CUTLASS = False
-    probe = torch.tensor([[1.0, 0.0, 1.0, 0.0]], device="cuda").repeat(64, 16)
-    try:
-        to_sparse_semi_structured(probe)
-    except (RuntimeError, ValueError) as exc:
-        return f"torch {torch.__version__}'s cuSPARSELt path refuses float32: {str(exc).splitlines()[0][:120]}"
-    return None
+    if arr.dtype.name == "bfloat16":  # torch cannot read ml_dtypes' type: the same 16 bits, reinterpreted
+        return torch.from_numpy(np.ascontiguousarray(arr).view(np.uint16)).view(torch.bfloat16).to(dev)
+    return torch.as_tensor(np.ascontiguousarray(arr), device=dev)
+
+
+def _torch_fetch(t) -> np.ndarray:
+    """A torch result back on the host; bfloat16 widened to float32 (exact: numpy has no bfloat16 of torch's)."""
+    import torch
+
+    return (t.float() if t.dtype == torch.bfloat16 else t).cpu().numpy()
+
+
+def _torch_prepared(run, out, info, precision="", integer=False) -> Prepared:
+    import torch
+
+    def poison():
+        out[0].fill_(np.iinfo(np.int32).min if integer else float("nan"))
+
+    return Prepared(run=run, fetch=lambda: _torch_fetch(out[0]), poison=poison, sync=torch.cuda.synchronize,
+                    clock=time_gpu, precision=precision, info=info, release=lambda: out.clear())
+
+
+@variant("gpu.dense.torch", loop_order="library", movement=models.dense_library, rung=96, baseline=True,
+         available=_torch_unavailable, dtypes=("float32", "float16", "bfloat16", "int8"))
+def build_cublas_torch(problem):
+    """cuBLAS GEMM (torch) on the densified A in the problem's own precision: the dense bar beside cuSPARSELt.
+
+    float16/bfloat16: tensor cores, fp32 accumulation (torch's reduced-precision reductions switched off
+    around each call, so no split-K partial sums in 16 bits), C in the input type. int8: ``torch._int_mm``
+    (int32 C; torch asks M > 16 and K, N multiples of 8: others are a SKIP with torch's reason). float32:
+    full fp32 (TF32 off), like gpu.dense.cublas."""
+    from spmm_study.errors import ParamError
+    import torch
+
+    dev = torch.device("cuda")
+    a = _torch_tensor(problem.a.to_dense(), dev)
+    b = _torch_tensor(problem.b, dev)
+    integer = problem.dtype.kind in "iu"
+    flags = torch.backends.cuda.matmul
+    out = [torch.empty((problem.m, problem.n), dtype=torch.int32 if integer else b.dtype, device=dev)]
+    if integer:
+        try:
+            out[0] = torch._int_mm(a, b)
+        except (RuntimeError, AttributeError) as exc:
+            raise ParamError(f"torch's int8 GEMM refused {problem.m}x{problem.k}x{problem.n}: "
+                             f"{str(exc).splitlines()[0][:160]}") from None
+
+        def run():
+            out[0] = torch._int_mm(a, b)
+    else:
+        def run():
+            saved = (flags.allow_tf32, flags.allow_fp16_reduced_precision_reduction,
+                     flags.allow_bf16_reduced_precision_reduction)
+            flags.allow_tf32 = False
+            flags.allow_fp16_reduced_precision_reduction = False
+            flags.allow_bf16_reduced_precision_reduction = False
+            try:
+                torch.matmul(a, b, out=out[0])
+            finally:
+                (flags.allow_tf32, flags.allow_fp16_reduced_precision_reduction,
+                 flags.allow_bf16_reduced_precision_reduction) = saved
+
+    return _torch_prepared(run, out, {"library": f"torch {torch.__version__} cuBLAS", "dtype": problem.dtype.name},
+                           integer=integer)
+
+
+def cusparselt_unavailable() -> str | None:
+    """torch and a GPU (which types torch's cuSPARSELt path takes is asked at build: float32 was refused on the
+    H200 with torch 2.11 — "not a supported dtype" — a SKIP row with torch's reason, 2026-12-02)."""
+    return _torch_unavailable()
 
 
 @variant("gpu.nm24.cusparselt", loop_order="library", movement=models.nm24_library, rung=95, baseline=True,
-         available=_cusparselt_unavailable, accepts=lambda a: NM24.violation(a) is None)
+         available=cusparselt_unavailable, accepts=lambda a: NM24.violation(a) is None,
+         dtypes=("float16", "bfloat16", "int8", "float32"))
 def build_cusparselt(problem):
-    """2:4 sparse tensor cores: cuSPARSELt through torch semi-structured sparsity (fp32 in, TF32 compute)."""
+    """2:4 sparse tensor cores: cuSPARSELt through torch semi-structured sparsity (fp16/bf16/int8; fp32 as TF32).
+
+    float16/bfloat16: fp32 accumulation, C in the input type. int8: ``torch._cslt_sparse_mm`` with an int32 C
+    (torch.mm would write int8, saturated). float32: computed in TF32 (checked to TF32's tolerance) where torch
+    takes it at all."""
     from spmm_study.errors import ParamError
     from spmm_study.gpu.k21_structured24 import to_24
 
-    if problem.dtype != np.float32:
-        raise ParamError(f"the cuSPARSELt baseline runs float32 (TF32 compute), got {problem.dtype}")
     to_24(problem.a)  # FormatError (a SKIP row) unless the matrix is 2:4: torch would silently prune it
     import torch
     from torch.sparse import SparseSemiStructuredTensor, to_sparse_semi_structured
@@ -145,18 +207,31 @@ def build_cusparselt(problem):
     SparseSemiStructuredTensor._FORCE_CUTLASS = False  # cuSPARSELt, the library this baseline is about
     dev = torch.device("cuda")
     try:
-        a = to_sparse_semi_structured(torch.as_tensor(problem.a.to_dense(), device=dev))
+        a = to_sparse_semi_structured(_torch_tensor(problem.a.to_dense(), dev))
     except (RuntimeError, ValueError) as exc:
-        raise ParamError(f"cuSPARSELt refused {problem.m}x{problem.k}: {str(exc).splitlines()[0]}") from None
-    b = torch.as_tensor(problem.b, device=dev)
-    out = [torch.full((problem.m, problem.n), float("nan"), dtype=b.dtype, device=dev)]
+        raise ParamError(f"cuSPARSELt (torch {torch.__version__}) refused {problem.m}x{problem.k} "
+                         f"{problem.dtype}: {str(exc).splitlines()[0][:160]}") from None
+    b = _torch_tensor(problem.b, dev)
+    integer = problem.dtype.kind in "iu"
+    if integer and not hasattr(a, "packed"):
+        raise ParamError("torch's semi-structured int8 path here is not cuSPARSELt's (no int32 output)")
+    out = [torch.empty((problem.m, problem.n), dtype=torch.int32 if integer else b.dtype, device=dev)]
 
-    def run():
-        out[0] = torch.mm(a, b)
+    if integer:
+        def run():
+            out[0] = torch._cslt_sparse_mm(a.packed, b, out_dtype=torch.int32)
+    else:
+        def run():
+            out[0] = torch.mm(a, b)
 
-    return Prepared(run=run, fetch=lambda: out[0].cpu().numpy(), poison=lambda: out[0].fill_(float("nan")),
-                    sync=torch.cuda.synchronize, clock=time_gpu, precision="tf32",
-                    info={"library": f"torch {torch.__version__} cuSPARSELt"}, release=lambda: out.clear())
+    try:
+        run()
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise ParamError(f"cuSPARSELt (torch {torch.__version__}) refused {problem.m}x{problem.k}x{problem.n} "
+                         f"{problem.dtype}: {str(exc).splitlines()[0][:160]}") from None
+    precision = "tf32" if problem.dtype == np.float32 else ""
+    return _torch_prepared(run, out, {"library": f"torch {torch.__version__} cuSPARSELt",
+                                      "dtype": problem.dtype.name}, precision=precision, integer=integer)
 
 
 @variant("gpu.csr.cusparse", loop_order="library", movement=models.sparse_library, rung=91, baseline=True,
