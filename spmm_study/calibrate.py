@@ -3,7 +3,7 @@
 A roofline needs two numbers per machine, both *measured* here rather than taken from a datasheet:
 
 * **memory bandwidth** - CPU: a STREAM triad ``a[i] = b[i] + s·c[i]`` in Numba (``prange``) over float64
-  arrays of at least 4× the last-level cache, counted as 24 bytes per element (two reads, one write; the
+  arrays of 4× the last-level cache (at least 32 MiB, at most 256 MiB each: ``stream_plan``), counted as 24 bytes per element (two reads, one write; the
   write-allocate read is not counted, as in STREAM). GPU: a grid-stride copy kernel, 8 bytes per float32.
 * **peak FMA rate** - CPU: each thread updates 128 independent accumulators ``acc = acc·b + c``; LLVM keeps
   them in vector registers (8 AVX-512 chains of 16 float32), enough to cover the FMA latency, so the loop
@@ -92,14 +92,36 @@ def _spread(times: list[float]) -> float:
     return times[len(times) // 2] / times[0] - 1.0 if times and times[0] > 0 else 0.0
 
 
-def cpu_stream_gbps(threads: int, n_elems: int | None = None, repeats: int = 5, spreads: list | None = None) -> float:
-    """Best triad bandwidth (GB/s) with ``threads`` numba threads over float64 arrays."""
-    import numba
+STREAM_CAP_BYTES = 256 << 20  # the most one triad array takes, whatever L3 the machine reports
+STREAM_MIN_BYTES = 32 << 20  # and the least: 4 Mi float64
 
+
+def stream_plan() -> dict:
+    """The size of each of the three triad arrays: 4x the last-level cache sysfs reports (STREAM's rule, so
+    the caches hold a small part of them), at least 32 MiB, capped at ``STREAM_CAP_BYTES`` and at 1/8 of the
+    memory this process may still allocate (the three arrays together: 3/8). Uncapped, a VM that reported a
+    480 MiB L3 peaked at 6.07 GB RSS; ``note`` says when the cap cut the arrays below 4x the L3."""
+    from spmm_study.memory import available_memory_bytes
     from spmm_study.timing import llc_bytes
 
+    llc = llc_bytes()
+    want = max(4 * llc, STREAM_MIN_BYTES)
+    size = max(min(want, STREAM_CAP_BYTES, available_memory_bytes() // 8), 1 << 20)
+    note = ""
+    if size < want:
+        note = (f"note: triad arrays of {size / 2**20:.0f} MiB each, capped below 4x the {llc / 2**20:.0f} MiB "
+                "last-level cache sysfs reports" + (": if the cache is that large, the bandwidth counts cache hits"
+                                                    if size < 2 * llc else ""))
+    return {"stream_array_bytes": int(size), "llc_bytes": llc, "note": note}
+
+
+def cpu_stream_gbps(threads: int, n_elems: int | None = None, repeats: int = 5, spreads: list | None = None) -> float:
+    """Best triad bandwidth (GB/s) with ``threads`` numba threads over float64 arrays of ``n_elems`` (default:
+    ``stream_plan``)."""
+    import numba
+
     triad, _, _ = _kernels()
-    n = n_elems or max(4 * llc_bytes() // 8, 1 << 22)
+    n = n_elems or stream_plan()["stream_array_bytes"] // 8
     a, b, c = np.zeros(n), np.ones(n), np.full(n, 2.0)
     old = numba.get_num_threads()
     numba.set_num_threads(threads)
@@ -162,6 +184,12 @@ def cpu_ceilings(tiny: bool = False) -> dict:
     spreads: list[float] = []
     out["load_avg_1min"] = round(os.getloadavg()[0], 2)  # before measuring: our own load is not counted
     out["cores"] = os.cpu_count() or 1
+    if n is None:
+        plan = stream_plan()
+        n = plan["stream_array_bytes"] // 8
+        out["stream_array_mib"] = round(plan["stream_array_bytes"] / 2**20, 1)
+        if plan["note"]:
+            out["note"] = plan["note"]
     out["stream_gbps_1"] = cpu_stream_gbps(1, n, reps, spreads)
     out["stream_gbps_all"] = cpu_stream_gbps(all_threads, n, reps, spreads)
     out["fma_gflops_fp32_1"] = cpu_fma_gflops(1, "float32", iters, reps, spreads)

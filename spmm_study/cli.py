@@ -125,9 +125,11 @@ def measure(tasks, ctx, writer, console: Console, label: str, strict: bool = Fal
     the long commands; every row as a dict, in the order measured."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from spmm_study import runner
+    from spmm_study import plan, runner
 
     todo = runner.pending(tasks, ctx, writer)
+    if any(t.variant.device == "cpu" for t in todo):
+        print_notes(plan.flush_notes(ctx.timing))
     if len(todo) < len(tasks):
         err.print(f"[dim]resuming {escape(str(writer.dir))}: {len(tasks) - len(todo)} of {len(tasks)} runs already done[/]")
     rows = []
@@ -404,7 +406,7 @@ def calibrate(
     with (err if as_json else out).status("measuring ceilings…"):
         entries = cal.calibrate(gpu=gpu, tiny=tiny)
     path = cal.save(entries, out_path, force=force)  # refused (one line, naming why) before any warning
-    print_notes([note for note in map(cal.busy_note, entries) if note])
+    print_notes([e["note"] for e in entries if e.get("note")] + [note for note in map(cal.busy_note, entries) if note])
     if as_json:
         print(json.dumps(entries, indent=2))
         return

@@ -16,6 +16,7 @@ from pathlib import Path
 from spmm_study import experiment as ex
 from spmm_study.errors import ParamError
 from spmm_study.runner import Context, Task
+from spmm_study.timing import flush_plan
 
 # Each command's timing when its options do not say: run measures one thing well (TimingConfig's own
 # defaults); compare interleaves three rounds of shorter measurements; autotune measures many candidates
@@ -160,8 +161,16 @@ def open_writer(name: str, out_dir: Path | None, *, force: bool = False, resume:
         out_dir = fresh.with_name(fresh.name + suffix)
     if timing is not None and is_dataclass(timing):
         timing = asdict(timing)
-    return ResultWriter(out_dir, meta={"experiment": name, **describe(argv=argv), **(meta or {})},
+    flush = {"cache_flush": flush_plan()} if (timing or {}).get("cache") == "cold" else {}
+    return ResultWriter(out_dir, meta={"experiment": name, **describe(argv=argv), **flush, **(meta or {})},
                         force=force, resume=resume, timing=timing)
+
+
+def flush_notes(timing) -> list[str]:
+    """The note a cold-cache measurement prints when its flush buffer is smaller than twice the L3 sysfs
+    reports (``timing.flush_plan``); none for warm caches or an uncapped buffer."""
+    note = flush_plan()["note"] if getattr(timing, "cache", None) == "cold" else ""
+    return [f"note: {note}"] if note else []
 
 
 def latest_run_dir(name: str, suffix: str = "", root: Path = Path("results")) -> Path | None:

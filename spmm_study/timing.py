@@ -1,8 +1,9 @@
 """Clocks behind one signature (docs/ARCHITECTURE.md §5): ``time_calls(prepared, cfg) -> Timing``.
 
 CPU: ``perf_counter_ns`` around each call (plus ``sync``), one sample per repeat. In ``cold`` cache mode a
-buffer twice the size of the last-level cache is rewritten before every repeat, outside the timed region,
-so each repeat starts with A, B and C out of the caches; ``warm`` skips that, measuring back-to-back calls.
+buffer twice the size of the last-level cache, capped at 128 MiB (``flush_plan``), is rewritten before every
+repeat, outside the timed region, so each repeat starts with A, B and C out of the caches; ``warm`` skips
+that, measuring back-to-back calls.
 
 GPU: device time from CUDA events, with the Python launch overhead hidden (see ``spmm_study.gpu.timing``);
 the host dispatch time is reported beside it.
@@ -90,14 +91,41 @@ def llc_bytes() -> int:
     return best or (32 << 20)
 
 
+FLUSH_CAP_BYTES = 128 << 20  # the most a flush buffer takes, whatever L3 the machine reports
+FLUSH_MEMORY_SHARE = 8  # and at most 1/8 of the memory this process may still allocate
+
+
+@lru_cache(maxsize=1)
+def flush_plan() -> dict:
+    """How big the cold-cache flush buffer is, and why: twice the last-level cache where that is affordable
+    (an adaptive replacement policy may keep some old lines after one cache's worth of new ones), capped at
+    ``FLUSH_CAP_BYTES`` and at 1/8 of the memory this process may still allocate. A VM may report a host's
+    L3 (480 MiB on one EPYC guest, where the 2x buffer made every cold run peak at 1.2-1.7 GB RSS); a capped
+    buffer still evicts that much of an LRU cache, and ``note`` says so (meta.json keeps the plan, and the
+    measuring commands print the note)."""
+    from spmm_study.memory import available_memory_bytes
+
+    llc = llc_bytes()
+    want = 2 * llc
+    room = available_memory_bytes() // FLUSH_MEMORY_SHARE
+    size = max(min(want, FLUSH_CAP_BYTES, room), 1 << 20)
+    note = ""
+    if size < want:
+        why = f"the {FLUSH_CAP_BYTES >> 20} MiB cap" if size == FLUSH_CAP_BYTES else "1/8 of the free memory"
+        note = (f"cold cache: the flush buffer is {size / 2**20:.0f} MiB ({why}), not twice the "
+                f"{llc / 2**20:.0f} MiB last-level cache sysfs reports" +
+                ("; data past that stays warm if the cache is really that large" if size < llc else ""))
+    return {"llc_bytes": llc, "flush_bytes": int(size), "capped": size < want, "note": note}
+
+
 _flush_buf: np.ndarray | None = None
 
 
 def flush_cpu_caches() -> None:
-    """Rewrite a buffer of twice the last-level cache so the next call starts cold."""
+    """Rewrite the flush buffer (``flush_plan``) so the next call starts cold."""
     global _flush_buf
     if _flush_buf is None:
-        _flush_buf = np.zeros(2 * llc_bytes() // 8, dtype=np.float64)
+        _flush_buf = np.zeros(flush_plan()["flush_bytes"] // 8, dtype=np.float64)
     _flush_buf += 1.0
 
 
