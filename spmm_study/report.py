@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -285,6 +286,8 @@ LEGEND = {
     "setup": "build time: format conversion, allocation, copies to the device (not in the median)",
     "1st call": "the first call: JIT compile or cache load and the first check (not in the median)",
     "thr": "CPU threads the variant and BLAS ran with (not shown for GPU rows)",
+    "host": "GPU rows: host time per call to enqueue the work (Python, argument marshalling, the driver call); "
+            "the median is device time, this is apart from it — above the median, the call is launch-bound",
 }
 NARROW = ("variant", "N", "status", "median", "GFLOP/s", "speedup")
 WIDE = ("p20–p80", "GB/s comp", "GB/s model", "rel err", "setup", "1st call", "thr")
@@ -304,14 +307,20 @@ def results_table(rows: list[dict], wide: bool = False) -> Table:
         title = f"{r0['matrix']}  ({r0['m']}x{r0['k']}, nnz {r0['nnz']:,}, {r0['dtype']})"
     if len(cpu_threads) == 1 and not wide:
         title += f"{'  ' if title else ''}{cpu_threads[0]} CPU thread{'s' if cpu_threads[0] != 1 else ''}"
-    cols = ["variant"] + ([] if one_matrix else ["matrix"]) + list(NARROW[1:]) + \
+    gpu = any(r["device"] == "gpu" for r in rows)
+    narrow = list(NARROW[1:])
+    if gpu:  # device time and host time per call side by side (docs/ARCHITECTURE.md §5)
+        narrow.insert(narrow.index("median") + 1, "host")
+    cols = ["variant"] + ([] if one_matrix else ["matrix"]) + narrow + \
         (list(WIDE) if wide else (["thr"] if len(cpu_threads) > 1 else []))
-    t = Table(title=title, columns=cols, formats={"median": "time", "setup": "time", "1st call": "time",
-                                                  "speedup": "x", "rel err": "g2"})
+    t = Table(title=title, columns=cols, formats={"median": "time", "host": "time", "setup": "time",
+                                                  "1st call": "time", "speedup": "x", "rel err": "g2"})
     for r in rows:
         ok = r["status"] == "PASS"
         cell = {"variant": r["variant"], "matrix": clip(r["matrix"], 40), "N": r["n"], "status": r["status"],
                 "median": r["median_s"] if ok else "-", "GFLOP/s": r["gflops"] if ok else "-",
+                "host": r.get("host_dispatch_s") if ok and r["device"] == "gpu" and finite(r.get("host_dispatch_s"))
+                else "-",
                 "speedup": r["speedup"] if ok else "-",
                 "p20–p80": f"{fmt_time(r['p20_s'])}–{fmt_time(r['p80_s'])}" if ok else "-",
                 "GB/s comp": r["gbps_compulsory"], "GB/s model": r["gbps_model"], "rel err": r["rel_error"],
@@ -364,7 +373,8 @@ def ladder_tables(rows: list[dict], baseline: str | None = None,
                 r["bytes_model"], cell(r["gbps_model"]), r["speedup"]] +
                 ([cell(r["gflops"] / roof_gflops(r, ceilings) if blank is None else 0.0)] if roofed else []))
         dates = machines_and_dates(group).rsplit(", ", 1)[-1]
-        t.caption = f"Measured {dates}; speedup = {', '.join(bases) or 'baseline'} median time / variant median time."
+        t.caption = (f"Measured {dates}; speedup = {', '.join(bases) or 'baseline'} median time / variant median time."
+                     f"{host_dispatch_note(group)}")
         tables.append(t)
     return tables
 
@@ -406,8 +416,21 @@ def compare_table(rows: list[dict], variants: Sequence[str] | None = None, basel
     threads = sorted({r["threads"] for r in rows if r["device"] == "cpu"})
     on = f" CPU threads: {'/'.join(map(str, threads))}." if threads else ""
     t.caption = (f"Speedup = {', '.join(bases) or 'baseline'} median time / variant median time on the same problem "
-                 f"and machine.{on}")
+                 f"and machine.{on}{host_dispatch_note(rows)}")
     return t
+
+
+def host_dispatch_note(rows: list[dict]) -> str:
+    """' GPU host time per call (apart from the device times above): v 12 µs, …' — the median over a variant's
+    PASS rows of its host dispatch time; '' without GPU rows."""
+    per: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        if r["device"] == "gpu" and r["status"] == "PASS" and finite(r.get("host_dispatch_s")):
+            per[r["variant"]].append(r["host_dispatch_s"])
+    if not per:
+        return ""
+    items = ", ".join(f"{v} {fmt_time(statistics.median(ts))}" for v, ts in per.items())
+    return f" GPU host time per call (apart from the device times above): {items}."
 
 
 def _several_machines(pairs: Sequence[tuple[str, str]]) -> set[str]:

@@ -215,7 +215,7 @@ def test_decide_on_edge_matrices_follows_the_features():
     from spmm_study.gpu import k30_csr_auto as auto
     from spmm_study.problem import Problem
 
-    t = auto.table_for(str(ROOT / "tests" / "chooser_sim_table.json"))
+    t = auto.table_for("sim")
     seen = set()
     for name, a in edge_matrices().items():
         for n in (5, 9):
@@ -223,7 +223,7 @@ def test_decide_on_edge_matrices_follows_the_features():
             cv = chooser.features(a.indptr, a.m, a.k, n)["row_cv"]
             want = "gpu.csr.swizzle" if n < 8 else "gpu.csr.densify_tile" if cv >= 0.5 else "gpu.csr.row_split"
             assert v.id == want == info["auto_variant"], (name, n, cv)
-            assert json.loads(info["auto_params"]) == params and info["auto_table"] == "chooser_sim_table.json"
+            assert json.loads(info["auto_params"]) == params and info["auto_table"] == "chooser_sim.json"
             assert info["auto_model_bytes"] > 0
             seen.add(v.id)
     assert len(seen) == 3  # the simulator cases really reach all three rungs

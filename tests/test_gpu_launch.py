@@ -36,9 +36,9 @@ def test_dims_and_mode(monkeypatch):
         with pytest.raises(ParamError):
             launch.dims(bad)
     monkeypatch.delenv(launch.ENV, raising=False)
+    assert launch.launch_mode() == "bound"  # the default
+    monkeypatch.setenv(launch.ENV, "numba")
     assert launch.launch_mode() == "numba"
-    monkeypatch.setenv(launch.ENV, "bound")
-    assert launch.launch_mode() == "bound"
     monkeypatch.setenv(launch.ENV, "graph")
     with pytest.raises(ParamError, match="choose numba or bound"):
         launch.launch_mode()

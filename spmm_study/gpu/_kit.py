@@ -4,7 +4,7 @@ Nothing here imports ``numba.cuda`` at module import: every entry point imports 
 registry can list GPU variants on machines without numba-cuda (docs/ARCHITECTURE.md §11.7).
 
 ``kernel_prepared`` turns a list of (configured kernel, args) launches into a ``Prepared``: ``run()`` only
-enqueues (asynchronous; with ``SPMM_STUDY_GPU_LAUNCH=bound`` through ``launch.BoundLaunch`` after the first
+enqueues (asynchronous; by default through ``launch.BoundLaunch`` after the first
 call, ``info["launch"]`` says which path ran), ``sync()`` waits, ``fetch()`` copies C to the host, ``poison()`` fills C with NaN on
 the device. After the first launch it adds each kernel's resource report (registers per thread, static
 shared memory per block, local memory per thread = spills or register arrays gone to memory) to ``info``;

@@ -38,6 +38,8 @@ from spmm_study.gpu.device import gpu_unavailable_reason
 from spmm_study.registry import Param, variant
 
 PACKAGED_TABLE = Path(__file__).with_name("chooser_h200.json")
+# packaged tables a user names by word (`-p table=sim`); any other value is a path to a JSON table
+NAMED_TABLES = {"h200": PACKAGED_TABLE, "sim": Path(__file__).with_name("chooser_sim.json")}
 AUTO_ID = "gpu.csr.auto"
 
 
@@ -47,11 +49,13 @@ def _table(path: str) -> chooser.Table:
 
 
 def table_for(path: str = "") -> chooser.Table:
-    """The decision table at ``path`` ('' = the packaged H200 one), checked against the registry:
+    """The decision table at ``path`` ('' or 'h200' = the packaged H200 one, 'sim' = the packaged simulator
+    table, else a JSON file), checked against the registry:
     every rule names a GPU rung of this project (no baseline, not this rung) with parameters it accepts."""
     from spmm_study import registry
 
-    table = _table(str(Path(path).expanduser().resolve()) if path else str(PACKAGED_TABLE))
+    named = NAMED_TABLES.get(path or "h200")
+    table = _table(str(named) if named else str(Path(path).expanduser().resolve()))
     configs = [(f"rule {i + 1}", r.variant, r.params) for i, r in enumerate(table.rules)]
     configs.append(("default", *table.default))
     for where, vid, params in configs:
@@ -82,11 +86,9 @@ def decide(problem, table: chooser.Table):
     return v, resolved, info
 
 
-# the packaged table on tiny N picks rung 19 with its real launch shape; the test table of the source tree (small
+# the packaged table on tiny N picks rung 19 with its real launch shape; the simulator table (package data, small
 # launch shapes) sends N<8 to rung 15, skewed rows at N>=8 to rung 17 and the rest to rung 19
-_SIM_TABLE = Path(__file__).resolve().parents[2] / "tests" / "chooser_sim_table.json"
-SIM = (({}, ("empty_rows", "1x1"), (5,)),) + (
-    (({"table": str(_SIM_TABLE)}, SIM_SMALL, (5, 9)),) if _SIM_TABLE.is_file() else ())
+SIM = (({}, ("empty_rows", "1x1"), (5,)), ({"table": "sim"}, SIM_SMALL, (5, 9)))
 
 
 def ptx_cases():
@@ -95,7 +97,8 @@ def ptx_cases():
 
 @variant(AUTO_ID, loop_order="chosen rung's",
          movement=models.csr_panel(lambda p: 128),
-         params=(Param("table", "", (), "decision table JSON ('' = the packaged table, fitted on H200 rows)"),),
+         params=(Param("table", "", (), "decision table: '' or h200 (packaged, fitted on H200 rows), sim (packaged, "
+                       "small launch shapes for the simulator) or a JSON file"),),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, table):
     """The chooser: features → decision table → one rung with its parameters, built (choice in info)."""

@@ -17,8 +17,9 @@ launches, the timing events and the library baselines do, so ordering is unchang
 Where the bound path cannot be taken — the simulator (no driver), a debug or cooperative kernel, an
 argument that is not a device array or a scalar (a host array would need a copy back), or any surprise in
 numba's private launch internals — it falls back to numba's own launch and says why in ``mode``.
-``SPMM_STUDY_GPU_LAUNCH=bound`` makes ``kernel_prepared`` (every numba rung) use it after the first call;
-the default stays ``numba`` until the H200 run has measured both (``info["launch"]`` records which ran).
+It is the default: ``kernel_prepared`` (every numba rung) binds after the first call; ``SPMM_STUDY_GPU_LAUNCH=numba``
+keeps numba's own launch (``info["launch"]`` records which ran). The device test
+(tests/test_gpu_launch.py, ``-m gpu``) checks both give the same bits and that bound dispatches faster.
 A CUDA graph of the prepared launch would cut the driver call too; it is not built (it needs a non-default
 stream for capture, i.e. moving the timing onto it).
 """
@@ -36,7 +37,7 @@ MODES = ("numba", "bound")
 
 
 def launch_mode() -> str:
-    mode = os.environ.get(ENV, "numba") or "numba"
+    mode = os.environ.get(ENV, "bound") or "bound"
     if mode not in MODES:
         raise ParamError(f"{ENV}={mode!r}: choose {' or '.join(MODES)}")
     return mode

@@ -294,6 +294,12 @@ def reference_categories(net: Network, y0: CSR, src: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- GPU / champion
 
 
+def on_gpu(engine: str, device: str) -> bool:
+    """Where an engine runs: torch and cupy always on the GPU, scipy always on the CPU (the baseline beside
+    either device), fused and unfused on ``device``."""
+    return engine in ("torch", "cupy") or (device == "gpu" and engine in ("fused", "unfused"))
+
+
 def gpu_engine_unavailable(engine: str) -> str | None:
     from spmm_study.gpu.device import gpu_unavailable_reason
 
@@ -341,7 +347,7 @@ def preflight(engines: list[str], device: str, champion_src=None) -> None:
             raise ParamError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         if engine == "champion":
             raise DeviceUnavailable(f"engine champion is unavailable: {champion_unavailable(champion_src)}")
-        if engine in ("torch", "cupy") or device == "gpu":
+        if on_gpu(engine, device):
             reason = gpu_engine_unavailable(engine)
             if reason:
                 raise DeviceUnavailable(f"engine {engine} on the GPU is unavailable: {reason}")
@@ -357,7 +363,7 @@ def run_chain(net: Network, y0: CSR, src: np.ndarray, engine: str = "fused", dev
     check_prune(net, prune_dead)
     if engine == "champion":
         raise DeviceUnavailable(f"engine champion is unavailable: {champion_unavailable(champion_src)}")
-    if engine in ("torch", "cupy") or device == "gpu":
+    if on_gpu(engine, device):
         reason = gpu_engine_unavailable(engine)
         if reason:
             raise DeviceUnavailable(f"engine {engine} on the GPU is unavailable: {reason}")
@@ -365,7 +371,7 @@ def run_chain(net: Network, y0: CSR, src: np.ndarray, engine: str = "fused", dev
 
         setup, (total, rows, cats) = chain_gpu.run(net, y0, src, engine, prune_dead)
         return ChainResult(engine, "gpu", int(src.size), net.edges, total, cats, rows, setup)
-    if device != "cpu":
+    if device not in ("cpu", "gpu"):
         raise ParamError(f"unknown device {device!r}; choose cpu or gpu")
     if engine == "scipy":
         setup, (total, rows, cats) = _scipy_chain(net, y0, src, prune_dead, dtype)

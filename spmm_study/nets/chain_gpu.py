@@ -2,13 +2,16 @@
 with the fused GPU rungs, and the library chains (cupy's cuSPARSE, torch's CSR) as baselines.
 
 Fused engine: per layer, ``gpu.csr.row_split_fused`` while few inputs are live (N ≤ ``SPLIT_N``: the N = 256
-winner on the H100) and ``gpu.csr.swizzle_fused`` above (the large-N winner). Dead inputs: a flag kernel
-marks the columns of C holding a nonzero (a benign race: every writer stores 1), the host reads the n
-flags, and when some died a gather kernel compacts Yᵀ into the other buffer. That host round trip per
-layer is the same design as the HPEC'20 champion's (about 2.8 ms of its 8.15 ms on the H200, issue 16).
+winner on the H100) and ``gpu.csr.swizzle_fused`` above (the large-N winner). Unfused engine: the same kernels
+with the epilogue off, then ``epilogue_pass`` reads C back and writes act(C + bias): one more read and write
+of C per layer, the traffic fusion saves. Dead inputs: a flag kernel marks the columns of C holding a nonzero
+(a benign race: every writer stores 1), the host reads the n flags, and when some died a gather kernel
+compacts Yᵀ into the other buffer. That host round trip per layer is the same design as the HPEC'20
+champion's.
 
-Runs in the numba CUDA simulator on tiny networks (tests/test_nets_gpu_sim.py). Not timed this session:
-no GPU was lent. The torch and cupy chains need a real device and the package; they were not run.
+Runs in the numba CUDA simulator on tiny networks through ``spmm-study infer --device gpu``
+(tests/test_cli_gpu.py, with the simulator's small launch shapes). The torch and cupy chains need a real
+device and the package.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ cuda = None
 SPLIT_N = 256
 ROW_SPLIT = {"warps": 4, "vec": 4, "unroll": 4}  # the H100 table's N = 256 winner (README)
 SWIZZLE = {"lanes": 16, "vec": 4, "tiles": 2, "unroll": 4, "threads": 128}  # its N = 4096 winner
+# in the simulator every thread is a Python thread: the rungs' own small simulator configurations
+ROW_SPLIT_SIM = {"warps": 2, "vec": 4, "unroll": 2}
+SWIZZLE_SIM = {"lanes": 4, "vec": 4, "tiles": 1, "unroll": 2, "threads": 8}
 
 
 @lru_cache(maxsize=None)
@@ -49,7 +55,18 @@ def _helpers(dtype: str):
             t = e % count
             out[e] = cf[i * n + keep[t]]
 
-    return col_flags, gather_cols
+    from spmm_study.gpu._epi import epilogue
+
+    epi = epilogue(dtype)
+
+    @cuda.jit(cache=not simulator())
+    def epilogue_pass(c, rows, n, bias, rule, act, ymax):
+        """The unfused engine's second pass: C read back, act(C + bias) written, one entry per thread."""
+        start, stride = cuda.grid(1), cuda.gridsize(1)
+        for e in range(start, rows * n, stride):
+            c[e] = epi(c[e], bias[e // n], rule, act, ymax)
+
+    return col_flags, gather_cols, epilogue_pass
 
 
 def _launch(n_items: int):
@@ -59,29 +76,38 @@ def _launch(n_items: int):
 
 
 def run(net, y0, src, engine: str, prune_dead: bool):
-    if engine == "fused":
-        return _fused(net, y0, src, prune_dead)
+    if engine in ("fused", "unfused"):
+        return _fused(net, y0, src, prune_dead, fused=engine == "fused")
     if engine == "cupy":
         return _cupy(net, y0, src, prune_dead)
     if engine == "torch":
         return _torch(net, y0, src, prune_dead)
     from spmm_study.errors import ParamError
 
-    raise ParamError(f"engine {engine} has no GPU path (choose fused, cupy or torch with --device gpu)")
+    raise ParamError(f"engine {engine} has no GPU path (choose fused, unfused, cupy, torch or champion with --device gpu)")
 
 
-def _fused(net, y0, src, prune_dead):
+def _fused(net, y0, src, prune_dead, fused: bool = True):
+    """The project's kernels layer by layer. ``fused``: the epilogue (bias, activation) is applied in registers
+    before C is stored; unfused: the same kernels with the epilogue off (no bias, no activation), then a
+    second pass reads C back and writes act(C + bias) — the traffic fusion saves, on the GPU."""
     from numba import cuda
 
     from spmm_study.gpu.k50_csr_row_split_fused import FusedRowSplit
     from spmm_study.gpu.k51_csr_swizzle_fused import FusedSwizzle
+    from spmm_study.epilogue import ACT_CODE, RULE_CODE
     from spmm_study.nets.batch import LayerRow, dense_inputs_t
 
     t0 = time.perf_counter()
     yt0 = dense_inputs_t(y0, src, np.float32)
-    small = [FusedRowSplit(a, b, net.act, net.rule, net.ymax, **ROW_SPLIT) for a, b in zip(net.layers, net.biases)]
-    large = [FusedSwizzle(a, b, net.act, net.rule, net.ymax, **SWIZZLE) for a, b in zip(net.layers, net.biases)]
-    col_flags, gather_cols = _helpers("float32")
+    act, rule = (net.act, net.rule) if fused else ("none", "zero")
+    sim = simulator()
+    small = [FusedRowSplit(a, b, act, rule, net.ymax, **(ROW_SPLIT_SIM if sim else ROW_SPLIT))
+             for a, b in zip(net.layers, net.biases)]
+    large = [FusedSwizzle(a, b, act, rule, net.ymax, **(SWIZZLE_SIM if sim else SWIZZLE))
+             for a, b in zip(net.layers, net.biases)]
+    col_flags, gather_cols, epilogue_pass = _helpers("float32")
+    codes = (np.int64(RULE_CODE[net.rule]), np.int64(ACT_CODE[net.act]), np.float32(net.ymax))
     width = max([yt0.shape[0], *(a.m for a in net.layers)])
     n = yt0.shape[1]
     p = cuda.device_array(width * n, dtype=np.float32)
@@ -102,6 +128,8 @@ def _fused(net, y0, src, prune_dead):
         if n:
             layer = small[l] if n <= SPLIT_N else large[l]
             layer(p, q, n)
+            if not fused:
+                epilogue_pass[_launch(a.m * n)](q, np.int64(a.m), np.int64(n), layer.bias, *codes)
             if prune_dead:
                 flags[:n].copy_to_device(np.zeros(n, np.uint8))
                 col_flags[_launch(a.m * n)](q, np.int64(a.m), np.int64(n), flags)
