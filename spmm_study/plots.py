@@ -107,7 +107,7 @@ def plot_roofline(rows: list[dict], path: Path | str, ceilings: dict[str, dict] 
     def x_of(r):
         return r["intensity"] * r["bytes_compulsory"] / r["bytes_model"] if modelled else r["intensity"]
 
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     xs = [x_of(r) for r in ok]
     lo_x, hi_x = min(xs) / 4, max(xs) * 4
     roofs_drawn = []
@@ -130,10 +130,11 @@ def plot_roofline(rows: list[dict], path: Path | str, ceilings: dict[str, dict] 
                 continue
             knee = peak / bw
             xr = [min(lo_x, knee / 8), knee, max(hi_x, knee * 8)]
-            ax.plot(xr, [bw * xr[0], peak, peak], style, color=color, lw=1.2, alpha=0.8)
-            ax.annotate(f"{machine}{' ' + label if label else ''}: {bw:,.0f} GB/s, {peak:,.0f} GFLOP/s", (xr[-1], peak),
-                        fontsize=7, ha="right", va="bottom", color=color)
-            roofs_drawn.append(machine)
+            # named in a legend of their own: labels written at the roofs' ends fell on top of each other
+            # when the 1-thread and all-thread peaks were close (a busy machine, or a memory-bound core)
+            roofs_drawn.append(ax.plot(xr, [bw * xr[0], peak, peak], style, color=color, lw=1.2, alpha=0.8,
+                                       label=f"{machine}{' ' + label if label else ''}: {bw:,.0f} GB/s, "
+                                             f"{peak:,.0f} GFLOP/s")[0])
     variants = sorted({r["variant"] for r in ok}, key=ladder_order(ok))
     colours = _colours(len(variants))
     for j, v in enumerate(variants):
@@ -152,7 +153,13 @@ def plot_roofline(rows: list[dict], path: Path | str, ceilings: dict[str, dict] 
         title = "Roofline points (no ceilings stored: run 'spmm-study calibrate')"
     ax.set_title(title, fontsize=11)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7, loc="lower right")
+    # both legends beside the axes, where they cover no point and no roof
+    dots = ax.legend(handles=ax.collections[:], fontsize=7, loc="lower left", bbox_to_anchor=(1.01, 0.0),
+                     borderaxespad=0)
+    if roofs_drawn:
+        ax.add_artist(dots)
+        ax.legend(handles=roofs_drawn, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
+                  title="roofs (calibrate)", title_fontsize=7)
     return _finish(fig, path, ok)
 
 
@@ -201,7 +208,10 @@ def _order_is_param(row: dict) -> bool:
 def plot_loop_orders(rows: list[dict], path: Path | str) -> Path:
     """Bars of useful GFLOP/s per loop nest on one problem (the one measured with the most variants), each
     bar labelled with its loop order and median time. A variant whose loop order is a Param (``order=``)
-    gets one bar per order it ran; other variants one bar, their best params."""
+    gets one bar per order it ran; other variants one bar, their best params. Drawn only where loop orders
+    were compared: two or more nests of one format beside any baseline (a folder of one variant and its
+    baseline has no loop-order question). The axis is linear from zero: on a log axis a bar's height says
+    nothing (420 GFLOP/s looked like a stub beside 760)."""
     plt = _pyplot()
     ok = [r for r in merge_rounds(rows) if r["status"] == "PASS"]
     by_problem: dict[tuple, list[dict]] = defaultdict(list)
@@ -216,6 +226,13 @@ def plot_loop_orders(rows: list[dict], path: Path | str) -> Path:
         if key not in best or r["median_s"] < best[key]["median_s"]:
             best[key] = r
     order = sorted(best, key=lambda k: (ladder_position(best[k]), k[1]))
+    nests = defaultdict(set)
+    for k in order:
+        if not best[k].get("baseline"):
+            nests[best[k]["format"]].add(_order_label(best[k]))
+    if max(map(len, nests.values()), default=0) < 2:
+        raise ResultsError("no loop orders to compare: a loop-order chart needs two or more loop nests of one "
+                           "format on one problem (experiments/loop_orders.toml)")
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(order) + 2), 4.8))
     vals = [best[k]["gflops"] for k in order]
     bars = ax.bar(range(len(order)), vals, color=_colours(len(order)))
@@ -224,9 +241,8 @@ def plot_loop_orders(rows: list[dict], path: Path | str) -> Path:
                     ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(order)))
     ax.set_xticklabels([f"{k[0]}\n{_order_label(best[k])}" for k in order], fontsize=7, rotation=20, ha="right")
-    ax.set_yscale("log")
-    _log_ticks_with_labels(ax, vals)
-    ax.set_ylabel("useful GFLOP/s (log scale)")
+    ax.set_ylim(0, max(vals) * 1.12)  # room for the time labels above the bars
+    ax.set_ylabel("useful GFLOP/s")
     r0 = group[0]
     on = f"{r0['threads']} thread{'s' if r0['threads'] != 1 else ''}" if r0["device"] == "cpu" else r0["machine"] or "GPU"
     ax.set_title(f"Loop orders on {r0['matrix'].rsplit('/', 1)[-1]} ({r0['m']}×{r0['k']}, N={r0['n']}, {on})",

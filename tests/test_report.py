@@ -320,6 +320,50 @@ def test_loop_order_chart_of_gpu_rows_has_y_labels_and_no_thread_count(tmp_path,
     assert labels, "no y-axis labels"
 
 
+def test_loop_order_chart_needs_loop_orders_and_stands_on_a_linear_axis(tmp_path, figures):
+    """Issue 21: a folder of one variant and its baseline drew a loop-order chart, and its log axis made 420
+    GFLOP/s look like a stub beside 760. Now such rows are refused (plot_all skips them) and the bars stand
+    on a linear axis from zero, so their heights compare."""
+    from spmm_study import plots
+    from spmm_study.errors import ResultsError
+
+    one = [asdict(row("cpu.csr.tiled", 1e-3)), asdict(row("cpu.dense.numpy", 2e-3))]
+    with pytest.raises(ResultsError, match="no loop orders to compare"):
+        plots.plot_loop_orders(one, tmp_path / "lo.png")
+    assert [p.name for p in plots.plot_all(one, tmp_path / "p")] == ["roofline.png"]
+    rows = [asdict(row(v, t)) for v, t in (("cpu.csr.rowwise", 2 * 104858 * 256 / 420e9),
+                                           ("cpu.csr.dot", 2 * 104858 * 256 / 760e9))]
+    plots.plot_loop_orders(rows, tmp_path / "lo.png")
+    ax = figures[-1].axes[0]
+    assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0
+    heights = sorted(p.get_height() for p in ax.patches)
+    assert heights == pytest.approx([420, 760], rel=1e-3)
+
+
+def test_roofline_names_the_1_and_all_thread_roofs_apart(tmp_path, figures):
+    """Issue 21: both roofs' labels were written at the same point when their peaks were close (82 and 89
+    GFLOP/s here), one on top of the other. They are a legend now, one line each, clear of each other."""
+    from spmm_study import plots
+
+    ceil = {CPU: {"device": "cpu", "machine": CPU, "threads_all": 2, "stream_gbps_1": 23.1, "stream_gbps_all": 24.0,
+                  "fma_gflops_fp32_1": 82.5, "fma_gflops_fp32_all": 88.8}}
+    plots.plot_roofline([asdict(row("cpu.csr.rowwise", 1e-3)), asdict(row("cpu.csr.dot", 2e-3))], tmp_path / "r.png",
+                        ceil)
+    fig = figures[-1]
+    ax = fig.axes[0]
+    assert not ax.texts  # no label written on the plot itself
+    legends = [c for c in ax.get_children() if type(c).__name__ == "Legend"]
+    roofs = next(lg for lg in legends if lg.get_title().get_text().startswith("roofs"))
+    texts = [t for t in roofs.get_texts()]
+    assert [t.get_text() for t in texts] == [f"{CPU} all 2 threads: 24 GB/s, 89 GFLOP/s",
+                                             f"{CPU} 1 thread: 23 GB/s, 82 GFLOP/s"]
+    r = fig.canvas.get_renderer()
+    a, b = (t.get_window_extent(r) for t in texts)
+    assert not a.overlaps(b)
+    boxes = [lg.get_window_extent(r) for lg in legends]
+    assert not boxes[0].overlaps(boxes[1]) and not any(bx.overlaps(ax.get_window_extent(r)) for bx in boxes)
+
+
 def test_roofline_of_one_problem_spreads_the_variants_and_colours_do_not_repeat(tmp_path, figures):
     from spmm_study import plots
 
