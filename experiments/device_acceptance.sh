@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The GPU acceptance run: only commands a user types (spmm-study through `python3 -m spmm_study`, pytest),
+# in two parts that each fit one 10-minute call on the GPU machine. Each step has its own time budget; a
+# step that fails or runs out of time is recorded and the next one runs. Everything lands in $ACC (logs,
+# result folders) and is packed into $OUT/acceptance-partN.tgz; the summary (one line per step) is printed
+# last and saved as $OUT/summary-partN.txt. experiments/device_docs.py turns the result folders into the
+# GPU docs page and data/reference/ files.
+#
+# Before the call, on the CPU machine:   bash experiments/device_prep.sh
+# The call (carry .whl .dlmc .spdnn .sputnik .champion):
+#   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && \
+#   export PYTHONPATH=$PWD:/tmp/site && bash experiments/device_acceptance.sh 1
+#
+# Part 1: environment, pytest -m gpu, check on every GPU rung, the chooser against every GPU baseline on the
+#         ladder matrix (N = 256, 2048), infer --device gpu with every engine at 60000 inputs.
+# Part 2: the docs' GPU commands, labs 7 and 8 in full, the chooser over the layer-0 DLMC set, and every
+#         experiments/device/*.sh section (conv, 2:4 and half precision, the champion, ...).
+set -uo pipefail
+PART=${1:-1}
+ACC=${ACC:-/tmp/acc}
+OUT=${OUT:-/tmp/out}
+mkdir -p "$ACC" "$OUT"
+ROOT=$PWD
+export SPMM_STUDY_DLMC=$ROOT/.dlmc SPMM_STUDY_SPDNN=$ROOT/.spdnn SPMM_STUDY_CHAMPION=$ROOT/.champion
+[ -f "$ROOT/.sputnik/libspmm_study_sputnik-sm90.so" ] && export SPMM_STUDY_SPUTNIK_LIB=$ROOT/.sputnik/libspmm_study_sputnik-sm90.so
+export PYTHONUNBUFFERED=1 COLUMNS=160
+SUMMARY=$ACC/summary-part$PART.txt
+: > "$SUMMARY"
+S="python3 -m spmm_study"
+LADDER=dlmc:transformer/magnitude_pruning/0.9/body_decoder_layer_0_ffn_conv1_fully_connected
+
+step() {  # step NAME BUDGET_S command...: run, log to $ACC/NAME.log, one summary line
+  local name=$1 budget=$2; shift 2
+  local t0; t0=$(date +%s)
+  timeout "$budget" "$@" > "$ACC/$name.log" 2>&1
+  local rc=$?
+  local tail; tail=$(grep -v '^\s*$' "$ACC/$name.log" | tail -1 | cut -c1-150)
+  echo "$name rc=$rc $(( $(date +%s) - t0 ))s | $tail" | tee -a "$SUMMARY"
+}
+
+finish() {
+  tar czf "$OUT/acceptance-part$PART.tgz" -C "$ACC" . 2>/dev/null
+  cp "$SUMMARY" "$OUT/"
+  echo "=== summary part $PART"; cat "$SUMMARY"
+}
+trap finish EXIT
+
+if [ "$PART" = 1 ]; then
+  step env 60 bash -c "nvidia-smi; $S info --json"
+  step pytest-gpu 230 python3 -m pytest -m gpu -q -rfE -p no:cacheprovider tests/
+  grep -E "passed|failed" "$ACC/pytest-gpu.log" | tail -1 > "$ACC/pytest-gpu-summary.txt"
+  rungs=$($S list --device gpu --json | python3 -c 'import json,sys; print(" ".join(v["id"] for v in json.load(sys.stdin) if not v["baseline"]))')
+  step check-rungs 100 bash -c "printf '%s\n' $rungs | xargs -P 4 -I{} sh -c '$S check -v {} > $ACC/check-{}.log 2>&1; echo {} rc=\$? \$(tail -1 $ACC/check-{}.log)'"
+  step compare-ladder 90 $S compare -v gpu.csr.auto,gpu.dense.cublas,gpu.dense.cublas_tf32,gpu.csr.cusparse,gpu.csr.torch,gpu.csr.sputnik \
+       --device gpu -m $LADDER -n 256 -n 2048 --rounds 3 --out "$ACC/compare-ladder"
+  step run-ladder 60 $S run -v auto -v gpu.csr.row_split -v gpu.csr.tc_window --device gpu -m $LADDER -n 2048 --wide --out "$ACC/run-ladder"
+  step infer-ours 120 $S infer --device gpu -e fused -e unfused --batch 60000 --repeats 3 --out "$ACC/infer-ours"
+  step infer-libs 100 $S infer --device gpu -e torch -e cupy --batch 60000 --repeats 3 --out "$ACC/infer-libs"
+else
+  step docs-gpu-commands 120 python3 experiments/device_docs.py run-commands --log-dir "$ACC/docs"
+  step compare-layer0 200 $S compare -v gpu.csr.auto,gpu.csr.sputnik,gpu.dense.cublas,gpu.dense.cublas_tf32,gpu.csr.tc_window \
+       --device gpu $(python3 experiments/device_docs.py layer0-specs) -n 256 -n 2048 --rounds 1 --repeats 5 \
+       --min-time 0.01 --warmup 0.01 --out "$ACC/compare-layer0"
+  for f in experiments/device/*.sh; do
+    [ -e "$f" ] || continue
+    name=$(basename "$f" .sh)
+    mkdir -p "$ACC/$name"
+    step "section-$name" 150 env ACC="$ACC" S="$S" bash "$f"
+  done
+fi
