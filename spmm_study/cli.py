@@ -459,7 +459,8 @@ def report_cmd(
     baseline: Optional[str] = typer.Option(None, help="speedups against this variant id (default: each device's dense BLAS baseline)"),
     markdown: bool = typer.Option(False, "--markdown", help="print markdown tables on stdout (for the README)"),
     plots: Optional[Path] = typer.Option(None, "--plots", help="write PNG plots into this folder"),
-    kind: str = typer.Option("auto", "--kind", help="table kind: auto, ladder, compare, study, dlmc, break-even"),
+    kind: str = typer.Option("auto", "--kind", help="table kind: auto, ladder, compare, study, dlmc, break-even, "
+                             "class (a folder of 'lab N --student NAME' runs: grades, grades.csv, class_predictions.png)"),
     ceilings: Optional[Path] = typer.Option(None, "--ceilings", help="ceilings JSON from 'calibrate' for the roofline"),
     row_hist: Optional[List[str]] = typer.Option(None, "--row-hist", help="also plot the row-length histogram of this matrix spec"),
     dlmc_root: Optional[str] = DlmcRootOpt,
@@ -467,8 +468,17 @@ def report_cmd(
 ):
     """Tables (rich or markdown) and PNG plots from result files only; several machines' files combine."""
     from spmm_study import calibrate, report
+    from spmm_study.labs import grading
 
     skipped: list[str] = []
+    if kind in ("auto", "class"):  # students' lab runs: their answer rows (answers.jsonl) are graded
+        graded = grading.report(results, kind, plots, skipped)
+        if graded is not None:
+            print_notes(graded[0])
+            print_tables(graded[1], markdown)
+            for p in graded[2]:
+                err.print(f"[dim]wrote {escape(str(p))}[/]")
+            return
     rows = report.load_rows(results, skipped=skipped)
     if skipped:  # result files are input too: a bad row is left out, and said so
         print_notes([f"warning: skipped {len(skipped)} unreadable row{'s' if len(skipped) > 1 else ''} "
@@ -482,11 +492,6 @@ def report_cmd(
     if save_rows is not None:
         report.save_rows(rows, save_rows)
         err.print(f"[dim]wrote {escape(str(save_rows))}[/]")
-    from spmm_study.labs import grading
-
-    if grading.is_lab_rows(rows) and kind == "auto":  # a folder of students' lab results: the grading tables
-        print_tables(grading.tables(rows), markdown)
-        return
     roofs = calibrate.load(ceilings)
     if roofs:  # say where the roofs come from: a stale or foreign calibration otherwise goes unnoticed
         print_notes([f"roofs from {ceilings or calibrate.default_path()} ({', '.join(sorted(roofs))})"])

@@ -11,8 +11,9 @@ its explanation (sentences chosen by what was measured) and its plot. ``execute`
    from this machine's caches; in quick mode the simulated problem is the measured one;
 5. a table of runs (model bytes, simulated bytes per level, time) and a table of questions (prediction,
    model, simulation, measurement, prediction/measurement, verdict);
-6. result rows (the measurements, and one row per question holding the prediction beside the answers) go to
-   the lab's result folder with the plot; ``report`` over a folder of such folders grades a class.
+6. the measurements go to the lab's result folder (rows.jsonl) with the plot, and one answer row per question
+   (the prediction beside the answers: ``answers.py``) to answers.jsonl; ``report`` over a folder of such
+   folders grades a class (``grading.py``).
 
 Sizes: ``tiny`` (tests: meaningless numbers, seconds), ``quick`` (class: each lab under a minute on the
 2-core VM), ``full`` (real numbers).
@@ -54,6 +55,9 @@ class Question:
     kind: str = "ratio"  # ratio: right within a factor tol; exact: equal; absolute: |pred - answer| <= tol
     tol: float = 1.5
     answer: Callable[["Outcome", str], float | None] | None = None  # (outcome, "model"|"sim"|"measured")
+    # what the verdict is graded on: "time" (the measured answer, re-timed until its interval decides: settle.py),
+    # "count" (a deterministic count of the actual problem, in the measured column), "model" or "sim"
+    basis: str = "time"
 
     def verdict(self, pred: float | None, truth: float | None) -> tuple[str, float]:
         """(verdict, error): error is pred/truth for ratios, pred - truth otherwise."""
@@ -91,8 +95,16 @@ class Outcome:
     measured_here: bool = True
     levels: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    rounds: dict = field(default_factory=dict)  # question key -> its measured answer per re-timed round (settle.py)
+    load: dict = field(default_factory=dict)  # load average and cores before measuring
+    _times: dict | None = None  # run key -> time of one re-timed round, read instead of the median (settle.py)
+    _seen: set | None = None  # records which runs' times an answer reads (settle.py)
 
     def time(self, key: str) -> float | None:
+        if self._seen is not None:
+            self._seen.add(key)
+        if self._times is not None and key in self._times:
+            return self._times[key]
         r = self.results.get(key)
         return r.median_s if r is not None and r.status == "PASS" and _finite(r.median_s) else None
 
@@ -401,21 +413,38 @@ def run_rows(out: Outcome, ref: str | None = None) -> list[list[str]]:
 
 
 RUN_COLUMNS = ["run", "model B", "sim L1↔L2", "sim L2↔L3", "sim mem", "time", "t/t(ref)"]
-QUESTION_COLUMNS = ["question", "you", "model", "sim", "measured", "you/meas", "verdict"]
+QUESTION_COLUMNS = ["question", "you", "model", "sim", "measured [90%]", "graded", "you÷ans (×)", "verdict"]
 
 
 def question_rows(out: Outcome, preds: dict[str, float]) -> list[dict]:
+    """One dict per question: the prediction, the three answers, what the verdict was graded on and the verdict.
+    A time question re-timed in rounds (settle.py) shows the median over rounds and the 90% interval of it, and
+    is "too noisy to call here" when that interval spans two verdicts."""
+    from spmm_study.labs import settle
+
     rows = []
     for q in out.lab.questions:
         ans = {src: _safe(q, out, src) for src in ("model", "sim", "measured")}
         pred = preds.get(q.key)
-        if ans["measured"] is not None:
-            verdict, err = q.verdict(pred, ans["measured"])
-        else:  # nothing measured here (a GPU lab without a GPU): judged against the model, and said so
-            verdict, err = q.verdict(pred, ans["model"])
-            verdict = verdict if verdict == "-" else f"{verdict} (model)"
-        rows.append({"key": q.key, "text": q.text, "unit": q.unit, "kind": q.kind, "tol": q.tol,
-                     "prediction": pred, **ans, "verdict": verdict, "error": err})
+        lo = hi = None
+        vals = out.rounds.get(q.key) or []
+        if q.basis == "time" and vals and ans["measured"] is not None:
+            ans["measured"] = float(np.median(vals))
+            lo, hi = settle.median_interval(vals)
+        if not out.measured_here:  # nothing measured here (a GPU lab without a GPU): judged against the model
+            graded_on = "model"
+        else:
+            graded_on = {"time": "measured", "count": "measured"}.get(q.basis, q.basis)
+        truth = ans[graded_on]
+        verdict, err = q.verdict(pred, truth)
+        if graded_on == "model" and not out.measured_here and verdict != "-":
+            verdict = f"{verdict} (model)"
+        if lo is not None and pred is not None and truth is not None and not settle.decided(q, pred, lo, hi):
+            verdict = settle.TOO_NOISY
+        rows.append({"key": q.key, "text": q.text, "unit": q.unit, "kind": q.kind, "tol": q.tol, "basis": q.basis,
+                     "prediction": pred, **ans, "measured_lo": lo, "measured_hi": hi, "rounds": len(vals),
+                     "graded_on": graded_on if q.basis != "count" else "count", "truth": truth,
+                     "verdict": verdict, "error": err})
     return rows
 
 
@@ -429,16 +458,22 @@ def _safe(q: Question, out: Outcome, src: str) -> float | None:
     return float(val) if val is not None and _finite(val) else None
 
 
+def fmt_interval(lo: float | None, hi: float | None) -> str:
+    return f"[{lo:.3g}–{hi:.3g}]" if lo is not None and hi is not None else ""
+
+
 def question_table_rows(qrows: list[dict]) -> list[list[str]]:
+    """question | you | model | sim | measured [interval] | graded (time, count, model, sim) | you÷ans | verdict:
+    one column kind, the ratio of the prediction to the answer the verdict was graded on."""
     rows = []
     for q in qrows:
-        pred, meas = q["prediction"], q["measured"]
-        if q["kind"] == "ratio":
-            rel = f"{pred / meas:.2f}" if pred and meas else "-"
-        else:
-            rel = f"{pred - meas:+.3g}" if pred is not None and meas is not None else "-"
+        pred, truth = q["prediction"], q["truth"]
+        rel = f"{pred / truth:.2f}" if pred is not None and truth and pred / truth > 0 else "-"
+        meas = fmt_val(q["measured"], q["unit"])
+        if q.get("measured_lo") is not None:
+            meas += " " + fmt_interval(q["measured_lo"], q["measured_hi"])
         rows.append([q["key"], fmt_val(pred, q["unit"]), fmt_val(q["model"], q["unit"]), fmt_val(q["sim"], q["unit"]),
-                     fmt_val(meas, q["unit"]), rel, q["verdict"]])
+                     meas, {"measured": "time"}.get(q["graded_on"], q["graded_on"]), rel, q["verdict"]])
     return rows
 
 
@@ -523,35 +558,12 @@ def plot_runs(out: Outcome, folder: Path) -> Path:
 # ---------------------------------------------------------------------------------------------- results
 
 
-def question_result_rows(out: Outcome, qrows: list[dict], student: str, machine: str, tags: str):
-    """One Result row per question: the prediction stored beside the model, simulation and measurement."""
-    from spmm_study.results import Result
-
-    rows = []
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    for q in qrows:
-        info = {"lab": out.lab.id, "student": student, "question": q["key"], "text": q["text"], "unit": q["unit"],
-                "kind": q["kind"], "tol": q["tol"], "prediction": q["prediction"], "model": q["model"],
-                "sim": q["sim"], "measured": q["measured"], "verdict": q["verdict"], "size": out.size}
-        rows.append(Result(
-            variant=f"lab{out.lab.id}.{q['key']}", device="lab", format="question", idea=q["key"], baseline=False,
-            matrix=f"lab{out.lab.id}", m=0, k=0, n=0, nnz=0, sparsity=float("nan"), dtype="", seed=0, params="{}",
-            threads=0, status="PASS" if q["measured"] is not None else "SKIP",
-            message="" if q["measured"] is not None else "not measured here", machine=machine, timestamp=stamp,
-            info=json.dumps(info, default=_json_num), tags=f"{tags};question={q['key']}"))
-    return rows
-
-
-def _json_num(x):
-    return None
-
-
 def check_out_dir(out_dir: Path | None, lab: Lab, force: bool) -> Path:
     from spmm_study.results import default_dir
 
     directory = out_dir or default_dir(f"lab{lab.id}")
     if directory.exists() and not directory.is_dir():
         raise ResultsError(f"{directory} exists and is not a directory")
-    if (directory / "rows.jsonl").exists() and not force:
+    if ((directory / "rows.jsonl").exists() or (directory / "answers.jsonl").exists()) and not force:
         raise ResultsError(f"{directory} already holds lab results; pass --force to replace them")
     return directory

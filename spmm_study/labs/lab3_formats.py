@@ -60,10 +60,10 @@ class Formats(Lab):
     quick_minutes = 0.6  # 32-38 s measured on the shared 2-core VM, 2026-12-01
     questions = [
         Question("csr_bytes_per_nnz", "bytes CSR stores per nonzero (float32 values, int32 indices)", unit="B",
-                 kind="absolute", tol=0.5,
+                 kind="absolute", tol=0.5, basis="count",
                  answer=lambda o, s: bytes_per_nnz(o.matrices["m"], "csr") if s in ("model", "measured") else None),
         Question("bsr_bytes_per_nnz", "bytes BSR 4x4 stores per nonzero of this (unstructured) matrix", unit="B",
-                 kind="ratio", tol=1.3,
+                 kind="ratio", tol=1.3, basis="count",
                  answer=lambda o, s: (bytes_per_nnz(o.matrices["m"], "bsr") if s == "measured" else
                                       (4 * 16 + 4) if s == "model" else None)),
         Question("break_even", "sparsity where CSR becomes as fast as dense BLAS (0..1)", unit="", kind="absolute",

@@ -56,7 +56,7 @@ class Balance(Lab):
     quick_minutes = 0.7  # 43 s measured on the shared 2-core VM, 2026-12-01
     questions = [
         Question("static_imbalance", "most loaded thread's nonzeros over the mean, static split of the skewed matrix",
-                 answer=lambda o, s: imbalance(work(o, "skew_static")) if s in ("model", "measured") else None),
+                 basis="count", answer=lambda o, s: imbalance(work(o, "skew_static")) if s in ("model", "measured") else None),
         Question("static_over_nnz", "time of static over nnz-balanced partitions on the skewed matrix",
                  answer=lambda o, s: o.ratio_time("skew_static", "skew_nnz") if s == "measured"
                  else model_ratio(o, "skew_static", "skew_nnz") if s == "model" else None),

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from spmm_study.errors import ParamError
-from spmm_study.labs import catalog, common
+from spmm_study.labs import answers, catalog, common, settle
 
 
 def listing() -> list[dict]:
@@ -96,8 +96,8 @@ def questions_table(out: common.Outcome, qrows: list[dict]) -> Table:
     t = Table(title=f"lab {out.lab.id}: your predictions", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     cols = common.QUESTION_COLUMNS if out.sims else [c for c in common.QUESTION_COLUMNS if c != "sim"]
     for c in cols:
-        t.add_column(c, justify="left" if c in ("question", "verdict") else "right", no_wrap=c != "question",
-                     overflow="fold")
+        t.add_column(c, justify="left" if c in ("question", "verdict") else "right",
+                     no_wrap=c not in ("question", "verdict", "measured [90%]"), overflow="fold")
     for row in common.question_table_rows(qrows):
         if not out.sims:
             row = row[:3] + row[4:]
@@ -155,6 +155,7 @@ def run(lab_id: str, size: str, predict: list[str] | None, predictions: Path | N
                 progress.advance(bar)
 
         if reason is None:
+            out.load = settle.machine_load()  # before measuring: our own load is not counted
             common.measure_runs(out, step, tags)
         if lab.device == "cpu":
             def sim_step(text: str) -> None:
@@ -162,9 +163,17 @@ def run(lab_id: str, size: str, predict: list[str] | None, predictions: Path | N
 
             common.simulate_runs(out, sim_step)
         lab.after_measure(out)
+        if reason is None:
+            settle.settle(out, preds, lambda text: progress.update(bar, now=text))
     qrows = common.question_rows(out, preds)
+    busy = settle.busy_reasons(out.load, out.results) if reason is None else None
 
     console.print(runs_table(out))
+    if busy:
+        console.print(f"[yellow]{escape(settle.busy_warning(busy))}[/]", highlight=False)
+    elif reason is None and out.load:
+        console.print(f"[dim]load average {out.load['load_avg_1min']:g} on {out.load['cores']} cores before "
+                      "measuring; spread of the runs' repeats under 30%[/]", highlight=False)
     console.print(questions_table(out, qrows))
     for note in out.notes:
         console.print(f"[dim]{escape(note)}[/]", highlight=False)
@@ -187,9 +196,9 @@ def run(lab_id: str, size: str, predict: list[str] | None, predictions: Path | N
                     res.info = json.dumps(info, default=str)
                 writer.append(res)
         machine = machine_label(lab.device) if reason is None else f"{machine_label('cpu')} (no GPU)"
-        for row in common.question_result_rows(out, qrows, who, machine, tags):
-            writer.append(row)
-        files = [writer.dir / "rows.jsonl"]
+        files = [answers.write(writer.dir, answers.records(out, qrows, who, machine, busy))]
+        if (writer.dir / "rows.jsonl").exists():
+            files.insert(0, writer.dir / "rows.jsonl")
         try:
             files += lab.plot(out, writer.dir)
         except Exception as exc:  # noqa: BLE001 - a plot must not lose the measurements written above
