@@ -9,8 +9,9 @@ Engines (``ENGINES``), all computing the same chain and checked against the same
 * ``scipy`` — scipy.sparse in the challenge's own orientation, Y (inputs × neurons, sparse) @ W: the
   CPU library baseline (dead inputs cost nothing there: their rows are empty);
 * ``torch``, ``cupy`` — the GPU library chains (need a CUDA device and the package);
-* ``champion`` — the HPEC'20 champion's single-GPU code, built from a source tree the user points to
-  (its repository has no licence: never copied into this project).
+* ``champion`` — the HPEC'20 champion's single-GPU program, built from the checkout the user points to
+  and run on the challenge's files converted to its layout (``champion``; its repository has no licence:
+  never copied into this project). It runs through ``infer.run_engines``, not ``run_chain``.
 
 ``prune_dead`` drops the inputs whose column of Yᵀ became all zero after a layer, compacting Yᵀ as the
 layers proceed (as the HPEC'20 code does); only valid when a zero input stays zero: the challenge's
@@ -23,7 +24,6 @@ on live inputs: Σ_l live_l × nnz(W_l) / time.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 
@@ -39,7 +39,6 @@ from spmm_study.nets.spdnn import Network
 from spmm_study.memory import aligned_empty
 
 ENGINES = ("fused", "unfused", "scipy", "torch", "cupy", "champion")
-CHAMPION_REPO = "merthidayetoglu/SpDNN_Challenge2020"
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -316,23 +315,10 @@ def gpu_engine_unavailable(engine: str) -> str | None:
 
 
 def champion_unavailable(src: str | os.PathLike | None) -> str | None:
-    """Why the HPEC'20 champion cannot be built and run here, or None."""
-    if not src:
-        return (f"point --champion-src (or $SPMM_STUDY_CHAMPION) at a checkout of {CHAMPION_REPO}; its repository "
-                "has no licence, so the project ships none of it")
-    from pathlib import Path
+    """Why the HPEC'20 champion cannot be built and run here, or None (``champion``)."""
+    from spmm_study.nets import champion
 
-    root = Path(src)
-    if not (root / "singlegpu").is_dir():
-        return f"{root} has no singlegpu/ folder: not a checkout of {CHAMPION_REPO}"
-    if shutil.which("nvcc") is None:
-        return "nvcc is not on PATH: the champion is CUDA C++ and must be compiled"
-    from spmm_study.gpu.device import gpu_unavailable_reason
-
-    reason = gpu_unavailable_reason()
-    if reason:
-        return reason
-    return "running the champion's binary from infer is not implemented yet (build and time it by hand)"
+    return champion.unavailable_reason(src)
 
 
 # --------------------------------------------------------------------------------------------- entry
@@ -346,7 +332,10 @@ def preflight(engines: list[str], device: str, champion_src=None) -> None:
         if engine not in ENGINES:
             raise ParamError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         if engine == "champion":
-            raise DeviceUnavailable(f"engine champion is unavailable: {champion_unavailable(champion_src)}")
+            reason = champion_unavailable(champion_src)
+            if reason:
+                raise DeviceUnavailable(f"engine champion is unavailable: {reason}")
+            continue
         if on_gpu(engine, device):
             reason = gpu_engine_unavailable(engine)
             if reason:
@@ -361,8 +350,8 @@ def run_chain(net: Network, y0: CSR, src: np.ndarray, engine: str = "fused", dev
     if y0.k != net.inputs_width:
         raise ParamError(f"the inputs have {y0.k} columns but the first layer takes {net.inputs_width}")
     check_prune(net, prune_dead)
-    if engine == "champion":
-        raise DeviceUnavailable(f"engine champion is unavailable: {champion_unavailable(champion_src)}")
+    if engine == "champion":  # its program checks its categories against a file of the truth: see infer.run_engines
+        raise ParamError("engine champion runs through infer (spmm-study infer -e champion), which holds the truth")
     if on_gpu(engine, device):
         reason = gpu_engine_unavailable(engine)
         if reason:

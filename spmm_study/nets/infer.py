@@ -100,7 +100,7 @@ def summary_table(setup: "InferSetup", rows: list[dict], threads, machine: str):
         mb = r.get("bytes_model", float("nan"))
         t.add_row(r["engine"], fmt_time(r["time_s"]), f"{r['edges_per_s']:.3g}", f"{r['live_edges_per_s']:.3g}",
                   f"{mb / 1e6:.4g}" if math.isfinite(mb) else "-",
-                  str(len(r["categories"])), "match" if r["match"] else "[bold red]DIFFER[/]")
+                  str(r.get("category_count", len(r["categories"]))), "match" if r["match"] else "[bold red]DIFFER[/]")
     return t
 
 
@@ -112,10 +112,14 @@ def summary_lines(setup: "InferSetup", rows: list[dict]) -> list[str]:
 
     lines = []
     for r in rows:
+        if r["engine"] == "champion":
+            from spmm_study.nets.champion import summary_line
+
+            lines.append(summary_line(r))
         for p in r.get("parts", []):
             lines.append(f"  {r['engine']} part {p['part']}: inputs {p['start'] + 1}-{p['end']}, {p['input_nnz']} "
                          f"input nonzeros, {fmt_time(p['time_s'])}, {p['edges_per_s']:.3g} edges/s")
-    cats = rows[0]["categories"]
+    cats = next((r for r in rows if r["match"]), rows[0])["categories"]
     shown = " ".join(map(str, cats if len(cats) <= 100 else cats[:20]))
     lines.append(f"categories ({len(cats)}, 1-based){' first 20' if len(cats) > 100 else ''}: {shown}")
     lines.append(f"[dim]truth: {escape(setup.truth_kind)}; edges/s = inputs x sum nnz(W) / time; live: edges over "
@@ -190,6 +194,11 @@ def run_engines(setup: InferSetup, engines: list[str], device: str, prune_dead: 
         return [_run_parts(setup, eng, device, prune_dead, repeats, parts) for eng in engines]
     out = []
     for eng in engines:
+        if eng == "champion":  # a program of its own, run on files: nets/champion.py
+            from spmm_study.nets import champion
+
+            out.append(champion.run_engine(setup, repeats, champion_src))
+            continue
         runs = [chain.run_chain(setup.net, setup.y0, setup.src, eng, device, prune_dead, tile_n, champion_src)
                 for _ in range(repeats)]
         times = [r.time_s for r in runs]
