@@ -559,6 +559,49 @@ def infer(
         raise typer.Exit(1)
 
 
+@app.command()
+def ffn(
+    w1: Optional[str] = typer.Option(None, "--w1", help="W1 (hidden x model) spec; with --w2 (default: DLMC "
+                                     "transformer encoder layer 0 ffn_conv1/ffn_conv2 at --sparsity)"),
+    w2: Optional[str] = typer.Option(None, "--w2", help="W2 (model x hidden) spec"),
+    sparsity: str = typer.Option("0.9", help="DLMC magnitude-pruning level of the default layer: 0.8, 0.9, 0.95 or 0.98"),
+    tokens: Optional[List[int]] = typer.Option(None, "--tokens", "-n", help="tokens N, the columns of x "
+                                               "(repeatable; default 256, 2048 and 8192)"),
+    path: List[str] = typer.Option(list(("sparse", "nm24", "dense")), "--path", "-p",
+                                   help="sparse (fused rungs), nm24 (weights re-pruned 2:4; GPU: cuSPARSELt), "
+                                   "dense (BLAS); repeatable or comma-separated"),
+    device: str = typer.Option("cpu", help="cpu or gpu"),
+    dtype: str = typer.Option("float32", help="float32; on the GPU also float16 or bfloat16 (the nm24 and dense "
+                              "paths; the fused sparse rungs compute float32)"),
+    repeats: int = typer.Option(5, help="timed runs of each path, interleaved; the median is reported"),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads (default: all cores)"),
+    tile_n: int = typer.Option(256, "--tile-n", help="register tile of the CPU kernels (16, 64 or 256)"),
+    seed: int = SeedOpt,
+    dlmc_root: Optional[str] = DlmcRootOpt,
+    json_out: bool = JsonOpt,
+):
+    """The transformer FFN block y = W2·relu(W1·x + b1) + b2: sparse, 2:4 and dense paths, tokens/s, checked."""
+    from spmm_study import environment
+    from spmm_study.harness import apply_threads
+    from spmm_study.nets import ffn as block
+
+    paths = block.check_paths(path, device, tokens or [256, 2048, 8192], repeats)
+    used = apply_threads(threads)
+    a1, a2, specs = block.layer_weights(w1, w2, sparsity, dlmc_root, seed)
+    rows = block.run_ffn(a1, a2, tokens or [256, 2048, 8192], paths, device, dtype, repeats, seed, tile_n)
+    if json_out:
+        print_json([r.as_dict() for r in rows])
+    else:
+        machine = environment.machine_label(device)
+        where = f"{machine}, {used} thread(s)" if device == "cpu" else machine
+        title = f"FFN block {a1.k}->{a1.m}->{a2.m}: W1 {specs[0]} ({a1.nnz} nnz), W2 {specs[1]} ({a2.nnz} nnz); {where}"
+        print_tables([block.block_table(rows, title)], False)
+        print_notes([f"SKIP {r.path} N={r.n}: {r.message}" for r in rows if r.status == "SKIP"])
+        print_notes([f"FAIL {r.path} N={r.n}: {r.message}" for r in rows if r.status == "FAIL"], style="red")
+    if any(r.status == "FAIL" for r in rows):
+        raise typer.Exit(1)
+
+
 @app.command("lab")
 def lab_cmd(
     lab_id: Optional[str] = typer.Argument(None, metavar="[ID]", help="the lab to run (no ID: list the labs)"),

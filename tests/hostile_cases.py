@@ -91,7 +91,7 @@ BAD_OPTIONS: dict[str, list[tuple[list[str], str]]] = {
         (["compare", "-v", "rowwise", "-m", TINY, "-n", "0", "--no-save"], r"N must be positive|positive"),
         (["compare", "-v", "rowwise", "-m", TINY, "--cache", "lukewarm", "--no-save"], r"cache"),
         (["compare", "-v", "rowwise", "-m", "nosuch:x", "--no-save"], r"unknown matrix spec"),
-        (["compare", "-v", "rowwise", "-m", TINY, "--dtype", "float16", "--no-save"], r"dtype"),
+        (["compare", "-v", "rowwise", "-m", TINY, "--dtype", "float8", "--no-save"], r"dtype"),
         (["compare", "-v", "rowwise", "-m", TINY, "--baseline", "nosuch", "--no-save"], r"unknown variant 'nosuch'"),
         (["compare", "-v", "rowwise", "-m", TINY, "--min-time", "inf", "--no-save"], r"min-time|min_time"),
         (["compare", "-v", "rowwise", "-m", "smtx:/dev/zero", "--no-save"], r"character device"),

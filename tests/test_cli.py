@@ -356,7 +356,7 @@ def test_bad_safetensors(capsys, tmp_path):
         (["run", "--matrix", "synthetic:magnitude:300000x300000:0.9"], r"needs a dense copy of \d+\.\d GiB"),
         (["run", "--n", "10000000", "--matrix", "synthetic:uniform:ffn1:0.9"],
          r"M=2048 K=512 N=10000000 nnz=104858 needs about \d+\.\d GiB; [\d.]+ GiB is available"),
-        (["run", "--dtype", "float16"], r"unknown dtype 'float16'; choose float32 or float64"),
+        (["run", "--dtype", "float8"], r"unknown dtype 'float8'; choose one of float32, float64, float16"),
         (["run", "--threads", "0"], r"--threads 0 is outside 1\.\.\d+"),
         (["run", "--threads", "100000"], r"--threads 100000 is outside 1\.\.\d+"),
         (["run", "--threads", "x"], r"Invalid value for '--threads'"),
