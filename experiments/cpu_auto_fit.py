@@ -33,7 +33,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-FIT_N = (16, 17, 32, 33, 49, 64, 65, 100, 128, 129, 196, 256, 257, 512, 1024, 2048)  # with tails: buckets end halfway
+FIT_N = (16, 17, 32, 33, 49, 64, 65, 100, 128, 129, 196, 256, 257, 512, 1024, 2048, 4096)  # with tails: buckets end halfway
 CANDIDATES = (
     ("cpu.csr.vec", {"max_vectors": 16}),
     ("cpu.csr.vec", {"max_vectors": 8}),
@@ -165,16 +165,23 @@ def score(rows, pick) -> tuple[float, float]:
 from spmm_study.cpu.k16_csr_auto import SPLIT_FEATURES as FEATURES  # noqa: E402
 
 
+def ranking(rows, labels, top: int = 3) -> list[str]:
+    """The ``top`` candidates by their geometric mean of best/candidate over ``rows``: what ``auto``'s inspector
+    times on the user's matrix (the first is the choice)."""
+    return sorted(labels, key=lambda lb: -score(rows, lambda r: lb)[0])[:top]
+
+
 def fit(rows) -> list[dict]:
     labels = list(rows[0]["times"])
     table = []
-    bounds = [(FIT_N[i] + FIT_N[i + 1]) / 2 for i in range(len(FIT_N) - 1)] + [float("inf")]
+    fit_n = sorted({int(r["n"]) for r in rows})  # the N measured (FIT_N, unless raw timings of another run)
+    bounds = [(fit_n[i] + fit_n[i + 1]) / 2 for i in range(len(fit_n) - 1)] + [float("inf")]
     lo = 0.0
-    for n_fit, hi in zip(FIT_N, bounds):
+    for n_fit, hi in zip(fit_n, bounds):
         sub = [r for r in rows if r["n"] == n_fit]
         best_label = max(labels, key=lambda lb: score(sub, lambda r: lb)[0])
         base = score(sub, lambda r: best_label)[0]
-        entry = {"n_max": hi, "choice": best_label}
+        entry = {"n_max": hi, "choice": best_label, "ranked": ranking(sub, labels)}
         # one optional split: on the mean row length (nonzeros per row of A) or on the mean column length
         # (nnz / K: how often a row of B is used, what a per-call copy of B is paid back by)
         best_split = None
@@ -189,8 +196,10 @@ def fit(rows) -> list[dict]:
                 if s > base * 1.03 and (best_split is None or s > best_split[0]):
                     best_split = (s, feat, cut, ls, ll)
         if best_split:
-            entry.update({f"{best_split[1]}_below": best_split[2], "choice_short": best_split[3],
-                          "choice": best_split[4]})
+            feat, cut = best_split[1], best_split[2]
+            entry.update({f"{feat}_below": cut, "choice_short": best_split[3], "choice": best_split[4],
+                          "ranked": ranking([r for r in sub if r[feat] >= cut], labels),
+                          "ranked_short": ranking([r for r in sub if r[feat] < cut], labels)})
         table.append(entry)
         lo = hi
     del lo
@@ -198,19 +207,27 @@ def fit(rows) -> list[dict]:
 
 
 def write_rule(table, fit_rows, held_rows, out: Path, meta: dict) -> None:
-    from spmm_study.cpu.k16_csr_auto import pick_label
+    from spmm_study.cpu._inspect import CANDIDATES
+    from spmm_study.cpu.k16_csr_auto import pick_label, ranked
 
     fit_s, fit_hit = score(fit_rows, lambda r: pick_label(table, r))
     held_s, held_hit = score(held_rows, lambda r: pick_label(table, r))
+    # auto with inspection: the fastest of the rule's top candidates (as timed here) is kept
+    insp_s, insp_hit = score(held_rows, lambda r: min([lb for lb in ranked(table, r, CANDIDATES) if lb in r["times"]],
+                                                      key=lambda lb: r["times"][lb]))
     always = {lb: score(held_rows, lambda r, lb=lb: lb)[0] for lb in held_rows[0]["times"]}
     threads = int(meta.get("threads", 1))
     who = "one thread, least CPU time" if threads == 1 else f"{threads} threads, least wall time"
     doc = (f'"""The rule ``cpu.csr.auto`` follows at {threads} thread{"s" if threads > 1 else ""}, written by '
            f"experiments/cpu_auto_fit.py — do not edit by hand.\n\n"
            f"Fitted {meta['date']} on {meta['machine']}, {who}, warm, min of {meta['reps']} calls, on "
-           f"{meta['fit']} layer-0 DLMC matrices\n(every other one of each shape, by path); held out: {meta['held']} (the others).\n"
+           f"{meta['fit']} layer-0 DLMC matrices\n({meta.get('subset', '')}every other one of each shape, by path; N "
+           f"{', '.join(str(n) for n in sorted({int(r['n']) for r in fit_rows}))}); held out: {meta['held']} (the others) "
+           f"— whole matrices{' (' + meta['load'] + ')' if meta.get('load') else ''}.\n"
            f"Score = geometric mean over (matrix, N) of best candidate time / chosen candidate time:\n"
            f"fitting set {fit_s:.3f} (best picked {fit_hit:.0%}), held out {held_s:.3f} (best picked {held_hit:.0%});\n"
+           f"held out with inspection (the fastest of the rule's top {CANDIDATES} kept): {insp_s:.3f} "
+           f"(best picked {insp_hit:.0%});\n"
            f"always one candidate, held out: " + ", ".join(f"{k} {v:.3f}" for k, v in always.items()) + '.\n"""\n')
     body = "RULE = " + json.dumps(table, indent=4).replace("Infinity", 'float("inf")') + "\n"
     out.write_text(doc + "\n" + body)
@@ -220,6 +237,8 @@ def write_rule(table, fit_rows, held_rows, out: Path, meta: dict) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--matrices", type=int, default=80, help="how many layer-0 matrices (sorted by path) to use")
+    ap.add_argument("--stride", type=int, default=1, help="every S-th layer-0 matrix (sorted by path): a subset "
+                    "that still spans every sparsity and shape")
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--threads", type=int, default=1, help="fit the rule for this many threads")
     ap.add_argument("--out", default="", help="default: spmm_study/cpu/_auto_rule.py (1 thread), "
@@ -248,12 +267,14 @@ def main(argv=None) -> int:
                 return 2
     else:
         root = Path(os.environ.get("SPMM_STUDY_DLMC", "../shared/dlmc"))
-        paths = layer0(root)[: args.matrices]
+        paths = layer0(root)[:: max(args.stride, 1)][: args.matrices]
         if not paths:
             print(f"no layer-0 matrices under {root}", file=sys.stderr)
             return 2
         rows = measure(paths, args.reps, args.threads)
-        meta = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "reps": args.reps, "threads": args.threads}
+        meta = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "reps": args.reps, "threads": args.threads,
+                "subset": f"every {args.stride}th of {len(layer0(root))} by path, " if args.stride > 1 else "",
+                "load": f"load average {os.getloadavg()[0]:.1f} at the end"}
     fit_paths = split_by_shape(rows)
     fit_rows = [r for r in rows if r["matrix"] in fit_paths]
     held_rows = [r for r in rows if r["matrix"] not in fit_paths]

@@ -18,6 +18,13 @@ from spmm_study.edge import EDGE_N, check_variant, edge_matrices  # noqa: F401  
 
 SHARED_DLMC = Path(__file__).resolve().parents[2] / "shared" / "dlmc"
 
+# cpu.csr.auto remembers its inspections in a per-user cache: the tests (and the CLI they start) use one of
+# their own, never the user's
+if "SPMM_STUDY_AUTO_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["SPMM_STUDY_AUTO_CACHE"] = str(Path(tempfile.mkdtemp(prefix="spmm-auto-")) / "auto-inspect.json")
+
 
 def dlmc_root() -> Path | None:
     env = os.environ.get("SPMM_STUDY_DLMC")

@@ -1,79 +1,242 @@
-"""The rule ``cpu.csr.auto`` follows, written by experiments/cpu_auto_fit.py — do not edit by hand.
+"""The rule ``cpu.csr.auto`` follows at 1 thread, written by experiments/cpu_auto_fit.py — do not edit by hand.
 
-Fitted 2026-12-02 on Intel(R) Xeon(R) Processor (2 cores), one thread, warm, min of 7 calls, on 40 layer-0 DLMC matrices
-(every other one of each shape, by path); held out: 40 (the others).
+Fitted 2026-12-07 on AMD EPYC (2 cores), one thread, least CPU time, warm, min of 5 calls, on 8 layer-0 DLMC matrices
+(every 5th of 80 by path, every other one of each shape, by path; N 16, 17, 32, 33, 49, 64, 65, 100, 128, 129, 196, 256, 257, 512, 1024, 2048, 4096); held out: 8 (the others) — whole matrices (load average 1.3–11.7, shared by 9 agents).
 Score = geometric mean over (matrix, N) of best candidate time / chosen candidate time:
-fitting set 0.949 (best picked 42%), held out 0.945 (best picked 42%);
-always one candidate, held out: vec max_vectors=16 0.867, vec max_vectors=8 0.870, rowblock rows=0 0.822, rowblock rows=2 0.810, panel max_vectors=4 0.780, panel max_vectors=8 0.794, panel max_vectors=2 0.695.
+fitting set 0.987 (best picked 65%), held out 0.980 (best picked 56%);
+held out with inspection (the fastest of the rule's top 3 kept): 0.995 (best picked 90%);
+always one candidate, held out: vec max_vectors=16 0.931, vec max_vectors=8 0.926, rowblock rows=0 0.867, rowblock rows=2 0.847, panel max_vectors=4 0.730, panel max_vectors=8 0.755, panel max_vectors=2 0.731.
 """
 
 RULE = [
     {
         "n_max": 16.5,
-        "choice": "rowblock rows=0"
+        "choice": "rowblock rows=0",
+        "ranked": [
+            "rowblock rows=0",
+            "rowblock rows=2",
+            "panel max_vectors=2"
+        ],
+        "row_mean_below": 51.2,
+        "choice_short": "panel max_vectors=2",
+        "ranked_short": [
+            "panel max_vectors=2",
+            "panel max_vectors=4",
+            "panel max_vectors=8"
+        ]
     },
     {
         "n_max": 24.5,
-        "choice": "rowblock rows=2"
+        "choice": "rowblock rows=0",
+        "ranked": [
+            "rowblock rows=0",
+            "vec max_vectors=16",
+            "vec max_vectors=8"
+        ],
+        "row_mean_below": 51.2,
+        "choice_short": "vec max_vectors=8",
+        "ranked_short": [
+            "vec max_vectors=8",
+            "vec max_vectors=16",
+            "rowblock rows=2"
+        ]
     },
     {
         "n_max": 32.5,
-        "choice": "panel max_vectors=2"
+        "choice": "panel max_vectors=8",
+        "ranked": [
+            "panel max_vectors=8",
+            "panel max_vectors=4",
+            "panel max_vectors=2"
+        ]
     },
     {
         "n_max": 41.0,
-        "choice": "vec max_vectors=8"
+        "choice": "rowblock rows=0",
+        "ranked": [
+            "rowblock rows=0",
+            "vec max_vectors=8",
+            "rowblock rows=2"
+        ],
+        "row_mean_below": 51.2,
+        "choice_short": "vec max_vectors=8",
+        "ranked_short": [
+            "vec max_vectors=8",
+            "vec max_vectors=16",
+            "rowblock rows=2"
+        ]
     },
     {
         "n_max": 56.5,
-        "choice": "vec max_vectors=8"
+        "choice": "rowblock rows=0",
+        "ranked": [
+            "rowblock rows=0",
+            "rowblock rows=2",
+            "vec max_vectors=16"
+        ],
+        "row_mean_below": 51.2,
+        "choice_short": "vec max_vectors=8",
+        "ranked_short": [
+            "vec max_vectors=8",
+            "vec max_vectors=16",
+            "rowblock rows=0"
+        ]
     },
     {
         "n_max": 64.5,
-        "choice": "panel max_vectors=4"
+        "choice": "rowblock rows=0",
+        "ranked": [
+            "rowblock rows=0",
+            "panel max_vectors=4",
+            "panel max_vectors=8"
+        ],
+        "row_mean_below": 51.2,
+        "choice_short": "vec max_vectors=16",
+        "ranked_short": [
+            "vec max_vectors=16",
+            "vec max_vectors=8",
+            "panel max_vectors=4"
+        ]
     },
     {
         "n_max": 82.5,
-        "choice": "vec max_vectors=8"
+        "choice": "rowblock rows=0",
+        "ranked": [
+            "rowblock rows=0",
+            "vec max_vectors=8",
+            "vec max_vectors=16"
+        ]
     },
     {
         "n_max": 114.0,
-        "choice": "vec max_vectors=8"
+        "choice": "rowblock rows=0",
+        "ranked": [
+            "rowblock rows=0",
+            "rowblock rows=2",
+            "vec max_vectors=8"
+        ],
+        "row_mean_below": 51.2,
+        "choice_short": "vec max_vectors=8",
+        "ranked_short": [
+            "vec max_vectors=8",
+            "vec max_vectors=16",
+            "rowblock rows=0"
+        ]
     },
     {
         "n_max": 128.5,
         "choice": "panel max_vectors=8",
-        "col_mean_below": 41.0,
-        "choice_short": "vec max_vectors=8"
+        "ranked": [
+            "panel max_vectors=8",
+            "rowblock rows=0",
+            "vec max_vectors=8"
+        ]
     },
     {
         "n_max": 162.5,
-        "choice": "vec max_vectors=8"
+        "choice": "vec max_vectors=8",
+        "ranked": [
+            "vec max_vectors=8",
+            "vec max_vectors=16",
+            "rowblock rows=0"
+        ]
     },
     {
         "n_max": 226.0,
-        "choice": "vec max_vectors=16"
+        "choice": "panel max_vectors=2",
+        "ranked": [
+            "panel max_vectors=2",
+            "vec max_vectors=16",
+            "panel max_vectors=8"
+        ],
+        "col_mean_below": 102.4,
+        "choice_short": "vec max_vectors=8",
+        "ranked_short": [
+            "vec max_vectors=8",
+            "vec max_vectors=16",
+            "rowblock rows=0"
+        ]
     },
     {
         "n_max": 256.5,
-        "choice": "vec max_vectors=16"
+        "choice": "panel max_vectors=2",
+        "ranked": [
+            "panel max_vectors=2",
+            "panel max_vectors=4",
+            "panel max_vectors=8"
+        ],
+        "row_mean_below": 51.2,
+        "choice_short": "vec max_vectors=16",
+        "ranked_short": [
+            "vec max_vectors=16",
+            "rowblock rows=2",
+            "vec max_vectors=8"
+        ]
     },
     {
         "n_max": 384.5,
-        "choice": "vec max_vectors=8"
+        "choice": "vec max_vectors=8",
+        "ranked": [
+            "vec max_vectors=8",
+            "vec max_vectors=16",
+            "rowblock rows=2"
+        ]
     },
     {
         "n_max": 768.0,
-        "choice": "panel max_vectors=8",
-        "row_mean_below": 51.2,
-        "choice_short": "rowblock rows=0"
+        "choice": "panel max_vectors=2",
+        "ranked": [
+            "panel max_vectors=2",
+            "panel max_vectors=8",
+            "panel max_vectors=4"
+        ],
+        "row_mean_below": 25.6,
+        "choice_short": "vec max_vectors=16",
+        "ranked_short": [
+            "vec max_vectors=16",
+            "rowblock rows=0",
+            "vec max_vectors=8"
+        ]
     },
     {
         "n_max": 1536.0,
-        "choice": "panel max_vectors=4"
+        "choice": "vec max_vectors=16",
+        "ranked": [
+            "vec max_vectors=16",
+            "vec max_vectors=8",
+            "panel max_vectors=2"
+        ]
+    },
+    {
+        "n_max": 3072.0,
+        "choice": "panel max_vectors=8",
+        "ranked": [
+            "panel max_vectors=8",
+            "panel max_vectors=4",
+            "panel max_vectors=2"
+        ],
+        "row_mean_below": 102.4,
+        "choice_short": "vec max_vectors=16",
+        "ranked_short": [
+            "vec max_vectors=16",
+            "vec max_vectors=8",
+            "panel max_vectors=8"
+        ]
     },
     {
         "n_max": float("inf"),
-        "choice": "panel max_vectors=4"
+        "choice": "panel max_vectors=8",
+        "ranked": [
+            "panel max_vectors=8",
+            "panel max_vectors=4",
+            "panel max_vectors=2"
+        ],
+        "row_mean_below": 102.4,
+        "choice_short": "vec max_vectors=16",
+        "ranked_short": [
+            "vec max_vectors=16",
+            "vec max_vectors=8",
+            "rowblock rows=0"
+        ]
     }
 ]

@@ -16,6 +16,17 @@ of the other features. There is one table per fitted thread count (``_auto_rule.
 0.85–0.95 of linear where rung 14 kept 0.55–0.78 at N = 64–256), so the best choice moves with the threads. The choice is in the
 result's ``info`` (``auto_choice``, ``auto_features``), beside the chosen rung's own info.
 
+Then it inspects (``inspect=true``, the default), as MKL's ``mkl_sparse_optimize`` does for
+``cpu.csr.mkl_opt``: a rule scored on other matrices is within about 5% of the best on average but 0.6–0.8× in
+its worst cases, and only the user's own matrix says which case this is. The rule's top ``CANDIDATES`` (its
+fitted ranking for this N bucket) are built and timed on this matrix and N in interleaved rounds, a bounded
+number of calls (``inspect_calls`` rounds, ``inspect_budget_s`` seconds; ``spmm_study.cpu._inspect``), the
+fastest is kept and remembered in a per-user cache keyed by the matrix's structure (shape, nnz, a hash of
+indptr and indices), N, dtype, threads and machine, so a second build of the same problem inspects nothing.
+The inspection happens at build, like MKL's optimize step: its time is in ``info`` (``inspect_s``,
+``inspect_calls``, ``inspect_ms`` per candidate; ``auto_inspect`` says measured, cached or off) and inside
+``setup_s``, never in the median. ``inspect=false`` is the fitted rule alone (``auto_rule_choice``).
+
 Loop order, traffic, what to look at: those of the chosen rung; compare ``auto`` with ``vec`` and
 ``rowblock`` and ``panel`` at their defaults in ``experiments/cpu_every_n.py``. Measured (DLMC ffn_conv1 90%,
 one thread, warm, Intel Xeon KVM guest with 2 cores, quiet, 2026-12-02, the README's every-N run): N = 32
@@ -25,11 +36,13 @@ and 2.2× the plain MKL call, 1.0×, 1.5× and 2.2× MKL with its inspector step
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from spmm_study import registry
 from spmm_study.cpu.k14_csr_vec import traffic
-from spmm_study.registry import variant
+from spmm_study.registry import Param, variant
 
 LABELS = {  # what the fitted table names → (variant, params)
     "vec max_vectors=16": ("cpu.csr.vec", {"max_vectors": 16}),
@@ -87,17 +100,77 @@ def choose(n: int, m: int, nnz: int, table: list[dict] | None = None, k: int = 0
     return vid, dict(params), feats
 
 
-@variant("cpu.csr.auto", loop_order="(chosen rung's)", movement=traffic)
-def build(problem):
-    """CSR, rung and params picked from N and the row statistics by a rule fitted on DLMC layer 0."""
+INSPECT_PARAMS = (
+    Param("inspect", True, (True, False), "time the rule's top candidates on this matrix and N once (cached "
+          "per matrix structure, N, dtype, threads and machine); false: the fitted rule alone"),
+    Param("inspect_calls", 5, (), "timed calls per candidate during inspection (interleaved rounds)", minimum=1),
+    Param("inspect_budget_s", 1.0, (), "seconds the inspection may take before it stops timing and building",
+          minimum=0.0),
+)
+
+
+def ranked(table: list[dict], feats: dict, top: int = 3) -> list[str]:
+    """The rule's candidates for these features, best first: the entry's fitted ranking (``ranked``, or
+    ``ranked_short`` below its split), its choice first; a table fitted without rankings adds ``RUNNERS_UP``."""
+    first = pick_label(table, feats)
+    entry = next((e for e in table if feats["n"] <= e["n_max"]), table[-1] if table else {})
+    short = any(entry.get(f"{f}_below") is not None and feats.get(f, 0.0) < entry[f"{f}_below"]
+                for f in SPLIT_FEATURES)
+    order = [first, *entry.get("ranked_short" if short else "ranked", ()), *RUNNERS_UP]
+    return [lab for lab in dict.fromkeys(order) if lab in LABELS][:top]
+
+
+RUNNERS_UP = ("vec max_vectors=16", "panel max_vectors=8", "rowblock rows=0")
+
+
+def _builder(problem, lab):
+    vid, params = LABELS[lab]
+    chosen = registry.get(vid)
+    return lambda: chosen.build(problem, **chosen.resolve_params(params))
+
+
+@variant("cpu.csr.auto", loop_order="(chosen rung's)", movement=traffic, params=INSPECT_PARAMS)
+def build(problem, inspect=True, inspect_calls=5, inspect_budget_s=1.0):
+    """CSR, rung and params picked by a rule fitted on DLMC layer 0, then (inspect) timed on this matrix and cached."""
     import numba
 
-    vid, params, feats = choose(problem.n, problem.m, problem.a.nnz, k=problem.k, threads=numba.get_num_threads())
-    chosen = registry.get(vid)
-    prep = chosen.build(problem, **chosen.resolve_params(params))
-    prep.info = {"auto_choice": vid + "".join(f" {k}={v}" for k, v in params.items()), "auto_features": feats,
-                 **prep.info}
+    from spmm_study.cpu import _inspect
+
+    threads = numba.get_num_threads()
+    vid, params, feats = choose(problem.n, problem.m, problem.a.nnz, k=problem.k, threads=threads)
+    rule_label = label_of(vid, params)
+    info = {"auto_rule_choice": rule_label, "auto_features": feats}
+    if not inspect:
+        prep = _builder(problem, rule_label)()
+        info["auto_inspect"] = "off"
+        lab = rule_label
+    else:
+        t0 = time.perf_counter()
+        key = _inspect.cache_key(problem.a, problem.n, problem.dtype, threads)
+        hit = _inspect.load().get(key)
+        if hit is not None and hit["choice"] in LABELS:
+            lab = hit["choice"]
+            prep = _builder(problem, lab)()
+            info.update(auto_inspect="cached", inspect_s=round(time.perf_counter() - t0, 6), inspect_calls=0)
+        else:
+            cands = ranked(rule(threads), feats, _inspect.CANDIDATES)
+            win, prep, times, calls, complete = _inspect.race([(c, _builder(problem, c)) for c in cands],
+                                                              inspect_calls, inspect_budget_s, threads)
+            lab = list(times)[win]
+            if complete:  # a race cut short by the budget is not remembered: the next build inspects again
+                _inspect.store(key, {"choice": lab, "times_ms": {k: round(v * 1e3, 5) for k, v in times.items()},
+                                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+            info.update(auto_inspect="measured" if complete else "measured (budget cut, not cached)",
+                        inspect_s=round(time.perf_counter() - t0, 6), inspect_calls=calls,
+                        inspect_ms={k: round(v * 1e3, 4) for k, v in times.items()})
+    vid, params = LABELS[lab]
+    prep.info = {"auto_choice": vid + "".join(f" {k}={v}" for k, v in params.items()), **info, **prep.info}
     return prep
 
 
-__all__ = ["build", "choose", "pick_label", "rule", "LABELS", "np"]
+def label_of(vid: str, params: dict) -> str:
+    """The table's name of (variant, params): the inverse of ``LABELS``."""
+    return next((lab for lab, (v, p) in LABELS.items() if v == vid and p == params), FALLBACK)
+
+
+__all__ = ["build", "choose", "pick_label", "ranked", "rule", "LABELS", "np"]
