@@ -425,6 +425,6 @@ def test_auto_prints_its_choice_in_info():
     v = registry.get("auto")
     assert v.id == "cpu.csr.auto"
     problem = Problem.make(EDGES["random"], 37)
-    prep = v.build(problem)
+    prep = v.build(problem, **v.resolve_params({}))
     assert prep.info["auto_choice"].startswith(("cpu.csr.vec", "cpu.csr.rowblock", "cpu.csr.panel"))
     assert prep.info["auto_features"]["n"] == 37

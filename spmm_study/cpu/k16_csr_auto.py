@@ -130,7 +130,7 @@ def _builder(problem, lab):
 
 
 @variant("cpu.csr.auto", loop_order="(chosen rung's)", movement=traffic, params=INSPECT_PARAMS)
-def build(problem, inspect=True, inspect_calls=5, inspect_budget_s=1.0):
+def build(problem, inspect, inspect_calls, inspect_budget_s):
     """CSR, rung and params picked by a rule fitted on DLMC layer 0, then (inspect) timed on this matrix and cached."""
     import numba
 
