@@ -19,6 +19,7 @@ from spmm_study.nets import champion, spdnn
 from test_cli import cli, fails
 from test_nets import write
 
+USER_CHECKOUT = os.environ.get(champion.ENV_SRC)  # read before the fixture below clears it
 INVERTED = 'assert(sizeof(chartemp) < sprintf(chartemp,"%s/neuron%d.bin",dataset,neuron));'
 
 
@@ -246,11 +247,11 @@ def test_build_recipe_and_patch_with_nvcc(tmp_path):
 
 
 def test_real_checkout_compiles_where_given():
-    """The champion's own singlegpu/ compiled for sm_90 (no run): needs nvcc and $SPMM_STUDY_CHAMPION_TEST."""
-    src = os.environ.get("SPMM_STUDY_CHAMPION_TEST")
-    if not src or champion.nvcc() is None:
-        pytest.skip("set SPMM_STUDY_CHAMPION_TEST to a checkout of the champion (and have nvcc) to compile it")
-    binary = champion.build(src, "90")
+    """The champion's own singlegpu/ compiled for sm_90 (no run), where nvcc is here and $SPMM_STUDY_CHAMPION
+    names a checkout."""
+    if not USER_CHECKOUT or champion.nvcc() is None:
+        pytest.skip("set SPMM_STUDY_CHAMPION to a checkout of the champion (and have nvcc) to compile it")
+    binary = champion.build(USER_CHECKOUT, "90")
     assert binary.is_file() and os.access(binary, os.X_OK)
     assert "flipped" in (binary.parent / "PATCH.txt").read_text()
 

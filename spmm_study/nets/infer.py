@@ -98,7 +98,8 @@ def summary_table(setup: "InferSetup", rows: list[dict], threads, machine: str):
         t.add_column(col, justify="left" if col == "engine" else "right")
     for r in rows:
         mb = r.get("bytes_model", float("nan"))
-        t.add_row(r["engine"], fmt_time(r["time_s"]), f"{r['edges_per_s']:.3g}", f"{r['live_edges_per_s']:.3g}",
+        t.add_row(r["engine"], fmt_time(r["time_s"]), f"{r['edges_per_s']:.3g}",
+                  f"{r['live_edges_per_s']:.3g}" if math.isfinite(r["live_edges_per_s"]) else "-",
                   f"{mb / 1e6:.4g}" if math.isfinite(mb) else "-",
                   str(r.get("category_count", len(r["categories"]))), "match" if r["match"] else "[bold red]DIFFER[/]")
     return t
@@ -260,7 +261,8 @@ def _plot(path: Path, setup: InferSetup, rows: list[dict]) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     styles = ("-", "--", ":", "-.")
-    for k, r in enumerate(rows):  # engines agree on the live counts: distinct line styles keep each visible
+    traced = [r for r in rows if r["layers"]]  # the champion and split runs report no per-layer counts
+    for k, r in enumerate(traced):  # engines agree on the live counts: distinct line styles keep each visible
         layers = [x["layer"] for x in r["layers"]]
         ax.plot(layers, [x["live_out"] for x in r["layers"]], label=r["engine"], drawstyle="steps-post",
                 linestyle=styles[k % len(styles)], linewidth=2.5 - 0.5 * (k % 3))
@@ -269,7 +271,11 @@ def _plot(path: Path, setup: InferSetup, rows: list[dict]) -> None:
     ax.set_ylabel("live inputs after the layer")
     ax.set_title(f"{setup.label}: {setup.src.size} inputs")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    if traced:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no engine of this run reports live inputs per layer", ha="center", va="center",
+                transform=ax.transAxes)
     fig.tight_layout()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".live.", suffix=".png")
     os.close(fd)
