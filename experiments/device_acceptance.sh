@@ -29,9 +29,14 @@ SUMMARY=$ACC/summary-part$PART.txt
 S="python3 -m spmm_study"
 LADDER=dlmc:transformer/magnitude_pruning/0.9/body_decoder_layer_0_ffn_conv1_fully_connected
 
+DEADLINE=$(( $(date +%s) + ${CALL_BUDGET_S:-550} ))  # the whole part ends here, packed, inside the 600 s call
+
 step() {  # step NAME BUDGET_S command...: run, log to $ACC/NAME.log, one summary line
   local name=$1 budget=$2; shift 2
   local t0; t0=$(date +%s)
+  local left=$(( DEADLINE - t0 ))
+  if [ "$left" -lt 15 ]; then echo "$name skipped: no time left in this call" | tee -a "$SUMMARY"; return; fi
+  [ "$budget" -gt "$left" ] && budget=$left
   timeout "$budget" "$@" > "$ACC/$name.log" 2>&1
   local rc=$?
   local tail; tail=$(grep -v '^\s*$' "$ACC/$name.log" | tail -1 | cut -c1-150)
