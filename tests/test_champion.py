@@ -204,6 +204,21 @@ def test_patch_flips_the_inverted_assert_only():
         champion.patch_main(text + text)
 
 
+def test_build_refusals_are_one_line(tmp_path, monkeypatch):
+    fake_checkout(tmp_path / "clone")
+    monkeypatch.setenv("SPMM_STUDY_NVCC", str(executable(tmp_path / "nvcc", "#!/bin/sh\necho 'x.cu(3): error: no'\n"
+                                                                            "exit 1\n")))
+    with pytest.raises(ParamError, match="compute capability"):
+        champion.build(tmp_path / "clone", "9x")
+    with pytest.raises(DeviceUnavailable, match=r"\(kernels.cu\) failed \(exit 1\): x.cu\(3\): error: no"):
+        champion.build(tmp_path / "clone", "90")
+    assert not any((tmp_path / "cache").iterdir())  # a failed build leaves no folder behind
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv(champion.ENV_CACHE, str(tmp_path / "file"))
+    with pytest.raises(DeviceUnavailable, match="cannot write the champion's build folder"):
+        champion.build(tmp_path / "clone", "90")
+
+
 STAND_IN_MAIN = """
 #include "vars.h"
 #include <cassert>
