@@ -90,7 +90,12 @@ def check_variant(variant, a: CSR, n: int, params: dict | None = None, dtype="fl
     params in the message when it is wrong. Returns "" or, for a matrix it refuses as declared, the reason."""
     params = variant.resolve_params(params or {})
     problem = variant.problem(Problem.make(a, n, dtype, seed, matrix=label), params)
-    where = f"{variant.id} {params} on {label} N={n}"
+    return check_on(variant, problem, params, f"{variant.id} {params} on {label} N={n}")
+
+
+def check_on(variant, problem, params: dict, where: str) -> str:
+    """``check_variant`` on a problem already built (a convolution, ``spmm_study.conv``): resolved ``params``."""
+    a = problem.a
     if not variant.accepts(a):
         try:
             prepared = variant.build(problem, **params)

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spmm_study.conv import is_conv_spec
 from spmm_study.errors import ParamError, SpmmError
 from spmm_study.runner import Context, Task
 from spmm_study.timing import TimingConfig
@@ -68,7 +69,7 @@ RUN_KEYS = {"variants", "matrices", "n", "threads", "dtype", "seed", "prune", "p
             "table", "source", "sparsity", "use_case", "model", "method", "layers"}
 TIMING_KEYS = {"repeats": int, "min_time": (int, float), "warmup": (int, float), "cache": str, "rounds": int}
 COMMAND_LINE = "command line"  # the source of the documents run, compare, sweep and autotune build from options
-SUITES = ("study", "dlmc")
+SUITES = ("study", "dlmc", "conv")
 DEFAULT_DLMC_N = (256, 2048)
 
 
@@ -361,6 +362,8 @@ def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], d
             errors.append(f"{where}give either suite or matrices, not both")
         elif suite == "study":
             problems = _study_problems(where, run, errors, dlmc_root, base_dir)
+        elif suite == "conv":
+            problems = _conv_suite(where, run, errors, dlmc_root)
         else:
             problems = _dlmc_problems(where, run, errors, dlmc_root)
     else:
@@ -375,7 +378,9 @@ def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], d
                 ns.append(check_n(n))
             except SpmmError as exc:
                 errors.append(_named(where, "n", n, exc))
-        problems = [(s, n, "") for s in specs for n in ns]
+        problems = []
+        for s in specs:  # a conv: spec has its own N (batch·Ho·Wo of its geometry, docs/conv.md); n is not used
+            problems += _conv_problem(where, s, errors) if is_conv_spec(s) else [(s, n, "") for n in ns]
     problem_specs = list(dict.fromkeys(specs if suite is None else [p[0] for p in problems]))
 
     threads = _check_type(where, "threads", run.get("threads", []), int, errors, allow_list=True) \
@@ -438,13 +443,38 @@ def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], d
     if len(errors) > n_err:
         return []
     tasks = []
+    explicit_ids = {v.id for v, explicit in selected if explicit}
     # grid order: problem by problem, so a problem's variants run back to back (interleaved, cached problem)
     for (spec, n, ptags), dtype, t in itertools.product(problems, dtypes, threads):
         for v, grid in plan:
+            if not _takes(v, spec, explicit_ids, warnings):
+                continue
             for combo in grid:
                 all_tags = ";".join(x for x in (ptags, tags) if x)
                 tasks.append(Task(v, spec, n, combo, dtype, seed, prune, t if v.device == "cpu" else None, all_tags))
     return tasks
+
+
+def _conv_problem(where: str, spec: str, errors: list[str]) -> list[tuple[str, int, str]]:
+    from spmm_study.conv import spec_n
+
+    try:
+        return [(spec, spec_n(spec), "")]
+    except SpmmError as exc:
+        errors.append(f"{where}{exc}")
+        return []
+
+
+def _takes(v, spec: str, explicit: set[str], warnings: list) -> bool:
+    """Convolution problems (``conv:`` specs) go to the conv variants only, which also take a plain matrix
+    as the 1×1 convolution it is, but only when named (a ``cpu.*`` glob over SpMM problems leaves them out)."""
+    conv_variant, conv_problem = v.format == "conv", is_conv_spec(spec)
+    if conv_variant == conv_problem:
+        return True
+    if conv_problem and v.id in explicit:
+        warnings.append((v.id, "an SpMM variant takes no convolution problem (conv: spec); run a cpu.conv.* or "
+                               "gpu.conv.* variant"))
+    return conv_variant and v.id in explicit
 
 
 def interleave(tasks: list[Task], rounds: int) -> list[Task]:
@@ -516,6 +546,46 @@ def _study_problems(where: str, run: dict, errors: list[str], dlmc_root: str | N
         out.append((spec, int(r["n"]), tags))
     if not out:
         errors.append(f"{where}the study table filters (sparsity {sparsities}, use_case {cases}) select nothing")
+    return out
+
+
+def _conv_suite(where: str, run: dict, errors: list[str], dlmc_root: str | None) -> list[tuple[str, int, str]]:
+    """``suite = "conv"``: the eight 3×3 convolutions of the course study's Table 3 (docs/conv.md), RN50's
+    ``bottleneck_2_block_group{1..4}_1_1`` at 56/28/14/7 pixels, padding 1, batch 1, as ``conv:`` specs on
+    their DLMC weights when a DLMC root is given (else, or with ``source = "synthetic"``, synthetic
+    magnitude-pruned weights of the same shapes). Filter: ``sparsity = [0.9, 0.95]``."""
+    import os
+
+    from spmm_study.conv import spec_n
+    from spmm_study.convtable import TABLE3
+
+    source = run.get("source", "auto")
+    if source not in ("auto", "dlmc", "synthetic"):
+        errors.append(f"{where}source = {source!r} must be auto, dlmc or synthetic")
+        return []
+    for key in ("n", "table", "use_case", "model", "method", "layers"):
+        if key in run:
+            errors.append(f"{where}the conv suite takes its problems from the study's Table 3; drop {key}")
+    root = dlmc_root or os.environ.get("SPMM_STUDY_DLMC")
+    if source == "dlmc" and not root:
+        errors.append(f"{where}source = \"dlmc\" needs a DLMC root (--dlmc-root or $SPMM_STUDY_DLMC)")
+    use_dlmc = source == "dlmc" or (source == "auto" and bool(root))
+    sparsities = [float(x) for x in _check_type(where, "sparsity", run.get("sparsity", [0.9, 0.95]), (int, float),
+                                                errors, allow_list=True)]
+    with open(TABLE3, newline="", encoding="utf-8") as f:
+        table = list(csv.DictReader(f))
+    out = []
+    for r in table:
+        s = float(r["sparsity"])
+        if not any(abs(s - x) < 1e-9 for x in sparsities):
+            continue
+        img, c = int(r["image"]), int(r["channels"])
+        weights = (f"dlmc:rn50/magnitude_pruning/{s:g}/{r['layer']}" if use_dlmc
+                   else f"synthetic:magnitude:{c}x{9 * c}:{s:g}")
+        spec = f"conv:{img}x{img},pad=1:{weights}"
+        out.append((spec, spec_n(spec), f"suite=conv;problem={r['problem']};sparsity={s:g};image={img}"))
+    if not out:
+        errors.append(f"{where}the conv suite's sparsity filter {sparsities} selects nothing (0.9, 0.95)")
     return out
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spmm_study.conv import ConvShape, geometry_of
 from spmm_study.problem import Shape
 
 
@@ -37,7 +38,10 @@ def dense_a_bytes(s: Shape) -> float:
 
 
 def compulsory(s: Shape, params: dict | None = None) -> Bytes:
-    """The floor: A once, the touched rows of B once, C written once (no cache can do better)."""
+    """The floor: A once, the touched rows of B once, C written once (no cache can do better). For a
+    convolution (``ConvShape``) B is the input, read once: the patch matrix is an artefact of im2col."""
+    if isinstance(s, ConvShape):
+        return conv_compulsory(s)
     return Bytes(csr_a_bytes(s), s.k_touched * s.n * s.value_bytes, s.m * s.n * s.value_bytes)
 
 
@@ -173,3 +177,79 @@ def csr_codegen(s: Shape, params: dict | None = None) -> Bytes:
     the code size is in ``info``); the values are loaded once per vector of columns; B and C as row-wise."""
     v = s.value_bytes
     return Bytes(s.nnz * v * _ceil_div(s.n, 16), s.nnz * s.n * v, s.m * s.n * v)
+
+
+# ------------------------------------------------------------------------------------------ convolutions
+# Sparse convolutions (docs/conv.md). B's column is "the operand that is not the weights": the input image
+# and whatever copy of it the variant makes (the padded input, the patch matrix). For a plain SpMM shape the
+# geometry is the 1×1 convolution it is (``conv.geometry_of``): no padding, no replication.
+
+
+def conv_compulsory(s: Shape, params: dict | None = None) -> Bytes:
+    """The floor of a convolution: the weights once (CSR), every input value once, C written once. The
+    patch matrix is not in it: it repeats each input value up to kh·kw times."""
+    g = geometry_of(s)
+    return Bytes(csr_a_bytes(s), g.input_values() * s.value_bytes, s.m * s.n * s.value_bytes)
+
+
+def conv_pad_bytes(s: Shape) -> float:
+    """Refreshing the zero-padded input: read x, write its interior (0 without padding: no copy is made)."""
+    g = geometry_of(s)
+    return 2 * g.input_values() * s.value_bytes if g.pad else 0
+
+
+def conv_im2col(s: Shape, params: dict) -> Bytes:
+    """Explicit im2col then the tiled CSR SpMM (rung 13's model): the input read once, the K×N patch matrix
+    written once (the replication: kh·kw/stride² times the input), then read like any B (one tile-row per
+    nonzero per tile: nnz·N values); A read once per column tile; C written once."""
+    g = geometry_of(s)
+    v = s.value_bytes
+    tiles = _ceil_div(s.n, params["tile_n"])
+    patch = g.patch_values() * v
+    return Bytes(tiles * s.nnz * (v + s.index_bytes) + (s.m + 1) * s.index_bytes,
+                 g.input_values() * v + patch + s.nnz * s.n * v, s.m * s.n * v)
+
+
+def conv_fused(s: Shape, params: dict) -> Bytes:
+    """im2col fused into the SpMM: the patch matrix is never written; each nonzero gathers its tile of
+    patch values from the padded input (nnz·N values, as im2col's read of B, but gathered) through an index
+    map of N pixel offsets (8 bytes each) read once per row pass; the padded copy refreshed each call."""
+    v = s.value_bytes
+    tiles = _ceil_div(s.n, params["tile_n"])
+    return Bytes(tiles * s.nnz * (v + s.index_bytes) + (s.m + 1) * s.index_bytes,
+                 s.nnz * s.n * v + s.m * s.n * 8 + conv_pad_bytes(s), s.m * s.n * v)
+
+
+def conv_direct(s: Shape, params: dict | None = None) -> Bytes:
+    """Direct sparse convolution (Escoin / SkimCaffe): each nonzero weight w(o, c, r, s) adds w times the
+    input plane of channel c shifted by (r, s) into the output plane o: nnz·N input values read, and the
+    output plane read and written once per nonzero (it stays in L1: Ho·Wo values), C zeroed once; A once."""
+    v = s.value_bytes
+    return Bytes(csr_a_bytes(s), s.nnz * s.n * v + conv_pad_bytes(s), (2 * s.nnz + s.m) * s.n * v)
+
+
+def conv_direct_tiled(s: Shape, params: dict) -> Bytes:
+    """Direct convolution with the output in registers: each tile of output pixels is accumulated in
+    registers over the row's nonzeros, each nonzero a contiguous shifted window of the padded input
+    (nnz·N values); A read once per tile; C written once."""
+    v = s.value_bytes
+    tiles = _ceil_div(s.n, params["tile_n"])
+    return Bytes(tiles * s.nnz * (v + s.index_bytes) + (s.m + 1) * s.index_bytes,
+                 s.nnz * s.n * v + conv_pad_bytes(s), s.m * s.n * v)
+
+
+def conv_dense_gemm(s: Shape, params: dict | None = None) -> Bytes:
+    """Dense im2col + BLAS GEMM: the input read once and the patch matrix written; then an ideally blocked
+    GEMM over the dense weights (out × in·kh·kw: zeros included) and the patch matrix; C written once."""
+    g = geometry_of(s)
+    v = s.value_bytes
+    patch = g.patch_values() * v
+    return Bytes(s.m * s.k * v, g.input_values() * v + 2 * patch, s.m * s.n * v)
+
+
+def conv_library(s: Shape, params: dict | None = None) -> Bytes:
+    """A library convolution (oneDNN, cuDNN) on dense weights: assume each operand moves once (its own
+    blocking, Winograd or implicit GEMM: unknown to us); the weights dense."""
+    g = geometry_of(s)
+    v = s.value_bytes
+    return Bytes(s.m * s.k * v, g.input_values() * v, s.m * s.n * v)

@@ -96,7 +96,7 @@ def compare_variants(names: list[str], baseline: str | None, device: str) -> tup
     """The variants ``compare`` measures: the ones named, then the baseline (given, or the dense BLAS
     baseline of each device named when it runs here); and the baseline id."""
     from spmm_study import registry
-    from spmm_study.report import DENSE_BASELINES
+    from spmm_study.report import CONV_BASELINES, DENSE_BASELINES
 
     chosen = [registry.get(v, device=device).id for v in split_list(names)]
     if baseline:
@@ -104,8 +104,10 @@ def compare_variants(names: list[str], baseline: str | None, device: str) -> tup
         extra = [baseline]
     else:
         reg = registry.load_all()
-        extra = [DENSE_BASELINES[d] for d in sorted({v.split(".")[0] for v in chosen})
-                 if DENSE_BASELINES.get(d) in reg and reg[DENSE_BASELINES[d]].unavailable_reason() is None]
+        # convolutions (docs/conv.md) are compared with dense im2col + GEMM, SpMM with the dense GEMM
+        bases = CONV_BASELINES if chosen and all(reg[v].format == "conv" for v in chosen) else DENSE_BASELINES
+        extra = [bases[d] for d in sorted({v.split(".")[0] for v in chosen})
+                 if bases.get(d) in reg and reg[bases[d]].unavailable_reason() is None]
     return list(dict.fromkeys(chosen + extra)), baseline
 
 

@@ -28,6 +28,7 @@ from spmm_study.table import Measured, Table, finite, fmt_time, format_cell, to_
 from spmm_study.results import parse_rows
 
 DENSE_BASELINES = {"cpu": "cpu.dense.numpy", "gpu": "gpu.dense.cublas"}
+CONV_BASELINES = {"cpu": "cpu.conv.dense_gemm", "gpu": "gpu.conv.dense_gemm"}  # dense im2col + GEMM (docs/conv.md)
 FAIL = "FAIL"
 PROBLEM_KEYS = ("matrix", "n", "dtype", "seed")
 
@@ -184,7 +185,9 @@ def merge_rounds(rows: list[dict]) -> list[dict]:
 
 def default_baseline(rows: list[dict], device: str) -> str | None:
     ids = {r["variant"] for r in rows}
-    want = DENSE_BASELINES.get(device)
+    mine = [r for r in rows if r["device"] == device]
+    conv = bool(mine) and all(r["format"] == "conv" for r in mine)
+    want = (CONV_BASELINES if conv else DENSE_BASELINES).get(device)
     if want in ids:
         return want
     dense = sorted({r["variant"] for r in rows if r["baseline"] and r["format"] == "dense" and r["device"] == device})
@@ -672,7 +675,7 @@ def break_even_table(rows: list[dict], baseline: str | None = None) -> Table:
     return t
 
 
-TABLE_KINDS = ("auto", "ladder", "compare", "study", "dlmc", "break-even")
+TABLE_KINDS = ("auto", "ladder", "compare", "study", "dlmc", "break-even", "conv")
 
 
 def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None,
@@ -694,6 +697,10 @@ def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None
         return [dlmc_summary(rows), wins_table(rows)]
     if kind == "break-even":
         return [break_even_table(rows, baseline)]
+    if kind == "conv":
+        from spmm_study.convtable import conv_tables
+
+        return conv_tables(rows)
     suites = defaultdict(list)
     for r in rows:
         suites[parse_tags(r["tags"]).get("suite", "")].append(r)
@@ -703,6 +710,10 @@ def tables_for(rows: list[dict], kind: str = "auto", baseline: str | None = None
     if suites.get("dlmc"):
         dlmc = suites.pop("dlmc")
         tables += [dlmc_summary(dlmc), wins_table(dlmc)]
+    if suites.get("conv"):  # the convolution table (docs/conv.md)
+        from spmm_study.convtable import conv_tables
+
+        tables += conv_tables(suites.pop("conv"))
     rest = [r for group in suites.values() for r in group]
     if rest:
         n_problems = len({(r["machine"], *problem_key(r)) for r in rest})

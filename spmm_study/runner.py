@@ -58,7 +58,12 @@ class Context:
             if len(self._problems) > 4:  # keep memory bounded in long sweeps (references are M×N float64)
                 self._problems.pop(next(iter(self._problems)))
             loaded = self.matrix(task.matrix, task.prune, task.seed)
-            self._problems[key] = Problem.make(loaded.a, task.n, task.dtype, task.seed, matrix=loaded.spec)
+            if loaded.conv is not None:  # a conv: spec (docs/conv.md): N is the geometry's, batch·Ho·Wo
+                from spmm_study.conv import ConvProblem
+
+                self._problems[key] = ConvProblem.make(loaded.a, loaded.conv, task.dtype, task.seed, matrix=loaded.spec)
+            else:
+                self._problems[key] = Problem.make(loaded.a, task.n, task.dtype, task.seed, matrix=loaded.spec)
         return self._problems[key]
 
 

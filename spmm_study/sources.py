@@ -45,7 +45,7 @@ DLMC_ENV = "SPMM_STUDY_DLMC"
 DLMC_HELP = ("get the Deep Learning Matrix Collection (dlmc.tar.gz of the SC'20 paper 'Sparse GPU Kernels for "
              "Deep Learning', google-research/sgk) and point --dlmc-root or $SPMM_STUDY_DLMC at its dlmc/ folder")
 LAYER_SHAPES = {"attention": (512, 512), "ffn1": (2048, 512), "ffn2": (512, 2048)}
-SCHEMES = ("dlmc", "smtx", "mtx", "npz", "safetensors", "synthetic")
+SCHEMES = ("dlmc", "smtx", "mtx", "npz", "safetensors", "synthetic", "conv")
 
 
 @dataclass(frozen=True)
@@ -658,6 +658,19 @@ class Loaded:
     a: CSR
     spec: str  # canonical spec, with the prune appended (recorded in results)
     seed: int
+    conv: object = None  # a conv: spec's Geometry (spmm_study.conv), channels known; None for a matrix
+
+
+def _load_conv(spec: str, prune: str | None, seed: int, dlmc_root: str | None) -> Loaded:
+    """``conv:GEOMETRY:WEIGHTS``: the weights loaded as any spec (pruned as asked), the geometry checked against
+    them (columns a multiple of kh·kw) and against free memory before the input is ever allocated."""
+    from spmm_study import conv
+
+    geom, weights = conv.split_spec(spec)
+    inner = load(weights, prune=prune, seed=seed, dlmc_root=dlmc_root)
+    g = conv.with_channels(geom, inner.a)
+    conv.check_size(g, inner.a.m, inner.a.nnz, np.float32)
+    return Loaded(inner.a, f"conv:{g.text()}:{inner.spec}", inner.seed, conv=g)
 
 
 def load(spec: str | None = None, *, prune: str | None = None, seed: int = 0, dlmc_root: str | None = None) -> Loaded:
@@ -669,6 +682,8 @@ def load(spec: str | None = None, *, prune: str | None = None, seed: int = 0, dl
         raise SourceError(f"unknown matrix spec {spec!r}; use one of {', '.join(s + ':' for s in SCHEMES)}")
     if not rest:
         raise SourceError(f"matrix spec {spec!r} names nothing after '{scheme}:'")
+    if scheme == "conv":
+        return _load_conv(spec, prune, seed, dlmc_root)
     try:
         if scheme == "dlmc":
             a = read_smtx(resolve_dlmc(rest, dlmc_root), seed=seed)

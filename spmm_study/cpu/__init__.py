@@ -5,6 +5,7 @@ Adding a variant is one new file and one import line here.
 
 from spmm_study.cpu import (  # noqa: F401  (imported for registration)
     baselines,
+    baselines_conv,
     baselines_ext,
     k01_dense_naive,
     k02_dense_order,
@@ -26,4 +27,8 @@ from spmm_study.cpu import (  # noqa: F401  (imported for registration)
     k32_nm24,
     k40_csr_codegen,
     k50_csr_tiled_fused,
+    k60_conv_im2col,
+    k61_conv_im2col_fused,
+    k62_conv_direct,
+    k63_conv_direct_tiled,
 )

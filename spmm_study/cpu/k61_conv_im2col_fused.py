@@ -1,0 +1,108 @@
+"""Rung 61 — im2col fused into the SpMM: each patch value gathered from the input when it is needed.
+
+What changed from rung 60: the patch matrix is never written. Its value ``P[k, j]`` is the padded input
+at ``pix[j] + delta[k]``: ``pix[j]`` is where output pixel j's window starts (one int per pixel: the
+whole index map is N integers, where P was K·N values) and ``delta[k]`` where tap k = (channel, r, s)
+sits inside a window. The loop nest is rung 13's — a row of C in register tiles of ``tile_n`` pixels, the
+row's nonzeros streamed — except that a nonzero's ``tile_n`` values of B are a *gather*
+(``xpad[pix[j0 + j] + delta[k]]``) instead of a contiguous row segment. The input is copied into a
+zero-padded buffer once per call (timed) so that no index needs a bounds test.
+
+What to look at: the replication bytes are gone (``bytes_model`` against rung 60), but a gather of 16
+lanes is several times slower than one vector load (AVX-512 ``vgatherqps`` issues one load per lane), so
+the same nnz·N values arrive slower. Whether the saved copy pays for the slower reads depends on the
+sparsity: the copy costs the same at any sparsity, the reads shrink with it.
+
+Loop order: t‖ → i → j0 → p → j (gather).
+Traffic (``movement.conv_fused``): nnz·N gathered values, the N-entry index map per row pass, A once per
+tile, C once, the padded copy of x.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from spmm_study import movement
+from spmm_study.conv import conv_info, conv_view, padded
+from spmm_study.cpu._balance import partition, spread
+from spmm_study.cpu._conv import conv_tile_param, tap_deltas
+from spmm_study.cpu._simd import stack_empty
+from spmm_study.registry import host_prepared, variant
+
+
+V = 16  # the tail's tile: one AVX-512 vector of fp32
+
+
+@lru_cache(maxsize=None)
+def kernel(tile_n: int):
+    TN = int(tile_n)
+
+    @njit(parallel=True, fastmath={"contract"}, cache=True)
+    def conv_fused(rows, bounds, indptr, indices, data, delta, pix, xflat, c):
+        n = pix.size
+        n_full = n - n % TN
+        for t in prange(bounds.size - 1):
+            acc = numba.carray(stack_empty(TN, c.dtype), TN)
+            acc_v = numba.carray(stack_empty(V, c.dtype), V)
+            for r in range(bounds[t], bounds[t + 1]):
+                i = rows[r]
+                for j0 in range(0, n_full, TN):
+                    for j in range(TN):
+                        acc[j] = 0.0
+                    for p in range(indptr[i], indptr[i + 1]):
+                        v = data[p]
+                        d = delta[indices[p]]
+                        for j in range(TN):
+                            acc[j] += v * xflat[pix[j0 + j] + d]
+                    for j in range(TN):
+                        c[i, j0 + j] = acc[j]
+                for j0 in range(n_full, n, V):  # the tail, a vector (or less) at a time
+                    width = min(V, n - j0)
+                    for j in range(width):
+                        acc_v[j] = 0.0
+                    for p in range(indptr[i], indptr[i + 1]):
+                        v = data[p]
+                        d = delta[indices[p]]
+                        for j in range(width):
+                            acc_v[j] += v * xflat[pix[j0 + j] + d]
+                    for j in range(width):
+                        c[i, j0 + j] = acc_v[j]
+
+    return conv_fused
+
+
+def pixel_offsets(g) -> np.ndarray:
+    """Where each output pixel's window starts in the flat padded input (uint64, (image, row, column) order)."""
+    b = np.arange(g.batch, dtype=np.int64)[:, None, None] * (g.c * g.hp * g.wp)
+    oh = np.arange(g.ho, dtype=np.int64)[None, :, None] * (g.stride * g.wp)
+    ow = np.arange(g.wo, dtype=np.int64)[None, None, :] * g.stride
+    return (b + oh + ow).reshape(-1).astype(np.uint64)
+
+
+@variant("cpu.conv.im2col_fused", loop_order="t‖→i→j0→p→j (gather)", movement=movement.conv_fused,
+         params=(conv_tile_param(64, (16, 64, 256)),))
+def build(problem, tile_n):
+    """im2col fused into the tiled CSR SpMM: patch values gathered through an N-entry index map, never stored."""
+    g, x = conv_view(problem)
+    a = problem.a
+    threads = numba.get_num_threads()
+    row_nnz = a.row_lengths()
+    rows, bounds = partition(row_nnz, threads, "nnz")
+    info = spread(row_nnz, rows, bounds, "nnz", threads)
+    info.update(conv_info(g, problem.dtype.itemsize), tile_n=tile_n, index_map_bytes=g.n * 8)
+    xp = padded(x, g)
+    xflat = xp.buf.reshape(-1)
+    delta, pix = tap_deltas(g, (g.hp, g.wp)), pixel_offsets(g)
+    c = problem.new_output()
+    k = kernel(tile_n)
+    args = (rows, bounds, a.indptr, a.indices, a.data, delta, pix, xflat, c)
+
+    def run():
+        xp.refresh()
+        k(*args)
+
+    return host_prepared(run, c, info)
