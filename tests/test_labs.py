@@ -261,3 +261,33 @@ def test_answer_rows_bad_input(capsys, tmp_path, class_folder):
     assert code == 0 and "skipped 2 unreadable answer rows" in err and "prediction='lots'" in err
     (bad / "answers.jsonl").write_text("{not json\n")
     fails(capsys, "report", "--kind", "class", bad, match="no lab answer rows .*1 unreadable")
+
+
+def test_gpu_labs_run_in_the_simulator_through_the_cli(tmp_path):
+    """Labs 7 and 8 measure (in the CUDA simulator, with each rung's small simulator launch) through main(argv),
+    in one subprocess: the simulator must be on before numba.cuda is imported."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("numba_cuda")
+    here = Path(__file__).resolve().parent
+    commands = [["lab", "7", "--tiny", "--student", "sim", "--predict", "row_thread_over_row_col=4",
+                 "--out", str(tmp_path / "lab7")],
+                ["lab", "8", "--tiny", "--student", "sim", "--predict", "swizzle_over_subwarp=1",
+                 "--out", str(tmp_path / "lab8")]]
+    (tmp_path / "commands.json").write_text(json.dumps(commands))
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(here.parent), COLUMNS="160")
+    proc = subprocess.run([sys.executable, str(here / "cli_gpu_driver.py"), str(tmp_path / "commands.json")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert "RC 0 0" in proc.stdout and "RC 1 0" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "no GPU here" not in proc.stdout
+    for lab_id, asked in ((7, "row_thread_over_row_col"), (8, "swizzle_over_subwarp")):
+        rows = [json.loads(line) for line in (tmp_path / f"lab{lab_id}" / "rows.jsonl").read_text().splitlines()]
+        assert len(rows) == len(catalog.get(lab_id).runs("tiny")) and all(r["status"] == "PASS" for r in rows), rows
+        answers = {a["question"]: a for a in map(json.loads, (tmp_path / f"lab{lab_id}" / "answers.jsonl")
+                                                  .read_text().splitlines())}
+        a = answers[asked]
+        assert a["measured"] is not None and a["graded_on"] == "measured" and a["verdict"] not in ("-", "")
+        assert "(model)" not in a["verdict"] and a["machine"]

@@ -287,12 +287,29 @@ def prepare(lab: Lab, size: str) -> Outcome:
     mats = lab.matrices(size)
     runs = [r for r in lab.runs(size) if r.matrix in mats]  # a lab drops runs on a matrix not here (DLMC)
     out = Outcome(lab=lab, size=size, runs=runs, matrices=mats)
+    small = lab.device == "gpu" and size == "tiny" and _cudasim()
     for r in runs:
         v = registry.get(r.variant)
+        if small:  # the rung's own small launch for the simulator (its defaults launch hundreds of threads)
+            r.params = simulator_params(v, r.params)
         s = shape_of(mats[r.matrix], r.n)
         out.shapes[r.key] = s
         out.models[r.key] = v.movement(s, v.resolve_params(r.params))
     return out
+
+
+def _cudasim() -> bool:
+    import os
+
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+def simulator_params(v, params: dict) -> dict:
+    """The variant's simulator configuration (``sim=``) that agrees with ``params`` on the names they share
+    (else its first), with ``params`` on top."""
+    configs = [c[0] for c in v.sim] or [{}]
+    match = next((c for c in configs if all(c.get(k, val) == val for k, val in params.items())), configs[0])
+    return {**match, **params}
 
 
 def simulate_runs(out: Outcome, on_step: Callable[[str], None] = lambda s: None) -> None:

@@ -109,6 +109,9 @@ def settle(out, preds: dict[str, float], on_step: Callable[[str], None] = lambda
     from spmm_study.problem import Problem
     from spmm_study.timing import TimingConfig, time_calls
 
+    if out.lab.device == "gpu" and _cudasim():
+        out.notes.append("questions on time: not re-timed under the CUDA simulator (its times mean nothing)")
+        return
     qs = [q for q in out.lab.questions if q.basis == "time" and q.answer is not None]
     need = {q.key: involved_runs(out, q) for q in qs}
     need = {k: v for k, v in need.items() if v and all(out.time(r) for r in v)}
@@ -170,6 +173,10 @@ def settle(out, preds: dict[str, float], on_step: Callable[[str], None] = lambda
             except Exception:  # noqa: BLE001
                 pass
         out._times = None
+
+
+def _cudasim() -> bool:
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
 def _values(out, q, times: dict[str, list[float]], rounds: int) -> list[float]:
