@@ -87,18 +87,30 @@ def print_json(rows: list[dict]) -> None:
 STATUS_STYLE = {"PASS": "green", "FAIL": "bold red", "ERROR": "bold red", "SKIP": "yellow", "UNAVAILABLE": "dim"}
 
 
-def render_table(table, keep: tuple = ()) -> Table:
-    """A table.Table (data) as a rich table: statuses coloured, FAIL cells in red; the columns in ``keep``
-    never fold or shrink (the rest fold when the terminal is narrow)."""
-    from spmm_study.table import Measured, formatted_rows
+def render_table(table, keep: tuple = (), width: int | None = None) -> Table:
+    """A table.Table (data) as a rich table: statuses coloured, FAIL cells in red. No cell of an atomic
+    column (ids, params, numbers; ``table.column_fits``) is ever broken, prose columns wrap between words, and
+    headers wrap between words where the table is wider than ``width`` (default: the console's).
+    ``print_tables`` first splits a table too wide for the terminal (``table.fit_to_width``). ``keep``:
+    columns that stay atomic whatever they hold."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    from spmm_study.table import Measured, column_fits, formatted_rows, table_width
 
     t = Table(title=escape(table.title), header_style="bold", caption=escape(table.caption) if table.caption else None,
               show_header=table.header)
     cells = formatted_rows(table)
-    for i, col in enumerate(table.columns):
+    fits = column_fits(table, cell_len)
+    tight = table_width(fits) > (width or out.width)
+    for i, (col, fit) in enumerate(zip(table.columns, fits)):
         numeric = any(isinstance(r[i], (int, float, Measured)) and not isinstance(r[i], bool) for r in table.rows)
-        t.add_column(col, justify="right" if numeric else "left", overflow="fold", no_wrap=col in keep,
-                     min_width=max([len(col)] + [len(c[i]) for c in cells]) if col in keep else None)
+        if fit.wraps and col not in keep:
+            t.add_column(col, justify="right" if numeric else "left", overflow="fold", min_width=fit.width)
+            continue
+        w = max([fit.tight if tight else fit.width] + [cell_len(c[i]) for c in cells])
+        t.add_column(Text(col, no_wrap=False, overflow="fold"), justify="right" if numeric else "left", no_wrap=True,
+                     overflow="fold", min_width=w, max_width=w)
     for row in cells:
         t.add_row(*[f"[{STATUS_STYLE[c]}]{c}[/]" if c in STATUS_STYLE else escape(str(c)) for c in row])
     return t
@@ -124,6 +136,7 @@ def measure(tasks, ctx, writer, console: Console, label: str, strict: bool = Fal
     """Measure ``tasks`` (those a resumed writer holds are skipped) under a spinner, or a bar with ETA for
     the long commands; every row as a dict, in the order measured."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.table import Column
 
     from spmm_study import plan, runner
 
@@ -139,13 +152,22 @@ def measure(tasks, ctx, writer, console: Console, label: str, strict: bool = Fal
                 status.update(f"[{i}/{len(todo)}] {escape(res.variant)} on {escape(res.matrix)} N={res.n}")
                 rows.append(res.__dict__)
         return rows
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[last]}"), console=err)
+    # the count, elapsed time and ETA keep their width; the name of the row just measured gets what is left
+    count = 2 * len(str(len(todo))) + 1
+    used = len(label) + 16 + count + 7 + 3 + 7 + 6  # the columns before it, one space between each
+    fixed = Column(no_wrap=True)
+    progress = Progress(TextColumn("[bold]{task.description}", table_column=fixed), BarColumn(bar_width=16),
+                        MofNCompleteColumn(table_column=Column(no_wrap=True, min_width=count)),
+                        TimeElapsedColumn(table_column=fixed), TextColumn("ETA", table_column=fixed),
+                        TimeRemainingColumn(table_column=fixed),
+                        TextColumn("{task.fields[last]}", table_column=Column(
+                            no_wrap=True, overflow="ellipsis", max_width=max(err.width - used - 1, 8))),
+                        console=err)
     with progress:
         task = progress.add_task(escape(label), total=len(todo), last="")
         for res in runner.execute(todo, ctx, writer, strict=strict):
             rows.append(res.__dict__)
-            short = f"{res.variant} {res.matrix.rsplit('/', 1)[-1][:40]} N={res.n} {res.status}"
+            short = f"{res.status} {res.variant} N={res.n} {res.matrix.rsplit('/', 1)[-1][:40]}"
             progress.update(task, advance=1, last=escape(short))
     return rows
 
@@ -186,8 +208,13 @@ def print_tables(tables, markdown: bool, keep: tuple = ()) -> None:
     if markdown:
         print(to_markdown(tables))
         return
+    from rich.cells import cell_len
+
+    from spmm_study.table import fit_to_width
+
     for t in tables if isinstance(tables, list) else [tables]:
-        out.print(render_table(t, keep))
+        for part in fit_to_width(t, out.width, cell_len):  # too wide: the columns that do not fit move on
+            out.print(render_table(part, keep))
 
 
 # ----------------------------------------------------------------------------------------------- commands

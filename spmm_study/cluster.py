@@ -805,11 +805,15 @@ def run_with_progress(cluster: Cluster, tasks: list, ctx, writer, *, retries: in
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     n_workers = len(cluster.workers())
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("running {task.fields[running]}/{task.fields[workers]}"),
-                        TextColumn("failed {task.fields[failed]}{task.fields[retried]}"),
-                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
-                        transient=False)
+    from rich.table import Column
+
+    fixed = Column(no_wrap=True)  # a narrow terminal shortens the bar, never the count or the ETA
+    progress = Progress(TextColumn("[bold]{task.description}", table_column=fixed), BarColumn(bar_width=12),
+                        MofNCompleteColumn(table_column=fixed),
+                        TextColumn("running {task.fields[running]}/{task.fields[workers]}", table_column=fixed),
+                        TextColumn("failed {task.fields[failed]}{task.fields[retried]}", table_column=fixed),
+                        TimeElapsedColumn(table_column=fixed), TextColumn("ETA", table_column=fixed),
+                        TimeRemainingColumn(table_column=fixed), console=console, transient=False)
     running: dict[str, int] = {}  # worker -> the group it measures (a worker starting a group ended its last)
     counts = {"failed": 0, "retried": 0}
     with progress:

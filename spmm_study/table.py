@@ -121,3 +121,128 @@ class Measured:
     def __str__(self) -> str:
         up = f" ({self.speedup:.2f}×)" if finite(self.speedup) else ""
         return fmt_time(self.time_s) + up
+
+
+# ----------------------------------------------------------------------------------------------- narrow terminals
+
+PROSE_WIDTH = 24  # a column wider than this whose cells hold spaces wraps between its words
+PROSE_MIN = 20  # and is given at least this much room (or its longest word): a summary one word a line is no use
+MAX_KEYS = 3  # columns repeated in every part of a split table, at most
+
+
+@dataclass(frozen=True)
+class ColumnFit:
+    """How one column is drawn. An atomic column (ids, params, numbers with units) never breaks a cell:
+    ``width`` is its widest cell or header, ``tight`` its widest cell or longest header word (the header then
+    wraps). A prose column (``wraps``) breaks between words only: both are its floor."""
+
+    width: int
+    tight: int
+    wraps: bool
+
+
+def column_fits(table: Table, cell_len=len) -> list[ColumnFit]:
+    """Each column's ``ColumnFit``; ``cell_len`` measures a string in terminal cells (rich's ``cell_len``)."""
+    cells = formatted_rows(table)
+    fits = []
+    for i, col in enumerate(table.columns):
+        texts = [c[i] for c in cells]
+        widest = max([cell_len(line) for t in texts for line in t.split("\n")], default=0)
+        head_word = max([cell_len(w) for w in col.split()], default=0)
+        if max(widest, cell_len(col)) > PROSE_WIDTH and any(" " in t for t in texts):
+            longest_word = max([cell_len(w) for t in texts for w in t.split()] + [head_word])
+            floor = max(longest_word, min(max(widest, cell_len(col)), PROSE_MIN))
+            fits.append(ColumnFit(floor, floor, True))
+        else:
+            fits.append(ColumnFit(max(widest, cell_len(col)), max(widest, head_word), False))
+    return fits
+
+
+def table_width(fits: Sequence[ColumnFit], tight: bool = False) -> int:
+    """Terminal cells a boxed table of these columns needs: each column, its two padding cells, the borders."""
+    return sum(f.tight if tight else f.width for f in fits) + 3 * len(fits) + 1
+
+
+def fit_to_width(table: Table, width: int, cell_len=len) -> list[Table]:
+    """``table`` as one or more tables that each fit ``width`` terminal cells, no cell of an atomic column
+    broken and no column dropped. First the headers wrap between words; then the columns that still do not
+    fit move, in order, to further tables that repeat the key columns (``key_columns``: those that tell
+    the rows apart). Where even one column beside the keys is too wide, the table is
+    laid out vertically: one block of ``column value`` lines per row."""
+    fits = column_fits(table, cell_len)
+    if width <= 0 or table_width(fits, tight=True) <= width or len(table.columns) < 2:
+        return [table]
+    keys = key_columns(table, fits, width)
+    parts: list[list[int]] = [[]]
+    for i in (i for i in range(len(table.columns)) if i not in keys):
+        if parts[-1] and table_width([fits[j] for j in sorted([*keys, *parts[-1], i])], tight=True) > width:
+            parts.append([])
+        parts[-1].append(i)
+    if any(table_width([fits[j] for j in [*keys, *p]], tight=True) > width for p in parts):
+        return [vertical(table, width, cell_len)]
+    out = []
+    for n, part in enumerate(parts):
+        idx = sorted([*keys, *part])
+        out.append(Table(title=table.title if n == 0 else f"continued ({n + 1}/{len(parts)})",
+                         columns=[table.columns[j] for j in idx], rows=[[r[j] for j in idx] for r in table.rows],
+                         formats=table.formats, caption=table.caption if n == len(parts) - 1 else "",
+                         header=table.header))
+    return out
+
+
+def key_columns(table: Table, fits: Sequence[ColumnFit], width: int) -> list[int]:
+    """The columns a split table repeats in each part so its rows can be told apart: the variant (or id)
+    column when there is one, else the first; then, while rows share their keys, the atomic column that
+    tells most of them apart (at most ``MAX_KEYS``, within half the width)."""
+    cells = formatted_rows(table)
+
+    def distinct(cols):
+        return len({tuple(c[j] for j in cols) for c in cells})
+
+    named = [i for i, c in enumerate(table.columns) if c in ("variant", "id") and not fits[i].wraps]
+    keys = named[:1] or [0]
+    while distinct(keys) < len(cells) and len(keys) < min(MAX_KEYS, len(table.columns) - 1):
+        fitting = [i for i in range(len(table.columns)) if i not in keys and not fits[i].wraps
+                   and table_width([fits[j] for j in [*keys, i]], tight=True) <= width // 2]
+        best = max(fitting, key=lambda i: (distinct([*keys, i]), -i), default=None)
+        if best is None or distinct([*keys, best]) == distinct(keys):
+            break
+        keys = sorted([*keys, best])
+    return keys
+
+
+def vertical(table: Table, width: int = 80, cell_len=len) -> Table:
+    """One ``column | value`` line per cell, the rows one after another (a blank line between them). A value
+    too long for the width left beside the column names is broken after a ``/`` (a DLMC spec is a path)."""
+    rows: list[list[Any]] = []
+    names = max(cell_len(c) for c in table.columns)
+    room = max(width - names - 7, 8)
+    for n, r in enumerate(formatted_rows(table)):
+        if n:
+            rows.append(["", ""])
+        rows += [[c, break_long(v, room, cell_len)] for c, v in zip(table.columns, r)]
+    return Table(title=table.title, columns=["column", "value"], rows=rows, caption=table.caption, header=False)
+
+
+def break_long(text: str, room: int, cell_len=len) -> str:
+    """``text`` with each word longer than ``room`` cells broken into lines after a ``/`` where it can be (else
+    where it must)."""
+    words = []
+    for word in text.split(" "):
+        if cell_len(word) <= room:
+            words.append(word)
+            continue
+        lines, line = [], ""
+        for seg in word.replace("/", "/\0").split("\0"):
+            while cell_len(seg) > room:  # one segment longer than a line: cut it
+                if line:
+                    lines.append(line)
+                    line = ""
+                lines.append(seg[:room])
+                seg = seg[room:]
+            if cell_len(line + seg) > room:
+                lines.append(line)
+                line = ""
+            line += seg
+        words.append("\n".join(lines + ([line] if line else [])))
+    return " ".join(words)

@@ -144,8 +144,14 @@ def run(lab_id: str, size: str, predict: list[str] | None, predictions: Path | N
 
     tags = f"lab={lab.id};student={who};size={size}"
     steps = (len(out.runs) if reason is None else 0) + sum(1 for r in out.runs if r.sim and lab.device == "cpu")
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[now]}"), console=err, transient=True) as progress:
+    from rich.table import Column
+
+    fixed = Column(no_wrap=True)  # on a narrow terminal the step's text gives way, never the count
+    with Progress(TextColumn("[bold]{task.description}", table_column=fixed), BarColumn(bar_width=16),
+                  MofNCompleteColumn(table_column=fixed), TimeElapsedColumn(table_column=fixed),
+                  TextColumn("{task.fields[now]}", table_column=Column(no_wrap=True, overflow="ellipsis",
+                                                                       max_width=max(err.width - 44, 8))),
+                  console=err, transient=True) as progress:
         bar = progress.add_task(f"lab {lab.id}", total=max(1, steps), now="")
 
         def step(text: str) -> None:
