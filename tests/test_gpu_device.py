@@ -20,12 +20,20 @@ def test_gpu_variant_on_edges(vid, name):
     v = registry.get(vid)
     if v.unavailable_reason():
         pytest.skip(v.unavailable_reason())
+    from spmm_study.errors import SpmmError
+
     for n in (1, 7, 37, 130):
-        check_variant(v, MATS[name], n, label=name)
+        try:
+            check_variant(v, MATS[name], n, label=name)
+        except SpmmError as exc:  # refused at build (a SKIP row in a run; cuSPARSELt refuses float32 on torch 2.11)
+            pytest.skip(f"{vid} refused {name}: {exc}")
 
 
-def test_timing_sees_device_time_not_launches():
-    """A kernel's device time must not grow with the host's launch cost: the spin covers the launches."""
+def test_timing_sees_device_time_not_launches(monkeypatch):
+    """A kernel's device time must not grow with the host's launch cost: the spin covers the launches.
+    numba's own launch (40–120 µs a call) is what the spin must hide; the bound launch (the default) costs
+    about 6 µs on the H100, under a 7 µs kernel (2026-12-07), so it cannot show the point."""
+    monkeypatch.setenv("SPMM_STUDY_GPU_LAUNCH", "numba")
     from spmm_study.problem import Problem
     from spmm_study.gpu.timing import time_gpu
     from spmm_study.timing import TimingConfig
