@@ -633,6 +633,7 @@ def ffn(
 def lab_cmd(
     lab_id: Optional[str] = typer.Argument(None, metavar="[ID]", help="the lab to run (no ID: list the labs)"),
     handout: bool = typer.Option(False, "--handout", help="print the lab's handout (Markdown) and stop"),
+    answers: bool = typer.Option(False, "--answers", help="with --handout: the instructor's copy, with the figures measured when the lab was written"),
     quick: bool = typer.Option(False, "--quick", help="class sizes: each lab under a minute on a 2-core VM"),
     predict: Optional[List[str]] = typer.Option(None, "--predict", help="a prediction KEY=VALUE (repeatable)"),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="predictions file: KEY=VALUE lines or a JSON object"),
@@ -653,8 +654,10 @@ def lab_cmd(
         out.print("[dim]run one: spmm-study lab ID --quick; its handout: spmm-study lab ID --handout[/]")
         return
     lab = catalog.get(lab_id)
+    if answers and not handout:
+        raise SpmmError("--answers goes with --handout (the instructor's copy of the handout)")
     if handout:
-        print(catalog.handout(lab), end="")
+        print(catalog.handout(lab, answers), end="")
         return
     size = "tiny" if tiny else "quick" if quick else "full"
     if dlmc_root is not None:  # given (flag or $SPMM_STUDY_DLMC): a typo must not read as "no DLMC here"

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from spmm_study.cli import app, main
-from spmm_study.labs import catalog, grading
+from spmm_study.labs import catalog, common, grading
 
 from test_cli import cli, fails
 
@@ -21,6 +21,28 @@ def predictions_file(tmp_path, lab, scale=2.0):
     path = tmp_path / f"lab{lab.id}.txt"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def leaked(text: str, value) -> str | None:
+    """How ``value`` shows in ``text`` as the labs format numbers (.2f, .3g, .1f), or None. Forms of fewer
+    than three characters or two significant digits ("1", "68", "0.5") are too common in any text to count."""
+    if value is None:
+        return None
+    for form in (f"{value:.2f}", f"{value:.3g}", f"{value:.1f}"):
+        if significant(form) and re.search(rf"(?<![\d.]){re.escape(form)}(?![\d])", text):
+            return form
+    return None
+
+
+def significant(form: str) -> bool:
+    return len(form) >= 3 and len(form.lstrip("-").replace(".", "").lstrip("0")) >= 2
+
+
+def test_leaked_finds_a_value_and_ignores_other_numbers():
+    assert leaked("Bytes stored per nonzero: csr 8.04, coo 12.00", 8.0393) == "8.04"
+    assert leaked("bsr 34.72", 34.7219) == "34.72"
+    assert leaked("A: 1024x1024, nnz 104,858", 8.04) is None and leaked("x 18.04 y", 8.04) is None
+    assert leaked("anything", None) is None and leaked("N=1, 0.5", 0.5) is None
 
 
 @pytest.mark.parametrize("lab", LABS, ids=lambda l: f"lab{l.id}")
@@ -39,6 +61,13 @@ def test_every_lab_runs_end_to_end_on_tiny_sizes(capsys, tmp_path, lab):
         assert a["prediction"] == (2.0 if a["kind"] == "ratio" else 1.0)
         truth = a["measured"] if a["graded_on"] in ("measured", "count") else a[a["graded_on"]]
         assert (a["verdict"] == "-") == (truth is None), a  # graded wherever there is an answer to grade on
+    # nothing the student is asked appears before the predictions are taken (the line that echoes them)
+    head = out.split("predictions: ", 1)[0]
+    assert head != out
+    for a in answers:
+        for src in ("model", "sim", "measured"):
+            shown = leaked(head, a[src])
+            assert not shown, f"lab {lab.id}: {a['question']}'s {src} answer {a[src]} is printed as {shown!r} before the prompt"
     timing = tmp_path / "res" / "rows.jsonl"
     rows = [json.loads(line) for line in timing.read_text().splitlines()] if timing.exists() else []
     assert all(r["device"] == lab.device for r in rows)  # timing rows only: answers live in answers.jsonl
@@ -102,6 +131,25 @@ def test_every_handout_has_the_sections_and_its_commands_parse():
     root = click.Context(cmd, info_name="spmm-study")
     with pytest.raises(Exception, match="quik"):  # the check above can fail: a typo is refused
         cmd.get_command(root, "lab").make_context("lab", ["1", "--quik"], parent=root)
+
+
+def test_the_students_handout_holds_no_answer_the_instructors_does(capsys):
+    for lab in LABS:
+        code, student, _ = cli(capsys, "lab", lab.id, "--handout")
+        assert code == 0 and "## Answers (instructor)" not in student and "## Questions" in student
+        code, teacher, _ = cli(capsys, "lab", lab.id, "--handout", "--answers")
+        assert code == 0 and teacher.startswith(student.rstrip("\n")) and "## Answers (instructor)" in teacher
+        # the quick-size model answers are not quoted in the student's copy (lab 6's need this machine's roofs)
+        if lab.id != 6:
+            out = common.prepare(lab, "quick")
+            lab.intro(out)
+            for q in lab.questions:
+                v = common._safe(q, out, "model")
+                if v is not None:
+                    for form in (f"{v:.2g}", f"{v:.2f}", f"{v:.3g}"):
+                        assert not significant(form) or not re.search(rf"(?<![\d.]){re.escape(form)}(?![\d])", student), \
+                            f"lab {lab.id} handout quotes {q.key}'s model answer {form}"
+    fails(capsys, "lab", "1", "--answers", match="--answers goes with --handout")
 
 
 def test_bad_predictions_are_one_line_and_exit_2(capsys, tmp_path):

@@ -25,9 +25,14 @@ def get(lab_id: str | int):
     raise ParamError(f"unknown lab {lab_id!r}; the labs are {', '.join(str(l.id) for l in labs)} (see 'spmm-study lab')")
 
 
-def handout(lab) -> str:
-    """The lab's handout (Markdown), shipped as package data."""
+ANSWERS = "## Answers (instructor)"
+
+
+def handout(lab, answers: bool = False) -> str:
+    """The lab's handout (Markdown), shipped as package data. The student's copy stops before the
+    instructor's section (the figures measured when the lab was written); ``answers`` keeps it."""
     try:
-        return resources.files("spmm_study.labs").joinpath("handouts", lab.handout_name).read_text(encoding="utf-8")
+        text = resources.files("spmm_study.labs").joinpath("handouts", lab.handout_name).read_text(encoding="utf-8")
     except (FileNotFoundError, OSError) as exc:
         raise ParamError(f"lab {lab.id}: its handout {lab.handout_name} is missing from the package ({exc})") from None
+    return text if answers else text.split(ANSWERS, 1)[0].rstrip("\n") + "\n"

@@ -100,15 +100,15 @@ class Formats(Lab):
         self_sweep = [r.key for r in out.runs if r.key.startswith("csr@")] + ["csr"]
         out.extra["sweep"] = self_sweep
         return [f"A: {a.m}x{a.k} uniform at 90% sparsity (nnz {a.nnz:,}); the 2:4 runs use a {a.m}x{a.k} 2:4 matrix "
-                f"(50%); N={out.shapes['csr'].n}; one thread everywhere.",
-                "Bytes stored per nonzero: " + ", ".join(f"{f} {bytes_per_nnz(a, f):.2f}" for f in ("csr", "coo", "bsr"))
-                + f", 2:4 {bytes_per_nnz(out.matrices['nm'], 'nm24'):.2f} (on the 2:4 matrix); dense: "
-                f"{4 / (1 - out.shapes['csr'].sparsity):.0f} per nonzero at this sparsity.",
-                "Break-even by bytes alone (CSR's value+index against dense's value per cell): sparsity "
-                f"{break_even(out, 'model'):.2f}. The CSR sweep: {', '.join(self_sweep)}."]
+                f"(50%); N={out.shapes['csr'].n}; one thread everywhere; float32 values, int32 indices.",
+                f"The CSR sweep for the break-even (run@sparsity; csr is the 90% matrix): {', '.join(self_sweep)}."]
 
     def explain(self, out: Outcome):
-        lines = []
+        a = out.matrices["m"]
+        lines = ["Bytes stored per nonzero: " + ", ".join(f"{f} {bytes_per_nnz(a, f):.2f}" for f in ("csr", "coo", "bsr"))
+                 + f", 2:4 {bytes_per_nnz(out.matrices['nm'], 'nm24'):.2f} (on the 2:4 matrix); dense: "
+                 f"{4 / (1 - out.shapes['csr'].sparsity):.0f} per nonzero at this sparsity. Break-even by bytes alone "
+                 f"(CSR's value+index against dense's value per cell): sparsity {break_even(out, 'model'):.2f}."]
         be = break_even(out, "measured")
         lo = min((out.shapes[k].sparsity for k in out.extra.get("sweep", [])), default=None)
         if be is not None and lo is not None and be <= lo:

@@ -92,16 +92,16 @@ class Balance(Lab):
         lens = a.row_lengths()
         lines = [f"Skewed matrix {a.m}x{a.k}: row lengths ∝ 1/rank^1.1 (longest {int(lens.max())}, median "
                  f"{int(np.median(lens))}, nnz {a.nnz:,}), the long rows in the first quarter; {t} threads.",
-                 "Per-thread nonzeros each partition gives (the model: time ∝ the most loaded thread): " +
-                 "; ".join(f"{b} {out.extra['model_work'].get('skew_' + b)}" for b in BALANCES if b != "dynamic")
-                 + "; dynamic hands out 64-row tasks as threads free up."]
+                 "The model: time ∝ the most loaded thread's nonzeros; static splits the rows evenly by count, nnz "
+                 "and sorted by nonzeros; dynamic hands out 64-row tasks as threads free up."]
         if "dlmc" not in out.matrices:
             lines.append("DLMC runs skipped: " + getattr(self, "_dlmc_note", "the subset is not here"))
         lines.append("The cache simulator models one core: this lab shows per-thread work instead of simulated traffic.")
         return lines
 
     def explain(self, out: Outcome):
-        lines = []
+        lines = ["Per-thread nonzeros each partition gave the skewed matrix: " +
+                 "; ".join(f"{b} {work(out, 'skew_' + b)}" for b in BALANCES if work(out, "skew_" + b)) + "."]
         for mat in ("skew", "dlmc"):
             ts = {b: out.time(f"{mat}_{b}") for b in BALANCES if out.time(f"{mat}_{b}")}
             if len(ts) < 2:

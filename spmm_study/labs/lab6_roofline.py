@@ -121,7 +121,7 @@ class Roofline(Lab):
                 f"ridge at {ridge:.1f} flop/byte.",
                 f"A: {s.m}x{s.k} magnitude-pruned to 90%, N={s.n}. Useful flops 2·nnz·N = {s.flops / 1e6:.3g} M; "
                 f"compulsory bytes {intensity(out, 'csr_row') and s.flops / intensity(out, 'csr_row') / 1e6:.3g} MB; "
-                f"intensity {intensity(out, 'csr_row'):.2f} flop/byte: the roof there is {roof(out, 'csr_row'):.1f} GFLOP/s."]
+                f"intensity {intensity(out, 'csr_row'):.2f} flop/byte (useful flops per compulsory byte)."]
 
     def explain(self, out: Outcome):
         c = ceilings(out)
