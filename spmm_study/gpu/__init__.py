@@ -6,6 +6,7 @@ GPU variants works, fast, on machines without numba-cuda or a GPU.
 
 from spmm_study.gpu import (  # noqa: F401,E402  (imported for registration)
     baselines,
+    baselines_conv,
     k01_dense_naive,
     k02_dense_tiled,
     k10_csr_row_thread,
@@ -24,5 +25,8 @@ from spmm_study.gpu import (  # noqa: F401,E402  (imported for registration)
     k30_csr_auto,
     k50_csr_row_split_fused,
     k51_csr_swizzle_fused,
+    k60_conv_im2col,
+    k61_conv_im2col_fused,
+    k62_conv_direct,
     sputnik,
 )
