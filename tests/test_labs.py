@@ -339,3 +339,19 @@ def test_gpu_labs_run_in_the_simulator_through_the_cli(tmp_path):
         a = answers[asked]
         assert a["measured"] is not None and a["graded_on"] == "measured" and a["verdict"] not in ("-", "")
         assert "(model)" not in a["verdict"] and a["machine"]
+
+
+@pytest.mark.parametrize("args,match", [(["--runs", "0"], "--runs 0: give 1 to 20"),
+                                        (["--labs", "7"], "the CPU labs are 1, 2, 3, 4, 5, 6"),
+                                        (["--size", "huge"], "choose tiny or quick"),
+                                        (["--nope"], "unknown argument '--nope'")])
+def test_lab_stability_bad_input_is_one_line_and_exit_2(tmp_path, args, match):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "lab_stability.py"
+    proc = subprocess.run([sys.executable, str(script), *args, "--out", str(tmp_path / "s")], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and match in proc.stderr, proc.stderr
+    assert not (tmp_path / "s").exists()
