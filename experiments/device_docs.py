@@ -6,8 +6,9 @@
 ``run-commands`` takes every ``spmm-study …`` line of the fenced code blocks of README.md and docs/*.md that
 runs on the GPU (``--device gpu`` or a ``gpu.`` variant id) and runs it as written (``spmm-study`` is
 ``python3 -m spmm_study`` there), one log per command, a summary line each; it exits 1 if any failed.
-``layer0-specs`` lists the layer-0 transformer matrices under $SPMM_STUDY_DLMC (magnitude pruning, every
-sparsity present), the set data/reference/gpu-bench-h200.csv was measured on.
+``layer0-specs`` lists layer-0 transformer matrices under $SPMM_STUDY_DLMC (magnitude pruning, every sparsity
+present): by default four shapes per sparsity (both FFN layers, two attention projections), ``--whole`` the 64
+that data/reference/gpu-bench-h200.csv was measured on.
 """
 
 from __future__ import annotations
@@ -70,10 +71,17 @@ def run_commands(log_dir: Path) -> int:
     return 1 if failed else 0
 
 
-def layer0_specs() -> list[str]:
+# a slice of the layer-0 set that fits one call: per sparsity both FFN shapes and two attention projections
+SLICE = ("decoder_layer_0_ffn_conv1", "decoder_layer_0_ffn_conv2", "encoder_layer_0_self_attention_multihead_attention_q",
+         "decoder_layer_0_encdec_attention_multihead_attention_k")
+
+
+def layer0_specs(whole: bool = False) -> list[str]:
     root = Path(os.environ.get("SPMM_STUDY_DLMC", ROOT / ".dlmc")) / "transformer" / "magnitude_pruning"
     specs = []
     for path in sorted(root.glob("*/*layer_0*.smtx")):
+        if not whole and not any(key in path.name for key in SLICE):
+            continue
         specs += ["-m", f"dlmc:{path.relative_to(root.parent.parent).with_suffix('').as_posix()}"]
     return specs
 
@@ -83,11 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     rc = sub.add_parser("run-commands")
     rc.add_argument("--log-dir", type=Path, required=True)
-    sub.add_parser("layer0-specs")
+    ls = sub.add_parser("layer0-specs")
+    ls.add_argument("--whole", action="store_true", help="all 64 matrices (default: 4 shapes per sparsity)")
     args = ap.parse_args(argv)
     if args.cmd == "run-commands":
         return run_commands(args.log_dir)
-    print(shlex.join(layer0_specs()))
+    print(shlex.join(layer0_specs(args.whole)))
     return 0
 
 
