@@ -76,8 +76,9 @@ def edge_matrices() -> dict[str, CSR]:
 
 
 def structured_matrices() -> dict[str, CSR]:
-    """The 2:4 edge matrices (K a multiple of 4 and not), for the rungs that take only 2:4."""
-    return {"nm24": nm24_matrix(7, 10, 1), "nm24_wide": nm24_matrix(3, 17, 2)}
+    """The 2:4 edge matrices (K a multiple of 4 and not; more than 16 rows, the tensor-core tile), for the
+    rungs that take only 2:4."""
+    return {"nm24": nm24_matrix(7, 10, 1), "nm24_wide": nm24_matrix(3, 17, 2), "nm24_tall": nm24_matrix(37, 20, 3)}
 
 
 def all_matrices() -> dict[str, CSR]:
@@ -138,19 +139,26 @@ class Case:
     params: dict
     matrix: str
     n: int
+    dtype: str = "float32"
 
     def label(self) -> str:
         p = " ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
-        return f"{self.matrix} N={self.n}" + (f" {p}" if p else "")
+        return f"{self.matrix} N={self.n}" + (f" {self.dtype}" if self.dtype != "float32" else "") + (f" {p}" if p else "")
+
+
+def default_dtype(variant) -> str:
+    """float32 where the variant takes it, else the first type it declares (a half-precision rung)."""
+    return "float32" if "float32" in variant.dtypes else variant.dtypes[0]
 
 
 def cases_for(variant, params: dict | None = None) -> list[Case]:
     """The cases ``check`` runs: the GPU rung's declared simulator configurations when no params are given,
     else the given (or default) params on every matrix at N in EDGE_N."""
-    if params is None and variant.sim:
-        return [Case(dict(p), name, n) for p, names, ns in variant.sim for name in names for n in ns]
+    if params is None and variant.sim:  # entries (params, matrices, Ns) or (params, matrices, Ns, dtype)
+        return [Case(dict(e[0]), name, n, e[3] if len(e) > 3 else default_dtype(variant))
+                for e in variant.sim for name in e[1] for n in e[2]]
     names = list(all_matrices())
-    return [Case(dict(params or {}), name, n) for name in names for n in EDGE_N]
+    return [Case(dict(params or {}), name, n, default_dtype(variant)) for name in names for n in EDGE_N]
 
 
 @dataclass(frozen=True)
@@ -171,7 +179,7 @@ def run_checks(variant, params: dict | None = None) -> Iterator[Outcome]:
     for case in cases:
         t0 = time.perf_counter()
         try:
-            refused = check_variant(variant, mats[case.matrix], case.n, case.params, label=case.matrix)
+            refused = check_variant(variant, mats[case.matrix], case.n, case.params, case.dtype, label=case.matrix)
             status, msg = "PASS", (f"refused as declared: {refused}" if refused else "")
         except CheckFailed as exc:
             status, msg = "FAIL", str(exc)

@@ -501,12 +501,16 @@ class NM24:
         cols = a.indices.astype(np.int64)
         g = cols // 4
         key = rows * groups + g
-        # slot of each nonzero inside its group: 0 for the first, 1 for the second (CSR rows are sorted)
+        # slot of each nonzero inside its group: 0 for the first, 1 for the second (CSR rows are sorted), and a
+        # lone entry at position q >= 1 goes to slot 1 behind a padding zero at position 0: the two positions
+        # of a group stay distinct and ascending, as mma.sp's metadata requires
         first = np.ones(a.nnz, dtype=bool)
         first[1:] = key[1:] != key[:-1]
         slot = np.where(first, 0, 1)
+        lone = np.bincount(key, minlength=m * groups)[key] == 1 if a.nnz else np.zeros(0, bool)
+        slot[lone & (cols % 4 > 0)] = 1
         pos = np.zeros((m, 2 * groups), dtype=np.uint8)
-        # padding slots: position 0 for slot 0; for slot 1 the other position than slot 0's (any valid column)
+        # padding slots: position 0 in slot 0, position 1 in slot 1 (a lone entry at 0 is followed by a zero at 1)
         pos[:, 1::2] = 1
         data = np.zeros((m, 2 * groups), dtype=a.dtype)
         flat = g * 2 + slot

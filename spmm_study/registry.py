@@ -206,7 +206,7 @@ def variant(
 
     ``accepts(a)``: which matrices the variant takes (default: all); ``dtypes``: which element types (default
     float32 and float64; see ``spmm_study/dtypes.py``). A GPU rung also declares, next to its
-    Params, ``sim``: small configurations for the CUDA simulator, ``((params, matrix names, N values), ...)``
+    Params, ``sim``: small configurations for the CUDA simulator, ``((params, matrix names, N values[, dtype]), ...)``
     over the matrices of ``spmm_study.edge``, and ``ptx``: a function returning
     ``[(name, kernel, numba signature, expected load width in bytes or None), ...]`` that the sm_90 PTX
     check compiles. Both are required, so a new kernel cannot go untested or uncompiled."""

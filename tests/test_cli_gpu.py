@@ -29,8 +29,9 @@ NM24 = "synthetic:nm:8x16"
 
 
 def rung_command(v, out: Path) -> list[str]:
-    params, _names, ns = v.sim[0]
+    params, _names, ns, *dtype = v.sim[0]  # a half-precision rung names its dtype
     argv = ["run", "-v", v.id, "--device", "gpu", "-m", NM24 if v.format == "nm24" else MATRIX, "--n", str(ns[0])]
+    argv += ["--dtype", dtype[0]] if dtype else []
     for k, val in params.items():
         argv += ["-p", f"{k}={val}"]
     return argv + TINY + ["--out", str(out / v.id)]

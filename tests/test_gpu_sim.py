@@ -26,7 +26,7 @@ def test_every_rungs_cases_name_real_matrices_and_params():
     mats = edge.all_matrices()
     for v in RUNGS:
         assert len(edge.cases_for(v)) >= 2, v.id
-        for params, names, ns in v.sim:
+        for params, names, ns, *_ in v.sim:
             v.resolve_params(params)  # unknown names or bad values raise
             assert set(names) <= set(mats), f"{v.id}: unknown matrices {set(names) - set(mats)}"
             assert ns and all(n >= 1 for n in ns), v.id

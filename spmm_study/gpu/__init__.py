@@ -22,6 +22,7 @@ from spmm_study.gpu import (  # noqa: F401,E402  (imported for registration)
     k20_coo_atomic,
     k21_structured24,
     k22_csr_tc_window,
+    k23_nm24_mma_sp,
     k30_csr_auto,
     k50_csr_row_split_fused,
     k51_csr_swizzle_fused,

@@ -318,12 +318,17 @@ def linked_ptx(warps: int = 4, ntiles: int = 2, split: str = "tf32", cc=(9, 0), 
     without a GPU the way numba builds it on one: the kernel to LTO-IR (numba), ``mma_tf32.cu`` to LTO-IR
     (NVRTC), both linked by nvJitLink. What to look at: ``mma.sync`` inlined into the loop, no ``call``, no
     ``.local`` (the four-float return value of the device function must stay in registers)."""
+    return link_ltoir(kernel(warps, ntiles, "mma", split, stage).py_func, kernel_signature(), MMA_SOURCE, cc)
+
+
+def link_ltoir(py_func, signature, source: Path, cc=(9, 0)) -> str:
+    """A numba kernel (LTO-IR, numba's ABI) linked with a CUDA C file (LTO-IR by NVRTC) by nvJitLink into PTX:
+    what numba does on a device with ``cuda.declare_device(..., link=[source])``, done without one."""
     from cuda.bindings import nvjitlink, nvrtc
     from numba import cuda
 
-    kern = kernel(warps, ntiles, "mma", split, stage)
-    ltoir, _ = cuda.compile(kern.py_func, kernel_signature(), device=False, cc=cc, output="ltoir", abi="numba")
-    err, prog = nvrtc.nvrtcCreateProgram(MMA_SOURCE.read_bytes(), MMA_SOURCE.name.encode(), 0, [], [])
+    ltoir, _ = cuda.compile(py_func, signature, device=False, cc=cc, output="ltoir", abi="numba")
+    err, prog = nvrtc.nvrtcCreateProgram(source.read_bytes(), source.name.encode(), 0, [], [])
     opts = [f"--gpu-architecture=compute_{cc[0]}{cc[1]}".encode(), b"-rdc=true", b"-dlto"]
     (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
     if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
@@ -338,7 +343,7 @@ def linked_ptx(warps: int = 4, ntiles: int = 2, split: str = "tf32", cc=(9, 0), 
     handle = nvjitlink.create(3, [f"-arch=sm_{cc[0]}{cc[1]}", "-lto", "-ptx"])
     try:
         nvjitlink.add_data(handle, nvjitlink.InputType.LTOIR, ltoir, len(ltoir), "kernel")
-        nvjitlink.add_data(handle, nvjitlink.InputType.LTOIR, cu_ltoir, len(cu_ltoir), MMA_SOURCE.name)
+        nvjitlink.add_data(handle, nvjitlink.InputType.LTOIR, cu_ltoir, len(cu_ltoir), source.name)
         nvjitlink.complete(handle)
         out = bytearray(nvjitlink.get_linked_ptx_size(handle))
         nvjitlink.get_linked_ptx(handle, out)
