@@ -48,7 +48,7 @@ def doc_commands(paths: list[Path]) -> list[str]:
                 continue
             text = pending + line.strip()
             if text.endswith("\\"):
-                pending = text[:-1] + " "
+                pending = text[:-1].rstrip() + " "
                 continue
             pending = ""
             text = re.sub(r"\s+#\s.*$", "", text).strip()
