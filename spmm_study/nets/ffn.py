@@ -108,6 +108,10 @@ def run_block(w1: CSR, w2: CSR, n: int, repeats: int = 5, seed: int = 0, tile_n:
 # each path is checked against the float64 block of the weights it ran.
 
 PATHS = ("sparse", "nm24", "dense")
+# the GPU fused layers' launch: the H100 tuning table's winners, row split at N = 256, swizzle at N = 4096
+SPLIT_N = 256
+ROW_SPLIT = {"warps": 4, "vec": 4, "unroll": 4}
+SWIZZLE = {"lanes": 16, "vec": 4, "tiles": 2, "unroll": 4, "threads": 128}
 DLMC_LAYER = "dlmc:transformer/magnitude_pruning/{sparsity}/body_encoder_layer_0_ffn_conv{i}_fully_connected"
 BLOCK_TOLERANCE = 2.0  # × the dtype's rel_fro (problem.TOLERANCES): two layers, each rounded once
 
@@ -246,7 +250,6 @@ def _gpu_path(path: str, w1, w2, b1, b2, x, dtype: np.dtype) -> _Path:
 
         from spmm_study.gpu.k50_csr_row_split_fused import FusedRowSplit
         from spmm_study.gpu.k51_csr_swizzle_fused import FusedSwizzle
-        from spmm_study.nets.chain_gpu import ROW_SPLIT, SPLIT_N, SWIZZLE
 
         n = x.shape[1]
         if simulator():  # a few threads per block: the simulator runs each as a Python thread
