@@ -61,6 +61,14 @@ def caches() -> dict[str, str]:
     return out
 
 
+def cache_bytes(name: str) -> int | None:
+    """Size in bytes of one data cache of cpu0 (``L1d``, ``L2``, ``L3``) from sysfs, or None where unreadable."""
+    text = caches().get(name, "").split(" ", 1)[0]
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper(), 1)
+    digits = text.rstrip("KkMmGg")
+    return int(digits) * scale if digits.isdigit() and int(digits) > 0 else None
+
+
 def cores() -> int:
     try:
         return len(os.sched_getaffinity(0))

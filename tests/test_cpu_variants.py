@@ -428,3 +428,23 @@ def test_auto_prints_its_choice_in_info():
     prep = v.build(problem, **v.resolve_params({}))
     assert prep.info["auto_choice"].startswith(("cpu.csr.vec", "cpu.csr.rowblock", "cpu.csr.panel"))
     assert prep.info["auto_features"]["n"] == 37
+
+
+def test_tiled_default_tile_comes_from_n_and_the_l2():
+    """Issue 24: ``cpu.csr.tiled``'s default tile is chosen from the machine: no wider than N (a wider tile
+    leaves every column to the row-wise tail) and with its K × tile_n panel of B inside the L2."""
+    from spmm_study import movement
+    from spmm_study.cpu import k13_csr_tiled as k13
+
+    mib = 1 << 20
+    assert k13.machine_tile_n(256, 512, 4, mib) == 256  # the README's main job: B (512 KiB) fits a 1 MiB L2
+    assert k13.machine_tile_n(256, 2048, 4, mib) == 128  # ffn_conv2: a 2 MiB panel would not
+    assert k13.machine_tile_n(1024, 2048, 4, 2 * mib) == 256
+    assert k13.machine_tile_n(100, 512, 4, mib) == 64 and k13.machine_tile_n(20, 512, 4, mib) == 64
+    assert k13.machine_tile_n(4096, 1 << 14, 4, mib) == 64  # nothing fits: the narrowest vector-friendly tile
+    v = registry.get("cpu.csr.tiled")
+    problem = Problem.make(EDGES["random"], 37)
+    prep = v.build(problem, **v.resolve_params({}))
+    assert prep.info["tile_n"] == 64 and prep.info["tile_n_from"].startswith("machine")
+    shape = problem.shape
+    assert v.movement(shape, v.resolve_params({})) == movement.csr_tiled(shape, {**v.resolve_params({}), "tile_n": 64})

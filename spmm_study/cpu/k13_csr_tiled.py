@@ -57,10 +57,35 @@ from numba import njit, prange
 
 from spmm_study import movement
 from spmm_study.cpu._balance import balance_param, partition, rows_per_task_param, spread
-from spmm_study.cpu._simd import elem_ptr, pack_b_param, packed_operand, stack_empty, tile_n_param
-from spmm_study.registry import host_prepared, variant
+from spmm_study.cpu._simd import elem_ptr, pack_b_param, packed_operand, stack_empty
+from spmm_study.registry import Param, host_prepared, variant
 
-TILE_CHOICES = (16, 32, 64, 128, 256)
+TILE_CHOICES = (0, 16, 32, 64, 128, 256)
+L2_FALLBACK = 1 << 20  # where sysfs does not say (the smallest per-core L2 of the machines this was measured on)
+
+
+def machine_tile_n(n: int, k: int, value_bytes: int = 4, l2_bytes: int | None = None) -> int:
+    """``tile_n = 0`` (the default): the widest of 256, 128, 64 that (1) is no wider than N — a wider tile
+    leaves every column to the row-wise tail loop — and (2) whose panel of B (K rows × tile_n values), which
+    every row of A reads from while the tile is computed, fits in this machine's L2 (``environment.cache_bytes``);
+    64 when none does (below 64 the register tile falls off the unroll cliff)."""
+    if l2_bytes is None:
+        from spmm_study.environment import cache_bytes
+
+        l2_bytes = cache_bytes("L2") or L2_FALLBACK
+    for tile in (256, 128):
+        if tile <= n and k * tile * value_bytes <= l2_bytes:
+            return tile
+    return 64
+
+
+def resolved_tile_n(s, params: dict) -> int:
+    return int(params.get("tile_n", 0)) or machine_tile_n(s.n, s.k, s.value_bytes)
+
+
+def traffic(s, params: dict):
+    """``movement.csr_tiled`` with the tile width the build will use (``tile_n = 0`` resolved as above)."""
+    return movement.csr_tiled(s, {**params, "tile_n": resolved_tile_n(s, params)})
 
 
 @lru_cache(maxsize=None)
@@ -106,9 +131,11 @@ def kernel(tile_n: int):
 
 
 @variant(
-    "cpu.csr.tiled", loop_order="t‖→i→j0→p→j", movement=movement.csr_tiled,
+    "cpu.csr.tiled", loop_order="t‖→i→j0→p→j", movement=traffic,
     params=(
-        tile_n_param(TILE_CHOICES),
+        Param("tile_n", 0, TILE_CHOICES, "columns of C held in registers per row (a compile-time constant: one "
+              "kernel per value); 0: the widest of 256/128/64 no wider than N whose B panel fits this machine's L2",
+              minimum=0),
         balance_param("nnz"),
         rows_per_task_param(),
         pack_b_param(),
@@ -121,6 +148,9 @@ def build(problem, tile_n, balance, rows_per_task, pack_b):
     row_nnz = a.row_lengths()
     rows, bounds = partition(row_nnz, threads, balance, rows_per_task)
     info = spread(row_nnz, rows, bounds, balance, threads)
+    if tile_n == 0:
+        tile_n = machine_tile_n(problem.n, problem.k, problem.b.dtype.itemsize)
+        info["tile_n_from"] = "machine (N and L2)"
     info["tile_n"] = tile_n
     k = kernel(tile_n)
     c = problem.new_output()
