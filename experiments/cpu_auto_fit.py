@@ -165,10 +165,10 @@ def score(rows, pick) -> tuple[float, float]:
 from spmm_study.cpu.k16_csr_auto import SPLIT_FEATURES as FEATURES  # noqa: E402
 
 
-def ranking(rows, labels, top: int = 3) -> list[str]:
-    """The ``top`` candidates by their geometric mean of best/candidate over ``rows``: what ``auto``'s inspector
-    times on the user's matrix (the first is the choice)."""
-    return sorted(labels, key=lambda lb: -score(rows, lambda r: lb)[0])[:top]
+def ranking(rows, labels) -> list[str]:
+    """Every candidate by its geometric mean of best/candidate over ``rows``, best first: ``auto``'s inspector
+    times the best-ranked one of each rung (``k16_csr_auto.ranked``)."""
+    return sorted(labels, key=lambda lb: -score(rows, lambda r: lb)[0])
 
 
 def fit(rows) -> list[dict]:

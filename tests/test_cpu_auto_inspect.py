@@ -105,11 +105,15 @@ def test_race_picks_the_fastest_and_releases_the_others():
     assert times["b"] < times["a"] < times["c"]
 
 
-def test_ranked_candidates_start_with_the_rule_choice():
-    table = [{"n_max": 64, "choice": "vec max_vectors=8", "ranked": ["vec max_vectors=8", "panel max_vectors=4"],
+def test_ranked_candidates_start_with_the_rule_choice_then_one_per_rung():
+    table = [{"n_max": 64, "choice": "vec max_vectors=8",
+              "ranked": ["vec max_vectors=8", "vec max_vectors=16", "panel max_vectors=4", "rowblock rows=2"],
               "row_mean_below": 8.0, "choice_short": "rowblock rows=2", "ranked_short": ["rowblock rows=2"]},
              {"n_max": float("inf"), "choice": "panel max_vectors=4"}]
+    # the second vec setting waits until each rung has had its best-ranked one
     assert auto.ranked(table, {"n": 32, "row_mean": 20.0}) == ["vec max_vectors=8", "panel max_vectors=4",
-                                                              "vec max_vectors=16"]
-    assert auto.ranked(table, {"n": 32, "row_mean": 2.0})[:2] == ["rowblock rows=2", "vec max_vectors=16"]
+                                                              "rowblock rows=2"]
+    assert auto.ranked(table, {"n": 32, "row_mean": 20.0}, top=4)[3] == "vec max_vectors=16"
+    assert auto.ranked(table, {"n": 32, "row_mean": 2.0}) == ["rowblock rows=2", "vec max_vectors=16",
+                                                             "panel max_vectors=8"]
     assert auto.ranked(table, {"n": 999, "row_mean": 2.0}, top=2) == ["panel max_vectors=4", "vec max_vectors=16"]

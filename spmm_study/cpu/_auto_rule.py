@@ -4,7 +4,7 @@ Fitted 2026-12-07 on AMD EPYC (2 cores), one thread, least CPU time, warm, min o
 (every 5th of 80 by path, every other one of each shape, by path; N 16, 17, 32, 33, 49, 64, 65, 100, 128, 129, 196, 256, 257, 512, 1024, 2048, 4096); held out: 8 (the others) — whole matrices (load average 1.3–11.7, shared by 9 agents).
 Score = geometric mean over (matrix, N) of best candidate time / chosen candidate time:
 fitting set 0.987 (best picked 65%), held out 0.980 (best picked 56%);
-held out with inspection (the fastest of the rule's top 3 kept): 0.995 (best picked 90%);
+held out with inspection (the fastest of the rule's top 3 kept): 0.991 (best picked 68%);
 always one candidate, held out: vec max_vectors=16 0.931, vec max_vectors=8 0.926, rowblock rows=0 0.867, rowblock rows=2 0.847, panel max_vectors=4 0.730, panel max_vectors=8 0.755, panel max_vectors=2 0.731.
 """
 
@@ -15,14 +15,22 @@ RULE = [
         "ranked": [
             "rowblock rows=0",
             "rowblock rows=2",
-            "panel max_vectors=2"
+            "panel max_vectors=2",
+            "panel max_vectors=8",
+            "panel max_vectors=4",
+            "vec max_vectors=8",
+            "vec max_vectors=16"
         ],
         "row_mean_below": 51.2,
         "choice_short": "panel max_vectors=2",
         "ranked_short": [
             "panel max_vectors=2",
             "panel max_vectors=4",
-            "panel max_vectors=8"
+            "panel max_vectors=8",
+            "rowblock rows=0",
+            "rowblock rows=2",
+            "vec max_vectors=16",
+            "vec max_vectors=8"
         ]
     },
     {
@@ -31,14 +39,22 @@ RULE = [
         "ranked": [
             "rowblock rows=0",
             "vec max_vectors=16",
-            "vec max_vectors=8"
+            "vec max_vectors=8",
+            "rowblock rows=2",
+            "panel max_vectors=2",
+            "panel max_vectors=8",
+            "panel max_vectors=4"
         ],
         "row_mean_below": 51.2,
         "choice_short": "vec max_vectors=8",
         "ranked_short": [
             "vec max_vectors=8",
             "vec max_vectors=16",
-            "rowblock rows=2"
+            "rowblock rows=2",
+            "rowblock rows=0",
+            "panel max_vectors=8",
+            "panel max_vectors=2",
+            "panel max_vectors=4"
         ]
     },
     {
@@ -47,7 +63,11 @@ RULE = [
         "ranked": [
             "panel max_vectors=8",
             "panel max_vectors=4",
-            "panel max_vectors=2"
+            "panel max_vectors=2",
+            "vec max_vectors=8",
+            "rowblock rows=0",
+            "vec max_vectors=16",
+            "rowblock rows=2"
         ]
     },
     {
@@ -56,14 +76,22 @@ RULE = [
         "ranked": [
             "rowblock rows=0",
             "vec max_vectors=8",
-            "rowblock rows=2"
+            "rowblock rows=2",
+            "vec max_vectors=16",
+            "panel max_vectors=4",
+            "panel max_vectors=8",
+            "panel max_vectors=2"
         ],
         "row_mean_below": 51.2,
         "choice_short": "vec max_vectors=8",
         "ranked_short": [
             "vec max_vectors=8",
             "vec max_vectors=16",
-            "rowblock rows=2"
+            "rowblock rows=2",
+            "rowblock rows=0",
+            "panel max_vectors=4",
+            "panel max_vectors=8",
+            "panel max_vectors=2"
         ]
     },
     {
@@ -72,14 +100,22 @@ RULE = [
         "ranked": [
             "rowblock rows=0",
             "rowblock rows=2",
-            "vec max_vectors=16"
+            "vec max_vectors=16",
+            "vec max_vectors=8",
+            "panel max_vectors=2",
+            "panel max_vectors=4",
+            "panel max_vectors=8"
         ],
         "row_mean_below": 51.2,
         "choice_short": "vec max_vectors=8",
         "ranked_short": [
             "vec max_vectors=8",
             "vec max_vectors=16",
-            "rowblock rows=0"
+            "rowblock rows=0",
+            "rowblock rows=2",
+            "panel max_vectors=2",
+            "panel max_vectors=8",
+            "panel max_vectors=4"
         ]
     },
     {
@@ -88,14 +124,22 @@ RULE = [
         "ranked": [
             "rowblock rows=0",
             "panel max_vectors=4",
-            "panel max_vectors=8"
+            "panel max_vectors=8",
+            "rowblock rows=2",
+            "panel max_vectors=2",
+            "vec max_vectors=8",
+            "vec max_vectors=16"
         ],
         "row_mean_below": 51.2,
         "choice_short": "vec max_vectors=16",
         "ranked_short": [
             "vec max_vectors=16",
             "vec max_vectors=8",
-            "panel max_vectors=4"
+            "panel max_vectors=4",
+            "panel max_vectors=8",
+            "rowblock rows=0",
+            "rowblock rows=2",
+            "panel max_vectors=2"
         ]
     },
     {
@@ -104,7 +148,11 @@ RULE = [
         "ranked": [
             "rowblock rows=0",
             "vec max_vectors=8",
-            "vec max_vectors=16"
+            "vec max_vectors=16",
+            "rowblock rows=2",
+            "panel max_vectors=8",
+            "panel max_vectors=2",
+            "panel max_vectors=4"
         ]
     },
     {
@@ -113,14 +161,22 @@ RULE = [
         "ranked": [
             "rowblock rows=0",
             "rowblock rows=2",
-            "vec max_vectors=8"
+            "vec max_vectors=8",
+            "vec max_vectors=16",
+            "panel max_vectors=2",
+            "panel max_vectors=8",
+            "panel max_vectors=4"
         ],
         "row_mean_below": 51.2,
         "choice_short": "vec max_vectors=8",
         "ranked_short": [
             "vec max_vectors=8",
             "vec max_vectors=16",
-            "rowblock rows=0"
+            "rowblock rows=0",
+            "rowblock rows=2",
+            "panel max_vectors=2",
+            "panel max_vectors=4",
+            "panel max_vectors=8"
         ]
     },
     {
@@ -129,7 +185,11 @@ RULE = [
         "ranked": [
             "panel max_vectors=8",
             "rowblock rows=0",
-            "vec max_vectors=8"
+            "vec max_vectors=8",
+            "vec max_vectors=16",
+            "rowblock rows=2",
+            "panel max_vectors=2",
+            "panel max_vectors=4"
         ]
     },
     {
@@ -138,7 +198,11 @@ RULE = [
         "ranked": [
             "vec max_vectors=8",
             "vec max_vectors=16",
-            "rowblock rows=0"
+            "rowblock rows=0",
+            "rowblock rows=2",
+            "panel max_vectors=4",
+            "panel max_vectors=2",
+            "panel max_vectors=8"
         ]
     },
     {
@@ -147,14 +211,22 @@ RULE = [
         "ranked": [
             "panel max_vectors=2",
             "vec max_vectors=16",
-            "panel max_vectors=8"
+            "panel max_vectors=8",
+            "rowblock rows=2",
+            "rowblock rows=0",
+            "vec max_vectors=8",
+            "panel max_vectors=4"
         ],
         "col_mean_below": 102.4,
         "choice_short": "vec max_vectors=8",
         "ranked_short": [
             "vec max_vectors=8",
             "vec max_vectors=16",
-            "rowblock rows=0"
+            "rowblock rows=0",
+            "rowblock rows=2",
+            "panel max_vectors=2",
+            "panel max_vectors=8",
+            "panel max_vectors=4"
         ]
     },
     {
@@ -163,14 +235,22 @@ RULE = [
         "ranked": [
             "panel max_vectors=2",
             "panel max_vectors=4",
-            "panel max_vectors=8"
+            "panel max_vectors=8",
+            "vec max_vectors=16",
+            "rowblock rows=2",
+            "vec max_vectors=8",
+            "rowblock rows=0"
         ],
         "row_mean_below": 51.2,
         "choice_short": "vec max_vectors=16",
         "ranked_short": [
             "vec max_vectors=16",
             "rowblock rows=2",
-            "vec max_vectors=8"
+            "vec max_vectors=8",
+            "rowblock rows=0",
+            "panel max_vectors=2",
+            "panel max_vectors=4",
+            "panel max_vectors=8"
         ]
     },
     {
@@ -179,7 +259,11 @@ RULE = [
         "ranked": [
             "vec max_vectors=8",
             "vec max_vectors=16",
-            "rowblock rows=2"
+            "rowblock rows=2",
+            "rowblock rows=0",
+            "panel max_vectors=2",
+            "panel max_vectors=8",
+            "panel max_vectors=4"
         ]
     },
     {
@@ -188,14 +272,22 @@ RULE = [
         "ranked": [
             "panel max_vectors=2",
             "panel max_vectors=8",
-            "panel max_vectors=4"
+            "panel max_vectors=4",
+            "vec max_vectors=16",
+            "vec max_vectors=8",
+            "rowblock rows=0",
+            "rowblock rows=2"
         ],
         "row_mean_below": 25.6,
         "choice_short": "vec max_vectors=16",
         "ranked_short": [
             "vec max_vectors=16",
             "rowblock rows=0",
-            "vec max_vectors=8"
+            "vec max_vectors=8",
+            "rowblock rows=2",
+            "panel max_vectors=2",
+            "panel max_vectors=4",
+            "panel max_vectors=8"
         ]
     },
     {
@@ -204,7 +296,11 @@ RULE = [
         "ranked": [
             "vec max_vectors=16",
             "vec max_vectors=8",
-            "panel max_vectors=2"
+            "panel max_vectors=2",
+            "panel max_vectors=4",
+            "panel max_vectors=8",
+            "rowblock rows=2",
+            "rowblock rows=0"
         ]
     },
     {
@@ -213,14 +309,22 @@ RULE = [
         "ranked": [
             "panel max_vectors=8",
             "panel max_vectors=4",
-            "panel max_vectors=2"
+            "panel max_vectors=2",
+            "vec max_vectors=16",
+            "vec max_vectors=8",
+            "rowblock rows=0",
+            "rowblock rows=2"
         ],
         "row_mean_below": 102.4,
         "choice_short": "vec max_vectors=16",
         "ranked_short": [
             "vec max_vectors=16",
             "vec max_vectors=8",
-            "panel max_vectors=8"
+            "panel max_vectors=8",
+            "rowblock rows=2",
+            "rowblock rows=0",
+            "panel max_vectors=4",
+            "panel max_vectors=2"
         ]
     },
     {
@@ -229,14 +333,22 @@ RULE = [
         "ranked": [
             "panel max_vectors=8",
             "panel max_vectors=4",
-            "panel max_vectors=2"
+            "panel max_vectors=2",
+            "vec max_vectors=16",
+            "vec max_vectors=8",
+            "rowblock rows=0",
+            "rowblock rows=2"
         ],
         "row_mean_below": 102.4,
         "choice_short": "vec max_vectors=16",
         "ranked_short": [
             "vec max_vectors=16",
             "vec max_vectors=8",
-            "rowblock rows=0"
+            "rowblock rows=0",
+            "rowblock rows=2",
+            "panel max_vectors=8",
+            "panel max_vectors=4",
+            "panel max_vectors=2"
         ]
     }
 ]

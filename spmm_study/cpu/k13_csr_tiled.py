@@ -12,7 +12,12 @@ Loop order: part t (prange) → row i → column tile j0 → nonzero p → j (un
 
 Why each choice (numbers from experiments/notes-cpu.md, AMD EPYC Zen5, DLMC ffn_conv1 at 90%, N = 256):
 
-* ``tile_n``: the accumulator must fit in the register file and the tile width must be a compile-time
+* ``tile_n`` (default 0: from the machine, ``machine_tile_n``): the widest of 256, 128, 64 that is no wider
+  than N (a wider tile leaves every column to the row-wise tail loop: N = 100 on ffn_conv1 took 1.22 ms at
+  256 against 1.00 ms at 64) and whose K × tile_n panel of B fits this machine's L2 (sysfs; ffn_conv2,
+  K = 2048, N = 1024, 1 MiB L2: 6.7 ms at 128 against 7.1 ms at 256 and 10.7 ms at 64; one thread, warm, AMD
+  EPYC Zen 4 KVM guest, 2026-12-07). The README's main job (K = 512, N = 256) gets 256 on any L2 of 512 KiB
+  or more. Why 256 at most: the accumulator must fit in the register file and the tile width must be a compile-time
   constant (each value is its own compiled kernel). 256 covers N = 256 in one pass, so A's indices and
   values are read once; smaller tiles re-read the row's nonzeros N/tile_n times. Below 64 LLVM fully
   unrolls the j-loop *before* the loop vectoriser sees it, and the SLP vectoriser does not put the 16 or 32
@@ -42,6 +47,12 @@ Traffic (``movement.csr_tiled``): A read ceil(N/tile_n) times, one tile-row of B
 only when B was misaligned and ``pack_b`` is on.
 
 What to look at: GFLOP/s against the row-wise rungs, and ``imbalance`` in info for the balance choices.
+The README's main job (``run --variant tiled``: synthetic ffn1 at 90%, N = 256, cold, defaults, so tile_n
+256), one thread, least CPU time of interleaved rounds (data/reference/cpu-tiled-main.csv, AMD EPYC Zen 4
+KVM guest with 2 shared cores, 2026-12-07 21:57 UTC, load average 9–10): 1.23 ms against 2.86 ms for MKL
+(2.3×) and 2.51 ms for MKL with its inspector step once (2.0×); at 2 threads (least wall time, on a loaded
+machine) 0.80 ms against 3.05 and 2.81 ms. MKL's sparse kernels run far below their Intel speed on this AMD
+guest: on the Intel Xeon guest of 2026-12-02 the same job was 0.88× MKL (issue 24), not re-measured here.
 Measured (ffn_conv1 at 90%, N = 256, fp32, cold; AMD EPYC Zen 5, 2 shared cores, 2026-11-23,
 data/reference/cpu-ladder.csv): 405 µs, 132 GFLOP/s on 2 threads (tile_n 256) against 951 µs for rung 12;
 tile_n 16: 2.65 ms (the unroll-before-vectorise cliff above).

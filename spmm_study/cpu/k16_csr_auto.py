@@ -28,10 +28,12 @@ The inspection happens at build, like MKL's optimize step: its time is in ``info
 ``setup_s``, never in the median. ``inspect=false`` is the fitted rule alone (``auto_rule_choice``).
 
 Loop order, traffic, what to look at: those of the chosen rung; compare ``auto`` with ``vec`` and
-``rowblock`` and ``panel`` at their defaults in ``experiments/cpu_every_n.py``. Measured (DLMC ffn_conv1 90%,
-one thread, warm, Intel Xeon KVM guest with 2 cores, quiet, 2026-12-02, the README's every-N run): N = 32
-48.8 GFLOP/s (it picked rung 17 with 2 vectors), N = 100 46.0 (rung 14), N = 2048 38.4 (rung 17); 1.5×, 1.8×
-and 2.2× the plain MKL call, 1.0×, 1.5× and 2.2× MKL with its inspector step done once.
+``rowblock`` and ``panel`` at their defaults in ``experiments/cpu_every_n.py``. Measured (that script's run of
+2026-12-07 21:57 UTC, data/reference/cpu-every-n.csv: one thread, warm, AMD EPYC Zen 4 KVM guest with 2
+cores, load average 9–10, inspection on): DLMC ffn_conv1 90% N = 32 67.6 GFLOP/s (it kept rung 17 with 8
+vectors), N = 100 50.3 (rung 14), N = 2048 40.0 (rung 14); 3.1×, 2.8× and 2.5× the plain MKL call, 2.5×, 2.3×
+and 2.4× MKL with its inspector step once. On the 8 layer-0 matrices held out from the fit, at 12 N from 16
+to 4096: at least 1.38× MKL-opt on every (matrix, N), 2.3× in geometric mean.
 """
 
 from __future__ import annotations
@@ -110,14 +112,21 @@ INSPECT_PARAMS = (
 
 
 def ranked(table: list[dict], feats: dict, top: int = 3) -> list[str]:
-    """The rule's candidates for these features, best first: the entry's fitted ranking (``ranked``, or
-    ``ranked_short`` below its split), its choice first; a table fitted without rankings adds ``RUNNERS_UP``."""
+    """The candidates the inspector times, best first: the entry's choice, then its fitted ranking (``ranked``,
+    or ``ranked_short`` below its split; a table fitted without rankings adds ``RUNNERS_UP``), taking the
+    best-ranked candidate of each rung (vec, rowblock, panel) before a second one of any rung: two settings of
+    one rung differ by a few percent, the rungs by up to 2× (ffn_conv1, N = 1024: panel 4.7 ms, vec 5.4 ms,
+    where the top three by score were two vec settings and a panel one that lost)."""
     first = pick_label(table, feats)
     entry = next((e for e in table if feats["n"] <= e["n_max"]), table[-1] if table else {})
     short = any(entry.get(f"{f}_below") is not None and feats.get(f, 0.0) < entry[f"{f}_below"]
                 for f in SPLIT_FEATURES)
-    order = [first, *entry.get("ranked_short" if short else "ranked", ()), *RUNNERS_UP]
-    return [lab for lab in dict.fromkeys(order) if lab in LABELS][:top]
+    order = [lab for lab in dict.fromkeys([first, *entry.get("ranked_short" if short else "ranked", ()),
+                                           *RUNNERS_UP, *LABELS]) if lab in LABELS]
+    rungs: dict[str, str] = {}
+    for lab in order:
+        rungs.setdefault(LABELS[lab][0], lab)
+    return list(dict.fromkeys([*rungs.values(), *order]))[:top]
 
 
 RUNNERS_UP = ("vec max_vectors=16", "panel max_vectors=8", "rowblock rows=0")
