@@ -24,11 +24,11 @@ def predictions_file(tmp_path, lab, scale=2.0):
 
 
 def leaked(text: str, value) -> str | None:
-    """How ``value`` shows in ``text`` as the labs format numbers (.2f, .3g, .1f), or None. Forms of fewer
+    """How ``value`` shows in ``text`` as the labs format numbers (.2f, .3g; .1f from 10 up), or None. Forms of fewer
     than three characters or two significant digits ("1", "68", "0.5") are too common in any text to count."""
     if value is None:
         return None
-    for form in (f"{value:.2f}", f"{value:.3g}", f"{value:.1f}"):
+    for form in (f"{value:.2f}", f"{value:.3g}", *([f"{value:.1f}"] if abs(value) >= 10 else [])):
         if significant(form) and re.search(rf"(?<![\d.]){re.escape(form)}(?![\d])", text):
             return form
     return None
@@ -355,3 +355,21 @@ def test_lab_stability_bad_input_is_one_line_and_exit_2(tmp_path, args, match):
                           text=True, timeout=60)
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and match in proc.stderr, proc.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_plot_axes_read_plainly_and_show_every_bar():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2)
+    common.log_axis(a, [0.004, 4, 400])
+    fig.canvas.draw()
+    labels = [t.get_text() for t in a.get_yticklabels() if t.get_text()]
+    assert labels and not any("10^" in t or "times" in t or "$" in t for t in labels), labels
+    assert a.get_ylim()[0] < 0.004 and a.get_ylim()[1] > 400  # every bar's top inside the axis
+    common.log_axis(b, [9000, 20000])  # a narrow range: linear from zero
+    assert b.get_yscale() == "linear" and b.get_ylim()[0] == 0
+    assert common.plain(20000) == "20k" and common.plain(0.05) == "0.05"
+    plt.close(fig)

@@ -58,6 +58,19 @@ class Question:
     # what the verdict is graded on: "time" (the measured answer, re-timed until its interval decides: settle.py),
     # "count" (a deterministic count of the actual problem, in the measured column), "model" or "sim"
     basis: str = "time"
+    # the range the measurement covers (lab 3's sweep of sparsities): an answer at its end means "at or beyond
+    # it", and a prediction beyond that end is right
+    measured_range: Callable[["Outcome"], tuple[float, float]] | None = None
+
+    def judge(self, out: "Outcome | None", pred: float | None, truth: float | None) -> tuple[str, float]:
+        """``verdict``, except where the answer sits at an end of the measured range (one-sided there)."""
+        if self.measured_range is not None and out is not None and pred is not None and truth is not None:
+            lo, hi = self.measured_range(out)
+            if truth <= lo + 1e-9:
+                return ("right" if pred <= lo + self.tol else "high", pred - truth)
+            if truth >= hi - 1e-9:
+                return ("right" if pred >= hi - self.tol else "low", pred - truth)
+        return self.verdict(pred, truth)
 
     def verdict(self, pred: float | None, truth: float | None) -> tuple[str, float]:
         """(verdict, error): error is pred/truth for ratios, pred - truth otherwise."""
@@ -453,10 +466,10 @@ def question_rows(out: Outcome, preds: dict[str, float]) -> list[dict]:
         else:
             graded_on = {"time": "measured", "count": "measured"}.get(q.basis, q.basis)
         truth = ans[graded_on]
-        verdict, err = q.verdict(pred, truth)
+        verdict, err = q.judge(out if graded_on == "measured" else None, pred, truth)
         if graded_on == "model" and not out.measured_here and verdict != "-":
             verdict = f"{verdict} (model)"
-        if lo is not None and pred is not None and truth is not None and not settle.decided(q, pred, lo, hi):
+        if lo is not None and pred is not None and truth is not None and not settle.decided(q, pred, lo, hi, out):
             verdict = settle.TOO_NOISY
         rows.append({"key": q.key, "text": q.text, "unit": q.unit, "kind": q.kind, "tol": q.tol, "basis": q.basis,
                      "prediction": pred, **ans, "measured_lo": lo, "measured_hi": hi, "rounds": len(vals),
@@ -534,8 +547,39 @@ def ranking_sentence(out: Outcome, keys: list[str], assumption: str, tie: float 
 # ------------------------------------------------------------------------------------------------ plots
 
 
+def log_axis(ax, values, axis: str = "y") -> None:
+    """A log axis that reads plainly (1, 2, 5, 10, 20 ... not 4×10^0) and shows every positive value: the
+    limits reach past the smallest and the largest."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    vals = [v for v in values if v is not None and _finite(v) and v > 0]
+    if not vals:
+        return
+    lo, hi = min(vals), max(vals)
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    if hi / lo < 20:  # a narrow range reads better on a linear axis from zero: every bar its true height
+        getattr(ax, f"set_{axis}lim")(0, hi * 1.15)
+        target.set_major_formatter(FuncFormatter(lambda v, _: plain(v)))
+        return
+    getattr(ax, f"set_{axis}scale")("log")
+    getattr(ax, f"set_{axis}lim")(lo / 1.6, hi * 1.6)
+    subs = (1.0, 2.0, 5.0) if hi / lo < 1e4 else (1.0,)
+    target.set_major_locator(LogLocator(base=10, subs=subs))
+    target.set_major_formatter(FuncFormatter(lambda v, _: plain(v)))
+    target.set_minor_formatter(NullFormatter())
+
+
+def plain(v: float) -> str:
+    """A tick label: 0.05, 2, 500, 20k, 3M."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:g}{unit}"
+    return f"{v:g}"
+
+
 def plot_runs(out: Outcome, folder: Path) -> Path:
-    """Measured time per run beside model bytes and simulated traffic (log scales)."""
+    """Measured time per run beside model bytes and simulated traffic (log scales, plain ticks, legends below
+    the data; the simulated size named where it is not the measured one; a GPU lab without a GPU says so)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -544,26 +588,50 @@ def plot_runs(out: Outcome, folder: Path) -> Path:
     from spmm_study.environment import machine_label
 
     keys = [r.key for r in out.runs]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    times = [out.time(k) or 0 for k in keys]
-    ax1.bar(keys, [t * 1e3 for t in times], color="tab:blue")
-    ax1.set_ylabel("median time (ms)")
-    ax1.set_title("measured")
-    if any(times):
-        ax1.set_yscale("log")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6))
     x = np.arange(len(keys))
-    ax2.bar(x - 0.2, [out.model_total(k) or 0 for k in keys], 0.4, label="model bytes (measured size)", color="tab:gray")
+    times = [out.time(k) for k in keys]
+    if any(times):
+        unit, scale = ("ms", 1e3) if max(t for t in times if t) >= 1e-3 else ("µs", 1e6)
+        ax1.bar(x, [t * scale if t else 0 for t in times], color="tab:blue")
+        lo = [out.results[k].p20_s * scale if out.time(k) else 0 for k in keys]
+        hi = [out.results[k].p80_s * scale if out.time(k) else 0 for k in keys]
+        mid = [t * scale if t else 0 for t in times]
+        ax1.errorbar(x, mid, yerr=[np.maximum(0, np.subtract(mid, lo)), np.maximum(0, np.subtract(hi, mid))],
+                     fmt="none", ecolor="k", capsize=3, lw=1)
+        log_axis(ax1, [v for v in lo + hi + mid if v])
+        ax1.set_ylabel(f"median time ({unit}), whiskers p20–p80")
+        ax1.set_title("measured")
+        ax1.set_xticks(x, keys)
+    else:
+        ax1.set_xticks([])
+        ax1.set_yticks([])
+        why = "no GPU: models only" if not out.measured_here else "nothing measured"
+        ax1.text(0.5, 0.5, why, ha="center", va="center", transform=ax1.transAxes, fontsize=13, color="tab:gray")
+        ax1.set_title("measured")
+    model = [out.model_total(k) for k in keys]
+    w = 0.4 if out.sims else 0.6
+    ax2.bar(x - (0.2 if out.sims else 0), [m or 0 for m in model], w, label="model bytes (measured size)",
+            color="tab:gray")
+    shown = list(model)
     if out.sims:
-        ax2.bar(x + 0.2, [out.sim_traffic(k) or 0 for k in keys], 0.4, label="simulated L1↔L2 bytes", color="tab:orange")
+        sim = [out.sim_traffic(k) for k in keys]
+        shown += sim
+        s = next(iter(out.sim_shapes.values()))
+        same = all(out.sim_shapes[k] == out.shapes[k] for k in out.sims)
+        size = "the measured size" if same else f"simulated at {s.m}x{s.k}, N={s.n}"
+        ax2.bar(x + 0.2, [v or 0 for v in sim], 0.4, label=f"simulated L1↔L2 bytes ({size})", color="tab:orange")
     ax2.set_xticks(x, keys)
-    ax2.set_yscale("log")
+    log_axis(ax2, shown)
     ax2.set_ylabel("bytes")
     ax2.set_title("model and simulation")
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, frameon=False)
     for ax in (ax1, ax2):
-        ax.tick_params(axis="x", rotation=45)
-    fig.suptitle(f"lab {out.lab.id}: {out.lab.title} — {machine_label(out.lab.device)}, {time.strftime('%Y-%m-%d')}",
-                 fontsize=10)
+        for label in ax.get_xticklabels():
+            label.set_rotation(40)
+            label.set_ha("right")
+    where = machine_label(out.lab.device) if out.measured_here else f"{machine_label('cpu')}, no GPU"
+    fig.suptitle(f"lab {out.lab.id}: {out.lab.title} — {where}, {time.strftime('%Y-%m-%d')}", fontsize=10)
     fig.tight_layout()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"lab{out.lab.id}.png"

@@ -50,7 +50,14 @@ def break_even(out: Outcome, source: str) -> float | None:
     if not td or not pts:
         return None
     c = math.exp(np.mean([math.log(t / d) for d, t in pts]))  # geometric fit of t = c·density
-    return min(1.0, max(0.0, 1 - td / c))
+    lo, hi = sweep_range(out)
+    return min(hi, max(lo, 1 - td / c))  # inside the measured range only: outside it, the end it lies beyond
+
+
+def sweep_range(out: Outcome) -> tuple[float, float]:
+    """The lowest and highest sparsity the CSR sweep measured (the break-even is stated only inside it)."""
+    sps = [out.shapes[k].sparsity for k in out.extra.get("sweep", []) if k in out.shapes]
+    return (min(sps), max(sps)) if sps else (0.0, 1.0)
 
 
 class Formats(Lab):
@@ -67,7 +74,7 @@ class Formats(Lab):
                  answer=lambda o, s: (bytes_per_nnz(o.matrices["m"], "bsr") if s == "measured" else
                                       (4 * 16 + 4) if s == "model" else None)),
         Question("break_even", "sparsity where CSR becomes as fast as dense BLAS (0..1)", unit="", kind="absolute",
-                 tol=0.05, answer=break_even),
+                 tol=0.05, answer=break_even, measured_range=sweep_range),
         Question("coo_over_csr", "time of COO scatter over CSR row-wise (same loop, triplets)",
                  answer=lambda o, s: o.ratio(s, "coo", "csr_row")),
     ]
@@ -110,11 +117,15 @@ class Formats(Lab):
                  f"{4 / (1 - out.shapes['csr'].sparsity):.0f} per nonzero at this sparsity. Break-even by bytes alone "
                  f"(CSR's value+index against dense's value per cell): sparsity {break_even(out, 'model'):.2f}."]
         be = break_even(out, "measured")
-        lo = min((out.shapes[k].sparsity for k in out.extra.get("sweep", [])), default=None)
-        if be is not None and lo is not None and be <= lo:
+        lo, hi = sweep_range(out)
+        if be is not None and be <= lo:
             lines.append(f"CSR beat dense BLAS at every sparsity measured, down to {lo:.2f}: the break-even lies below "
-                         f"that (the fit puts it at {be:.2f}). Dense BLAS on one thread did not reach the flop rate that "
-                         "would make it win: check 'spmm-study calibrate' against the dense row's GFLOP/s.")
+                         "that, outside what this lab measured (a prediction at or below it is right). Dense BLAS on "
+                         "one thread did not reach the flop rate that would make it win: check 'spmm-study calibrate' "
+                         "against the dense row's GFLOP/s.")
+        elif be is not None and be >= hi:
+            lines.append(f"Dense BLAS beat CSR at every sparsity measured, up to {hi:.2f}: the break-even lies above "
+                         "that, outside what this lab measured (a prediction at or above it is right).")
         elif be is not None:
             model = break_even(out, "model")
             lines.append(f"Measured break-even near sparsity {be:.2f}, against {model:.2f} from bytes alone: "

@@ -145,10 +145,10 @@ class Balance(Lab):
                 for t, wv in enumerate(work(out, k)):
                     ax.bar(i + t * width, wv, width, color=f"C{t}", label=None if t in labelled else f"thread {t}")
                     labelled.add(t)
-            ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys, rotation=45)
+            ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys, rotation=40, ha="right")
             ax.set_ylabel("nonzeros per thread")
             ax.set_title(f"lab 5: per-thread work ({'measured runs' if out.measured_here else 'partitions'})")
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
             fig.tight_layout()
             p = folder / "lab5_work.png"
             fig.savefig(p, dpi=110)

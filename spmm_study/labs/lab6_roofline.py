@@ -51,6 +51,15 @@ def intensity(out: Outcome, key: str) -> float:
     return s.flops / movement.compulsory(s).total
 
 
+def model_intensity(out: Outcome, key: str) -> float:
+    """Useful flops per byte of the rung's own modelled traffic (``movement.py``): where its loop nest, not
+    the problem, puts it on the roofline. Rungs that re-read B or C per nonzero sit far left of the
+    compulsory intensity."""
+    s = out.shapes[key]
+    m = out.model_total(key)
+    return s.flops / m if m else intensity(out, key)
+
+
 def roof(out: Outcome, key: str, inten: float | None = None) -> float:
     c = ceilings(out)
     return min(c["peak"], c["bw"] * (inten if inten is not None else intensity(out, key)))
@@ -124,26 +133,49 @@ class Roofline(Lab):
                 f"intensity {intensity(out, 'csr_row'):.2f} flop/byte (useful flops per compulsory byte)."]
 
     def explain(self, out: Outcome):
+        """One sentence per kind of finding, not per rung: each rung is placed at its own modelled intensity
+        (useful flops per byte its loop nest moves in the model), under the roof that applies there, and
+        grouped with the rungs that fare alike."""
         c = ceilings(out)
-        lines = []
+        ridge = c["peak"] / c["bw"]
+        ic = intensity(out, "csr_row")
+        lines = [f"Every rung does the same useful flops on the same bytes: its compulsory intensity is {ic:.1f} "
+                 f"flop/byte, {'right' if ic >= ridge else 'left'} of the ridge ({ridge:.1f}), so the best any "
+                 f"of them can do is {roof(out, 'csr_row'):.1f} GFLOP/s ("
+                 + ("the FMA peak" if ic >= ridge else "the memory roof there") + ")."]
+        groups: dict[str, list[str]] = {}
         for key, _, _ in RUNGS:
             g = gflops(out, key)
             if g is None:
                 continue
-            frac = g / roof(out, key)
-            mem_roof = c["bw"] * intensity(out, key)
+            im = model_intensity(out, key)
+            top = roof(out, key, im)
+            kind = "FMA peak" if im >= ridge else "memory roof"
+            frac = g / top
             dense = key in ("numpy", "dense_tiled")
-            if g >= 0.5 * mem_roof:
-                why = "memory-bound: it moves its compulsory bytes near the stream rate"
+            if frac > 1.05:
+                why = (f"above the {kind} at their modelled intensity, which no kernel can be: the model counts "
+                       "every re-read as a trip to memory, and the caches served most of them — their true intensity "
+                       "lies further right")
+            elif frac >= 0.5:
+                why = (f"near the {kind} at their modelled intensity: "
+                       + ("bandwidth decides; fewer bytes per flop is the only way up" if kind == "memory roof"
+                          else "the FMA units decide"))
             elif dense:
-                why = (f"below the memory roof: it computes {1 / max(1e-9, 1 - out.shapes[key].sparsity):.0f}x the "
-                       "useful flops (every zero), so its own roof is the FMA peak, not this one")
+                why = ("far under the roof at their own intensity because they compute every zero: their useful "
+                       "GFLOP/s count only the nonzeros' flops")
+            elif kind == "memory roof":
+                why = ("under the memory roof at their modelled intensity, by more than half: the bytes the model "
+                       "counts come from the caches, not memory, and what limits them is the latency of gathering "
+                       "rows of B by index and the instruction count")
             else:
-                why = ("below the memory roof: the latency of gathering rows of B by index and the instruction count "
-                       "limit it, not bandwidth")
-            lines.append(f"{key}: {g:.1f} GFLOP/s, {frac * 100:.0f}% of its roof — {why}.")
-        lines.append("A kernel far under both roofs is not limited by either: the roofline says what cannot be beaten, "
-                     "not what is reached.")
+                why = ("right of the ridge at their modelled intensity, yet far under the FMA peak: neither roof "
+                       "limits them; the loop's instructions per nonzero do")
+            groups.setdefault(why, []).append(f"{key} {g:.1f} GFLOP/s at {im:.2g} flop/B ({frac * 100:.0f}% of "
+                                              f"{top:.1f})")
+        for why, items in groups.items():
+            lines.append("; ".join(items) + " — " + why + ".")
+        lines.append("The roofline says what cannot be beaten, not what is reached.")
         return lines
 
     def plot(self, out: Outcome, folder: Path):
@@ -153,21 +185,34 @@ class Roofline(Lab):
         import matplotlib.pyplot as plt
 
         from spmm_study.environment import machine_label
+        from spmm_study.labs.common import log_axis
 
         paths = [plot_runs(out, folder)]
         c = ceilings(out)
-        fig, ax = plt.subplots(figsize=(7, 5))
-        xs = np.logspace(-2, 3, 200)
-        ax.loglog(xs, np.minimum(c["peak"], c["bw"] * xs), "k-", label=f"roof: {c['bw']:.0f} GB/s, {c['peak']:.0f} GFLOP/s")
+        fig, ax = plt.subplots(figsize=(8.5, 5))
+        xs_pts = {k: model_intensity(out, k) for k, _, _ in RUNGS if k in out.shapes}
+        lo = min([c["peak"] / c["bw"] / 10, *xs_pts.values()]) / 2
+        hi = max([c["peak"] / c["bw"] * 10, *xs_pts.values()]) * 2
+        xs = np.logspace(np.log10(lo), np.log10(hi), 200)
+        ax.plot(xs, np.minimum(c["peak"], c["bw"] * xs), "k-", label=f"roof: {c['bw']:.0f} GB/s, {c['peak']:.0f} GFLOP/s")
+        ic = intensity(out, "csr_row")
+        ax.axvline(ic, color="k", ls=":", lw=1, label=f"compulsory intensity {ic:.1f} (all rungs)")
+        ys = [c["peak"], c["bw"] * lo]
         for i, (key, _, _) in enumerate(RUNGS):
+            if key not in xs_pts:
+                continue
             g = gflops(out, key)
-            if key in out.shapes:
-                x = intensity(out, key)
-                ax.plot([x], [g if g else roof(out, key)], "o" if g else "x", color=f"C{i}", label=key)
-        ax.set_xlabel("intensity: useful flops per compulsory byte")
+            y = g if g else roof(out, key, xs_pts[key])
+            ys.append(y)
+            ax.plot([xs_pts[key]], [y], "o" if g else "x", color=f"C{i}", ms=8,
+                    label=f"{key}{'' if g else ' (not measured: its roof)'}")
+        log_axis(ax, xs, "x")
+        log_axis(ax, ys, "y")
+        ax.set_xlabel("intensity: useful flops per byte the rung moves in the model")
         ax.set_ylabel("useful GFLOP/s")
-        ax.set_title(f"lab 6 roofline — {machine_label('cpu')}, 1 thread", fontsize=9)
-        ax.legend(fontsize=7)
+        ax.set_title(f"lab 6 roofline — {machine_label('cpu')}, 1 thread\n(rungs whose models move the same "
+                     "bytes share an intensity)", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
         fig.tight_layout()
         p = folder / "lab6_roofline.png"
         fig.savefig(p, dpi=110)

@@ -49,10 +49,10 @@ def category(verdict: str) -> str:
     return verdict.split()[0] if verdict else "-"
 
 
-def decided(q, pred: float | None, lo: float, hi: float) -> bool:
+def decided(q, pred: float | None, lo: float, hi: float, out=None) -> bool:
     if pred is None:
         return True
-    return category(q.verdict(pred, lo)[0]) == category(q.verdict(pred, hi)[0])
+    return category(q.judge(out, pred, lo)[0]) == category(q.judge(out, pred, hi)[0])
 
 
 def machine_load() -> dict:
@@ -150,7 +150,7 @@ def settle(out, preds: dict[str, float], on_step: Callable[[str], None] = lambda
             if rounds < MIN_ROUNDS[out.size]:
                 continue
             open_qs = [q for q in qs if q.key in need and not decided(q, preds.get(q.key),
-                                                                         *median_interval(out.rounds[q.key]))]
+                                                                         *median_interval(out.rounds[q.key]), out)]
             if not open_qs or time.perf_counter() > t_end:
                 break
         for k in keys:  # the re-timed builds computed the right thing too
