@@ -373,3 +373,22 @@ def test_plot_axes_read_plainly_and_show_every_bar():
     assert b.get_yscale() == "linear" and b.get_ylim()[0] == 0
     assert common.plain(20000) == "20k" and common.plain(0.05) == "0.05"
     plt.close(fig)
+
+
+def test_time_verdicts_wait_for_an_interval_that_decides():
+    from types import SimpleNamespace
+
+    from spmm_study.labs import settle
+    from spmm_study.labs.common import Question
+
+    assert settle.median_interval([5, 1, 4, 2, 3]) == (1, 5)  # 5 values: their range
+    lo, hi = settle.median_interval(list(range(1, 31)))
+    assert 5 <= lo <= 7 and 24 <= hi <= 26  # 30 values: about the 6th to the 25th
+    quiet = SimpleNamespace(load={"load_avg_1min": 0.1, "cores": 2})
+    busy = SimpleNamespace(load={"load_avg_1min": 9.0, "cores": 2})
+    assert settle.interval(quiet, [10.0] * 6) == pytest.approx((10 / 1.1, 11.0))
+    assert settle.interval(busy, [10.0] * 6) == pytest.approx((10 / 1.25, 12.5))
+    q = Question("r", "ratio", tol=1.5)
+    assert settle.decided(q, 3.0, 2.5, 3.5) and settle.decided(q, 30.0, 2.5, 3.5)  # right / high at both ends
+    assert not settle.decided(q, 3.0, 1.5, 3.5)  # 1.5 is "low 2.0x", 3.5 "right": too noisy to call
+    assert settle.decided(q, None, 1.0, 9.0)  # nothing predicted: nothing to decide

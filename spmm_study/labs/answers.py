@@ -15,7 +15,7 @@ question, text     the question's key and text; ``unit`` and ``kind`` (ratio, ex
 prediction         the student's number (None: not answered)
 model, sim         the movement model's and the cache simulator's answer
 measured           the measured answer (for a time question: the median over re-timed rounds)
-measured_lo/_hi    the 90% interval of that median (time questions re-timed in rounds), else None
+measured_lo/_hi    the 90% interval of that median, at least ±10% (±25% busy); None if not re-timed
 rounds             how many rounds were timed (0: not re-timed)
 graded_on          measured (time), count (deterministic, of the actual problem), model or sim
 verdict            right, high/low (by how much), ``too noisy to call here``, or ``-`` (nothing to grade)

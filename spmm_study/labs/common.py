@@ -460,7 +460,7 @@ def question_rows(out: Outcome, preds: dict[str, float]) -> list[dict]:
         vals = out.rounds.get(q.key) or []
         if q.basis == "time" and vals and ans["measured"] is not None:
             ans["measured"] = float(np.median(vals))
-            lo, hi = settle.median_interval(vals)
+            lo, hi = settle.interval(out, vals)
         if not out.measured_here:  # nothing measured here (a GPU lab without a GPU): judged against the model
             graded_on = "model"
         else:

@@ -3,7 +3,8 @@
 A question about time (``Question.basis == "time"``) is not graded on one median. The runs its answer reads
 are timed again in interleaved rounds (a, b, a, b, ...: a burst of other work slows both sides of the ratio,
 not one), each round giving one value of the answer. After each round the 90% interval of the median of those
-values (order statistics: no assumption on the noise's shape) is compared with the prediction's verdict band
+values (order statistics: no assumption on the noise's shape; widened to at least ±10% of the median, ±25% on
+a busy machine, for the drift between runs minutes apart) is compared with the prediction's verdict band
 (within a factor ``tol`` for ratios, within ``tol`` for absolute questions): when the whole interval gives the
 same verdict, the question is decided; when the time bound runs out first, the verdict is ``too noisy to call
 here`` and the interval is shown, so the student sees why.
@@ -42,6 +43,27 @@ def median_interval(values: list[float], z: float = 1.645) -> tuple[float, float
     lo = max(0, math.floor(n / 2 - half))
     hi = min(n - 1, math.ceil(n / 2 + half) - 1)
     return (xs[lo], xs[max(lo, hi)])
+
+
+DRIFT = 0.10  # the interval is at least ±10% of the median: runs minutes apart drift more than rounds seconds apart
+DRIFT_BUSY = 0.25  # ±25% on a busy machine (lab 1's ratios moved ±30% between runs at load 8-14 on 2 cores)
+
+
+def drift(out) -> float:
+    load = (out.load or {}).get("load_avg_1min")
+    cores = (out.load or {}).get("cores") or 1
+    from spmm_study.calibrate import BUSY_LOAD
+
+    return DRIFT_BUSY if isinstance(load, (int, float)) and load > BUSY_LOAD * cores else DRIFT
+
+
+def interval(out, values: list[float]) -> tuple[float, float]:
+    """The median's 90% interval, widened to at least ±``drift(out)`` of the median: within a run the rounds
+    see seconds of the machine, and a verdict must hold for the next student minutes later."""
+    lo, hi = median_interval(values)
+    m = float(np.median(values))
+    f = drift(out)
+    return (min(lo, m / (1 + f)) if m > 0 else lo, max(hi, m * (1 + f)) if m > 0 else hi)
 
 
 def category(verdict: str) -> str:
@@ -150,7 +172,7 @@ def settle(out, preds: dict[str, float], on_step: Callable[[str], None] = lambda
             if rounds < MIN_ROUNDS[out.size]:
                 continue
             open_qs = [q for q in qs if q.key in need and not decided(q, preds.get(q.key),
-                                                                         *median_interval(out.rounds[q.key]), out)]
+                                                                         *interval(out, out.rounds[q.key]), out)]
             if not open_qs or time.perf_counter() > t_end:
                 break
         for k in keys:  # the re-timed builds computed the right thing too
@@ -165,7 +187,7 @@ def settle(out, preds: dict[str, float], on_step: Callable[[str], None] = lambda
                                  "on the first measurement")
                 return
         out.notes.append(f"questions on time: {rounds} interleaved rounds of {', '.join(keys)} "
-                         f"(measured: the median over rounds, [90% interval of that median])")
+                         f"(measured: the median over rounds, [90% interval of that median, at least ±{drift(out):.0%}])")
     finally:
         for p, _, _ in prepared.values():
             try:
