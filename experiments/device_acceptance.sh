@@ -13,9 +13,9 @@
 #
 # Part 1: environment, pytest -m gpu, check on every GPU rung, the chooser against every GPU baseline on the
 #         ladder matrix (N = 256, 2048), infer --device gpu with every engine at 60000 inputs.
-# Part 2: infer with every engine (the resident chain, torch, cupy, the champion), the docs' GPU commands,
-#         the chooser over the layer-0 DLMC set, labs 7 and 8 in full, ncu profiles of the chain and auto.
-# Part 3: every other experiments/device/*.sh section (sparse convolution, 2:4 and half precision, ...).
+# Part 2: infer with every engine (the resident chain, torch, cupy, the champion), labs 7 and 8 in full, the
+#         sparse convolution and 2:4 / half-precision sections, the chooser over a layer-0 slice, the docs' GPU
+#         commands. Part 3: the champion beside the fused chain, ncu profiles, any other section.
 set -uo pipefail
 PART=${1:-1}
 ACC=${ACC:-/tmp/acc}
@@ -44,11 +44,11 @@ step() {  # step NAME BUDGET_S command...: run, log to $ACC/NAME.log, one summar
   echo "$name rc=$rc $(( $(date +%s) - t0 ))s | $tail" | tee -a "$SUMMARY"
 }
 
-section() {  # section NAME: experiments/device/NAME.sh, written by the feature's owner (CLI commands only)
+section() {  # section NAME BUDGET: experiments/device/NAME.sh, by the feature's owner (CLI commands only)
   local f=experiments/device/$1.sh
   [ -e "$f" ] || { echo "section-$1 missing: $f" | tee -a "$SUMMARY"; return; }
   mkdir -p "$ACC/$1"
-  step "section-$1" 150 env ACC="$ACC" S="$S" bash "$f"
+  step "section-$1" "${2:-100}" env ACC="$ACC" S="$S" bash "$f"
 }
 
 finish() {
@@ -69,24 +69,26 @@ if [ "$PART" = 1 ]; then
   step run-ladder 60 $S run -v auto -v gpu.csr.row_split -v gpu.csr.tc_window --device gpu -m $LADDER -n 2048 --wide --out "$ACC/run-ladder"
   step infer-ours 120 $S infer --device gpu -e fused -e unfused --batch 60000 --repeats 3 --out "$ACC/infer-ours"
   step infer-libs 100 $S infer --device gpu -e torch -e cupy --batch 60000 --repeats 3 --out "$ACC/infer-libs"
-elif [ "$PART" = 2 ]; then
-  step infer-all 150 $S infer --device gpu -e fused -e unfused -e torch -e cupy -e champion --batch 60000 --repeats 3 \
+elif [ "$PART" = 2 ]; then  # in order of what waits most on it; each budget is cut to what is left
+  step infer-all 110 $S infer --device gpu -e fused -e unfused -e torch -e cupy -e champion --batch 60000 --repeats 3 \
        --out "$ACC/infer-all"
-  section champion
-  step docs-gpu-commands 100 python3 experiments/device_docs.py run-commands --log-dir "$ACC/docs"
-  step compare-layer0 180 $S compare -v gpu.csr.auto,gpu.csr.sputnik,gpu.dense.cublas,gpu.dense.cublas_tf32,gpu.csr.tc_window \
+  section labs 90
+  section conv 80
+  section half24 100
+  step compare-layer0 100 $S compare -v gpu.csr.auto,gpu.csr.sputnik,gpu.dense.cublas,gpu.dense.cublas_tf32,gpu.csr.tc_window \
        --device gpu $(python3 experiments/device_docs.py layer0-specs) -n 256 -n 2048 --rounds 1 --repeats 5 \
        --min-time 0.01 --warmup 0.01 --out "$ACC/compare-layer0"
-  section labs
+  step docs-gpu-commands 60 python3 experiments/device_docs.py run-commands --log-dir "$ACC/docs"
+else  # part 3: what part 2 left, and the profiles
+  section champion 120
   step ncu-chain 60 ncu --clock-control none -k regex:layer --launch-skip 2 --launch-count 2 --section SpeedOfLight \
        --section MemoryWorkloadAnalysis $S infer --device gpu -e fused --batch 60000 --layers 4 --repeats 1 --no-save
   step ncu-auto-2048 60 ncu --clock-control none -k regex:. --launch-skip 3 --launch-count 1 --section SpeedOfLight \
        --section MemoryWorkloadAnalysis $S run -v auto --device gpu -m $LADDER -n 2048 --repeats 3 --min-time 0 \
        --warmup 0 --no-save
-else  # part 3: every other experiments/device/*.sh section
   for f in experiments/device/*.sh; do
     name=$(basename "$f" .sh)
-    case " champion labs " in *" $name "*) continue ;; esac
-    section "$name"
+    case " champion labs conv half24 " in *" $name "*) continue ;; esac
+    section "$name" 100
   done
 fi
