@@ -198,3 +198,41 @@ def test_gpu_conv_rungs_in_the_simulator_through_the_cli():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = json.loads(proc.stdout)
     assert len(rows) == 9 and all(r["status"] == "PASS" for r in rows), [(r["variant"], r["message"]) for r in rows]
+
+
+# --------------------------------------------------------------------------------------- cache-sim traces
+
+
+@pytest.mark.parametrize("vid", ["cpu.conv.im2col", "cpu.conv.im2col_fused", "cpu.conv.direct", "cpu.conv.direct_tiled"])
+@pytest.mark.parametrize("name", ["pad1_stride2_batch2", "odd_pad1"])
+def test_conv_traces_write_every_output_and_read_only_inside_the_arrays(vid, name):
+    from spmm_study.cpu import conv_traces
+
+    a, g = EDGES[name]
+    g = conv.with_channels(g, a)
+    addrs, writes = conv_traces.for_variant(vid, a, g, {"tile_n": 16})
+    lay = conv_traces.layout(a, g)
+    c0 = lay.b("c")
+    c_writes = addrs[(writes == 1) & (addrs >= c0)]
+    assert np.array_equal(np.unique(c_writes), c0 + 4 * np.arange(a.m * g.n))  # every output entry written
+    if vid in ("cpu.conv.im2col_fused", "cpu.conv.direct_tiled"):  # register tiles: each entry written once
+        assert c_writes.size == a.m * g.n
+    ends = {k: lay.b(k) + -(-max(1, n) * s // 4096) * 4096 for k, (n, s) in {
+        "x": (g.input_values(), 4), "xpad": (g.batch * g.c * g.hp * g.wp, 4), "b": (g.k * g.n, 4),
+        "c": (a.m * g.n, 4)}.items()}
+    for key in ("x", "xpad", "b", "c"):
+        inside = (addrs >= lay.b(key)) & (addrs < lay.b(key) + 4096 * 1024)
+        assert np.all(addrs[inside & (addrs < ends[key] + 4096)] < ends[key])
+
+
+def test_lab9_counts_are_the_geometry():
+    from spmm_study.labs import catalog
+    from spmm_study.labs.common import prepare
+
+    lab = catalog.get(9)
+    out = prepare(lab, "quick")
+    q = {x.key: x for x in lab.questions}
+    assert q["inflation"].answer(out, "measured") == pytest.approx(9.0)
+    a = out.matrices["small90"]
+    assert q["patch_over_weights_small"].answer(out, "measured") == pytest.approx(4608 * 49 * 4 / (a.nnz * 8 + 513 * 4))
+    assert out.shapes["tiled_big90"].n == 3136 and out.models["im2col_big90"].total > out.models["tiled_big90"].total

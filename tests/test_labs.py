@@ -91,7 +91,7 @@ def test_list_handout_and_show(capsys):
     code, out, _ = cli(capsys, "show", "cpu.csr.tiled")
     assert code == 0 and "loop order" in out and "register" in out.lower()
     fails(capsys, "show", "nosuchvariant", match="unknown variant")
-    fails(capsys, "lab", "9", match="unknown lab '9'")
+    fails(capsys, "lab", "10", match="unknown lab '10'")
 
 
 def handout_commands():

@@ -7,7 +7,7 @@ from importlib import resources
 from spmm_study.errors import ParamError
 
 MODULES = ("lab1_loop_order", "lab2_tiling", "lab3_formats", "lab4_registers", "lab5_balance", "lab6_roofline",
-           "lab7_gpu_memory", "lab8_gpu_balance")
+           "lab7_gpu_memory", "lab8_gpu_balance", "lab9_conv")
 
 
 def all_labs() -> list:

@@ -187,6 +187,21 @@ class Lab:
     def after_measure(self, out: Outcome) -> None:
         """Hook for labs that derive extra facts (ceilings, per-thread work) once measurements exist."""
 
+    # How a run's matrix becomes a problem, a shape and a trace: A·B with a seeded B by default; a lab on
+    # another kind of problem (lab 9's convolutions) overrides the three together.
+    def problem(self, label: str, a, n: int):
+        from spmm_study.problem import Problem
+
+        return Problem.make(a, n, "float32", 0, matrix=label)
+
+    def shape(self, label: str, a, n: int):
+        return shape_of(a, n)
+
+    def trace(self, label: str, variant_id: str, a, n: int, params: dict):
+        from spmm_study.cpu import traces
+
+        return traces.for_variant(variant_id, a, n, params, 4) if variant_id in traces.TRACED else None
+
 
 # ------------------------------------------------------------------------------------------- predictions
 
@@ -305,7 +320,7 @@ def prepare(lab: Lab, size: str) -> Outcome:
         v = registry.get(r.variant)
         if small:  # the rung's own small launch for the simulator (its defaults launch hundreds of threads)
             r.params = simulator_params(v, r.params)
-        s = shape_of(mats[r.matrix], r.n)
+        s = lab.shape(r.matrix, mats[r.matrix], r.n)
         out.shapes[r.key] = s
         out.models[r.key] = v.movement(s, v.resolve_params(r.params))
     return out
@@ -327,13 +342,12 @@ def simulator_params(v, params: dict) -> dict:
 
 def simulate_runs(out: Outcome, on_step: Callable[[str], None] = lambda s: None) -> None:
     from spmm_study import cachesim, registry
-    from spmm_study.cpu import traces
 
     levels, source = cachesim.machine_levels()
     out.levels = levels
     sim_mats = out.lab.sim_matrices(out.size) or {}
     for r in out.runs:
-        if not r.sim or r.variant not in traces.TRACED:
+        if not r.sim:
             continue
         a, n = sim_mats.get(r.matrix, (out.matrices[r.matrix], r.n))
         if r.matrix in sim_mats and n != r.n:
@@ -342,14 +356,14 @@ def simulate_runs(out: Outcome, on_step: Callable[[str], None] = lambda s: None)
         params = v.resolve_params(r.params)
         on_step(f"simulating {r.key}")
         try:
-            trace = traces.for_variant(r.variant, a, n, params, 4)
+            trace = out.lab.trace(r.matrix, r.variant, a, n, params)
         except SpmmError as exc:
             out.notes.append(f"{r.key}: not simulated ({exc})")
             continue
         if trace is None:
             continue
         out.sims[r.key] = cachesim.simulate(trace[0], trace[1], levels)
-        s = shape_of(a, n)
+        s = out.lab.shape(r.matrix, a, n)
         out.sim_shapes[r.key] = s
         out.sim_models[r.key] = v.movement(s, params)
     if out.sims:
@@ -365,7 +379,6 @@ def measure_runs(out: Outcome, on_step: Callable[[str], None] = lambda s: None, 
     from spmm_study import registry
     from spmm_study.environment import machine_label
     from spmm_study.harness import HarnessConfig, measure
-    from spmm_study.problem import Problem
 
     timing = timing_for(out.size)
     problems: dict = {}
@@ -381,7 +394,7 @@ def measure_runs(out: Outcome, on_step: Callable[[str], None] = lambda s: None, 
         if key not in problems:
             if len(problems) > 2:
                 problems.pop(next(iter(problems)))
-            problems[key] = Problem.make(out.matrices[r.matrix], r.n, "float32", 0, matrix=r.matrix)
+            problems[key] = out.lab.problem(r.matrix, out.matrices[r.matrix], r.n)
         cfg = HarnessConfig(timing=timing, threads=r.threads, machine=machine_label(v.device),
                             tags=";".join(t for t in (tags, f"run={r.key}") if t))
         res = measure(v, problems[key], dict(r.params), cfg)

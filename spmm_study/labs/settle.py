@@ -128,7 +128,6 @@ def settle(out, preds: dict[str, float], on_step: Callable[[str], None] = lambda
     minimum of rounds is reached, or at the size's time bound."""
     from spmm_study import registry
     from spmm_study.harness import apply_threads
-    from spmm_study.problem import Problem
     from spmm_study.timing import TimingConfig, time_calls
 
     if out.lab.device == "gpu" and _cudasim():
@@ -150,7 +149,7 @@ def settle(out, preds: dict[str, float], on_step: Callable[[str], None] = lambda
             v = registry.get(r.variant)
             pk = (r.matrix, r.n)
             if pk not in problems:
-                problems[pk] = Problem.make(out.matrices[r.matrix], r.n, "float32", 0, matrix=r.matrix)
+                problems[pk] = out.lab.problem(r.matrix, out.matrices[r.matrix], r.n)
             params = v.resolve_params(r.params)
             prepared[k] = (v.build(v.problem(problems[pk], params), **params), r.threads, v.device)
             if v.device == "cpu":
