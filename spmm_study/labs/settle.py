@@ -33,15 +33,16 @@ TOO_NOISY = "too noisy to call here"
 
 
 def median_interval(values: list[float], z: float = 1.645) -> tuple[float, float]:
-    """The 90% interval of the median of ``values`` by order statistics (ranks n/2 ± z·√n/2), clamped to the
-    sample: with 5 values it is their range, with 30 about the 6th to the 25th."""
+    """The 90% interval of the median of ``values`` by order statistics (1-based ranks ⌊n/2 − z·√n/2⌋ and
+    ⌈1 + n/2 + z·√n/2⌉, the normal approximation of the binomial), clamped to the sample: with 5 values it is
+    their range, with 30 the 10th to the 21st."""
     xs = sorted(values)
     n = len(xs)
     if n == 0:
         return (float("nan"), float("nan"))
     half = z * math.sqrt(n) / 2
-    lo = max(0, math.floor(n / 2 - half))
-    hi = min(n - 1, math.ceil(n / 2 + half) - 1)
+    lo = max(0, math.floor(n / 2 - half) - 1)
+    hi = min(n - 1, math.ceil(1 + n / 2 + half) - 1)
     return (xs[lo], xs[max(lo, hi)])
 
 
