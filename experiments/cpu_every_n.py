@@ -1,7 +1,11 @@
-"""The CPU kernel at every N (issue 12): an N sweep of the new rungs against the vendor libraries, one process.
+"""The CPU kernel at every N (issues 12 and 24): ``auto`` and the new rungs against the vendor libraries, one process.
 
-    python experiments/cpu_every_n.py [--rounds 3] [--out results/cpu-every-n/<ts>]   # measure, ~5 min
-    python experiments/cpu_every_n.py --render results/cpu-every-n/<ts> [--readme README.md]
+    python experiments/cpu_every_n.py [--rounds 3] [--repeats 3] [--out results/cpu-every-n/<ts>]   # measure
+    python experiments/cpu_every_n.py --render results/cpu-every-n/<ts> [--readme docs/cpu.md]
+
+The run of data/reference/cpu-every-n.csv: ``--parts main,heldout,sweep,threads --rounds 3 --repeats 3
+--sweep-n 16,32,49,63,64,65,100,128,196,255,256,257,512,1024,2048,4096``, 4 min 20 s of wall time, 47 s of
+CPU, on the shared 2-core AMD EPYC guest (2026-12-07).
 
 Parts (fp32, one thread unless said, warm caches — B, A and C stay in cache between calls, as in a layer run
 over a batch; every row checked against float64 by the harness):

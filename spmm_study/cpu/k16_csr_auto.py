@@ -18,8 +18,9 @@ result's ``info`` (``auto_choice``, ``auto_features``), beside the chosen rung's
 
 Then it inspects (``inspect=true``, the default), as MKL's ``mkl_sparse_optimize`` does for
 ``cpu.csr.mkl_opt``: a rule scored on other matrices is within about 5% of the best on average but 0.6–0.8× in
-its worst cases, and only the user's own matrix says which case this is. The rule's top ``CANDIDATES`` (its
-fitted ranking for this N bucket) are built and timed on this matrix and N in interleaved rounds, a bounded
+its worst cases, and only the user's own matrix says which case this is. ``CANDIDATES`` of the rule's
+candidates (its choice, then the best-ranked setting of each other rung by the fitted ranking of this N
+bucket, ``ranked``) are built and timed on this matrix and N in interleaved rounds, a bounded
 number of calls (``inspect_calls`` rounds, ``inspect_budget_s`` seconds; ``spmm_study.cpu._inspect``), the
 fastest is kept and remembered in a per-user cache keyed by the matrix's structure (shape, nnz, a hash of
 indptr and indices), N, dtype, threads and machine, so a second build of the same problem inspects nothing.
