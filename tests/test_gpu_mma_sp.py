@@ -138,16 +138,16 @@ needs_toolchain = pytest.mark.skipif(
 
 
 @needs_toolchain
-@pytest.mark.parametrize("dt, ntiles", [("float16", 2), ("bfloat16", 1)])
-def test_mma_sp_kernel_links_with_mma_sp_inlined_and_no_local_memory(dt, ntiles):
-    ptx = sp.linked_ptx(warps=4, ntiles=ntiles, dtype=dt)
+@pytest.mark.parametrize("dt, ntiles, mtiles", [("float16", 2, 2), ("bfloat16", 1, 4)])
+def test_mma_sp_kernel_links_with_mma_sp_inlined_and_no_local_memory(dt, ntiles, mtiles):
+    ptx = sp.linked_ptx(warps=4, ntiles=ntiles, mtiles=mtiles, dtype=dt)
     lines = ptx.splitlines()
     start = next(i for i, ln in enumerate(lines) if ".entry" in ln)
     body = lines[start:]
     body = body[:next(i for i, ln in enumerate(body) if ln.startswith("}")) + 1]
     kind = "f16" if dt == "float16" else "bf16"
     sparse = [ln for ln in body if f"mma.sp::ordered_metadata.sync.aligned.m16n8k16.row.col.f32.{kind}.{kind}.f32" in ln]
-    assert sparse and len(sparse) % ntiles == 0  # per k-block one per 8-column tile (the loop may be unrolled)
+    assert sparse and len(sparse) % (ntiles * mtiles) == 0  # per k-block one per (row tile, column tile)
     assert all(ln.rstrip().endswith("0x0;") for ln in sparse)  # sparsity selector 0
     assert not any(ln.strip().startswith("call") for ln in body), "the device function was not inlined"
     assert not any("ld.local" in ln or "st.local" in ln for ln in body), "fragments went to local memory"

@@ -16,7 +16,9 @@ two halves per word (``bt32``: N × K16/2), the .col layout of the instruction: 
 B[2t+1][g]} is one aligned 32-bit load. The transpose of B happens at build (setup_s) — an activation kept
 K-major costs nothing; a row-major one would pay it once per call, which this rung does not time.
 C is written in fp32 (the accumulator; cuSPARSELt writes the input type, 2 bytes less per entry).
-Loop order: (16-row tile, J-panel)∥ → warp∥ (8·ntiles columns) → k-block of 16 → mma.sp per 8-column tile.
+Loop order: (mtiles 16-row tiles, J-panel)∥ → warp∥ (8·ntiles columns) → k-block of 16 → mma.sp per (row
+tile, 8-column tile); a warp loads each B fragment once per k-block for its ``mtiles`` row tiles (B traffic
+÷ mtiles) and each A fragment once for its ``ntiles`` column tiles.
 
 Engines: ``mma`` calls the device functions of ``csrc/mma_sp.cu`` (numba cannot emit mma.sp; NVRTC compiles
 them and numba links them, as rung 22 links mma.sync); ``emulate`` is the same format and fragment mapping
@@ -27,8 +29,8 @@ in fp32, sums in fp32. The simulator cannot call linked code, so there ``mma`` r
 memory) without a GPU.
 What to look at: time against ``gpu.nm24.cusparselt`` and ``gpu.dense.torch`` in the same dtype on the same
 2:4 matrix (experiments/device/half24.sh), and against rung 21 (the same format on CUDA cores, fp32).
-Not done: shared-memory staging of B, ldmatrix, cp.async, larger warp tiles (several 16-row tiles per warp
-re-using each B fragment) — the difference between this plain rung and a library kernel.
+Not done: shared-memory staging of A and B across warps, ldmatrix, cp.async, a software pipeline — the
+difference between this plain rung and a library kernel.
 Measured: nothing on a device yet (no GPU this session): simulator, PTX and NVRTC checks only.
 """
 
@@ -86,12 +88,13 @@ def meta_word(meta_bytes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(meta_bytes).view("<u2")
 
 
-def sp_tiles(a: CSR, dtype) -> SpTiles:
-    """The rung's format of a 2:4 matrix ``a`` in ``dtype`` (float16 or bfloat16); FormatError (a SKIP) if not 2:4."""
+def sp_tiles(a: CSR, dtype, row_multiple: int = TILE_M) -> SpTiles:
+    """The rung's format of a 2:4 matrix ``a`` in ``dtype`` (float16 or bfloat16), rows padded to a multiple of
+    ``row_multiple`` (16 × the row tiles a warp takes); FormatError (a SKIP) if not 2:4."""
     reason = NM24.violation(a)
     if reason:
         raise FormatError(reason)
-    m16, k16 = ceil_div(max(a.m, 1), TILE_M) * TILE_M, ceil_div(max(a.k, 1), TILE_K) * TILE_K
+    m16, k16 = ceil_div(max(a.m, 1), row_multiple) * row_multiple, ceil_div(max(a.k, 1), TILE_K) * TILE_K
     nm = NM24.from_csr(pad_csr(a, m16, k16))  # K16 % 4 == 0: every group's two positions distinct, ascending
     vals = np.ascontiguousarray(nm.data.astype(dtype)).view(np.uint16)  # (M16, K16/2) raw halves
     a32 = np.ascontiguousarray(vals).view("<u4")  # (M16, K16/4)
@@ -121,16 +124,16 @@ def half_bits_to_float(h: int, bf16: bool) -> float:
 
 def sp_model(s, p: dict) -> Bytes:
     """Bytes requested: A's kept values (2 bytes each, K/2 per row) and metadata (2 bits per value) once per
-    panel, B (2 bytes) read once per 16-row tile and panel column, C (fp32) once."""
+    panel, B (2 bytes) read once per warp's mtiles row tiles and panel column, C (fp32) once."""
     width = 8 * p["warps"] * p["ntiles"]
     panels = max(1, ceil_div(s.n, width))
-    tiles = ceil_div(s.m, TILE_M)
-    kept = tiles * TILE_M * ceil_div(s.k, TILE_K) * 8
+    tiles = ceil_div(s.m, TILE_M * p["mtiles"])
+    kept = tiles * TILE_M * p["mtiles"] * ceil_div(s.k, TILE_K) * 8
     return Bytes((kept * 2 + kept // 4) * panels, tiles * s.k * s.n * 2, s.m * s.n * 4)
 
 
 @lru_cache(maxsize=None)
-def kernel(warps: int, ntiles: int, engine: str, dtype: str):
+def kernel(warps: int, ntiles: int, mtiles: int, engine: str, dtype: str):
     bind_cuda(globals())
     f32 = np.float32
     zero = f32(0.0)
@@ -138,7 +141,8 @@ def kernel(warps: int, ntiles: int, engine: str, dtype: str):
     two = np.float64(2.0)  # 2^-133 (a bf16 subnormal's scale) is below fp32's range
     i64 = np.int64
     width = 8 * ntiles * warps
-    nacc = 4 * ntiles
+    nacc = 4 * ntiles * mtiles
+    nb = 2 * ntiles
     bf16 = dtype == "bfloat16"
     use_mma = engine == "mma"
     u0 = np.uint32(0)
@@ -170,7 +174,7 @@ def kernel(warps: int, ntiles: int, engine: str, dtype: str):
     # numba cannot cache a kernel that links external code, so the mma engine is compiled in each process
     @cuda.jit(cache=not simulator() and not use_mma)
     def mma_sp(a32, e, bt32, cf, m, n, kblocks):
-        w = cuda.blockIdx.x
+        w0 = cuda.blockIdx.x * mtiles  # the warp's first 16-row tile
         tid = cuda.threadIdx.x
         lane = tid % 32
         warp = tid // 32
@@ -180,14 +184,11 @@ def kernel(warps: int, ntiles: int, engine: str, dtype: str):
         acc = cuda.local.array(nacc, np.float32)
         for i in range(nacc):
             acc[i] = zero
-        r0 = w * 16 + g
-        r1 = r0 + 8
+        bfr = cuda.local.array(nb, np.uint32)
         last = n - 1
         for kb in range(kblocks):
-            ev = e[w, kb, g]
             if use_mma:
-                a0 = a32[r0, kb * 4 + tq]
-                a1 = a32[r1, kb * 4 + tq]
+                # B fragments of the warp's ntiles column tiles, loaded once, used by its mtiles row tiles
                 for q in range(ntiles):
                     col = nbase + q * 8 + g
                     cc = min(col, last)
@@ -196,49 +197,69 @@ def kernel(warps: int, ntiles: int, engine: str, dtype: str):
                     if col > last:  # past N: zeros, so the warp's mma.sp stays whole (a select, not a branch)
                         b0 = u0
                         b1 = u0
-                    d0, d1, d2, d3 = mma(a0, a1, b0, b1, ev, acc[4 * q], acc[4 * q + 1], acc[4 * q + 2],
-                                         acc[4 * q + 3])
-                    acc[4 * q] = d0
-                    acc[4 * q + 1] = d1
-                    acc[4 * q + 2] = d2
-                    acc[4 * q + 3] = d3
+                    bfr[2 * q] = b0
+                    bfr[2 * q + 1] = b1
+                for mt in range(mtiles):
+                    w = w0 + mt
+                    ev = e[w, kb, g]
+                    a0 = a32[w * 16 + g, kb * 4 + tq]
+                    a1 = a32[w * 16 + g + 8, kb * 4 + tq]
+                    for q in range(ntiles):
+                        x = 4 * (mt * ntiles + q)
+                        d0, d1, d2, d3 = mma(a0, a1, bfr[2 * q], bfr[2 * q + 1], ev, acc[x], acc[x + 1], acc[x + 2],
+                                             acc[x + 3])
+                        acc[x] = d0
+                        acc[x + 1] = d1
+                        acc[x + 2] = d2
+                        acc[x + 3] = d3
             else:
-                # the lane's four outputs from the words the warp's mma.sp would have shared out: both rows'
-                # 8 kept values and metadata, and the B values their positions name in columns 2t, 2t+1
-                for j in range(4):
-                    p0 = a32[r0, kb * 4 + j]
-                    p1 = a32[r1, kb * 4 + j]
-                    for s in range(2):
-                        v0 = decode((p0 >> (16 * s)) & 0xFFFF)
-                        v1 = decode((p1 >> (16 * s)) & 0xFFFF)
-                        k0 = kb * 16 + 4 * j + ((ev >> (4 * j + 2 * s)) & 3)
-                        k1 = kb * 16 + 4 * j + ((ev >> (16 + 4 * j + 2 * s)) & 3)
-                        for q in range(ntiles):
-                            col = nbase + q * 8 + 2 * tq
-                            c0 = min(col, last)
-                            c1 = min(col + 1, last)
-                            keep0 = one if col <= last else zero
-                            keep1 = one if col + 1 <= last else zero
-                            y00 = decode((bt32[c0, k0 // 2] >> (16 * (k0 % 2))) & 0xFFFF) * keep0
-                            y01 = decode((bt32[c1, k0 // 2] >> (16 * (k0 % 2))) & 0xFFFF) * keep1
-                            y10 = decode((bt32[c0, k1 // 2] >> (16 * (k1 % 2))) & 0xFFFF) * keep0
-                            y11 = decode((bt32[c1, k1 // 2] >> (16 * (k1 % 2))) & 0xFFFF) * keep1
-                            acc[4 * q] += v0 * y00
-                            acc[4 * q + 1] += v0 * y01
-                            acc[4 * q + 2] += v1 * y10
-                            acc[4 * q + 3] += v1 * y11
-        for q in range(ntiles):
-            col = nbase + q * 8 + 2 * tq
-            if r0 < m:
-                if col < n:
-                    cf[r0 * n + col] = acc[4 * q]
-                if col + 1 < n:
-                    cf[r0 * n + col + 1] = acc[4 * q + 1]
-            if r1 < m:
-                if col < n:
-                    cf[r1 * n + col] = acc[4 * q + 2]
-                if col + 1 < n:
-                    cf[r1 * n + col + 1] = acc[4 * q + 3]
+                # the lane's outputs (rows g, g+8 of each row tile; columns 2t, 2t+1 of each column tile) from
+                # the words the warp's mma.sp would have shared out: both rows' 8 kept values and metadata, and
+                # the B values their positions name
+                for mt in range(mtiles):
+                    w = w0 + mt
+                    ev = e[w, kb, g]
+                    r0 = w * 16 + g
+                    r1 = r0 + 8
+                    for j in range(4):
+                        p0 = a32[r0, kb * 4 + j]
+                        p1 = a32[r1, kb * 4 + j]
+                        for s in range(2):
+                            v0 = decode((p0 >> (16 * s)) & 0xFFFF)
+                            v1 = decode((p1 >> (16 * s)) & 0xFFFF)
+                            k0 = kb * 16 + 4 * j + ((ev >> (4 * j + 2 * s)) & 3)
+                            k1 = kb * 16 + 4 * j + ((ev >> (16 + 4 * j + 2 * s)) & 3)
+                            for q in range(ntiles):
+                                col = nbase + q * 8 + 2 * tq
+                                c0 = min(col, last)
+                                c1 = min(col + 1, last)
+                                keep0 = one if col <= last else zero
+                                keep1 = one if col + 1 <= last else zero
+                                y00 = decode((bt32[c0, k0 // 2] >> (16 * (k0 % 2))) & 0xFFFF) * keep0
+                                y01 = decode((bt32[c1, k0 // 2] >> (16 * (k0 % 2))) & 0xFFFF) * keep1
+                                y10 = decode((bt32[c0, k1 // 2] >> (16 * (k1 % 2))) & 0xFFFF) * keep0
+                                y11 = decode((bt32[c1, k1 // 2] >> (16 * (k1 % 2))) & 0xFFFF) * keep1
+                                x = 4 * (mt * ntiles + q)
+                                acc[x] += v0 * y00
+                                acc[x + 1] += v0 * y01
+                                acc[x + 2] += v1 * y10
+                                acc[x + 3] += v1 * y11
+        for mt in range(mtiles):
+            r0 = (w0 + mt) * 16 + g
+            r1 = r0 + 8
+            for q in range(ntiles):
+                col = nbase + q * 8 + 2 * tq
+                x = 4 * (mt * ntiles + q)
+                if r0 < m:
+                    if col < n:
+                        cf[r0 * n + col] = acc[x]
+                    if col + 1 < n:
+                        cf[r0 * n + col + 1] = acc[x + 1]
+                if r1 < m:
+                    if col < n:
+                        cf[r1 * n + col] = acc[x + 2]
+                    if col + 1 < n:
+                        cf[r1 * n + col + 1] = acc[x + 3]
 
     return mma_sp
 
@@ -250,51 +271,54 @@ def kernel_signature():
     return (t.uint32[:, ::1], t.uint32[:, :, ::1], t.uint32[:, ::1], t.float32[::1], t.int64, t.int64, t.int64)
 
 
-def linked_ptx(warps: int = 4, ntiles: int = 2, dtype: str = "float16", cc=(9, 0)) -> str:
+def linked_ptx(warps: int = 4, ntiles: int = 2, mtiles: int = 2, dtype: str = "float16", cc=(9, 0)) -> str:
     """The PTX of the mma engine after link-time optimisation with ``csrc/mma_sp.cu``, built without a GPU
     the way numba builds it on one (the kernel to LTO-IR by numba, the .cu by NVRTC, linked by nvJitLink).
     What to look at: ``mma.sp`` inlined into the k-block loop, no ``call``, no ``.local``."""
     from spmm_study.gpu.k22_csr_tc_window import link_ltoir
 
-    return link_ltoir(kernel(warps, ntiles, "mma", dtype).py_func, kernel_signature(), SOURCE, cc)
+    return link_ltoir(kernel(warps, ntiles, mtiles, "mma", dtype).py_func, kernel_signature(), SOURCE, cc)
 
 
 # the simulator runs the emulation: several 16-row tiles, k-blocks, column tiles, N and K tails, both dtypes
-SIM = (({"warps": 1, "ntiles": 2}, ("nm24", "nm24_wide"), (5, 17), "float16"),
-       ({"warps": 2, "ntiles": 1}, ("nm24_tall",), (9,), "float16"),
-       ({"warps": 2, "ntiles": 1}, ("nm24", "nm24_tall", "all_zero", "1x1"), (9,), "bfloat16"))
+SIM = (({"warps": 1, "ntiles": 2, "mtiles": 1}, ("nm24", "nm24_wide"), (5, 17), "float16"),
+       ({"warps": 2, "ntiles": 1, "mtiles": 2}, ("nm24_tall",), (9,), "float16"),
+       ({"warps": 2, "ntiles": 1, "mtiles": 2}, ("nm24", "nm24_tall", "all_zero", "1x1"), (9,), "bfloat16"))
 
 
 def ptx_cases():
-    """The pure-numba emulation (the mma engine links CUDA C: tests/test_gpu_mma_sp.py checks its linked PTX)."""
-    return [(f"emulate_{d}", kernel(4, 2, "emulate", d), kernel_signature(), None) for d in ("float16", "bfloat16")]
+    """The pure-numba emulation at one row tile per warp (the mma engine links CUDA C: tests/test_gpu_mma_sp.py
+    checks its linked PTX, mtiles 2 and 4 included). With several row tiles the emulation's loop nest is too
+    deep for LLVM to unroll and its accumulators go to local memory: it is the correctness path, not a fast one."""
+    return [(f"emulate_{d}", kernel(4, 2, 1, "emulate", d), kernel_signature(), None) for d in ("float16", "bfloat16")]
 
 
-@variant("gpu.nm24.mma_sp", loop_order="(tile,J)∥→warp∥→kb→mma.sp(16×8×16)", movement=sp_model,
+@variant("gpu.nm24.mma_sp", loop_order="(tiles,J)∥→warp∥→kb→mma.sp(16×8×16)", movement=sp_model,
          accepts=lambda a: NM24.violation(a) is None, dtypes=("float16", "bfloat16"),
          params=(Param("engine", "mma", ("mma", "emulate"), "mma: sparse tensor cores via linked CUDA C; "
                        "emulate: the same fragments on FP32 FMAs in pure numba", strict=True),
                  gp.warps(4, (1, 2, 4, 8), "warps per block (each 8·ntiles columns)"),
-                 Param("ntiles", 2, (1, 2, 4), "8-column tiles per warp (4 accumulators each)", minimum=1)),
+                 Param("ntiles", 2, (1, 2, 4), "8-column tiles per warp (4 accumulators each)", minimum=1),
+                 Param("mtiles", 2, (1, 2, 4), "16-row tiles per warp, sharing each B fragment", minimum=1)),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
-def build(problem, engine, warps, ntiles):
+def build(problem, engine, warps, ntiles, mtiles):
     """2:4 on the sparse tensor cores: mma.sp m16n8k16 in fp16/bf16, fp32 sums, the project's 2:4 metadata."""
     if problem.dtype.name not in FUNCS:
         raise ParamError(f"mma.sp takes float16 or bfloat16 (got {problem.dtype})")
-    if warps > 32 or ntiles > 16:
-        raise ParamError(f"warps={warps} (at most 32) and ntiles={ntiles} (at most 16)")
+    if warps > 32 or ntiles > 8 or mtiles > 8:
+        raise ParamError(f"warps={warps} (at most 32), ntiles={ntiles} and mtiles={mtiles} (at most 8)")
     width = 8 * warps * ntiles
     if ceil_div(problem.n, width) > 65535:
         raise ParamError(f"N={problem.n} needs more than 65535 panels of {width} columns")
-    tiles = sp_tiles(problem.a, problem.dtype)
+    tiles = sp_tiles(problem.a, problem.dtype, TILE_M * mtiles)
     ran = "emulate (simulator: linked code cannot run there)" if engine == "mma" and simulator() else engine
-    k = kernel(warps, ntiles, "mma" if ran == "mma" else "emulate", problem.dtype.name)
+    k = kernel(warps, ntiles, mtiles, "mma" if ran == "mma" else "emulate", problem.dtype.name)
     cu = cuda_module()
     a32, e = cu.to_device(tiles.a32), cu.to_device(tiles.e)
     bt = cu.to_device(pack_bt(problem.b, tiles.kblocks * TILE_K))
     c = cu.device_array((problem.m, problem.n), dtype=np.float32)
     fill(flat(c), np.nan)
-    grid = (tiles.tiles, ceil_div(problem.n, width))
+    grid = (tiles.tiles // mtiles, ceil_div(problem.n, width))
     info = {"grid": list(grid), "block": [32 * warps], "engine": ran, "dtype": problem.dtype.name,
             "k_blocks": tiles.kblocks, "c_dtype": "float32"}
     launches = [(k[grid, 32 * warps], (a32, e, bt, flat(c), np.int64(problem.m), np.int64(problem.n),
