@@ -117,3 +117,17 @@ def test_ranked_candidates_start_with_the_rule_choice_then_one_per_rung():
     assert auto.ranked(table, {"n": 32, "row_mean": 2.0}) == ["rowblock rows=2", "vec max_vectors=16",
                                                              "panel max_vectors=8"]
     assert auto.ranked(table, {"n": 999, "row_mean": 2.0}, top=2) == ["panel max_vectors=4", "vec max_vectors=16"]
+
+
+def test_cache_key_names_structure_n_dtype_threads_and_machine():
+    from spmm_study import sources
+
+    a = sources.load(MAT).a
+    key = _inspect.cache_key(a, 37, "float32", 1)
+    assert key == _inspect.cache_key(sources.load(MAT).a, 37, "float32", 1)  # same structure, same key
+    others = {_inspect.cache_key(a, 38, "float32", 1), _inspect.cache_key(a, 37, "float64", 1),
+              _inspect.cache_key(a, 37, "float32", 2), _inspect.cache_key(sources.load(MAT + ":seed=5").a, 37, "float32", 1)}
+    assert key not in others and len(others) == 4
+    from spmm_study.environment import cpu_model
+
+    assert cpu_model() in key

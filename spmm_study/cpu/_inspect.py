@@ -42,8 +42,10 @@ def cache_file():
 def fingerprint(a) -> str:
     """Shape, nnz and a hash of the structure (indptr and indices; values do not change a kernel's time)."""
     h = hashlib.blake2b(digest_size=12)
-    h.update(np.ascontiguousarray(a.indptr, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(a.indices, dtype=np.int64).tobytes())
+    for arr in (a.indptr, a.indices):  # hashed in place (no copy: the indices of a large matrix are large)
+        arr = np.ascontiguousarray(arr)
+        h.update(arr.dtype.str.encode())
+        h.update(memoryview(arr).cast("B"))
     return f"{a.m}x{a.k}:{a.nnz}:{h.hexdigest()}"
 
 
