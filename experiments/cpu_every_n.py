@@ -3,7 +3,7 @@
     python experiments/cpu_every_n.py [--rounds 3] [--repeats 3] [--out results/cpu-every-n/<ts>]   # measure
     python experiments/cpu_every_n.py --render results/cpu-every-n/<ts> [--readme docs/cpu.md]
 
-The run of data/reference/cpu-every-n.csv: ``--parts main,heldout,sweep,threads --rounds 3 --repeats 3
+The run of data/reference/cpu-every-n-heldout.csv: ``--parts main,heldout,sweep,threads --rounds 3 --repeats 3
 --sweep-n 16,32,49,63,64,65,100,128,196,255,256,257,512,1024,2048,4096``, 4 min 20 s of wall time, 47 s of
 CPU, on the shared 2-core AMD EPYC guest (2026-12-07).
 
@@ -32,9 +32,11 @@ over a batch; every row checked against float64 by the harness):
   N = 256, cold caches) against MKL and MKL-opt, interleaved: least CPU time at one thread, least wall time
   at all cores.
 
-``--render`` writes data/reference/cpu-every-n.csv (one row per matrix × N × variant of the sweep and the
-held-out set), data/reference/cpu-tiled-main.csv (the main part), docs/cpu-every-n.png (GFLOP/s against N
-of the sweep) and the markdown block between the ``cpu-every-n`` markers of ``--readme`` (docs/cpu.md).
+``--render`` writes data/reference/cpu-every-n-heldout.csv (one row per matrix × N × variant of the sweep and
+the held-out set, each with its machine and date), data/reference/cpu-tiled-main.csv (the main part),
+docs/cpu-every-n-epyc.png (GFLOP/s against N of the sweep) and the markdown block between the
+``cpu-every-n-heldout`` markers of ``--readme`` (docs/cpu.md). data/reference/cpu-every-n.csv is the sweep of
+2026-12-02 on the Intel Xeon guest (issue 12; rung 17's docstring quotes it), rendered by experiments/make_docs.py.
 """
 
 from __future__ import annotations
@@ -404,12 +406,13 @@ def measure_all(args) -> Path:
 
 REF_FIELDS = ("matrix", "n", "variant", "params", "status", "min_ms", "median_ms", "gflops", "spread", "inspect_s",
               "auto_choice", "auto_rule_choice", "machine", "date", "rounds", "repeats", "load")
-REFERENCE = Path("data/reference/cpu-every-n.csv")
-MARKERS = ("<!-- cpu-every-n:start -->", "<!-- cpu-every-n:end -->")
+REFERENCE = Path("data/reference/cpu-every-n-heldout.csv")
+PLOT = Path("docs/cpu-every-n-epyc.png")
+MARKERS = ("<!-- cpu-every-n-heldout:start -->", "<!-- cpu-every-n-heldout:end -->")
 
 
 def render(args) -> None:
-    """Results folder → data/reference/cpu-every-n.csv (+ cpu-tiled-main.csv, docs/cpu-every-n.png), then the
+    """Results folder → data/reference/cpu-every-n-heldout.csv (+ cpu-tiled-main.csv, the plot), then the
     markdown block from that reference file alone (``reference_markdown``: what a docs generator calls)."""
     src = Path(args.render)
     meta = json.loads((src / "meta.json").read_text())
@@ -442,8 +445,8 @@ def render(args) -> None:
     if rows:
         variants = [v for v, _ in SWEEP if any(r["variant"] == v and r.get("gflops") for r in rows)]
         g = {(int(r["n"]), r["variant"]): float(r["gflops"]) for r in rows if r.get("gflops")}
-        plot(sorted({int(r["n"]) for r in rows}), variants, g, meta, Path("docs/cpu-every-n.png"))
-    image = os.path.relpath("docs/cpu-every-n.png", Path(args.readme).parent) if args.readme else "docs/cpu-every-n.png"
+        plot(sorted({int(r["n"]) for r in rows}), variants, g, meta, PLOT)
+    image = os.path.relpath(PLOT, Path(args.readme).parent) if args.readme else str(PLOT)
     md = reference_markdown(REFERENCE, src, image)
     if args.readme:
         text = Path(args.readme).read_text()
@@ -457,7 +460,7 @@ def render(args) -> None:
         print(md)
 
 
-def reference_markdown(ref: Path = REFERENCE, src: Path | None = None, image: str = "cpu-every-n.png") -> str:
+def reference_markdown(ref: Path = REFERENCE, src: Path | None = None, image: str = PLOT.name) -> str:
     """The docs block from the reference file alone: the held-out table (issue 24's targets), then the sweep on
     ffn_conv1; ``src`` (the results folder) adds the two-thread and overhead lines where it still exists."""
     rows = list(csv.DictReader(open(ref, newline="")))
@@ -568,7 +571,7 @@ def short(v: str) -> str:
     return v.replace("cpu.csr.", "")
 
 
-def markdown(ns, variants, g, rows, meta, src: Path | None, image: str = "cpu-every-n.png") -> str:
+def markdown(ns, variants, g, rows, meta, src: Path | None, image: str = PLOT.name) -> str:
     lines = [f"**DLMC transformer magnitude_pruning/0.9 ffn_conv1 (2048×512, nnz 104,857), fp32, one thread, "
              f"warm; useful GFLOP/s from the least CPU time of the calling thread over rounds × calls — "
              f"{meta['machine']}, {meta['date']}, "

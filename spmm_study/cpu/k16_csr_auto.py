@@ -30,7 +30,7 @@ The inspection happens at build, like MKL's optimize step: its time is in ``info
 
 Loop order, traffic, what to look at: those of the chosen rung; compare ``auto`` with ``vec`` and
 ``rowblock`` and ``panel`` at their defaults in ``experiments/cpu_every_n.py``. Measured (that script's run of
-2026-12-07 21:57 UTC, data/reference/cpu-every-n.csv: one thread, warm, AMD EPYC Zen 4 KVM guest with 2
+2026-12-07 21:57 UTC, data/reference/cpu-every-n-heldout.csv: one thread, warm, AMD EPYC Zen 4 KVM guest with 2
 cores, load average 9–10, inspection on): DLMC ffn_conv1 90% N = 32 67.6 GFLOP/s (it kept rung 17 with 8
 vectors), N = 100 50.3 (rung 14), N = 2048 40.0 (rung 14); 3.1×, 2.8× and 2.5× the plain MKL call, 2.5×, 2.3×
 and 2.4× MKL with its inspector step once. On the 8 layer-0 matrices held out from the fit, at 12 N from 16
