@@ -28,6 +28,8 @@ over a batch; every row checked against float64 by the harness):
   this run and its time, ``inspect_s``, is reported apart) against ``HELD_VARIANTS``; per matrix everything
   is built and checked, then ``rounds`` interleaved rounds of ``repeats`` calls each; least CPU time of the
   calling thread, one thread.
+* ``tiles``: ``cpu.csr.tiled`` at its default tile (from N and the L2) against each fixed width on
+  ``TILE_PROBLEMS`` (data/reference/cpu-tiled-tiles.csv).
 * ``main``: the README's main job (``run --variant tiled`` at its defaults: the embedded synthetic FFN weight,
   N = 256, cold caches) against MKL and MKL-opt, interleaved: least CPU time at one thread, least wall time
   at all cores.
@@ -378,6 +380,43 @@ def main_part(args, out: Path) -> None:
     (out / "main.json").write_text(json.dumps(rows, indent=1))
 
 
+TILE_PROBLEMS = (("synthetic:magnitude:ffn1:0.9", 100), ("synthetic:magnitude:ffn1:0.9", 256),
+                 ("synthetic:magnitude:ffn2:0.9", 256), ("synthetic:magnitude:ffn2:0.9", 1024))
+
+
+def tiles_part(args, out: Path) -> None:
+    """``cpu.csr.tiled`` at its default (tile_n = 0: from N and the L2) against each fixed tile width, one thread,
+    warm, interleaved rounds, least CPU time of the calling thread: does the machine's choice hold?"""
+    import numba
+
+    from spmm_study import registry, sources
+    from spmm_study.harness import apply_threads
+    from spmm_study.problem import Problem
+
+    apply_threads(1)
+    numba.set_num_threads(1)
+    v = registry.get("cpu.csr.tiled")
+    preps, best, rows = {}, {}, []
+    for spec, n in TILE_PROBLEMS:
+        problem = Problem.make(sources.load(spec).a, n, matrix=spec)
+        for tile in (0, 64, 128, 256):
+            prep = v.build(problem, **v.resolve_params({"tile_n": tile}))
+            prep.poison()
+            prep.run()
+            if problem.check(np.asarray(prep.fetch())).ok:
+                preps[spec, n, tile] = (prep, prep.info["tile_n"], problem)
+    for _ in range(args.rounds * 2):
+        for key, (prep, _, _) in preps.items():
+            best[key] = min(best.get(key, float("inf")), timed(prep, args.repeats)[1])
+    for (spec, n, tile), (prep, used, problem) in preps.items():
+        rows.append({"matrix": spec, "m": problem.m, "k": problem.k, "n": n, "tile_n": tile, "tile_n_used": used,
+                     "best_ms": round(best[spec, n, tile] * 1e3, 5),
+                     "gflops": round(2 * problem.a.nnz * n / best[spec, n, tile] / 1e9, 2)})
+        prep.release()
+    print("tiles", [(r["matrix"][-8:], r["n"], r["tile_n"], r["tile_n_used"], r["best_ms"]) for r in rows], flush=True)
+    (out / "tiles.json").write_text(json.dumps(rows, indent=1))
+
+
 def measure_all(args) -> Path:
     out = Path(args.out or f"results/cpu-every-n/{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=False)
@@ -392,6 +431,8 @@ def measure_all(args) -> Path:
         overhead_part(args, out)
     if "main" in parts:
         main_part(args, out)
+    if "tiles" in parts:
+        tiles_part(args, out)
     if "heldout" in parts:
         heldout_part(args, out)
     if "sweep" in parts:
@@ -422,26 +463,9 @@ def render(args) -> None:
     load = f"{meta['loadavg_start'][0]:.1f}-{meta['loadavg_end'][0]:.1f}"
     stamp = {"machine": meta["machine"], "date": meta["date"], "rounds": meta["rounds"], "repeats": meta["repeats"],
              "load": load}
-    with open(REFERENCE, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=REF_FIELDS)
-        w.writeheader()
-        for r in rows:
-            inf = json.loads(r["info"]) if r["variant"] == "cpu.csr.auto" and r["info"] else {}
-            w.writerow({**{k: r.get(k, "") for k in CSV_FIELDS if k != "info"}, "matrix": MATRIX.split(":", 1)[1],
-                        "inspect_s": inf.get("inspect_s", ""), "auto_choice": inf.get("auto_choice", ""),
-                        "auto_rule_choice": inf.get("auto_rule_choice", ""), **stamp})
-        for r in held:
-            w.writerow({**{k: r.get(k, "") for k in REF_FIELDS}, **stamp})
-    if (src / "main.json").exists():
-        main_rows = json.loads((src / "main.json").read_text())
-        with open(REFERENCE.parent / "cpu-tiled-main.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=[*main_rows[0], "vs_mkl", "vs_mkl_opt", "machine", "date", "load"])
-            w.writeheader()
-            for r in main_rows:
-                base = {b["variant"]: b["best_ms"] for b in main_rows if b["threads"] == r["threads"]}
-                w.writerow({**r, "vs_mkl": round(base["cpu.csr.mkl"] / r["best_ms"], 3) if "cpu.csr.mkl" in base else "",
-                            "vs_mkl_opt": round(base["cpu.csr.mkl_opt"] / r["best_ms"], 3) if "cpu.csr.mkl_opt" in base else "",
-                            "machine": meta["machine"], "date": meta["date"], "load": load})
+    if rows or held:  # a run of other parts leaves the every-N reference as it is
+        write_reference(rows, held, stamp)
+    _write_side_files(src, meta, load)
     if rows:
         variants = [v for v, _ in SWEEP if any(r["variant"] == v and r.get("gflops") for r in rows)]
         g = {(int(r["n"]), r["variant"]): float(r["gflops"]) for r in rows if r.get("gflops")}
@@ -458,6 +482,41 @@ def render(args) -> None:
         Path(args.readme).write_text(head + start + "\n" + md + "\n" + end + tail)
     else:
         print(md)
+
+
+def write_reference(rows, held, stamp) -> None:
+    with open(REFERENCE, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=REF_FIELDS)
+        w.writeheader()
+        for r in rows:
+            inf = json.loads(r["info"]) if r["variant"] == "cpu.csr.auto" and r["info"] else {}
+            w.writerow({**{k: r.get(k, "") for k in CSV_FIELDS if k != "info"}, "matrix": MATRIX.split(":", 1)[1],
+                        "inspect_s": inf.get("inspect_s", ""), "auto_choice": inf.get("auto_choice", ""),
+                        "auto_rule_choice": inf.get("auto_rule_choice", ""), **stamp})
+        for r in held:
+            w.writerow({**{k: r.get(k, "") for k in REF_FIELDS}, **stamp})
+
+
+def _write_side_files(src: Path, meta: dict, load: str) -> None:
+    """The main and tiles parts' reference files, where the run has them."""
+    if (src / "main.json").exists():
+        main_rows = json.loads((src / "main.json").read_text())
+        with open(REFERENCE.parent / "cpu-tiled-main.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=[*main_rows[0], "vs_mkl", "vs_mkl_opt", "machine", "date", "load"])
+            w.writeheader()
+            for r in main_rows:
+                base = {b["variant"]: b["best_ms"] for b in main_rows if b["threads"] == r["threads"]}
+                w.writerow({**r, "vs_mkl": round(base["cpu.csr.mkl"] / r["best_ms"], 3) if "cpu.csr.mkl" in base else "",
+                            "vs_mkl_opt": round(base["cpu.csr.mkl_opt"] / r["best_ms"], 3) if "cpu.csr.mkl_opt" in base else "",
+                            "machine": meta["machine"], "date": meta["date"], "load": load})
+    if (src / "tiles.json").exists():
+        tile_rows = json.loads((src / "tiles.json").read_text())
+        with open(REFERENCE.parent / "cpu-tiled-tiles.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=[*tile_rows[0], "clock", "machine", "date", "load"])
+            w.writeheader()
+            for r in tile_rows:
+                w.writerow({**r, "clock": "thread CPU time, 1 thread, warm", "machine": meta["machine"],
+                            "date": meta["date"], "load": load})
 
 
 def reference_markdown(ref: Path = REFERENCE, src: Path | None = None, image: str = PLOT.name) -> str:

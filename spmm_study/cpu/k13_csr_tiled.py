@@ -13,10 +13,12 @@ Loop order: part t (prange) → row i → column tile j0 → nonzero p → j (un
 Why each choice (numbers from experiments/notes-cpu.md, AMD EPYC Zen5, DLMC ffn_conv1 at 90%, N = 256):
 
 * ``tile_n`` (default 0: from the machine, ``machine_tile_n``): the widest of 256, 128, 64 that is no wider
-  than N (a wider tile leaves every column to the row-wise tail loop: N = 100 on ffn_conv1 took 1.22 ms at
-  256 against 1.00 ms at 64) and whose K × tile_n panel of B fits this machine's L2 (sysfs; ffn_conv2,
-  K = 2048, N = 1024, 1 MiB L2: 6.7 ms at 128 against 7.1 ms at 256 and 10.7 ms at 64; one thread, warm, AMD
-  EPYC Zen 4 KVM guest, 2026-12-07). The README's main job (K = 512, N = 256) gets 256 on any L2 of 512 KiB
+  than N (a wider tile leaves every column to the row-wise tail loop) and whose K × tile_n panel of B fits
+  this machine's L2 (sysfs). Timed (data/reference/cpu-tiled-tiles.csv: synthetic 90% FFN weights, one
+  thread, warm, AMD EPYC Zen 4 KVM guest with a 1 MiB L2 per core, 2026-12-07): ffn1 at N = 100 0.98 ms with
+  the default (64) against 1.23 ms at 256; ffn2 (K = 2048) at N = 1024 6.63 ms with the default (128, a 1 MiB
+  panel) against 6.70 ms at 256 and 9.89 ms at 64 (A re-read 16 times), at N = 256 1.18 ms against 1.25 ms
+  at 256. The README's main job (K = 512, N = 256) gets 256 on any L2 of 512 KiB
   or more. Why 256 at most: the accumulator must fit in the register file and the tile width must be a compile-time
   constant (each value is its own compiled kernel). 256 covers N = 256 in one pass, so A's indices and
   values are read once; smaller tiles re-read the row's nonzeros N/tile_n times. Below 64 LLVM fully
