@@ -353,13 +353,17 @@ class _Padded:
 
     x: np.ndarray
     g: Geometry
+    slack: int = 0  # zero elements after the last plane: a kernel's last vector may read past the last pixel
     buf: np.ndarray = field(init=False)
+    flat: np.ndarray = field(init=False)  # the whole buffer, slack included, flat
 
     def __post_init__(self):
         from spmm_study.memory import aligned_full
 
         g = self.g
-        self.buf = aligned_full((g.batch * g.c * g.hp, g.wp), 0.0, self.x.dtype).reshape(g.batch, g.c, g.hp, g.wp)
+        size = g.batch * g.c * g.hp * g.wp
+        self.flat = aligned_full((1, size + self.slack), 0.0, self.x.dtype).reshape(-1)
+        self.buf = self.flat[:size].reshape(g.batch, g.c, g.hp, g.wp)
 
     def refresh(self) -> None:
         g = self.g
@@ -369,8 +373,8 @@ class _Padded:
             self.buf[:, :, g.pad:g.pad + g.h, g.pad:g.pad + g.w] = self.x
 
 
-def padded(x: np.ndarray, g: Geometry) -> _Padded:
-    return _Padded(x, g)
+def padded(x: np.ndarray, g: Geometry, slack: int = 0) -> _Padded:
+    return _Padded(x, g, slack)
 
 
 def conv_info(g: Geometry, value_bytes: int) -> dict:

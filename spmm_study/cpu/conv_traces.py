@@ -108,7 +108,7 @@ def _fused(indptr, indices, delta, pix, n, tn, bp, sp, bi, si, bd, bdl, bpx, bxp
                 wr[t + 2] = 0
                 t += 3
                 d = delta[indices[p]]
-                for j in range(width):
+                for j in range(tn):  # a whole tile: the index map is padded to whole tiles
                     out[t] = bpx + (j0 + j) * 8
                     out[t + 1] = bxp + (pix[j0 + j] + d) * va
                     wr[t] = 0
@@ -173,7 +173,7 @@ def _direct_tiled(indptr, indices, delta, batch, image, ho, wo, wp, stride, tn, 
                     wr[t + 2] = 0
                     t += 3
                     off = b * image + delta[indices[p]] + stride * q0
-                    for j in range(width):
+                    for j in range(tn if stride == 1 else width):  # stride 1: a whole tile (zero slack after)
                         out[t] = bxp + (off + stride * j) * va
                         wr[t] = 0
                         t += 1
@@ -208,9 +208,10 @@ def for_variant(variant_id: str, a, g, params: dict, itemsize: int = 4):
         delta = tap_deltas(g, (g.hp, g.wp)).astype(np.int64)
         si = a.indices.itemsize
         if variant_id == "cpu.conv.im2col_fused":
-            pix = pixel_offsets(g).astype(np.int64)
             tn = params.get("tile_n", 64)
-            count = sum(a.nnz * (3 + 2 * min(tn, g.n - j0)) + min(tn, g.n - j0) * a.m for j0 in range(0, g.n, tn))
+            pix = pixel_offsets(g).astype(np.int64)
+            pix = np.concatenate([pix, np.zeros(-g.n % tn, np.int64)])
+            count = sum(a.nnz * (3 + 2 * tn) + min(tn, g.n - j0) * a.m for j0 in range(0, g.n, tn))
             out, w = _alloc(count)
             got = _fused(a.indptr, a.indices, delta, pix, g.n, tn, lay.b("indptr"), lay.s("indptr"), lay.b("indices"),
                          si, lay.b("data"), lay.b("delta"), lay.b("pix"), lay.b("xpad"), lay.b("c"), itemsize, out, w)
@@ -222,7 +223,8 @@ def for_variant(variant_id: str, a, g, params: dict, itemsize: int = 4):
         else:
             tn = params.get("tile_n", 64)
             nq = (g.ho - 1) * g.wp + g.wo
-            count = g.batch * sum(a.nnz * (3 + min(tn, nq - q0)) for q0 in range(0, nq, tn)) + a.m * g.n
+            count = g.batch * sum(a.nnz * (3 + (tn if g.stride == 1 else min(tn, nq - q0)))
+                                  for q0 in range(0, nq, tn)) + a.m * g.n
             out, w = _alloc(count)
             got = _direct_tiled(a.indptr, a.indices, delta, g.batch, g.c * g.hp * g.wp, g.ho, g.wo, g.wp, g.stride, tn,
                                 lay.b("data"), lay.b("indices"), si, lay.b("delta"), lay.b("xpad"), lay.b("c"),

@@ -32,7 +32,7 @@ from spmm_study.registry import host_prepared, variant
 
 
 @variant("cpu.conv.im2col", loop_order="im2col k‖→b→oh→ow; t‖→i→j0→p→j",
-         movement=movement.conv_im2col, params=(conv_tile_param(64, (16, 64, 256)),))
+         movement=movement.conv_im2col, params=(conv_tile_param(64, (16, 64)),))
 def build(problem, tile_n):
     """Explicit im2col (patch matrix materialised, K×N) then rung 13's tiled CSR SpMM on it."""
     g, x = conv_view(problem)

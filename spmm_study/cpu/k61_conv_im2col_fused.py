@@ -34,23 +34,18 @@ from spmm_study.cpu._simd import stack_empty
 from spmm_study.registry import host_prepared, variant
 
 
-V = 16  # the tail's tile: one AVX-512 vector of fp32
-
-
 @lru_cache(maxsize=None)
 def kernel(tile_n: int):
     TN = int(tile_n)
 
     @njit(parallel=True, fastmath={"contract"}, cache=True)
     def conv_fused(rows, bounds, indptr, indices, data, delta, pix, xflat, c):
-        n = pix.size
-        n_full = n - n % TN
+        n = c.shape[1]  # pix holds a whole number of tiles: the last one padded with offset 0 (gathered, not stored)
         for t in prange(bounds.size - 1):
             acc = numba.carray(stack_empty(TN, c.dtype), TN)
-            acc_v = numba.carray(stack_empty(V, c.dtype), V)
             for r in range(bounds[t], bounds[t + 1]):
                 i = rows[r]
-                for j0 in range(0, n_full, TN):
+                for j0 in range(0, n, TN):
                     for j in range(TN):
                         acc[j] = 0.0
                     for p in range(indptr[i], indptr[i + 1]):
@@ -58,19 +53,8 @@ def kernel(tile_n: int):
                         d = delta[indices[p]]
                         for j in range(TN):
                             acc[j] += v * xflat[pix[j0 + j] + d]
-                    for j in range(TN):
+                    for j in range(min(TN, n - j0)):
                         c[i, j0 + j] = acc[j]
-                for j0 in range(n_full, n, V):  # the tail, a vector (or less) at a time
-                    width = min(V, n - j0)
-                    for j in range(width):
-                        acc_v[j] = 0.0
-                    for p in range(indptr[i], indptr[i + 1]):
-                        v = data[p]
-                        d = delta[indices[p]]
-                        for j in range(width):
-                            acc_v[j] += v * xflat[pix[j0 + j] + d]
-                    for j in range(width):
-                        c[i, j0 + j] = acc_v[j]
 
     return conv_fused
 
@@ -84,7 +68,7 @@ def pixel_offsets(g) -> np.ndarray:
 
 
 @variant("cpu.conv.im2col_fused", loop_order="t‖→i→j0→p→j (gather)", movement=movement.conv_fused,
-         params=(conv_tile_param(64, (16, 64, 256)),))
+         params=(conv_tile_param(64, (16, 64)),))
 def build(problem, tile_n):
     """im2col fused into the tiled CSR SpMM: patch values gathered through an N-entry index map, never stored."""
     g, x = conv_view(problem)
@@ -97,6 +81,7 @@ def build(problem, tile_n):
     xp = padded(x, g)
     xflat = xp.buf.reshape(-1)
     delta, pix = tap_deltas(g, (g.hp, g.wp)), pixel_offsets(g)
+    pix = np.concatenate([pix, np.zeros(-g.n % tile_n, pix.dtype)])  # a whole number of tiles
     c = problem.new_output()
     k = kernel(tile_n)
     args = (rows, bounds, a.indptr, a.indices, a.data, delta, pix, xflat, c)

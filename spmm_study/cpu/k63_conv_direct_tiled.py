@@ -8,7 +8,9 @@ q is a run of consecutive inputs (stride 1) and every nonzero's ``tile_n`` value
 load — rung 13's loop nest exactly, with B's row k replaced by the input shifted by tap k. The price is
 Wp − Wo wasted columns per output row (the pixels whose window would wrap into the next row: 2 of 58 at
 56×56, 2 of 9 at 7×7) that are computed and thrown away; at stride 2 the loads are strided and half of the
-columns are wasted.
+columns are wasted. The last, partial tile is loaded whole too (the padded buffer has ``tile_n`` zeros of
+slack after it) and its extra lanes are dropped: a 16-wide tail tile would be unrolled into scalar code before
+the vectoriser sees it (rung 13's lesson), and a 7×7 image (61 wide pixels) would be nothing but tails.
 
 Loop order: t‖ → o → b → q0 → p → q (registers).
 Traffic (``movement.conv_direct_tiled``): nnz·N input values from shifted windows, A once per tile,
@@ -31,9 +33,6 @@ from spmm_study.cpu._simd import elem_ptr, stack_empty
 from spmm_study.registry import host_prepared, variant
 
 
-V = 16  # the tail's tile: one AVX-512 vector of fp32
-
-
 @njit(inline="always")
 def _store(c, i, col0, acc, q0, width, wo, wp):
     """Write the valid pixels of a wide tile (q = oh·wp + ow, ow < wo) into C's row i."""
@@ -45,18 +44,6 @@ def _store(c, i, col0, acc, q0, width, wo, wp):
             c[i, col0 + oh * wo + ow] = acc[j]
 
 
-@njit(inline="always")
-def _tile(acc, width, start, end, indices, data, delta, xflat, base, q0, stride):
-    """acc[0:width] = Σ_p data[p] · (the input window of tap indices[p], from wide pixel q0)."""
-    for j in range(width):
-        acc[j] = 0.0
-    for p in range(start, end):
-        v = data[p]
-        off = base + delta[indices[p]] + np.uint64(stride * q0)
-        for j in range(width):
-            acc[j] += v * xflat[off + np.uint64(stride * j)]
-
-
 @lru_cache(maxsize=None)
 def kernel(tile_n: int):
     TN = int(tile_n)
@@ -65,11 +52,8 @@ def kernel(tile_n: int):
     def conv_direct_tiled(rows, bounds, indptr, indices, data, delta, xflat, image, c, ho, wo, wp, stride):
         batch = c.shape[1] // (ho * wo)
         nq = (ho - 1) * wp + wo  # wide pixel numbers 0..nq-1 (q = oh·wp + ow); ow >= wo are thrown away
-        nq_full = nq - nq % TN
-        nq_v = nq_full + (nq - nq_full) // V * V
         for t in prange(bounds.size - 1):
             acc = numba.carray(stack_empty(TN, c.dtype), TN)
-            acc_v = numba.carray(stack_empty(V, c.dtype), V)
             for r in range(bounds[t], bounds[t + 1]):
                 i = rows[r]
                 start = indptr[i]
@@ -77,39 +61,30 @@ def kernel(tile_n: int):
                 for b in range(batch):
                     base = np.uint64(b) * np.uint64(image)
                     col0 = b * ho * wo
-                    for q0 in range(0, nq_full, TN):  # full tiles: one contiguous window per nonzero
+                    for q0 in range(0, nq, TN):
+                        # a whole tile even when fewer than TN pixels are left: the lanes past the last pixel
+                        # read the next image or the buffer's zero slack, and are not stored
+                        for j in range(TN):
+                            acc[j] = 0.0
                         if stride == 1:
-                            for j in range(TN):
-                                acc[j] = 0.0
                             for p in range(start, end):
                                 v = data[p]
                                 win = numba.carray(elem_ptr(xflat, base + delta[indices[p]] + np.uint64(q0)), TN)
                                 for j in range(TN):
                                     acc[j] += v * win[j]
                         else:
-                            _tile(acc, TN, start, end, indices, data, delta, xflat, base, q0, stride)
-                        _store(c, i, col0, acc, q0, TN, wo, wp)
-                    for q0 in range(nq_full, nq_v, V):  # what is left, a vector at a time
-                        if stride == 1:
-                            for j in range(V):
-                                acc_v[j] = 0.0
                             for p in range(start, end):
                                 v = data[p]
-                                win = numba.carray(elem_ptr(xflat, base + delta[indices[p]] + np.uint64(q0)), V)
-                                for j in range(V):
-                                    acc_v[j] += v * win[j]
-                        else:
-                            _tile(acc_v, V, start, end, indices, data, delta, xflat, base, q0, stride)
-                        _store(c, i, col0, acc_v, q0, V, wo, wp)
-                    if nq_v < nq:  # fewer than a vector
-                        _tile(acc_v, nq - nq_v, start, end, indices, data, delta, xflat, base, nq_v, stride)
-                        _store(c, i, col0, acc_v, nq_v, nq - nq_v, wo, wp)
+                                off = base + delta[indices[p]] + np.uint64(stride * q0)
+                                for j in range(min(TN, nq - q0)):
+                                    acc[j] += v * xflat[off + np.uint64(stride * j)]
+                        _store(c, i, col0, acc, q0, min(TN, nq - q0), wo, wp)
 
     return conv_direct_tiled
 
 
 @variant("cpu.conv.direct_tiled", loop_order="t‖→o→b→q0→p→q", movement=movement.conv_direct_tiled,
-         params=(conv_tile_param(64, (16, 64, 256)),))
+         params=(conv_tile_param(64, (16, 64)),))
 def build(problem, tile_n):
     """Direct sparse convolution, output tiles in registers: each nonzero one contiguous shifted input window."""
     g, x = conv_view(problem)
@@ -120,8 +95,8 @@ def build(problem, tile_n):
     info = spread(row_nnz, rows, bounds, "nnz", threads)
     info.update(conv_info(g, problem.dtype.itemsize), tile_n=tile_n,
                 wasted_columns=round(1 - g.wo / g.wp, 4) if g.wp else 0.0)
-    xp = padded(x, g)
-    xflat = xp.buf.reshape(-1)
+    xp = padded(x, g, slack=tile_n)
+    xflat = xp.flat
     delta = tap_deltas(g, (g.hp, g.wp))
     c = problem.new_output()
     k = kernel(tile_n)
