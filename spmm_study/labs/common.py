@@ -439,7 +439,7 @@ def _finite(x) -> bool:
 
 
 def run_rows(out: Outcome, ref: str | None = None) -> list[list[str]]:
-    """run | model bytes | sim L1 | sim L2 | sim mem | time | vs ref (strings)."""
+    """run | model bytes | sim L1 | sim L2 | sim mem | time ± half its p20–p80 range | vs ref (strings)."""
     ref = ref or (out.runs[0].key if out.runs else None)
     rows = []
     for r in out.runs:
@@ -450,12 +450,15 @@ def run_rows(out: Outcome, ref: str | None = None) -> list[list[str]]:
         rel = out.ratio_time(r.key, ref) if ref else None
         res = out.results.get(r.key)
         status = "" if res is None or res.status == "PASS" else res.status
-        rows.append([r.key, fmt_bytes(out.model_total(r.key)), *lv, mem, status or fmt_time(t),
+        spread = ""
+        if t and res is not None and _finite(res.p20_s) and _finite(res.p80_s):
+            spread = f" ±{(res.p80_s - res.p20_s) / (2 * t):.0%}"  # half the p20-p80 range, of the median
+        rows.append([r.key, fmt_bytes(out.model_total(r.key)), *lv, mem, status or (fmt_time(t) + spread),
                      f"{rel:.2f}" if rel else "-"])
     return rows
 
 
-RUN_COLUMNS = ["run", "model B", "sim L1↔L2", "sim L2↔L3", "sim mem", "time", "t/t(ref)"]
+RUN_COLUMNS = ["run", "model B", "sim L1↔L2", "sim L2↔L3", "sim mem", "time ±p20–p80", "t/t(ref)"]
 QUESTION_COLUMNS = ["question", "you", "model", "sim", "measured [90%]", "graded", "you÷ans (×)", "verdict"]
 
 
