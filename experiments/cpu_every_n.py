@@ -222,7 +222,7 @@ def overhead_part(args, out: Path) -> None:
     from numba import njit, prange
 
     from spmm_study import sources
-    from spmm_study.cpu._balance import partition
+    from spmm_study.cpu.balance import partition
 
     @njit(parallel=True)
     def empty(parts):

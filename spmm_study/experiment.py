@@ -26,7 +26,7 @@ and hand back comparable result files. The format::
     params = { tile_n = [16, 32, 64] }         # a list, one value, or "choices" (the Param's own choices)
     tags = "lab=1"
 
-Suites generate the (matrix, N) pairs instead of ``matrices``/``n``:
+Suites generate the (matrix, N) pairs instead of ``matrices``/``n`` (``suites.py``):
 
 * ``suite = "study"``: the 20-problem table of the course study (``spmm_study/data/study_table.csv``; ``table =`` to
   use another). RN50 and transformer problems use their DLMC matrices when a DLMC root is given, otherwise
@@ -47,8 +47,6 @@ problem - and its baseline - is measured on the same machine, and speedups stay 
 
 from __future__ import annotations
 
-import csv
-import fnmatch
 import itertools
 import tomllib
 from dataclasses import dataclass, field
@@ -58,10 +56,9 @@ from typing import Any
 from spmm_study.conv import is_conv_spec
 from spmm_study.errors import ParamError, SpmmError
 from spmm_study.runner import Context, Task
+from spmm_study.suites import SUITES, as_list, check_type, conv_problems, dlmc_problems, study_problems
 from spmm_study.timing import TimingConfig
 
-DATA_DIR = Path(__file__).resolve().parent / "data"  # package data: a non-editable install has it too
-STUDY_TABLE = DATA_DIR / "study_table.csv"
 TOP_KEYS = {"name", "description", "baseline", "timing", "defaults", "runs"}
 RUN_KEYS = {"variants", "matrices", "n", "threads", "dtype", "seed", "prune", "params", "tags", "suite",
             "device", "format",  # how bare variant names resolve (default cpu, csr)
@@ -69,8 +66,6 @@ RUN_KEYS = {"variants", "matrices", "n", "threads", "dtype", "seed", "prune", "p
             "table", "source", "sparsity", "use_case", "model", "method", "layers"}
 TIMING_KEYS = {"repeats": int, "min_time": (int, float), "warmup": (int, float), "cache": str, "rounds": int}
 COMMAND_LINE = "command line"  # the source of the documents run, compare, sweep and autotune build from options
-SUITES = ("study", "dlmc", "conv")
-DEFAULT_DLMC_N = (256, 2048)
 
 
 class ExperimentError(ParamError):
@@ -108,25 +103,6 @@ def problem_of(task: Task) -> tuple:
 
 
 # ----------------------------------------------------------------------------------------------- parsing
-
-
-def _as_list(value: Any) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _check_type(where: str, key: str, value: Any, kind, errors: list[str], allow_list: bool = False) -> list:
-    """Type-check a value (or each element of a list); returns the values as a list ([] when wrong)."""
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    values = _as_list(value) if allow_list else [value]
-    if allow_list and not values:
-        errors.append(f"{where}{key} is an empty list")
-        return []
-    bad = [v for v in values if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds)]
-    if bad:
-        names = " or ".join(k.__name__ for k in kinds)
-        errors.append(f"{where}{key} = {bad[0]!r} is not {'a list of ' if allow_list else 'a '}{names}")
-        return []
-    return values
 
 
 def read_experiment_text(path: Path | str) -> tuple[dict, str]:
@@ -250,7 +226,7 @@ def _parse_timing(section: Any, errors: list[str], bare: bool = False) -> Timing
         if key not in TIMING_KEYS:
             errors.append(f"[timing]: unknown key {key!r} (known: {', '.join(TIMING_KEYS)})")
             continue
-        if _check_type("[timing]: ", key, value, TIMING_KEYS[key], errors):
+        if check_type("[timing]: ", key, value, TIMING_KEYS[key], errors):
             vals[key] = value
     default = TimingConfig()
     kw = dict(repeats=vals.get("repeats", default.repeats), min_time_s=float(vals.get("min_time", default.min_time_s)),
@@ -322,7 +298,7 @@ def _param_grid(where: str, variant, params: dict | list, explicit: bool, errors
     axes = []
     for name, value in mine.items():
         p = known[name]
-        values = (list(p.choices) or [p.default]) if value == "choices" else _as_list(value)
+        values = (list(p.choices) or [p.default]) if value == "choices" else as_list(value)
         parsed = [parse(name, val) for val in values]
         axes.append([(name, v) for v in dict.fromkeys(parsed)])
     return [tuple(sorted(combo)) for combo in itertools.product(*axes)] if axes else [()]
@@ -344,12 +320,12 @@ def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], d
     n_err = len(errors)
     for key in sorted(set(run) - RUN_KEYS):
         errors.append(f"{where}unknown key {key!r} (known: {', '.join(sorted(RUN_KEYS))})")
-    names = _check_type(where, "variants", run.get("variants", []), str, errors, allow_list=True)
+    names = check_type(where, "variants", run.get("variants", []), str, errors, allow_list=True)
     if "variants" not in run:
         errors.append(f"{where}no variants")
     device, format = run.get("device"), run.get("format")
     for key, value in (("device", device), ("format", format)):
-        if value is not None and not _check_type(where, key, value, str, errors):
+        if value is not None and not check_type(where, key, value, str, errors):
             device, format = None, None
     selected = _select_variants(where, names, errors, device, format)
 
@@ -361,19 +337,19 @@ def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], d
         elif "matrices" in run:
             errors.append(f"{where}give either suite or matrices, not both")
         elif suite == "study":
-            problems = _study_problems(where, run, errors, dlmc_root, base_dir)
+            problems = study_problems(where, run, errors, dlmc_root, base_dir)
         elif suite == "conv":
-            problems = _conv_suite(where, run, errors, dlmc_root)
+            problems = conv_problems(where, run, errors, dlmc_root)
         else:
-            problems = _dlmc_problems(where, run, errors, dlmc_root)
+            problems = dlmc_problems(where, run, errors, dlmc_root)
     else:
         for key in ("table", "source", "use_case", "model", "method", "layers", "sparsity"):
             if key in run:
                 errors.append(f"{where}{key} is a suite option, but no suite is given")
-        specs = _check_type(where, "matrices", run.get("matrices", ["synthetic:magnitude:ffn1:0.9"]), str, errors,
+        specs = check_type(where, "matrices", run.get("matrices", ["synthetic:magnitude:ffn1:0.9"]), str, errors,
                             allow_list=True)
         ns = []
-        for n in _check_type(where, "n", run.get("n", 256), int, errors, allow_list=True):
+        for n in check_type(where, "n", run.get("n", 256), int, errors, allow_list=True):
             try:
                 ns.append(check_n(n))
             except SpmmError as exc:
@@ -383,7 +359,7 @@ def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], d
             problems += _conv_problem(where, s, errors) if is_conv_spec(s) else [(s, n, "") for n in ns]
     problem_specs = list(dict.fromkeys(specs if suite is None else [p[0] for p in problems]))
 
-    threads = _check_type(where, "threads", run.get("threads", []), int, errors, allow_list=True) \
+    threads = check_type(where, "threads", run.get("threads", []), int, errors, allow_list=True) \
         if "threads" in run else [None]
     for t in threads:
         if t is not None:
@@ -391,18 +367,18 @@ def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], d
                 check_threads(t)
             except SpmmError as exc:
                 errors.append(_named(where, "threads", t, exc))
-    dtypes = _check_type(where, "dtype", run.get("dtype", "float32"), str, errors, allow_list=True)
+    dtypes = check_type(where, "dtype", run.get("dtype", "float32"), str, errors, allow_list=True)
     for d in dtypes:
         try:
             parse_dtype(d)
         except SpmmError as exc:
             errors.append(f"{where}{exc}")
     seed = run.get("seed", 0)
-    if not _check_type(where, "seed", seed, int, errors):
+    if not check_type(where, "seed", seed, int, errors):
         seed = 0
     prune = run.get("prune")
     if prune is not None:
-        if _check_type(where, "prune", prune, str, errors):
+        if check_type(where, "prune", prune, str, errors):
             try:
                 parse_prune(prune)
                 matrices.extend((spec, prune, seed) for spec in problem_specs)
@@ -492,205 +468,6 @@ def interleave(tasks: list[Task], rounds: int) -> list[Task]:
         for r in range(rounds):
             out += [replace(t, tags=";".join(x for x in (t.tags, f"round={r}") if x)) for t in group]
     return out
-
-
-# ----------------------------------------------------------------------------------------------- suites
-
-
-def read_study_table(path: Path | str = STUDY_TABLE) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        hint = " (it ships inside the package: reinstall spmm-study, or give 'table = PATH')" if path == STUDY_TABLE else ""
-        raise ParamError(f"no study table {path}{hint}")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    need = {"problem", "m", "k", "n", "use_case", "count", "sparsity", "t4_speedup_vs_cublas", "dlmc", "synthetic"}
-    if not rows or need - set(rows[0]):
-        raise ParamError(f"{path} lacks columns {', '.join(sorted(need - set(rows[0] if rows else {})))}")
-    return rows
-
-
-def _study_problems(where: str, run: dict, errors: list[str], dlmc_root: str | None,
-                    base_dir: Path | None) -> list[tuple[str, int, str]]:
-    import os
-
-    table = run.get("table")
-    path = STUDY_TABLE if table is None else (Path(table) if Path(table).is_absolute() or base_dir is None
-                                              else base_dir / table)
-    try:
-        rows = read_study_table(path)
-    except SpmmError as exc:
-        errors.append(f"{where}{exc}")
-        return []
-    source = run.get("source", "auto")
-    if source not in ("auto", "dlmc", "synthetic"):
-        errors.append(f"{where}source = {source!r} must be auto, dlmc or synthetic")
-        return []
-    root = dlmc_root or os.environ.get("SPMM_STUDY_DLMC")
-    if source == "dlmc" and not root:
-        errors.append(f"{where}source = \"dlmc\" needs a DLMC root (--dlmc-root or $SPMM_STUDY_DLMC)")
-    use_dlmc = source == "dlmc" or (source == "auto" and bool(root))
-    sparsities = [float(s) for s in _check_type(where, "sparsity", run.get("sparsity", [0.9, 0.95]), (int, float),
-                                                errors, allow_list=True)]
-    cases = _check_type(where, "use_case", run.get("use_case", ["RN50", "NLP", "MbNetV1"]), str, errors,
-                        allow_list=True)
-    if "n" in run:
-        errors.append(f"{where}the study suite takes N from the table; drop n")
-    out = []
-    for r in rows:
-        if r["use_case"] not in cases or not any(abs(float(r["sparsity"]) - s) < 1e-9 for s in sparsities):
-            continue
-        spec = r["dlmc"] if (use_dlmc and r["dlmc"]) else r["synthetic"]
-        tags = (f"suite=study;problem={r['problem']};use_case={r['use_case']};count={r['count']};"
-                f"sparsity={float(r['sparsity']):g};t4={r['t4_speedup_vs_cublas']}")
-        out.append((spec, int(r["n"]), tags))
-    if not out:
-        errors.append(f"{where}the study table filters (sparsity {sparsities}, use_case {cases}) select nothing")
-    return out
-
-
-def _conv_suite(where: str, run: dict, errors: list[str], dlmc_root: str | None) -> list[tuple[str, int, str]]:
-    """``suite = "conv"``: the eight 3×3 convolutions of the course study's Table 3 (docs/conv.md), RN50's
-    ``bottleneck_2_block_group{1..4}_1_1`` at 56/28/14/7 pixels, padding 1, batch 1, as ``conv:`` specs on
-    their DLMC weights when a DLMC root is given (else, or with ``source = "synthetic"``, synthetic
-    magnitude-pruned weights of the same shapes). Filter: ``sparsity = [0.9, 0.95]``."""
-    import os
-
-    from spmm_study.conv import spec_n
-    from spmm_study.convtable import TABLE3
-
-    source = run.get("source", "auto")
-    if source not in ("auto", "dlmc", "synthetic"):
-        errors.append(f"{where}source = {source!r} must be auto, dlmc or synthetic")
-        return []
-    for key in ("n", "table", "use_case", "model", "method", "layers"):
-        if key in run:
-            errors.append(f"{where}the conv suite takes its problems from the study's Table 3; drop {key}")
-    root = dlmc_root or os.environ.get("SPMM_STUDY_DLMC")
-    if source == "dlmc" and not root:
-        errors.append(f"{where}source = \"dlmc\" needs a DLMC root (--dlmc-root or $SPMM_STUDY_DLMC)")
-    use_dlmc = source == "dlmc" or (source == "auto" and bool(root))
-    sparsities = [float(x) for x in _check_type(where, "sparsity", run.get("sparsity", [0.9, 0.95]), (int, float),
-                                                errors, allow_list=True)]
-    with open(TABLE3, newline="", encoding="utf-8") as f:
-        table = list(csv.DictReader(f))
-    out = []
-    for r in table:
-        s = float(r["sparsity"])
-        if not any(abs(s - x) < 1e-9 for x in sparsities):
-            continue
-        img, c = int(r["image"]), int(r["channels"])
-        weights = (f"dlmc:rn50/magnitude_pruning/{s:g}/{r['layer']}" if use_dlmc
-                   else f"synthetic:magnitude:{c}x{9 * c}:{s:g}")
-        spec = f"conv:{img}x{img},pad=1:{weights}"
-        out.append((spec, spec_n(spec), f"suite=conv;problem={r['problem']};sparsity={s:g};image={img}"))
-    if not out:
-        errors.append(f"{where}the conv suite's sparsity filter {sparsities} selects nothing (0.9, 0.95)")
-    return out
-
-
-def rn50_batch_sizes(root: Path | None) -> dict[str, int]:
-    """Layer name → N (the batch size of its 1×1 convolution as a GEMM), from the DLMC root or data/."""
-    for cand in ([root / "rn50_batchsizes.txt"] if root else []) + [DATA_DIR / "rn50_batchsizes.txt"]:
-        if cand.is_file():
-            from spmm_study.safeio import read_text
-
-            out = {}
-            text = read_text(cand, limit=4 << 20, what="batch-size list", error=ParamError)
-            for i, line in enumerate(text.splitlines(), 1):
-                if "," in line:
-                    layer, _, n = line.partition(",")
-                    if not n.strip().isdigit() or int(n) < 1:
-                        raise ParamError(f"{cand}:{i}: batch size {n.strip()[:20]!r} is not a positive integer")
-                    out[layer.strip()] = int(n)
-            return out
-    raise ParamError("no rn50_batchsizes.txt in the DLMC root or the package data")
-
-
-def _dlmc_problems(where: str, run: dict, errors: list[str], dlmc_root: str | None) -> list[tuple[str, int, str]]:
-    from spmm_study import sources
-
-    try:
-        root = sources.dlmc_root(dlmc_root)
-    except SpmmError as exc:
-        errors.append(f"{where}{exc}")
-        return []
-    model = run.get("model", "transformer")
-    method = run.get("method", "magnitude_pruning")
-    if not _check_type(where, "model", model, str, errors) or not _check_type(where, "method", method, str, errors):
-        return []
-    sparsities = [str(s) for s in _check_type(where, "sparsity", run.get("sparsity", ["0.9"]), (str, int, float),
-                                              errors, allow_list=True)]
-    layers = run.get("layers", "*")
-    if not isinstance(layers, str):
-        errors.append(f"{where}layers must be a glob string like \"*ffn*\"")
-        return []
-    ns = _check_type(where, "n", run.get("n", list(DEFAULT_DLMC_N)), int, errors, allow_list=True)
-    batch = None
-    if model == "rn50":
-        if "n" in run:
-            errors.append(f"{where}RN50 matrices run at their layer's batch size (rn50_batchsizes.txt); drop n")
-        try:
-            batch = rn50_batch_sizes(root)
-        except SpmmError as exc:
-            errors.append(f"{where}{exc}")
-            return []
-    for key, value in [("model", model), ("method", method)] + [("sparsity", s) for s in sparsities]:
-        if value in ("", ".", "..") or "/" in value or "\\" in value:  # one folder name: never a way out of the root
-            errors.append(f"{where}: {key} = {value!r} must be one folder name inside the DLMC root")
-            return []
-    out = []
-    for method, s in _dlmc_folders(where, root / model, method, sparsities, errors):
-        folder = root / model / method / s
-        if not folder.is_dir():
-            errors.append(f"{where}no DLMC folder {folder}")
-            continue
-        files = sorted(p for p in folder.glob("*.smtx") if fnmatch.fnmatch(p.stem, layers))
-        if not files:
-            errors.append(f"{where}no .smtx under {folder} matches layers = {layers!r}")
-        for f in files:
-            spec = f"dlmc:{model}/{method}/{s}/{f.stem}"
-            tags = f"suite=dlmc;model={model};method={method};sparsity={s};layer={f.stem}"
-            if batch is not None:
-                if f.stem not in batch:
-                    errors.append(f"{where}no batch size for RN50 layer {f.stem} in rn50_batchsizes.txt")
-                    continue
-                out.append((spec, batch[f.stem], tags))
-            else:
-                out += [(spec, n, tags) for n in ns if n > 0]
-    return out
-
-
-def _dlmc_folders(where: str, base: Path, method: str, sparsities: list[str], errors: list[str]) -> list[tuple]:
-    """(method, sparsity) folders to read: ``method`` and each sparsity may be globs ("*": every folder the
-    root holds, so one experiment covers the whole collection whatever subset is installed)."""
-    def globbed(text: str) -> bool:
-        return any(c in text for c in "*?[")
-
-    if globbed(method):
-        methods = sorted(p.name for p in base.glob(method) if p.is_dir()) if base.is_dir() else []
-        if not methods:
-            errors.append(f"{where}no method folder under {base} matches method = {method!r}")
-    else:
-        methods = [method]
-    out = []
-    for m in methods:
-        for s in sparsities:
-            if globbed(s):
-                found = sorted((p.name for p in (base / m).glob(s) if p.is_dir()), key=_as_number)
-                if not found and not globbed(method):
-                    errors.append(f"{where}no sparsity folder under {base / m} matches {s!r}")
-                out += [(m, x) for x in found]
-            else:
-                out.append((m, s))
-    return list(dict.fromkeys(out))
-
-
-def _as_number(text: str) -> tuple:
-    try:
-        return (0, float(text))
-    except ValueError:
-        return (1, text)
 
 
 # ----------------------------------------------------------------------------------------------- sharding

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import edge_matrices
 from spmm_study import sources
-from spmm_study.cpu._balance import BALANCES, partition, spread
+from spmm_study.cpu.balance import BALANCES, partition, spread
 from spmm_study.cpu.k21_coo_par import row_aligned_cuts
 from spmm_study.errors import FormatError, ResourceError
 from spmm_study.formats import BSR, COO, CSR, NM24, SELL

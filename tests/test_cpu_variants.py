@@ -215,7 +215,7 @@ def test_panel_blocks_list_each_row_once_per_block_it_touches():
     """The blocked copy of A: every nonzero once, in block order within its row; one entry per (part, block,
     row) with nonzeros, the first of each row flagged; empty rows listed for zeroing; offsets inside a panel.
     And the rung's bits equal rung 14's (same sums in the same order, C round-trips exactly)."""
-    from spmm_study.cpu._balance import partition
+    from spmm_study.cpu.balance import partition
     from spmm_study.cpu.k17_csr_panel import column_blocks
 
     dense = np.array([[0, 1, 0, 2, 3, 0], [0, 0, 0, 0, 0, 0], [4, 0, 0, 0, 0, 5], [0, 0, 6, 7, 0, 0]], np.float32)

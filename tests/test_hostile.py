@@ -469,7 +469,7 @@ def test_report_names_the_calibration_file_it_drew_the_roofs_from(tmp_path):
 
 def test_meta_and_batch_size_files_are_input_too(tmp_path):
     from spmm_study.errors import ParamError
-    from spmm_study.experiment import rn50_batch_sizes
+    from spmm_study.suites import rn50_batch_sizes
     from spmm_study.results import read_meta
 
     run = h.write_rows(tmp_path / "r", [h.result_row(0)])

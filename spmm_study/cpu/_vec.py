@@ -23,9 +23,15 @@ and ``count`` = columns left in the row do).
 
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, prange, types
 from numba.extending import intrinsic
+
+from spmm_study.cpu._simd import ALIGN, aligned_empty
+from spmm_study.movement import Bytes, Shape
+from spmm_study.registry import Param
+
 
 VECTOR_BYTES = 64  # one zmm register
 
@@ -209,3 +215,80 @@ def vload_mask(typingctx, acc, slot, cptr, q, count):
         return context.get_dummy_value()
 
     return types.void(acc, slot, cptr, q, count), codegen
+
+
+# ----------------------------------------------------------------------------------------------- the every-N rungs' plan
+# What rungs 14 (``k14_csr_vec``), 15, 16 and 17 share besides the vectors: how a row of C is cut into
+# register tiles, the copy of B into padded rows, the traffic model, the Params and the dtype check.
+
+MAX_VECTORS = (4, 8, 12, 16)
+
+
+def tile_plan(n: int, lane_count: int, max_vectors: int) -> tuple[int, int, int, bool]:
+    """(Q, Qt, main_columns, masked): ``main_columns // (Q·L)`` tiles of Q full vectors, then one tile of Qt
+    vectors whose last one is masked when N is not a multiple of the lane count."""
+    n = max(int(n), 1)
+    vectors = -(-n // lane_count)
+    tiles = -(-vectors // max_vectors)
+    q = -(-vectors // tiles)
+    qt = vectors - (tiles - 1) * q
+    return q, qt, (tiles - 1) * q * lane_count, n % lane_count != 0
+
+
+@njit(parallel=True, cache=True)
+def copy_into(dst, src):
+    """dst[:, :N] = src, rows split across the threads (the copy is per call: serial, it would cap 2-thread
+    scaling by Amdahl's law)."""
+    n = src.shape[1]
+    for r in prange(src.shape[0]):
+        for j in range(n):
+            dst[r, j] = src[r, j]
+
+
+def padded_operand(b: np.ndarray, lane_count: int, pad: bool):
+    """(array the kernel reads, refresh, info) for B. With ``pad`` and a B whose rows do not all start on a
+    64-byte boundary (N not a multiple of 16 fp32, or a misaligned buffer), B is copied in every call into a
+    64-byte-aligned buffer whose rows are padded to a multiple of 16 columns with zeros: every vector load of B
+    then touches one cache line (a split load costs 1.4×, notes-cpu.md §1 try 5) and needs no mask. The
+    padding columns are zeroed once and never written; their results are never stored."""
+    k, n = b.shape
+    ld = -(-max(n, 1) // lane_count) * lane_count
+    offset = int(b.ctypes.data % ALIGN)
+    info = {"b_offset_bytes": offset, "ldb": n, "b_packed": False}
+    if not pad or (offset == 0 and ld == n):
+        return b, (lambda: None), info
+    buf = aligned_empty((k, ld), b.dtype)
+    buf[:, n:] = 0
+    info.update(ldb=ld, b_packed=True)
+    return buf, (lambda: copy_into(buf, b)), info
+
+
+MAX_VECTORS_PARAM = Param("max_vectors", 16, MAX_VECTORS, "most 64-byte vectors of a row of C in registers per "
+                          "tile (16 = 256 fp32 columns); tiles are then cut to equal widths for this N", minimum=1)
+PACK_B_PARAM = Param("pack_b", True, (True, False), "copy B in each call into a 64-byte-aligned buffer with rows "
+                     "padded to 16 fp32 when its rows are not all aligned (N mod 16 != 0 or a misaligned buffer; "
+                     "timed)")
+
+
+def traffic(s: Shape, params: dict) -> Bytes:
+    """A (values + indices) once per column tile, one row segment of B per nonzero per tile (nnz·N values in
+    all), C written once; with ``pack_b``, when B's rows do not all start on a 64-byte boundary (N not a
+    multiple of 16 fp32, or a misaligned buffer: ``padded_operand``), the copy of B into padded rows (read K·N,
+    write K·ldb values) — only then. Rungs 15 and 16 use this model without these Params: theirs are the
+    Params' own defaults (read from the Params, not repeated)."""
+    params = {p.name: p.default for p in (MAX_VECTORS_PARAM, PACK_B_PARAM)} | dict(params)
+    lane_count = 64 // s.value_bytes
+    q, qt, main, _ = tile_plan(s.n, lane_count, params["max_vectors"])
+    tiles = main // (q * lane_count) + 1
+    ld = -(-max(s.n, 1) // lane_count) * lane_count
+    copied = params["pack_b"] and not (s.b_aligned and ld == s.n)
+    pack = s.k * (s.n + ld) * s.value_bytes if copied else 0
+    return Bytes(tiles * s.nnz * (s.value_bytes + s.index_bytes) + (s.m + 1) * s.index_bytes,
+                 s.nnz * s.n * s.value_bytes + pack, s.m * s.n * s.value_bytes)
+
+
+def check_dtype(dtype) -> None:
+    from spmm_study.errors import ParamError
+
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise ParamError(f"explicit-vector rungs support float32 and float64, not {np.dtype(dtype)}")

@@ -6,7 +6,8 @@ i→k→j (unit stride, vectorised over j), but a tile of B (tile_k × tile_j: 6
 L1+L2 sweet spot here) is reused by all tile_i rows before it is evicted, and a row of the C tile stays in L1
 across the tile_k updates. Without tiling, ikj streams all of B (K×N) through the caches once per row of A.
 
-Loop order: i0 → k0 → j0 (tiles) → i → k → j. C is zeroed first and accumulated tile by tile.
+Loop order: i0 → k0 → j0 (tiles) → i → k → j; the tile (j0 → i → k → j) is ``dense_tile`` in ``_dense.py``,
+which rung 4 runs too. C is zeroed first and accumulated tile by tile.
 ``fastmath={"contract"}``: a·b + c as one FMA; no reassociation, so the result is deterministic.
 
 Traffic (``movement.dense_tiled``): A re-read once per column tile, B once per row tile, C read and written
@@ -21,27 +22,8 @@ data/reference/cpu-ladder.csv): 15.4 ms at the default 64×64×256 tiles against
 from numba import njit
 
 from spmm_study import movement
-from spmm_study.registry import Param, host_prepared, variant
-
-TILE_PARAMS = (
-    Param("tile_i", 64, (8, 64, 256), "rows of A/C per tile", minimum=1),
-    Param("tile_k", 64, (8, 64, 256), "shared dimension per tile", minimum=1),
-    Param("tile_j", 256, (16, 256, 1024), "columns of B/C per tile", minimum=1),
-)
-
-
-@njit(fastmath={"contract"}, cache=True)
-def dense_tile(a, b, c, i0, i1, k0, k1, tile_j):
-    n = b.shape[1]
-    for j0 in range(0, n, tile_j):
-        j1 = min(j0 + tile_j, n)
-        for i in range(i0, i1):
-            crow = c[i, j0:j1]
-            for p in range(k0, k1):
-                v = a[i, p]
-                brow = b[p, j0:j1]
-                for j in range(j1 - j0):
-                    crow[j] += v * brow[j]
+from spmm_study.cpu._dense import TILE_PARAMS, dense_tile
+from spmm_study.registry import host_prepared, variant
 
 
 @njit(fastmath={"contract"}, cache=True)

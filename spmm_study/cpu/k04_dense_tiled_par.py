@@ -6,7 +6,7 @@ and shares B through L3. The k-tile loop stays inside a row tile, so each thread
 rows in a fixed order: the result is bitwise the same for any thread count. Equal row tiles carry equal
 work (A is dense here), so a static split balances perfectly when the tile count divides evenly.
 
-The tile itself is rung 3's ``dense_tile`` (imported from ``k03_dense_tiled``); the one changed line is the
+The tile itself is rung 3's ``dense_tile`` (in ``_dense.py``, the kit the two rungs share); the one changed line is the
 row-tile loop, ``for t in prange(n_tiles)`` in ``dense_tiled_par`` below (rung 3: ``for i0 in range(0, m,
 tile_i)``), with C zeroed per row tile instead of once.
 
@@ -20,7 +20,7 @@ import numba
 from numba import njit, prange
 
 from spmm_study import movement
-from spmm_study.cpu.k03_dense_tiled import TILE_PARAMS, dense_tile
+from spmm_study.cpu._dense import TILE_PARAMS, dense_tile
 from spmm_study.registry import host_prepared, variant
 
 

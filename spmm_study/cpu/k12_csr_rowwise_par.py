@@ -5,7 +5,7 @@ into one part per thread. Rows of C are disjoint, so the threads never write the
 no races, same bits as one thread.
 The inner loops are unchanged, so the gain is at most the thread count, and only if the parts carry equal
 work: that is what ``balance`` is about (static row chunks, nnz-balanced prefix sums, sorted round-robin
-"row swizzle", or dynamic tasks; see ``spmm_study.cpu._balance``). The nonzeros each thread got and the
+"row swizzle", or dynamic tasks; see ``spmm_study.cpu.balance``). The nonzeros each thread got and the
 imbalance (max/mean) are recorded in the result's ``info``.
 
 Loop order: part t (prange) → row i → nonzero p → j. Each nonzero loads and stores the C row it updates
@@ -24,7 +24,7 @@ import numba
 from numba import njit, prange
 
 from spmm_study import movement
-from spmm_study.cpu._balance import balance_param, partition, rows_per_task_param, spread
+from spmm_study.cpu.balance import balance_param, partition, rows_per_task_param, spread
 from spmm_study.registry import host_prepared, variant
 
 

@@ -35,7 +35,7 @@ Why each choice (numbers from experiments/notes-cpu.md, AMD EPYC Zen5, DLMC ffn_
 * ``fastmath={"contract"}`` only: a·b + c becomes one FMA (one rounding instead of two, more accurate).
   No reassociation is needed — each lane sums its nonzeros in stored order — so results are bitwise
   deterministic and independent of the thread count.
-* ``balance``: see ``spmm_study.cpu._balance``; the per-thread nonzeros land in the result's ``info``.
+* ``balance``: see ``spmm_study.cpu.balance``; the per-thread nonzeros land in the result's ``info``.
 * ``pack_b``: a 64-byte vector load from B that starts 16 bytes into a cache line touches two lines: 0.74 ms
   against 0.54 ms with B on a 64-byte boundary (one thread, warm; numpy's own buffers are 16-byte aligned).
   ``Problem.make`` therefore hands out B 64-byte aligned, and then nothing is copied. Only a B from
@@ -62,15 +62,12 @@ tile_n 16: 2.65 ms (the unroll-before-vectorise cliff above).
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numba
-import numpy as np
-from numba import njit, prange
 
 from spmm_study import movement
-from spmm_study.cpu._balance import balance_param, partition, rows_per_task_param, spread
-from spmm_study.cpu._simd import elem_ptr, pack_b_param, packed_operand, stack_empty
+from spmm_study.cpu.balance import balance_param, partition, rows_per_task_param, spread
+from spmm_study.cpu._simd import pack_b_param, packed_operand
+from spmm_study.cpu._tiled import kernel
 from spmm_study.registry import Param, host_prepared, variant
 
 TILE_CHOICES = (0, 16, 32, 64, 128, 256)
@@ -99,48 +96,6 @@ def resolved_tile_n(s, params: dict) -> int:
 def traffic(s, params: dict):
     """``movement.csr_tiled`` with the tile width the build will use (``tile_n = 0`` resolved as above)."""
     return movement.csr_tiled(s, {**params, "tile_n": resolved_tile_n(s, params)})
-
-
-@lru_cache(maxsize=None)
-def kernel(tile_n: int):
-    """The kernel for one tile width: ``TN`` is a closure constant, so the alloca and the j-loops are fixed-size."""
-    TN = int(tile_n)
-
-    @njit(parallel=True, fastmath={"contract"}, cache=True)
-    def csr_tiled(rows, bounds, indptr, indices, data, b, c):
-        n = b.shape[1]
-        n_full = n - n % TN
-        for t in prange(bounds.size - 1):
-            acc = numba.carray(stack_empty(TN, b.dtype), TN)
-            for r in range(bounds[t], bounds[t + 1]):
-                i = rows[r]
-                start = np.uint64(indptr[i])  # unsigned: no negative-index wraparound code per access
-                end = np.uint64(indptr[i + 1])
-                for j0 in range(0, n_full, TN):
-                    for j in range(TN):
-                        acc[j] = 0.0
-                    p = start
-                    while p < end:
-                        v = data[p]
-                        # a fixed-size view of B[k, j0:j0+TN] from a raw pointer: unit stride, constant length
-                        brow = numba.carray(elem_ptr(b, np.int64(indices[p]) * n + j0), TN)
-                        for j in range(TN):
-                            acc[j] += v * brow[j]
-                        p += np.uint64(1)
-                    crow = numba.carray(elem_ptr(c, np.int64(i) * n + j0), TN)
-                    for j in range(TN):
-                        crow[j] = acc[j]
-                if n_full < n:  # the tail tile, accumulated in C itself (at most TN-1 columns)
-                    ctail = c[i, n_full:n]
-                    for j in range(n - n_full):
-                        ctail[j] = 0.0
-                    for p in range(indptr[i], indptr[i + 1]):
-                        v = data[p]
-                        btail = b[indices[p], n_full:n]
-                        for j in range(n - n_full):
-                            ctail[j] += v * btail[j]
-
-    return csr_tiled
 
 
 @variant(

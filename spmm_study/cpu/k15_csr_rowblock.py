@@ -39,7 +39,7 @@ from numba import njit, prange
 
 from spmm_study.cpu._simd import ALIGN, aligned_empty, elem_ptr, stack_empty
 from spmm_study.cpu._vec import lanes, vfma, vstore, vstore_mask, vzero
-from spmm_study.cpu.k14_csr_vec import check_dtype, copy_into, tile_plan, traffic
+from spmm_study.cpu._vec import check_dtype, copy_into, tile_plan, traffic
 from spmm_study.registry import Param, host_prepared, variant
 
 ROWS = (2, 4, 8)  # each (R, Q) is a compile: the test grid tries every choice

@@ -44,7 +44,7 @@ import time
 import numpy as np
 
 from spmm_study import registry
-from spmm_study.cpu.k14_csr_vec import traffic
+from spmm_study.cpu._vec import traffic
 from spmm_study.registry import Param, variant
 
 LABELS = {  # what the fitted table names → (variant, params)

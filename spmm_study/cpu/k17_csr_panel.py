@@ -52,10 +52,10 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from spmm_study.cpu._balance import partition, spread
+from spmm_study.cpu.balance import partition, spread
 from spmm_study.cpu._simd import aligned_empty, elem_ptr, stack_empty
 from spmm_study.cpu._vec import lanes, vfma, vload, vload_mask, vstore, vstore_mask, vzero
-from spmm_study.cpu.k14_csr_vec import check_dtype, tile_plan
+from spmm_study.cpu._vec import check_dtype, tile_plan
 from spmm_study.movement import Bytes, Shape
 from spmm_study.registry import Param, host_prepared, variant
 

@@ -45,7 +45,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from spmm_study import movement
-from spmm_study.cpu._balance import partition
+from spmm_study.cpu.balance import partition
 from spmm_study.errors import ResourceError
 from spmm_study.registry import Param, host_prepared, variant
 

@@ -46,7 +46,7 @@ import numpy as np
 from numba import njit, prange
 
 from spmm_study import movement
-from spmm_study.cpu._balance import balance_param, partition, spread
+from spmm_study.cpu.balance import balance_param, partition, spread
 from spmm_study.cpu._simd import elem_ptr, packed_operand, stack_empty
 from spmm_study.problem import aligned_empty
 from spmm_study.epilogue import ACT_CODE, RULE_CODE, epilogue_params, layer_problem

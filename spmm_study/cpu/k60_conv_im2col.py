@@ -3,7 +3,7 @@
 A 3×3 convolution is an SpMM only after im2col (docs/conv.md): B = the patch matrix, one column per output
 pixel holding the C·9 input values its filter window covers. This rung does exactly that, in two timed
 steps: ``_conv.im2col`` writes P (K × N, parallel over its K rows), then rung 13's register-blocked kernel
-(``cpu.csr.tiled``) multiplies the weight CSR by P. Both steps are in the measured time: the patch matrix
+(``cpu.csr.tiled``, from ``_tiled.py``) multiplies the weight CSR by P. Both steps are in the measured time: the patch matrix
 is part of the convolution, not a free input.
 
 What to look at: the bytes. The input is C·H·W values; P is C·9·Ho·Wo, about 9× larger at stride 1
@@ -24,9 +24,9 @@ import numpy as np
 
 from spmm_study import movement
 from spmm_study.conv import conv_info, conv_view
-from spmm_study.cpu import k13_csr_tiled
-from spmm_study.cpu._balance import partition, spread
+from spmm_study.cpu.balance import partition, spread
 from spmm_study.cpu._conv import conv_tile_param, im2col
+from spmm_study.cpu._tiled import kernel as tiled_kernel
 from spmm_study.memory import aligned_empty
 from spmm_study.registry import host_prepared, variant
 
@@ -44,7 +44,7 @@ def build(problem, tile_n):
     info.update(conv_info(g, problem.dtype.itemsize), tile_n=tile_n)
     patches = aligned_empty((g.k, g.n), problem.dtype)
     c = problem.new_output()
-    spmm = k13_csr_tiled.kernel(tile_n)
+    spmm = tiled_kernel(tile_n)
     args = (rows, bounds, a.indptr, a.indices, a.data, patches, c)
     geo = (np.int64(g.kh), np.int64(g.kw), np.int64(g.pad), np.int64(g.stride), np.int64(g.ho), np.int64(g.wo))
 

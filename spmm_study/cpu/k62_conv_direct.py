@@ -25,7 +25,7 @@ from numba import njit, prange
 
 from spmm_study import movement
 from spmm_study.conv import conv_info, conv_view, padded
-from spmm_study.cpu._balance import partition, spread
+from spmm_study.cpu.balance import partition, spread
 from spmm_study.registry import host_prepared, variant
 
 

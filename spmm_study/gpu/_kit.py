@@ -18,7 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from spmm_study.errors import ParamError
+from spmm_study.errors import FormatError, ParamError
+from spmm_study.formats import NM24
 from spmm_study.gpu.device import bind_cuda, simulator  # noqa: F401  (bind_cuda: the kernel files take it from here)
 from spmm_study.gpu.timing import time_gpu
 from spmm_study.registry import Prepared
@@ -181,3 +182,35 @@ def ptx_types():
 
     return SimpleNamespace(f32=t.float32, f64=t.float64, i32=t.int32, i64=t.int64, u8=t.uint8, i8=t.int8, a1=a1,
                            a2=a2, csr=(a1(t.int32), a1(t.int32), a1(t.float32)))
+
+
+# ----------------------------------------------------------------------------------------------- host-side helpers rungs share
+
+
+def longest_first(indptr: np.ndarray) -> np.ndarray:
+    """Row order by decreasing length (stable, so equal rows keep their order)."""
+    lengths = np.diff(np.asarray(indptr, dtype=np.int64))
+    return np.argsort(-lengths, kind="stable").astype(np.int32)
+
+
+def to_24(a):
+    """CSR → (values M×S, meta M×S uint8) with S = 2·ceil(K/4); FormatError if a group holds > 2 nonzeros."""
+    reason = NM24.violation(a)  # the one 2:4 test of the project (also what ``accepts`` asks)
+    if reason:
+        raise FormatError(reason)
+    groups = -(-a.k // 4)
+    vals = np.zeros((a.m, 2 * groups), dtype=a.dtype)
+    meta = np.zeros((a.m, 2 * groups), dtype=np.uint8)
+    rows = np.repeat(np.arange(a.m), np.diff(a.indptr))
+    cols = np.asarray(a.indices, dtype=np.int64)
+    g = cols // 4
+    key = rows.astype(np.int64) * groups + g
+    # position of each nonzero inside its (row, group): 0, 1, 2... (columns are sorted within rows)
+    order = np.lexsort((cols, key))
+    key_s = key[order]
+    start = np.r_[0, np.flatnonzero(np.diff(key_s)) + 1] if key_s.size else np.zeros(0, np.int64)
+    rank = np.arange(key_s.size) - np.repeat(start, np.diff(np.r_[start, key_s.size]))
+    slot = 2 * g[order] + rank
+    vals[rows[order], slot] = a.data[order]
+    meta[rows[order], slot] = (cols[order] % 4).astype(np.uint8)
+    return vals, meta

@@ -1,4 +1,4 @@
-"""The launch Params the GPU rungs share, made in one place (as ``cpu/_balance.py`` makes ``balance``).
+"""The launch Params the GPU rungs share, made in one place (as ``cpu/balance.py`` makes ``balance``).
 
 A rung passes its default and, where its kernel allows fewer values, its choices; the name, the domain
 (``minimum``) and the meaning live here, so ``vec`` means the same thing in every rung and a sweep over

@@ -112,7 +112,7 @@ def build_cublas_tf32(problem):
                     info={"library": f"torch {torch.__version__} cuBLAS", "tf32": True}, release=lambda: out.clear())
 
 
-def _torch_tensor(arr: np.ndarray, dev):
+def torch_tensor(arr: np.ndarray, dev):
     """A host array (float32/64, float16, ml_dtypes' bfloat16, int8) as a torch tensor on ``dev``."""
     import torch
 
@@ -121,7 +121,7 @@ def _torch_tensor(arr: np.ndarray, dev):
     return torch.as_tensor(np.ascontiguousarray(arr), device=dev)
 
 
-def _torch_fetch(t) -> np.ndarray:
+def torch_fetch(t) -> np.ndarray:
     """A torch result back on the host; bfloat16 widened to float32 (exact: numpy has no bfloat16 of torch's)."""
     import torch
 
@@ -134,7 +134,7 @@ def _torch_prepared(run, out, info, precision="", integer=False) -> Prepared:
     def poison():
         out[0].fill_(np.iinfo(np.int32).min if integer else float("nan"))
 
-    return Prepared(run=run, fetch=lambda: _torch_fetch(out[0]), poison=poison, sync=torch.cuda.synchronize,
+    return Prepared(run=run, fetch=lambda: torch_fetch(out[0]), poison=poison, sync=torch.cuda.synchronize,
                     clock=time_gpu, precision=precision, info=info, release=lambda: out.clear())
 
 
@@ -151,8 +151,8 @@ def build_cublas_torch(problem):
     import torch
 
     dev = torch.device("cuda")
-    a = _torch_tensor(problem.a.to_dense(), dev)
-    b = _torch_tensor(problem.b, dev)
+    a = torch_tensor(problem.a.to_dense(), dev)
+    b = torch_tensor(problem.b, dev)
     integer = problem.dtype.kind in "iu"
     flags = torch.backends.cuda.matmul
     out = [torch.empty((problem.m, problem.n), dtype=torch.int32 if integer else b.dtype, device=dev)]
@@ -198,7 +198,7 @@ def build_cusparselt(problem):
     (torch.mm would write int8, saturated). float32: computed in TF32 (checked to TF32's tolerance) where torch
     takes it at all."""
     from spmm_study.errors import ParamError
-    from spmm_study.gpu.k21_structured24 import to_24
+    from spmm_study.gpu._kit import to_24
 
     to_24(problem.a)  # FormatError (a SKIP row) unless the matrix is 2:4: torch would silently prune it
     import torch
@@ -207,11 +207,11 @@ def build_cusparselt(problem):
     SparseSemiStructuredTensor._FORCE_CUTLASS = False  # cuSPARSELt, the library this baseline is about
     dev = torch.device("cuda")
     try:
-        a = to_sparse_semi_structured(_torch_tensor(problem.a.to_dense(), dev))
+        a = to_sparse_semi_structured(torch_tensor(problem.a.to_dense(), dev))
     except (RuntimeError, ValueError) as exc:
         raise ParamError(f"cuSPARSELt (torch {torch.__version__}) refused {problem.m}x{problem.k} "
                          f"{problem.dtype}: {str(exc).splitlines()[0][:160]}") from None
-    b = _torch_tensor(problem.b, dev)
+    b = torch_tensor(problem.b, dev)
     integer = problem.dtype.kind in "iu"
     if integer and not hasattr(a, "packed"):
         raise ParamError("torch's semi-structured int8 path here is not cuSPARSELt's (no int32 output)")

@@ -23,17 +23,11 @@ import numpy as np
 from spmm_study.edge import SIM_SMALL
 from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import ptx_types
+from spmm_study.gpu._kit import longest_first, ptx_types
 from spmm_study.gpu._rowvec import build_rowvec
 from spmm_study.gpu._rowvec import kernel as rowvec_kernel
 from spmm_study.gpu.device import gpu_unavailable_reason
 from spmm_study.registry import variant
-
-
-def longest_first(indptr: np.ndarray) -> np.ndarray:
-    """Row order by decreasing length (stable, so equal rows keep their order)."""
-    lengths = np.diff(np.asarray(indptr, dtype=np.int64))
-    return np.argsort(-lengths, kind="stable").astype(np.int32)
 
 
 SIM = (({"lanes": 2, "vec": 4, "tiles": 1, "unroll": 2, "threads": 8}, SIM_SMALL, (8, 11)),

@@ -29,10 +29,9 @@ from spmm_study.errors import ParamError
 from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
 from spmm_study.gpu._kit import (
-    bind_cuda, ceil_div, check_vec, cuda_module, device_arrays, flat, kernel_prepared, ptx_types,
+    bind_cuda, ceil_div, check_vec, cuda_module, device_arrays, flat, kernel_prepared, longest_first, ptx_types,
 )
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
-from spmm_study.gpu.k15_csr_swizzle import longest_first
 from spmm_study.registry import Param, variant
 
 # numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global

@@ -17,39 +17,16 @@ from functools import lru_cache
 
 import numpy as np
 
-from spmm_study.errors import FormatError
 from spmm_study.formats import NM24
 from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, cuda_module, device_bc, flat, kernel_prepared, ptx_types
+from spmm_study.gpu._kit import (bind_cuda, ceil_div, check_vec, cuda_module, device_bc, flat, kernel_prepared, ptx_types,
+                                 to_24)
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import variant
 
 # numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
 cuda = None
-
-
-def to_24(a):
-    """CSR → (values M×S, meta M×S uint8) with S = 2·ceil(K/4); FormatError if a group holds > 2 nonzeros."""
-    reason = NM24.violation(a)  # the one 2:4 test of the project (also what ``accepts`` asks)
-    if reason:
-        raise FormatError(reason)
-    groups = -(-a.k // 4)
-    vals = np.zeros((a.m, 2 * groups), dtype=a.dtype)
-    meta = np.zeros((a.m, 2 * groups), dtype=np.uint8)
-    rows = np.repeat(np.arange(a.m), np.diff(a.indptr))
-    cols = np.asarray(a.indices, dtype=np.int64)
-    g = cols // 4
-    key = rows.astype(np.int64) * groups + g
-    # position of each nonzero inside its (row, group): 0, 1, 2... (columns are sorted within rows)
-    order = np.lexsort((cols, key))
-    key_s = key[order]
-    start = np.r_[0, np.flatnonzero(np.diff(key_s)) + 1] if key_s.size else np.zeros(0, np.int64)
-    rank = np.arange(key_s.size) - np.repeat(start, np.diff(np.r_[start, key_s.size]))
-    slot = 2 * g[order] + rank
-    vals[rows[order], slot] = a.data[order]
-    meta[rows[order], slot] = (cols[order] % 4).astype(np.uint8)
-    return vals, meta
 
 
 @lru_cache(maxsize=None)

@@ -3,7 +3,7 @@
 What changed from rung 19 (``gpu.csr.row_split``, the N = 256 winner on the H100): after the first warp has
 added the ``warps`` partial sums of its (row, panel) in the fixed order, it adds the row's bias (every entry,
 or only where the sum is nonzero: the Sparse DNN challenge's rule), applies relu or relu clamped at ``ymax``
-(``_epi.epilogue``), and only then stores C — one 16-byte store per lane, as before. The bias is one value
+(``gpu/epilogue.py``), and only then stores C — one 16-byte store per lane, as before. The bias is one value
 per row, read once per block. Loop order and traffic are rung 19's plus M bias values; the unfused chain
 (rung 19, then an elementwise kernel: read C, write C) moves 2·M·N values more per layer, which is what
 fusion saves (``spmm-study infer --engine unfused`` is that chain on the CPU).
@@ -29,7 +29,7 @@ cuda = None
 @lru_cache(maxsize=None)
 def kernel(vec: int, warps: int, unroll: int, dtype: str):
     bind_cuda(globals())
-    from spmm_study.gpu._epi import epilogue
+    from spmm_study.gpu.epilogue import epilogue
     from spmm_study.gpu._vec import vec_ops
 
     fma_vec, _, store_vec = vec_ops(vec)

@@ -3,7 +3,7 @@
 What changed from rung 15 (``gpu.csr.swizzle``: groups of ``lanes`` threads per row, rows taken longest
 first, ``tiles``×``vec`` accumulators per lane, ``unroll`` nonzeros' B loads in flight): when a lane's
 accumulators are complete, the row's bias is added (every entry, or only where the sum is nonzero: the
-Sparse DNN challenge's rule) and relu or relu clamped at ``ymax`` applied in registers (``_epi.epilogue``)
+Sparse DNN challenge's rule) and relu or relu clamped at ``ymax`` applied in registers (``gpu/epilogue.py``)
 before the same 16-byte stores. One bias load per row per lane.
 Loop order: (order[g], J)∥ → p → (t, v) → epi. Traffic: rung 15's plus M bias values; the unfused chain
 adds 2·M·N values per layer (read and write C once more in an elementwise kernel). For the Sparse DNN
@@ -19,9 +19,9 @@ import numpy as np
 from spmm_study.errors import ParamError
 from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, device_arrays, flat, kernel_prepared, ptx_types
+from spmm_study.gpu._kit import (bind_cuda, ceil_div, check_vec, device_arrays, flat, kernel_prepared, longest_first,
+                                 ptx_types)
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
-from spmm_study.gpu.k15_csr_swizzle import longest_first
 from spmm_study.epilogue import ACT_CODE, RULE_CODE, epilogue_params, layer_problem
 from spmm_study.registry import variant
 
@@ -32,7 +32,7 @@ cuda = None
 @lru_cache(maxsize=None)
 def kernel(lanes: int, vec: int, tiles: int, unroll: int, dtype: str):
     bind_cuda(globals())
-    from spmm_study.gpu._epi import epilogue
+    from spmm_study.gpu.epilogue import epilogue
     from spmm_study.gpu._vec import vec_ops
 
     fma_vec, _, store_vec = vec_ops(vec)

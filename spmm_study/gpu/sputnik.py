@@ -213,9 +213,8 @@ def _pointer(dev_array) -> int:
          available=unavailable_reason)
 def build(problem):
     """Sputnik's fp32 CSR SpMM (built from SPMM_STUDY_SPUTNIK_SRC with nvcc, called through ctypes)."""
-    from spmm_study.gpu._kit import cuda_module, device_bc, fill, flat
+    from spmm_study.gpu._kit import cuda_module, device_bc, fill, flat, longest_first
     from spmm_study.gpu.baselines import check_csr_for_library
-    from spmm_study.gpu.k15_csr_swizzle import longest_first
 
     if problem.dtype != np.float32:
         raise ParamError(f"Sputnik's SpMM is fp32 only (got {problem.dtype})")

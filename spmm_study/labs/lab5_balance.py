@@ -32,7 +32,7 @@ def work(out: Outcome, key: str) -> list[int] | None:
 
 def model_work(a, how: str, parts: int) -> list[int] | None:
     """Per-thread nonzeros of the partition the kernel will use (from the kernel's own partition code)."""
-    from spmm_study.cpu._balance import partition, spread
+    from spmm_study.cpu.balance import partition, spread
 
     lengths = a.row_lengths()
     rows, bounds = partition(lengths, parts, how, 64)

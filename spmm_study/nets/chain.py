@@ -200,7 +200,7 @@ def _cpu_fused(net: Network, yt0: np.ndarray, prune_dead: bool, tile_n: int) -> 
 
 def _cpu_unfused(net: Network, yt0: np.ndarray, prune_dead: bool, tile_n: int) -> tuple:
     from spmm_study.cpu import k13_csr_tiled
-    from spmm_study.cpu._balance import partition
+    from spmm_study.cpu.balance import partition
 
     t0 = time.perf_counter()
     k = k13_csr_tiled.kernel(tile_n)

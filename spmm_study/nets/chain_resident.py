@@ -36,7 +36,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from spmm_study.gpu._kit import bind_cuda, ceil_div
+from spmm_study.gpu.device import bind_cuda
 from spmm_study.gpu.device import simulator
 
 # numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
@@ -50,7 +50,7 @@ TILE = 32 * VEC
 def kernels(dtype: str, scan_threads: int):
     """The chain's kernels for ``dtype`` and a scan block of ``scan_threads`` (a power of two)."""
     bind_cuda(globals())
-    from spmm_study.gpu._epi import epilogue
+    from spmm_study.gpu.epilogue import epilogue
 
     epi = epilogue(dtype)
     zero = np.dtype(dtype).type(0)
@@ -174,10 +174,10 @@ def kernels(dtype: str, scan_threads: int):
 def launch_shapes(work_warps: int, elems: int) -> tuple[tuple[int, int], tuple[int, int], int]:
     """(layer grid, block), (elementwise grid, block) and the scan block for the first layer's work."""
     if simulator():  # every simulated thread is a Python thread
-        return (min(2, max(1, ceil_div(work_warps, 2))), 64), (2, 32), 32
+        return (min(2, max(1, -(-work_warps // 2))), 64), (2, 32), 32
     sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
-    return (max(1, min(ceil_div(work_warps * 32, 256), sms * 8)), 256), \
-        (max(1, min(ceil_div(elems, 256), sms * 8)), 256), 1024
+    return (max(1, min(-(-work_warps * 32 // 256), sms * 8)), 256), \
+        (max(1, min(-(-elems // 256), sms * 8)), 256), 1024
 
 
 def run(net, yt0: np.ndarray, prune_dead: bool, fused: bool = True):
@@ -205,7 +205,7 @@ def run(net, yt0: np.ndarray, prune_dead: bool, fused: bool = True):
                cuda.to_device(np.ascontiguousarray(a.indices) if a.nnz else np.zeros(1, np.int32)),
                cuda.to_device(np.ascontiguousarray(a.data, dtype=f32) if a.nnz else np.zeros(1, f32)),
                cuda.to_device(np.ascontiguousarray(b, dtype=f32))) for a, b in zip(net.layers, net.biases)]
-    (lg, lb), (eg, eb), scan_t = launch_shapes(width * ceil_div(n0, TILE), width * n0)
+    (lg, lb), (eg, eb), scan_t = launch_shapes(width * -(-n0 // TILE), width * n0)
     layer_k, epi_k, scan_k, gather_k = kernels("float32", scan_t)
     codes = (np.int64(RULE_CODE[net.rule]), np.int64(ACT_CODE[net.act]), f32(net.ymax))
     steps = []  # per layer: the bound launches, in order

@@ -277,7 +277,7 @@ def _gpu_path(path: str, w1, w2, b1, b2, x, dtype: np.dtype) -> _Path:
         raise _Skip("needs torch on a real GPU (cuSPARSELt and cuBLAS through torch)")
     import torch
 
-    from spmm_study.gpu.baselines import _torch_fetch, _torch_tensor
+    from spmm_study.gpu.baselines import torch_fetch, torch_tensor
 
     dev = torch.device("cuda")
     nm = path == "nm24"
@@ -285,7 +285,7 @@ def _gpu_path(path: str, w1, w2, b1, b2, x, dtype: np.dtype) -> _Path:
     # the inputs as the path gets them: weights, x and biases rounded to dtype; the reference is built from these
     cast = lambda v: np.asarray(v).astype(dtype)  # noqa: E731
     d1, d2, xs, c1, c2 = cast(p1.to_dense()), cast(p2.to_dense()), cast(x), cast(b1), cast(b2)
-    a1, a2 = _torch_tensor(d1, dev), _torch_tensor(d2, dev)
+    a1, a2 = torch_tensor(d1, dev), torch_tensor(d2, dev)
     if nm:
         from torch.sparse import SparseSemiStructuredTensor, to_sparse_semi_structured
 
@@ -294,7 +294,7 @@ def _gpu_path(path: str, w1, w2, b1, b2, x, dtype: np.dtype) -> _Path:
             a1, a2 = to_sparse_semi_structured(a1), to_sparse_semi_structured(a2)
         except (RuntimeError, ValueError) as exc:
             raise _Skip(f"cuSPARSELt (torch {torch.__version__}) refused {dtype}: {str(exc).splitlines()[0][:120]}")
-    xt, t1, t2 = _torch_tensor(xs, dev), _torch_tensor(c1, dev)[:, None], _torch_tensor(c2, dev)[:, None]
+    xt, t1, t2 = torch_tensor(xs, dev), torch_tensor(c1, dev)[:, None], torch_tensor(c2, dev)[:, None]
     out = [None]
     flags = torch.backends.cuda.matmul
 
@@ -314,7 +314,7 @@ def _gpu_path(path: str, w1, w2, b1, b2, x, dtype: np.dtype) -> _Path:
     precise = "tf32" if nm and dtype == np.float32 else ""
     tol = BLOCK_TOLERANCE * (PRECISIONS[precise] if precise else tolerance_of(dtype)).rel_fro
     engine = ("cuSPARSELt" if nm else "cuBLAS") + f" (torch {torch.__version__}) ×2, {dtype}" + (" as TF32" if precise else "")
-    path_ = _Path(run, lambda: _torch_fetch(out[0]), torch.cuda.synchronize, engine,
+    path_ = _Path(run, lambda: torch_fetch(out[0]), torch.cuda.synchronize, engine,
                   _block64(CSR.from_dense(d1.astype(np.float64)), CSR.from_dense(d2.astype(np.float64)), c1, c2, xs), tol)
     path_.nnz = (p1.nnz, p2.nnz)
     return path_
