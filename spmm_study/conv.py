@@ -413,3 +413,23 @@ def edge_convolutions() -> dict[str, tuple[CSR, Geometry]]:
 def edge_problem(name: str, dtype="float32", seed: int = 0) -> ConvProblem:
     a, g = edge_convolutions()[name]
     return ConvProblem.make(a, g, dtype, seed, matrix=f"conv-edge:{name}")
+
+
+# ----------------------------------------------------------------------------------------------- offsets the kernels share
+
+
+def tap_deltas(g, sizes_hw: tuple[int, int]) -> np.ndarray:
+    """For each weight column k = (channel c, r, s): its offset in one image of the padded input
+    (c·Hp·Wp + r·Wp + s), uint64 so the kernels' index arithmetic has no negative-index wraparound."""
+    hp, wp = sizes_hw
+    k = np.arange(g.k, dtype=np.int64)
+    c, r, s = k // g.taps, (k // g.kw) % g.kh, k % g.kw
+    return (c * hp * wp + r * wp + s).astype(np.uint64)
+
+
+def pixel_offsets(g) -> np.ndarray:
+    """Where each output pixel's window starts in the flat padded input (uint64, (image, row, column) order)."""
+    b = np.arange(g.batch, dtype=np.int64)[:, None, None] * (g.c * g.hp * g.wp)
+    oh = np.arange(g.ho, dtype=np.int64)[None, :, None] * (g.stride * g.wp)
+    ow = np.arange(g.wo, dtype=np.int64)[None, None, :] * g.stride
+    return (b + oh + ow).reshape(-1).astype(np.uint64)

@@ -9,9 +9,9 @@ for C·H·W read (≈ 9× for a 3×3 filter at stride 1).
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit, prange
 
+from spmm_study.conv import tap_deltas  # noqa: F401  (the kernels here take it from conv.py, the GPU's too)
 from spmm_study.registry import Param
 
 
@@ -41,12 +41,3 @@ def im2col(x, p, kh, kw, pad, stride, ho, wo):
 def conv_tile_param(default: int, choices: tuple) -> Param:
     return Param("tile_n", default, choices, "output pixels held in registers per filter (a compile-time constant: "
                  "one kernel per value)", minimum=1)
-
-
-def tap_deltas(g, sizes_hw: tuple[int, int]) -> np.ndarray:
-    """For each weight column k = (channel c, r, s): its offset in one image of the padded input
-    (c·Hp·Wp + r·Wp + s), uint64 so the kernels' index arithmetic has no negative-index wraparound."""
-    hp, wp = sizes_hw
-    k = np.arange(g.k, dtype=np.int64)
-    c, r, s = k // g.taps, (k // g.kw) % g.kh, k % g.kw
-    return (c * hp * wp + r * wp + s).astype(np.uint64)

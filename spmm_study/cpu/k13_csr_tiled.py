@@ -58,6 +58,8 @@ guest: on the Intel Xeon guest of 2026-12-02 the same job was 0.88× MKL (issue 
 Measured (ffn_conv1 at 90%, N = 256, fp32, cold; AMD EPYC Zen 5, 2 shared cores, 2026-11-23,
 data/reference/cpu-ladder.csv): 405 µs, 132 GFLOP/s on 2 threads (tile_n 256) against 951 µs for rung 12;
 tile_n 16: 2.65 ms (the unroll-before-vectorise cliff above).
+
+The kernel factory is in ``_tiled.py``, which rung 60 (im2col convolution) and the networks run too.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from spmm_study import movement
-from spmm_study.conv import conv_info, conv_view, padded
+from spmm_study.conv import conv_info, conv_view, pixel_offsets, padded
 from spmm_study.cpu.balance import partition, spread
 from spmm_study.cpu._conv import conv_tile_param, tap_deltas
 from spmm_study.cpu._simd import stack_empty
@@ -57,14 +57,6 @@ def kernel(tile_n: int):
                         c[i, j0 + j] = acc[j]
 
     return conv_fused
-
-
-def pixel_offsets(g) -> np.ndarray:
-    """Where each output pixel's window starts in the flat padded input (uint64, (image, row, column) order)."""
-    b = np.arange(g.batch, dtype=np.int64)[:, None, None] * (g.c * g.hp * g.wp)
-    oh = np.arange(g.ho, dtype=np.int64)[None, :, None] * (g.stride * g.wp)
-    ow = np.arange(g.wo, dtype=np.int64)[None, None, :] * g.stride
-    return (b + oh + ow).reshape(-1).astype(np.uint64)
 
 
 @variant("cpu.conv.im2col_fused", loop_order="t‖→i→j0→p→j (gather)", movement=movement.conv_fused,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -214,3 +215,34 @@ def to_24(a):
     vals[rows[order], slot] = a.data[order]
     meta[rows[order], slot] = (cols[order] % 4).astype(np.uint8)
     return vals, meta
+
+
+def link_ltoir(py_func, signature, source: Path, cc=(9, 0)) -> str:
+    """A numba kernel (LTO-IR, numba's ABI) linked with a CUDA C file (LTO-IR by NVRTC) by nvJitLink into PTX:
+    what numba does on a device with ``cuda.declare_device(..., link=[source])``, done without one."""
+    from cuda.bindings import nvjitlink, nvrtc
+    from numba import cuda
+
+    ltoir, _ = cuda.compile(py_func, signature, device=False, cc=cc, output="ltoir", abi="numba")
+    err, prog = nvrtc.nvrtcCreateProgram(source.read_bytes(), source.name.encode(), 0, [], [])
+    opts = [f"--gpu-architecture=compute_{cc[0]}{cc[1]}".encode(), b"-rdc=true", b"-dlto"]
+    (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+    if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        _, size = nvrtc.nvrtcGetProgramLogSize(prog)
+        log = b" " * size
+        nvrtc.nvrtcGetProgramLog(prog, log)
+        raise RuntimeError(f"NVRTC: {log.decode(errors='replace').strip()}")
+    _, size = nvrtc.nvrtcGetLTOIRSize(prog)
+    cu_ltoir = b" " * size
+    nvrtc.nvrtcGetLTOIR(prog, cu_ltoir)
+    nvrtc.nvrtcDestroyProgram(prog)
+    handle = nvjitlink.create(3, [f"-arch=sm_{cc[0]}{cc[1]}", "-lto", "-ptx"])
+    try:
+        nvjitlink.add_data(handle, nvjitlink.InputType.LTOIR, ltoir, len(ltoir), "kernel")
+        nvjitlink.add_data(handle, nvjitlink.InputType.LTOIR, cu_ltoir, len(cu_ltoir), source.name)
+        nvjitlink.complete(handle)
+        out = bytearray(nvjitlink.get_linked_ptx_size(handle))
+        nvjitlink.get_linked_ptx(handle, out)
+    finally:
+        nvjitlink.destroy(handle)
+    return bytes(out).rstrip(b"\0").decode(errors="replace")

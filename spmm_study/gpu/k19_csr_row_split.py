@@ -16,9 +16,9 @@ Measured (H100, fp32, cold L2): it is the N=256 rung — ffn_conv2 80%, N=256: 3
 121 µs for rung 15 and 26.8 µs for cuBLAS; ffn_conv1 90%, N=256: 24.0 µs (4 warps), cuBLAS 25.2, torch's
 cuSPARSE 22.7; it won 58 of the 60 N=256 DLMC benchmark problems. At N=4096 it does not help (ffn_conv2
 80%: 390 µs against 404 for rung 15): more chains in flight do not cut the B re-reads that bound it there.
-"""
 
-from functools import lru_cache
+The kernel factory is in ``_row_split.py``, which rung 60 (im2col convolution) runs too.
+"""
 
 import numpy as np
 
@@ -26,84 +26,10 @@ from spmm_study.edge import SIM_SMALL
 from spmm_study.errors import ParamError
 from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, device_arrays, flat, kernel_prepared, ptx_types
-from spmm_study.gpu.device import gpu_unavailable_reason, simulator
+from spmm_study.gpu._kit import ceil_div, check_vec, device_arrays, flat, kernel_prepared, ptx_types
+from spmm_study.gpu._row_split import kernel
+from spmm_study.gpu.device import gpu_unavailable_reason
 from spmm_study.registry import variant
-
-# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
-cuda = None
-
-
-@lru_cache(maxsize=None)
-def kernel(vec: int, warps: int, unroll: int, dtype: str):
-    bind_cuda(globals())
-    from spmm_study.gpu._vec import vec_ops
-
-    fma_vec, _, store_vec = vec_ops(vec)
-    np_t = np.dtype(dtype).type
-    zero = np_t(0)
-    width = 32 * vec
-    red_size = warps * width  # a plain int: shared.array needs a compile-time size
-
-    @cuda.jit(cache=not simulator())
-    def row_split(indptr, indices, data, bf, cf, n):
-        red = cuda.shared.array(red_size, np_t)
-        tid = cuda.threadIdx.x
-        w_id = tid // 32
-        lane = tid % 32
-        i = cuda.blockIdx.x
-        j = cuda.blockIdx.y * width + lane * vec
-        wide = (n % vec) == 0 and j + vec <= n
-        start = indptr[i]
-        end = indptr[i + 1]
-        seg = (end - start + warps - 1) // warps
-        p = start + w_id * seg
-        stop = min(end, p + seg)
-        acc = cuda.local.array(vec, np_t)
-        for u in range(vec):
-            acc[u] = zero
-        offs = cuda.local.array(unroll, np.int64)
-        vals = cuda.local.array(unroll, np_t)
-        while p + unroll <= stop:
-            for u in range(unroll):
-                offs[u] = indices[p + u] * n
-                vals[u] = data[p + u]
-            if wide:
-                for u in range(unroll):
-                    fma_vec(acc, 0, vals[u], bf, offs[u] + j)
-            else:
-                for u in range(unroll):
-                    for c in range(vec):
-                        if j + c < n:
-                            acc[c] += vals[u] * bf[offs[u] + j + c]
-            p += unroll
-        while p < stop:
-            off0 = indices[p] * n
-            v0 = data[p]
-            for c in range(vec):
-                if j + c < n:
-                    acc[c] += v0 * bf[off0 + j + c]
-            p += 1
-        base = w_id * width + lane * vec
-        for c in range(vec):
-            red[base + c] = acc[c]
-        cuda.syncthreads()
-        if w_id == 0:
-            for c in range(vec):
-                s = red[lane * vec + c]
-                for w in range(1, warps):  # fixed order: the same bits every run
-                    s += red[w * width + lane * vec + c]
-                acc[c] = s
-            row = i * n
-            if wide:
-                store_vec(cf, row + j, acc, 0)
-            else:
-                for c in range(vec):
-                    if j + c < n:
-                        cf[row + j + c] = acc[c]
-
-    return row_split
-
 
 SIM = (({"warps": 2, "vec": 4, "unroll": 2}, SIM_SMALL, (6, 8)),
        ({"warps": 3, "vec": 2, "unroll": 4}, ("one_dense_row", "n_not_multiple_of_tile"), (64, 5)))

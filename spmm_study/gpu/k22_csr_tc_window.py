@@ -48,7 +48,7 @@ import numpy as np
 from spmm_study.edge import SIM_SMALL
 from spmm_study.errors import ParamError, ResourceError
 from spmm_study.gpu import _params as gp
-from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, device_bc, flat, kernel_prepared
+from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, device_bc, flat, kernel_prepared, link_ltoir
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.movement import Bytes
 from spmm_study.registry import Param, variant
@@ -319,37 +319,6 @@ def linked_ptx(warps: int = 4, ntiles: int = 2, split: str = "tf32", cc=(9, 0), 
     (NVRTC), both linked by nvJitLink. What to look at: ``mma.sync`` inlined into the loop, no ``call``, no
     ``.local`` (the four-float return value of the device function must stay in registers)."""
     return link_ltoir(kernel(warps, ntiles, "mma", split, stage).py_func, kernel_signature(), MMA_SOURCE, cc)
-
-
-def link_ltoir(py_func, signature, source: Path, cc=(9, 0)) -> str:
-    """A numba kernel (LTO-IR, numba's ABI) linked with a CUDA C file (LTO-IR by NVRTC) by nvJitLink into PTX:
-    what numba does on a device with ``cuda.declare_device(..., link=[source])``, done without one."""
-    from cuda.bindings import nvjitlink, nvrtc
-    from numba import cuda
-
-    ltoir, _ = cuda.compile(py_func, signature, device=False, cc=cc, output="ltoir", abi="numba")
-    err, prog = nvrtc.nvrtcCreateProgram(source.read_bytes(), source.name.encode(), 0, [], [])
-    opts = [f"--gpu-architecture=compute_{cc[0]}{cc[1]}".encode(), b"-rdc=true", b"-dlto"]
-    (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
-    if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
-        _, size = nvrtc.nvrtcGetProgramLogSize(prog)
-        log = b" " * size
-        nvrtc.nvrtcGetProgramLog(prog, log)
-        raise RuntimeError(f"NVRTC: {log.decode(errors='replace').strip()}")
-    _, size = nvrtc.nvrtcGetLTOIRSize(prog)
-    cu_ltoir = b" " * size
-    nvrtc.nvrtcGetLTOIR(prog, cu_ltoir)
-    nvrtc.nvrtcDestroyProgram(prog)
-    handle = nvjitlink.create(3, [f"-arch=sm_{cc[0]}{cc[1]}", "-lto", "-ptx"])
-    try:
-        nvjitlink.add_data(handle, nvjitlink.InputType.LTOIR, ltoir, len(ltoir), "kernel")
-        nvjitlink.add_data(handle, nvjitlink.InputType.LTOIR, cu_ltoir, len(cu_ltoir), source.name)
-        nvjitlink.complete(handle)
-        out = bytearray(nvjitlink.get_linked_ptx_size(handle))
-        nvjitlink.get_linked_ptx(handle, out)
-    finally:
-        nvjitlink.destroy(handle)
-    return bytes(out).rstrip(b"\0").decode(errors="replace")
 
 
 # the mma engine runs as its FMA emulation in the simulator; several windows, k-blocks and tiles

@@ -275,7 +275,7 @@ def linked_ptx(warps: int = 4, ntiles: int = 2, mtiles: int = 2, dtype: str = "f
     """The PTX of the mma engine after link-time optimisation with ``csrc/mma_sp.cu``, built without a GPU
     the way numba builds it on one (the kernel to LTO-IR by numba, the .cu by NVRTC, linked by nvJitLink).
     What to look at: ``mma.sp`` inlined into the k-block loop, no ``call``, no ``.local``."""
-    from spmm_study.gpu.k22_csr_tc_window import link_ltoir
+    from spmm_study.gpu._kit import link_ltoir
 
     return link_ltoir(kernel(warps, ntiles, mtiles, "mma", dtype).py_func, kernel_signature(), SOURCE, cc)
 

@@ -19,8 +19,8 @@ from spmm_study.conv import conv_info, conv_view
 from spmm_study.edge import SIM_SMALL
 from spmm_study.errors import ParamError
 from spmm_study.gpu import _params as gp
-from spmm_study.gpu import k19_csr_row_split
 from spmm_study.gpu._conv import device_input, im2col_launch
+from spmm_study.gpu._row_split import kernel as row_split_kernel
 from spmm_study.gpu._conv import ptx_cases as conv_ptx
 from spmm_study.gpu._kit import ceil_div, check_vec, cuda_module, fill, flat, kernel_prepared
 from spmm_study.gpu.device import gpu_unavailable_reason
@@ -52,7 +52,7 @@ def build(problem, warps, vec):
     patches = cu.device_array((g.k, g.n), dtype=problem.dtype)
     c = cu.device_array((problem.m, problem.n), dtype=problem.dtype)
     fill(flat(c), np.nan)
-    spmm = k19_csr_row_split.kernel(vec, warps, 4, problem.dtype.name)
+    spmm = row_split_kernel(vec, warps, 4, problem.dtype.name)
     grid = (max(problem.m, 1), ceil_div(problem.n, 32 * vec))
     info = conv_info(g, problem.dtype.itemsize)
     info.update(grid=list(grid), block=[32 * warps])

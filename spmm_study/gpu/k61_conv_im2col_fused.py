@@ -18,9 +18,7 @@ from functools import lru_cache
 import numpy as np
 
 from spmm_study import movement
-from spmm_study.conv import conv_info, conv_view
-from spmm_study.cpu._conv import tap_deltas
-from spmm_study.cpu.k61_conv_im2col_fused import pixel_offsets
+from spmm_study.conv import conv_info, conv_view, pixel_offsets, tap_deltas
 from spmm_study.edge import SIM_SMALL
 from spmm_study.errors import ParamError
 from spmm_study.gpu import _params as gp

@@ -19,8 +19,7 @@ from functools import lru_cache
 import numpy as np
 
 from spmm_study import movement
-from spmm_study.conv import conv_info, conv_view
-from spmm_study.cpu._conv import tap_deltas
+from spmm_study.conv import conv_info, conv_view, tap_deltas
 from spmm_study.edge import SIM_SMALL
 from spmm_study.errors import ParamError
 from spmm_study.gpu import _params as gp
