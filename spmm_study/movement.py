@@ -220,6 +220,16 @@ def conv_fused(s: Shape, params: dict) -> Bytes:
                  s.nnz * s.n * v + s.m * s.n * 8 + conv_pad_bytes(s), s.m * s.n * v)
 
 
+def conv_im2col_tiled(s: Shape, params: dict) -> Bytes:
+    """im2col one tile at a time: the K × tile_n patch tile gathered once (K·N values in all, the index map
+    beside), then read like rung 13's B from L2 (nnz·N values); A once per tile; C once; the padded copy."""
+    g = geometry_of(s)
+    v = s.value_bytes
+    tiles = _ceil_div(s.n, params["tile_n"])
+    return Bytes(tiles * s.nnz * (v + s.index_bytes) + (s.m + 1) * s.index_bytes,
+                 g.patch_values() * (2 * v + 8) + s.nnz * s.n * v + conv_pad_bytes(s), s.m * s.n * v)
+
+
 def conv_direct(s: Shape, params: dict | None = None) -> Bytes:
     """Direct sparse convolution (Escoin / SkimCaffe): each nonzero weight w(o, c, r, s) adds w times the
     input plane of channel c shifted by (r, s) into the output plane o: nnz·N input values read, and the

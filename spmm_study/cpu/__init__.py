@@ -31,4 +31,5 @@ from spmm_study.cpu import (  # noqa: F401  (imported for registration)
     k61_conv_im2col_fused,
     k62_conv_direct,
     k63_conv_direct_tiled,
+    k64_conv_im2col_tiled,
 )
