@@ -14,7 +14,7 @@ student, size      ``--student`` and tiny/quick/full
 question, text     the question's key and text; ``unit`` and ``kind`` (ratio, exact, absolute), ``tol``
 prediction         the student's number (None: not answered)
 model, sim         the movement model's and the cache simulator's answer
-measured           the measured answer (for a time question: the median over re-timed rounds)
+measured           the measured answer (for a time question: at the median times of the re-timed rounds)
 measured_lo/_hi    the 90% interval of that median, at least ±10% (±25% busy); None if not re-timed
 rounds             how many rounds were timed (0: not re-timed)
 graded_on          measured (time), count (deterministic, of the actual problem), model or sim

@@ -110,6 +110,7 @@ class Outcome:
     extra: dict = field(default_factory=dict)
     rounds: dict = field(default_factory=dict)  # question key -> its measured answer per re-timed round (settle.py)
     load: dict = field(default_factory=dict)  # load average and cores before measuring
+    retimed: dict = field(default_factory=dict)  # run key -> (median, p20, p80) over the re-timed rounds (settle.py)
     _times: dict | None = None  # run key -> time of one re-timed round, read instead of the median (settle.py)
     _seen: set | None = None  # records which runs' times an answer reads (settle.py)
 
@@ -118,8 +119,17 @@ class Outcome:
             self._seen.add(key)
         if self._times is not None and key in self._times:
             return self._times[key]
+        if key in self.retimed:  # one set of numbers for tables, explanations and plots: the rounds' median
+            return self.retimed[key][0]
         r = self.results.get(key)
         return r.median_s if r is not None and r.status == "PASS" and _finite(r.median_s) else None
+
+    def spread(self, key: str) -> tuple[float | None, float | None]:
+        """(p20, p80) of the run's time: over the re-timed rounds where there were rounds."""
+        if key in self.retimed:
+            return self.retimed[key][1:]
+        r = self.results.get(key)
+        return (r.p20_s, r.p80_s) if r is not None and r.status == "PASS" else (None, None)
 
     def ratio_time(self, a: str, b: str) -> float | None:
         ta, tb = self.time(a), self.time(b)
@@ -451,8 +461,9 @@ def run_rows(out: Outcome, ref: str | None = None) -> list[list[str]]:
         res = out.results.get(r.key)
         status = "" if res is None or res.status == "PASS" else res.status
         spread = ""
-        if t and res is not None and _finite(res.p20_s) and _finite(res.p80_s):
-            spread = f" ±{(res.p80_s - res.p20_s) / (2 * t):.0%}"  # half the p20-p80 range, of the median
+        p20, p80 = out.spread(r.key)
+        if t and _finite(p20) and _finite(p80):
+            spread = f" ±{(p80 - p20) / (2 * t):.0%}"  # half the p20-p80 range, of the median
         rows.append([r.key, fmt_bytes(out.model_total(r.key)), *lv, mem, status or (fmt_time(t) + spread),
                      f"{rel:.2f}" if rel else "-"])
     return rows
@@ -464,7 +475,8 @@ QUESTION_COLUMNS = ["question", "you", "model", "sim", "measured [90%]", "graded
 
 def question_rows(out: Outcome, preds: dict[str, float]) -> list[dict]:
     """One dict per question: the prediction, the three answers, what the verdict was graded on and the verdict.
-    A time question re-timed in rounds (settle.py) shows the median over rounds and the 90% interval of it, and
+    A time question re-timed in rounds (settle.py) shows the answer at the rounds' median times and the 90% interval of
+    the rounds' answers, and
     is "too noisy to call here" when that interval spans two verdicts."""
     from spmm_study.labs import settle
 
@@ -475,8 +487,10 @@ def question_rows(out: Outcome, preds: dict[str, float]) -> list[dict]:
         lo = hi = None
         vals = out.rounds.get(q.key) or []
         if q.basis == "time" and vals and ans["measured"] is not None:
-            ans["measured"] = float(np.median(vals))
+            # the answer at the rounds' median times (what the runs table and the explanation show), inside
+            # the interval the rounds give
             lo, hi = settle.interval(out, vals)
+            lo, hi = min(lo, ans["measured"]), max(hi, ans["measured"])
         if not out.measured_here:  # nothing measured here (a GPU lab without a GPU): judged against the model
             graded_on = "model"
         else:
@@ -610,8 +624,8 @@ def plot_runs(out: Outcome, folder: Path) -> Path:
     if any(times):
         unit, scale = ("ms", 1e3) if max(t for t in times if t) >= 1e-3 else ("µs", 1e6)
         ax1.bar(x, [t * scale if t else 0 for t in times], color="tab:blue")
-        lo = [out.results[k].p20_s * scale if out.time(k) else 0 for k in keys]
-        hi = [out.results[k].p80_s * scale if out.time(k) else 0 for k in keys]
+        lo = [out.spread(k)[0] * scale if out.time(k) else 0 for k in keys]
+        hi = [out.spread(k)[1] * scale if out.time(k) else 0 for k in keys]
         mid = [t * scale if t else 0 for t in times]
         ax1.errorbar(x, mid, yerr=[np.maximum(0, np.subtract(mid, lo)), np.maximum(0, np.subtract(hi, mid))],
                      fmt="none", ecolor="k", capsize=3, lw=1)

@@ -86,7 +86,7 @@ def tables(recs: list[dict]) -> list:
                   columns=["student", "question", "you", "model", "sim", "measured", "verdict"],
                   formats={c: "g3" for c in ("you", "model", "sim", "measured")},
                   caption="you: the prediction; sim: the cache simulator's answer; measured: for a question on time "
-                          "the median over interleaved rounds, else a count of the actual problem")
+                          "the answer at the median times of interleaved rounds, else a count of the actual problem")
         for a in items:
             t.rows.append([a["student"], a["question"], _cell(a["prediction"]), _cell(a["model"]), _cell(a["sim"]),
                            _cell(a["measured"]), a["verdict"]])
