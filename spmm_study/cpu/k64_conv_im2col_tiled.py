@@ -24,7 +24,7 @@ from numba import njit, prange
 
 from spmm_study import movement
 from spmm_study.conv import conv_info, conv_view, padded
-from spmm_study.cpu._balance import partition, spread
+from spmm_study.cpu.balance import partition, spread
 from spmm_study.cpu._conv import conv_tile_param, tap_deltas
 from spmm_study.cpu._simd import elem_ptr, stack_empty
 from spmm_study.cpu.k61_conv_im2col_fused import pixel_offsets
