@@ -648,7 +648,7 @@ def lab_cmd(
     from spmm_study.labs import catalog, session
 
     if lab_id is None:
-        if handout or predict or predictions or no_predict:
+        if handout or answers or predict or predictions or no_predict:
             raise SpmmError("give a lab ID (see 'spmm-study lab')")
         out.print(session.list_table())
         out.print("[dim]run one: spmm-study lab ID --quick; its handout: spmm-study lab ID --handout[/]")

@@ -388,6 +388,7 @@ def test_time_verdicts_wait_for_an_interval_that_decides():
     busy = SimpleNamespace(load={"load_avg_1min": 9.0, "cores": 2})
     assert settle.interval(quiet, [10.0] * 6) == pytest.approx((10 / 1.1, 11.0))
     assert settle.interval(busy, [10.0] * 6) == pytest.approx((10 / 1.25, 12.5))
+    assert settle.interval(busy, [0.5] * 6, "absolute") == (0.5, 0.5)  # a sparsity: no relative widening
     q = Question("r", "ratio", tol=1.5)
     assert settle.decided(q, 3.0, 2.5, 3.5) and settle.decided(q, 30.0, 2.5, 3.5)  # right / high at both ends
     assert not settle.decided(q, 3.0, 1.5, 3.5)  # 1.5 is "low 2.0x", 3.5 "right": too noisy to call

@@ -489,7 +489,7 @@ def question_rows(out: Outcome, preds: dict[str, float]) -> list[dict]:
         if q.basis == "time" and vals and ans["measured"] is not None:
             # the answer at the rounds' median times (what the runs table and the explanation show), inside
             # the interval the rounds give
-            lo, hi = settle.interval(out, vals)
+            lo, hi = settle.interval(out, vals, q.kind)
             lo, hi = min(lo, ans["measured"]), max(hi, ans["measured"])
         if not out.measured_here:  # nothing measured here (a GPU lab without a GPU): judged against the model
             graded_on = "model"

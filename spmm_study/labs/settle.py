@@ -3,8 +3,8 @@
 A question about time (``Question.basis == "time"``) is not graded on one median. The runs its answer reads
 are timed again in interleaved rounds (a, b, a, b, ...: a burst of other work slows both sides of the ratio,
 not one), each round giving one value of the answer. After each round the 90% interval of the median of those
-values (order statistics: no assumption on the noise's shape; widened to at least ±10% of the median, ±25% on
-a busy machine, for the drift between runs minutes apart) is compared with the prediction's verdict band
+values (order statistics: no assumption on the noise's shape; for a ratio widened to at least ±10% of the
+median, ±25% on a busy machine, for the drift between runs minutes apart) is compared with the prediction's verdict band
 (within a factor ``tol`` for ratios, within ``tol`` for absolute questions): when the whole interval gives the
 same verdict, the question is decided; when the time bound runs out first, the verdict is ``too noisy to call
 here`` and the interval is shown, so the student sees why.
@@ -58,10 +58,14 @@ def drift(out) -> float:
     return DRIFT_BUSY if isinstance(load, (int, float)) and load > BUSY_LOAD * cores else DRIFT
 
 
-def interval(out, values: list[float]) -> tuple[float, float]:
-    """The median's 90% interval, widened to at least ±``drift(out)`` of the median: within a run the rounds
-    see seconds of the machine, and a verdict must hold for the next student minutes later."""
+def interval(out, values: list[float], kind: str = "ratio") -> tuple[float, float]:
+    """The median's 90% interval; for a ratio, widened to at least ±``drift(out)`` of the median: within a run
+    the rounds see seconds of the machine, and a verdict must hold for the next student minutes later. (An
+    absolute answer — a sparsity, a percentage — has its own scale, and lab 3's break-even sits at an end of
+    the swept range when it lies beyond it: no relative widening there.)"""
     lo, hi = median_interval(values)
+    if kind != "ratio":
+        return lo, hi
     m = float(np.median(values))
     f = drift(out)
     return (min(lo, m / (1 + f)) if m > 0 else lo, max(hi, m * (1 + f)) if m > 0 else hi)
@@ -172,7 +176,7 @@ def settle(out, preds: dict[str, float], on_step: Callable[[str], None] = lambda
             if rounds < MIN_ROUNDS[out.size]:
                 continue
             open_qs = [q for q in qs if q.key in need and not decided(q, preds.get(q.key),
-                                                                         *interval(out, out.rounds[q.key]), out)]
+                                                                         *interval(out, out.rounds[q.key], q.kind), out)]
             if not open_qs or time.perf_counter() > t_end:
                 break
         for k in keys:  # the re-timed builds computed the right thing too
