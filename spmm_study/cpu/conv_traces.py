@@ -191,7 +191,7 @@ def _direct_tiled(indptr, indices, delta, batch, image, ho, wo, wp, stride, tn, 
 def for_variant(variant_id: str, a, g, params: dict, itemsize: int = 4):
     """The trace of a conv rung on weights ``a`` (CSR) and geometry ``g`` (channels set), or None."""
     from spmm_study.cpu._conv import tap_deltas
-    from spmm_study.cpu.k61_conv_im2col_fused import pixel_offsets
+    from spmm_study.conv import pixel_offsets
 
     if variant_id not in TRACED:
         return None

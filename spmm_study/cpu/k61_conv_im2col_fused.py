@@ -8,10 +8,10 @@ row's nonzeros streamed — except that a nonzero's ``tile_n`` values of B are a
 (``xpad[pix[j0 + j] + delta[k]]``) instead of a contiguous row segment. The input is copied into a
 zero-padded buffer once per call (timed) so that no index needs a bounds test.
 
-What to look at: the replication bytes are gone (``bytes_model`` against rung 60), but a gather of 16
-lanes is several times slower than one vector load (AVX-512 ``vgatherqps`` issues one load per lane), so
-the same nnz·N values arrive slower. Whether the saved copy pays for the slower reads depends on the
-sparsity: the copy costs the same at any sparsity, the reads shrink with it.
+What to look at: the replication bytes are gone (``bytes_model`` against rung 60), but every value of B is now
+a gather through the index map (per lane an index load, an add and an indexed load, where rung 13 has one
+contiguous vector load per 16 lanes), and each patch value is gathered once per nonzero in its column rather than written
+once. Rung 64 gathers a tile of patches once and reads it contiguously; rung 63 needs no gather at all.
 
 Loop order: t‖ → i → j0 → p → j (gather).
 Traffic (``movement.conv_fused``): nnz·N gathered values, the N-entry index map per row pass, A once per

@@ -23,11 +23,10 @@ import numpy as np
 from numba import njit, prange
 
 from spmm_study import movement
-from spmm_study.conv import conv_info, conv_view, padded
+from spmm_study.conv import conv_info, conv_view, padded, pixel_offsets
 from spmm_study.cpu.balance import partition, spread
 from spmm_study.cpu._conv import conv_tile_param, tap_deltas
 from spmm_study.cpu._simd import elem_ptr, stack_empty
-from spmm_study.cpu.k61_conv_im2col_fused import pixel_offsets
 from spmm_study.memory import aligned_empty
 from spmm_study.registry import host_prepared, variant
 
