@@ -7,97 +7,22 @@ or only where the sum is nonzero: the Sparse DNN challenge's rule), applies relu
 per row, read once per block. Loop order and traffic are rung 19's plus M bias values; the unfused chain
 (rung 19, then an elementwise kernel: read C, write C) moves 2·M·N values more per layer, which is what
 fusion saves (``spmm-study infer --engine unfused`` is that chain on the CPU).
-Measured: not yet — no GPU this session; checked in the CUDA simulator and compiled to PTX for sm_90.
+The kernel is rung 19's own (``gpu/_row_split.py``): one row loop, the epilogue a compile-time switch, so
+the two rungs cannot drift apart and the unfused rung carries no epilogue instruction.
 """
-
-from functools import lru_cache
 
 import numpy as np
 
 from spmm_study.errors import ParamError
 from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import bind_cuda, ceil_div, check_vec, device_arrays, flat, kernel_prepared, ptx_types
-from spmm_study.gpu.device import gpu_unavailable_reason, simulator
+from spmm_study.gpu._kit import ceil_div, check_vec, device_arrays, flat, kernel_prepared, ptx_types
+from spmm_study.gpu._row_split import fused_kernel
+from spmm_study.gpu.device import gpu_unavailable_reason
 from spmm_study.epilogue import ACT_CODE, RULE_CODE, epilogue_params, layer_problem
 from spmm_study.registry import variant
 
-# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
-cuda = None
-
-
-@lru_cache(maxsize=None)
-def kernel(vec: int, warps: int, unroll: int, dtype: str):
-    bind_cuda(globals())
-    from spmm_study.gpu.epilogue import epilogue
-    from spmm_study.gpu._vec import vec_ops
-
-    fma_vec, _, store_vec = vec_ops(vec)
-    epi = epilogue(dtype)
-    np_t = np.dtype(dtype).type
-    zero = np_t(0)
-    width = 32 * vec
-    red_size = warps * width
-
-    @cuda.jit(cache=not simulator())
-    def row_split_fused(indptr, indices, data, bf, cf, n, bias, rule, act, ymax):
-        red = cuda.shared.array(red_size, np_t)
-        tid = cuda.threadIdx.x
-        w_id = tid // 32
-        lane = tid % 32
-        i = cuda.blockIdx.x
-        j = cuda.blockIdx.y * width + lane * vec
-        wide = (n % vec) == 0 and j + vec <= n
-        start = indptr[i]
-        end = indptr[i + 1]
-        seg = (end - start + warps - 1) // warps
-        p = start + w_id * seg
-        stop = min(end, p + seg)
-        acc = cuda.local.array(vec, np_t)
-        for u in range(vec):
-            acc[u] = zero
-        offs = cuda.local.array(unroll, np.int64)
-        vals = cuda.local.array(unroll, np_t)
-        while p + unroll <= stop:
-            for u in range(unroll):
-                offs[u] = indices[p + u] * n
-                vals[u] = data[p + u]
-            if wide:
-                for u in range(unroll):
-                    fma_vec(acc, 0, vals[u], bf, offs[u] + j)
-            else:
-                for u in range(unroll):
-                    for c in range(vec):
-                        if j + c < n:
-                            acc[c] += vals[u] * bf[offs[u] + j + c]
-            p += unroll
-        while p < stop:
-            off0 = indices[p] * n
-            v0 = data[p]
-            for c in range(vec):
-                if j + c < n:
-                    acc[c] += v0 * bf[off0 + j + c]
-            p += 1
-        base = w_id * width + lane * vec
-        for c in range(vec):
-            red[base + c] = acc[c]
-        cuda.syncthreads()
-        if w_id == 0:
-            b = bias[i]
-            for c in range(vec):
-                s = red[lane * vec + c]
-                for w in range(1, warps):  # fixed order: the same bits every run
-                    s += red[w * width + lane * vec + c]
-                acc[c] = epi(s, b, rule, act, ymax)  # the fused epilogue, in registers
-            row = i * n
-            if wide:
-                store_vec(cf, row + j, acc, 0)
-            else:
-                for c in range(vec):
-                    if j + c < n:
-                        cf[row + j + c] = acc[c]
-
-    return row_split_fused
+kernel = fused_kernel  # rung 19's row loop with the epilogue switched on (gpu/_row_split.py)
 
 
 class FusedRowSplit:
