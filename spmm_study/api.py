@@ -81,8 +81,16 @@ def problem_for(a: Any, b: Any = None, n: int = 256, dtype: str = "float32", see
     """The Problem ``measure`` runs: A as given; B as given (its columns are N) or seeded K×N."""
     from spmm_study.problem import Problem, check_size, parse_dtype
 
-    csr, label = _as_csr(a)
     dtype = parse_dtype(dtype)
+    if isinstance(a, str) and a.startswith("conv:"):  # a convolution (docs/conv.md): its input is seeded, N its own
+        from spmm_study import sources
+        from spmm_study.conv import ConvProblem
+
+        if b is not None:
+            raise ParamError("a conv: spec seeds its own input images; give no B")
+        loaded = sources.load(a, seed=seed)
+        return ConvProblem.make(loaded.a, loaded.conv, dtype, seed, matrix=loaded.spec)
+    csr, label = _as_csr(a)
     if b is None:
         return Problem.make(csr, n, dtype, seed, matrix=label)
     n = int(np.shape(b)[1]) if np.ndim(b) == 2 else 0

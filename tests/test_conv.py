@@ -236,3 +236,14 @@ def test_lab9_counts_are_the_geometry():
     a = out.matrices["small90"]
     assert q["patch_over_weights_small"].answer(out, "measured") == pytest.approx(4608 * 49 * 4 / (a.nnz * 8 + 513 * 4))
     assert out.shapes["tiled_big90"].n == 3136 and out.models["im2col_big90"].total > out.models["tiled_big90"].total
+
+
+def test_the_python_api_measures_a_conv_spec():
+    import spmm_study as ss
+
+    spec = "conv:6x5,stride=2:synthetic:uniform:3x18:0.5"
+    row = ss.measure(spec, variant="cpu.conv.direct_tiled", repeats=1, min_time=0, warmup=0)
+    row = row if isinstance(row, dict) else row.__dict__
+    assert row["status"] == "PASS" and row["n"] == 3 * 3 and row["matrix"].startswith("conv:6x5,kernel=3x3")
+    with pytest.raises(SpmmError, match="give no B"):
+        ss.measure(spec, np.ones((18, 4), np.float32), variant="cpu.conv.direct")
