@@ -30,14 +30,13 @@ def _cases():
     }
     from spmm_study.nets import chain_resident
 
-    layer, epi_pass, scan, gather = chain_resident.kernels("float32", 1024)
+    layer, epi_pass, scan = chain_resident.kernels("float32", 1024)
     f32, i64, i32, a1 = t.f32, t.i64, t.i32, t.a1
     epi = (a1(f32), i64, i64, f32)  # bias, rule, act, ymax
     cases.update({  # the Sparse DNN chain's kernels (no rung: nets/chain_resident.py)
-        "chain.layer": (layer, (*t.csr, i64, a1(f32), a1(f32), a1(i64), i64, *epi, i64, a1(i32)), None),
+        "chain.layer": (layer, (*t.csr, i64, a1(f32), a1(f32), a1(i64), i64, a1(i64), *epi, i64, a1(i32)), None),
         "chain.epilogue_pass": (epi_pass, (a1(f32), i64, a1(i64), i64, *epi, a1(i32)), None),
-        "chain.scan": (scan, (a1(i32), a1(i64), i64, a1(i64), a1(i32), a1(i32), a1(i32)), None),
-        "chain.gather": (gather, (a1(f32), i64, a1(i64), i64, a1(i32), a1(f32)), None),
+        "chain.scan": (scan, (a1(i32), a1(i64), i64, i64, a1(i64), a1(i32), a1(i32), a1(i64)), None),
     })
     for v in registry.select(device="gpu"):
         if v.baseline:

@@ -6,26 +6,29 @@ compact Yᵀ. On the H100 (2026-12-07, 60000 inputs, 1024 × 120) that chain too
 layer once ~1000 inputs were left — kernels of a few µs each, waiting on launches and copies — while torch's
 chain took 24.9 ms and the HPEC'20 champion 8.15 ms on an H200. Here the host only enqueues.
 
-Per layer l (A = Wᵀ, m × k CSR; Yᵀ dense, rows = neurons, ``n = cnt[l]`` columns, tight row stride n):
+Per layer l (A = Wᵀ, m × k CSR): its input is ``n = cnt[l]`` live columns of the previous layer's output
+(row stride ``cnt[l - 1]``), named by ``keep`` (their indices there; the identity for the first layer):
 
-1. ``layer``: C = act(A·Yᵀ + bias) — a warp per (row, 128-column tile), rows innermost so the warps running
-   together read the same columns of Yᵀ (they stay in L2); four accumulators per lane, lane + 32·u columns so
-   every load and store of a warp is one 128-byte line; the epilogue applied in registers; a lane that stores
-   a nonzero sets ``flags[col]`` (a benign race: every writer stores 1). ``n`` is read from device memory,
-   so the grid is fixed (sized for the first layer) and loops over the work that exists.
-   Unfused: the same kernel with the epilogue off, then ``epilogue_pass`` reads C back, applies it and sets
-   the flags — one more read and write of C per layer, what fusion saves.
-2. ``scan`` (one block): the exclusive prefix sum of the flags gives each live column its new index
-   (``pos``, −1 for a dead one), the count goes to ``cnt[l + 1]``, the surviving input ids are compacted
-   beside it, and the flags are cleared for the next layer.
-3. ``gather``: Yᵀ for the next layer, the live columns of C moved to their new indices (tight again).
+1. ``layer``: C = act(A·Yᵀ + bias) over the n live columns, written tight (row stride n) — a warp per (row,
+   128-column tile), rows innermost so the warps running together read the same columns of Yᵀ (they stay in
+   L2); four accumulators per lane at lane + 32·u, each lane's four ``keep`` entries loaded once and reused
+   over the row's nonzeros; the epilogue applied in registers; a lane that stores a nonzero sets
+   ``flags[col]`` (a benign race: every writer stores 1). n is read from device memory, so the grid is fixed
+   (sized for the first layer) and loops over the work that exists. Unfused: the same kernel with the
+   epilogue off, then ``epilogue_pass`` reads C back, applies it and sets the flags — one more read and write
+   of C per layer, what fusion saves.
+2. ``scan`` (one block): the prefix sum of the flags lists the surviving columns (``keep`` for the next
+   layer), their count goes to ``cnt[l + 1]``, the surviving input ids are compacted beside them, and the
+   flags are cleared for the next layer.
 
-Three launches a layer (four unfused), each a bound ``cuLaunchKernel`` (``gpu/launch.py``, about 6 µs of
-host time on the H100), no synchronisation until the end; CUDA events between layers give each layer's
-device time. With ``--keep-dead`` the layers run on all n inputs (no gather) and the scan only counts.
+No copy compacts Yᵀ: the next layer reads the survivors where they are, through ``keep`` (nearly coalesced
+while most survive; a handful of scattered columns once few do). Two launches a layer (three unfused),
+each a bound ``cuLaunchKernel`` (``gpu/launch.py``, about 6 µs of host time on the H100), no
+synchronisation until the end; CUDA events between layers give each layer's device time. With
+``--keep-dead`` every column stays (``keep`` the identity throughout) and the scan only counts.
 
-Traffic per layer: Yᵀ read from L2 about nnz/m times per row tile it is not cached for, C written once,
-the gather reads C and writes the live part. Checked in the simulator against the float64 truth
+Traffic per layer: the live columns of Yᵀ read from L2 about nnz/m times per row tile it is not cached for,
+C written once. Checked in the simulator against the float64 truth
 (tests/test_cli_gpu.py, tests/test_nets_resident.py) with small launch shapes.
 """
 
@@ -58,8 +61,9 @@ def kernels(dtype: str, scan_threads: int):
     cache = not simulator()
 
     @cuda.jit(cache=cache)
-    def layer(indptr, indices, data, m, b, c, ncur, l, bias, rule, act, ymax, fuse, flags):
-        n = ncur[l]
+    def layer(indptr, indices, data, m, b, c, cnt, l, keep, bias, rule, act, ymax, fuse, flags):
+        n = cnt[l + 1]  # live columns into this layer (cnt[0] is the batch: the first layer's input stride)
+        stride = cnt[l]  # the row stride of b, the previous layer's output (or the inputs)
         tiles = (n + TILE - 1) // TILE
         lane = cuda.threadIdx.x & 31
         warp = cuda.grid(1) >> 5
@@ -71,26 +75,30 @@ def kernels(dtype: str, scan_threads: int):
             c1 = c0 + 32
             c2 = c0 + 64
             c3 = c0 + 96
+            k0 = keep[c0] if c0 < n else 0
+            k1 = keep[c1] if c1 < n else 0
+            k2 = keep[c2] if c2 < n else 0
+            k3 = keep[c3] if c3 < n else 0
             a0 = zero
             a1 = zero
             a2 = zero
             a3 = zero
             full = c3 < n
             for p in range(indptr[i], indptr[i + 1]):
-                row = indices[p] * n
+                row = indices[p] * stride
                 v = data[p]
                 if full:
-                    a0 += v * b[row + c0]
-                    a1 += v * b[row + c1]
-                    a2 += v * b[row + c2]
-                    a3 += v * b[row + c3]
+                    a0 += v * b[row + k0]
+                    a1 += v * b[row + k1]
+                    a2 += v * b[row + k2]
+                    a3 += v * b[row + k3]
                 else:
                     if c0 < n:
-                        a0 += v * b[row + c0]
+                        a0 += v * b[row + k0]
                     if c1 < n:
-                        a1 += v * b[row + c1]
+                        a1 += v * b[row + k1]
                     if c2 < n:
-                        a2 += v * b[row + c2]
+                        a2 += v * b[row + k2]
             out = i * n
             bi = bias[i]
             if fuse != 0:
@@ -116,8 +124,8 @@ def kernels(dtype: str, scan_threads: int):
                     flags[c3] = 1
 
     @cuda.jit(cache=cache)
-    def epilogue_pass(c, m, ncur, l, bias, rule, act, ymax, flags):
-        n = ncur[l]
+    def epilogue_pass(c, m, cnt, l, bias, rule, act, ymax, flags):
+        n = cnt[l + 1]
         for e in range(cuda.grid(1), m * n, cuda.gridsize(1)):
             i = e // n
             x = epi(c[e], bias[i], rule, act, ymax)
@@ -126,10 +134,13 @@ def kernels(dtype: str, scan_threads: int):
                 flags[e - i * n] = 1
 
     @cuda.jit(cache=cache)
-    def scan(flags, ncur, l, cnt, pos, ids_in, ids_out):
+    def scan(flags, cnt, l, prune, keep, ids_in, ids_out, live):
+        """Over the n = cnt[l + 1] columns of layer l's output: the survivors counted into live[l], their input
+        ids compacted; pruned, they are listed in ``keep`` and only they go on (cnt[l + 2]); kept, ``keep``
+        stays the identity and every column goes on."""
         sh = cuda.shared.array(T, np.int32)
         t = cuda.threadIdx.x
-        n = ncur[l]
+        n = cnt[l + 1]
         chunk = (n + T - 1) // T
         lo = min(t * chunk, n)
         hi = min(lo + chunk, n)
@@ -148,27 +159,16 @@ def kernels(dtype: str, scan_threads: int):
         start = sh[t] - s
         for j in range(lo, hi):
             if flags[j] != 0:
-                pos[j] = start
                 ids_out[start] = ids_in[j]
+                if prune != 0:
+                    keep[start] = j
                 start += 1
-            else:
-                pos[j] = -1
             flags[j] = 0
         if t == T - 1:
-            cnt[l + 1] = sh[T - 1]
+            cnt[l + 2] = sh[T - 1] if prune != 0 else n
+            live[l] = sh[T - 1]
 
-    @cuda.jit(cache=cache)
-    def gather(c, m, cnt, l, pos, out):
-        n = cnt[l]
-        nn = cnt[l + 1]
-        for e in range(cuda.grid(1), m * n, cuda.gridsize(1)):
-            i = e // n
-            t = e - i * n
-            d = pos[t]
-            if d >= 0:
-                out[i * nn + d] = c[e]
-
-    return layer, epilogue_pass, scan, gather
+    return layer, epilogue_pass, scan
 
 
 def launch_shapes(work_warps: int, elems: int) -> tuple[tuple[int, int], tuple[int, int], int]:
@@ -196,34 +196,33 @@ def run(net, yt0: np.ndarray, prune_dead: bool, fused: bool = True):
     q = cuda.device_array(max(width * n0, 1), dtype=f32)
     if yt0.size:
         p[: yt0.size].copy_to_device(np.ascontiguousarray(yt0, dtype=f32).ravel())
-    cnt = cuda.to_device(np.full(L + 1, n0, np.int64))  # cnt[l]: inputs live into layer l (int64: k·n indices)
-    ncur = cnt if prune_dead else cuda.to_device(np.full(L + 1, n0, np.int64))
+    # cnt[l + 1]: columns live into layer l; cnt[l]: the row stride of its input (cnt[0] = the batch)
+    cnt = cuda.to_device(np.full(L + 2, n0, np.int64))
+    live = cuda.to_device(np.zeros(max(L, 1), np.int64))  # inputs alive after each layer, pruned or not
     flags = cuda.to_device(np.zeros(max(n0, 1), np.int32))
-    pos = cuda.device_array(max(n0, 1), dtype=np.int32)
+    keep = cuda.to_device(np.arange(max(n0, 1), dtype=np.int64))
     ids = [cuda.to_device(np.arange(max(n0, 1), dtype=np.int32)), cuda.device_array(max(n0, 1), dtype=np.int32)]
     layers = [(cuda.to_device(np.ascontiguousarray(a.indptr)),
                cuda.to_device(np.ascontiguousarray(a.indices) if a.nnz else np.zeros(1, np.int32)),
                cuda.to_device(np.ascontiguousarray(a.data, dtype=f32) if a.nnz else np.zeros(1, f32)),
                cuda.to_device(np.ascontiguousarray(b, dtype=f32))) for a, b in zip(net.layers, net.biases)]
     (lg, lb), (eg, eb), scan_t = launch_shapes(width * -(-n0 // TILE), width * n0)
-    layer_k, epi_k, scan_k, gather_k = kernels("float32", scan_t)
+    layer_k, epi_k, scan_k = kernels("float32", scan_t)
     codes = (np.int64(RULE_CODE[net.rule]), np.int64(ACT_CODE[net.act]), f32(net.ymax))
+    prune = np.int64(1 if prune_dead else 0)
     steps = []  # per layer: the bound launches, in order
     src, dst = p, q
     for l, (a, (indptr, indices, data, bias)) in enumerate(zip(net.layers, layers)):
         li, m = np.int64(l), np.int64(a.m)
-        launches = [BoundLaunch(layer_k[lg, lb], (indptr, indices, data, m, src, dst, ncur, li, bias, *codes,
+        launches = [BoundLaunch(layer_k[lg, lb], (indptr, indices, data, m, src, dst, cnt, li, keep, bias, *codes,
                                                   np.int64(1 if fused else 0), flags))]
         if not fused:
-            launches.append(BoundLaunch(epi_k[eg, eb], (dst, m, ncur, li, bias, *codes, flags)))
+            launches.append(BoundLaunch(epi_k[eg, eb], (dst, m, cnt, li, bias, *codes, flags)))
         # pruned: the ids compact along with the columns; kept: the columns never move, the ids stay the identity
         ids_in, ids_out = (ids[l % 2], ids[(l + 1) % 2]) if prune_dead else (ids[0], ids[1])
-        launches.append(BoundLaunch(scan_k[1, scan_t], (flags, ncur, li, cnt, pos, ids_in, ids_out)))
-        if prune_dead:
-            launches.append(BoundLaunch(gather_k[eg, eb], (dst, m, cnt, li, pos, src)))  # back into src
-        else:
-            src, dst = dst, src
+        launches.append(BoundLaunch(scan_k[1, scan_t], (flags, cnt, li, prune, keep, ids_in, ids_out, live)))
         steps.append(launches)
+        src, dst = dst, src
     events = [cuda.event() for _ in range(L + 1)]
     # every kernel was compiled and bound above (BoundLaunch compiles for the arguments it binds; in the
     # simulator nothing compiles): the timed chain below runs no compiler
@@ -238,10 +237,10 @@ def run(net, yt0: np.ndarray, prune_dead: bool, fused: bool = True):
     cuda.synchronize()
     total = time.perf_counter() - t_start
     counts = cnt.copy_to_host()
-    live = ids[L % 2 if prune_dead else 1].copy_to_host()[: int(counts[L])]
+    alive = live.copy_to_host()
+    last = ids[L % 2 if prune_dead else 1].copy_to_host()[: int(alive[L - 1])] if L else np.zeros(0, np.int32)
     rows = []
     for l, a in enumerate(net.layers):
-        live_in = int(counts[l]) if prune_dead else n0
         dt = events[l].elapsed_time(events[l + 1]) / 1e3
-        rows.append(LayerRow(l + 1, live_in, int(counts[l + 1]), a.nnz, dt))
-    return setup, (total, rows, np.sort(live.astype(np.int64)))
+        rows.append(LayerRow(l + 1, int(counts[l + 1]), int(alive[l]), a.nnz, dt))
+    return setup, (total, rows, np.sort(last.astype(np.int64)))
