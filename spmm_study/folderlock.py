@@ -25,6 +25,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
@@ -89,9 +90,19 @@ class FolderLock:
             return self
         for _ in range(20):
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+                # never through a link (a .lock symlink had its target truncated and the lock JSON written
+                # into it), never a FIFO (O_NONBLOCK: the open returns, then fstat refuses it)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+                             | getattr(os, "O_CLOEXEC", 0), 0o644)
             except OSError as exc:
+                if os.path.islink(self.path):
+                    raise ResultsError(f"cannot lock {self.folder}: {self.path} is a symbolic link, not a lock "
+                                       "spmm-study made") from None
                 raise ResultsError(f"cannot lock {self.folder}: {exc.strerror or exc}") from None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise ResultsError(f"cannot lock {self.folder}: {self.path} is not a regular file")
+            os.set_blocking(fd, True)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from spmm_study.errors import ResultsError
+from spmm_study.files import ForeignFileError
 from spmm_study.report import (best_per_variant, ceilings_for, clip, dlmc_group_order, dlmc_rows, geomean,
                                ladder_order, ladder_position, machines_and_dates, merge_rounds, params_label,
                                problem_key, speedup_points, speedups)
@@ -38,10 +39,13 @@ def _finish(fig, path: Path, rows: list[dict] | None = None, note: str = "") -> 
     fig.text(0.01, 0.005, f"{who} · spmm-study {__version__}" + (f" · {note}" if note else ""),
              fontsize=7, color="0.35", ha="left", va="bottom")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
+    from spmm_study.files import atomic_save
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
+    try:  # a temporary file renamed over the name: never written through a link at the PNG's name
+        atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        _pyplot().close(fig)
     return path
 
 
@@ -403,6 +407,8 @@ def plot_all(rows: list[dict], folder: Path | str, baseline: str | None = None,
     for name, fn in attempts:
         try:
             written.append(fn(folder / name))
+        except ForeignFileError:
+            raise  # a link or a device at the PNG's name: refused, never skipped in silence
         except ResultsError:
             continue  # these rows do not support this plot
     for spec, lengths, stats in row_lengths:

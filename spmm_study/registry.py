@@ -25,7 +25,10 @@ DEVICES = ("cpu", "gpu")
 @dataclass(frozen=True)
 class Param:
     """A tunable number (or choice) of a variant. ``choices`` are what sweeps try; with ``strict`` they are
-    the only legal values, otherwise any value of the default's type (and >= ``minimum``) is accepted."""
+    the only legal values, otherwise any value of the default's type within [``minimum``, ``maximum``] is
+    accepted. Every int Param has a ``maximum`` (a test walks the registry): a number that sizes a stack array,
+    a buffer, a thread block or a compile-time unrolled loop is refused here, before any compile or
+    allocation (``-p tile_n=2100000`` used to overflow the stack of ``cpu.csr.tiled`` with no message)."""
 
     name: str
     default: Any
@@ -33,6 +36,20 @@ class Param:
     help: str = ""
     strict: bool = False
     minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def range(self) -> str:
+        """The legal values in words ("1..4096", "one of a, b"), for ``list --json`` and error lines."""
+        if self.strict and self.choices:
+            return "one of " + ", ".join(map(str, self.choices))
+        if isinstance(self.default, bool):
+            return "true or false"
+        if self.minimum is None and self.maximum is None:
+            return f"any {type(self.default).__name__}"
+        lo = "" if self.minimum is None else f"{self.minimum:g}"
+        hi = "" if self.maximum is None else f"{self.maximum:g}"
+        return f"{lo}..{hi}"
 
     def parse(self, value: Any) -> Any:
         kind = type(self.default)
@@ -47,12 +64,15 @@ class Param:
                     raise ValueError
             if kind is float and not math.isfinite(out):  # float("nan") parses, and compares false with any limit
                 raise ValueError
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ParamError(f"parameter {self.name}={value!r} is not a valid {kind.__name__}") from None
         if self.strict and self.choices and out not in self.choices:
             raise ParamError(f"parameter {self.name}={out!r} is not one of {', '.join(map(str, self.choices))}")
         if self.minimum is not None and out < self.minimum:
             raise ParamError(f"parameter {self.name}={out!r} must be >= {self.minimum}")
+        if self.maximum is not None and out > self.maximum:
+            raise ParamError(f"parameter {self.name}={out!r} is past its maximum {self.maximum:g} "
+                             f"(range {self.range})")
         return out
 
 
@@ -141,7 +161,8 @@ class Variant:
         reason = self.unavailable_reason()
         return {"id": self.id, "device": self.device, "format": self.format, "idea": self.idea, "rung": self.rung,
                 "loop_order": self.loop_order, "baseline": self.baseline, "deterministic": self.deterministic,
-                "params": [{"name": p.name, "default": p.default, "choices": list(p.choices), "help": p.help}
+                "params": [{"name": p.name, "default": p.default, "choices": list(p.choices), "help": p.help,
+                            "range": p.range}
                            for p in self.params],
                 "dtypes": list(self.dtypes), "available": reason is None, "unavailable_reason": reason,
                 "summary": self.summary}

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Iterable
 
 from spmm_study.errors import ResultsError
-from spmm_study.files import atomic_write_text
+from spmm_study.files import atomic_write_text, claim_folder, open_append
 
 
 @dataclass
@@ -153,6 +153,7 @@ def default_dir(name: str, root: Path | str = "results") -> Path:
     return out
 
 
+OWN_FILES = ("rows.jsonl", "results.csv", "meta.json")  # what a ResultWriter writes (and may replace with --force)
 CURRENT_WRITER = None  # the newest ResultWriter of this process (set when it opens)
 
 
@@ -167,12 +168,12 @@ class ResultWriter:
         self.jsonl = self.dir / "rows.jsonl"
         self.csv = self.dir / "results.csv"
         self.meta_path = self.dir / "meta.json"
-        if self.dir.exists() and not self.dir.is_dir():
-            raise ResultsError(f"{self.dir} exists and is not a directory")
+        # the folder must be ours (marked) or new, and no name we write may be a link (files.claim_folder)
+        present = claim_folder(self.dir, OWN_FILES)
         # one writer per folder, taken before any row is read: a second sweep into this --out is refused
         self.lock = FolderLock(self.dir).acquire()
         try:
-            self._open(meta, force, resume, timing)
+            self._open(meta, force, resume, timing, present)
         except BaseException:
             self.lock.release()
             raise
@@ -189,13 +190,19 @@ class ResultWriter:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _open(self, meta: dict | None, force: bool, resume: bool, timing: dict | None) -> None:
+    def _open(self, meta: dict | None, force: bool, resume: bool, timing: dict | None, present: list[str]) -> None:
         # --force alone replaces the rows unread: a corrupt file must not block starting again
         existing = read_rows(self.dir) if self.jsonl.exists() and (resume or not force) else []
         if existing and not (force or resume):
             raise ResultsError(
                 f"{self.dir} already holds {len(existing)} result rows; pass --resume to continue or --force to replace"
             )
+        if present and not (force or resume):  # an earlier run's files without rows: still nothing overwritten
+            raise ResultsError(f"{self.dir} already holds {', '.join(present)} of an earlier run; pass --force to "
+                               "replace them or choose another --out")
+        if resume and not self.jsonl.exists() and self.csv.exists():
+            raise ResultsError(f"{self.dir} holds results.csv but its rows.jsonl is gone: nothing to resume from "
+                               "(the CSV is kept); pass --force to start again or choose another --out")
         self.dir.mkdir(parents=True, exist_ok=True)
         if force and not resume:
             existing = []
@@ -207,8 +214,8 @@ class ResultWriter:
         old = {}
         if resume and self.meta_path.is_file():
             try:
-                old = json.loads(self.meta_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError, RecursionError):
+                old = json.loads(_read_meta_text(self.meta_path))
+            except (OSError, ValueError, RecursionError, ResultsError):
                 old = {}
             old = old if isinstance(old, dict) else {}
         if timing is not None:
@@ -267,7 +274,7 @@ class ResultWriter:
     def _append(self, result: Result) -> None:
         row = asdict(result)
         line = json.dumps(row, allow_nan=True) + "\n"
-        with open(self.jsonl, "a", encoding="utf-8") as f:
+        with open_append(self.jsonl) as f:  # O_NOFOLLOW: never through a link
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
@@ -275,7 +282,7 @@ class ResultWriter:
         if result.status not in UNFINISHED:
             self.done.add(result.key())
         new = not self.csv.exists()
-        with open(self.csv, "a", encoding="utf-8", newline="") as f:
+        with open_append(self.csv) as f:
             f.write(rows_to_csv([row], header=new))
             f.flush()
 
@@ -385,11 +392,17 @@ def read_rows(path: Path | str, skip_bad: bool = False) -> list[dict]:
     return rows
 
 
+def _read_meta_text(path: Path) -> str:
+    from spmm_study.safeio import read_text
+
+    return read_text(path, limit=64 << 20, what="meta file", error=ResultsError)  # regular, bounded, UTF-8
+
+
 def read_meta(path: Path | str) -> dict:
     path = Path(path)
     meta = (path if path.is_dir() else path.parent) / "meta.json"
     try:
-        data = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
-    except (OSError, ValueError, RecursionError):  # ValueError: JSON and UTF-8 errors; meta.json is advisory
+        data = json.loads(_read_meta_text(meta)) if meta.is_file() else {}
+    except (OSError, ValueError, RecursionError, ResultsError):  # ValueError: JSON and UTF-8 errors; meta.json is advisory
         return {}
     return data if isinstance(data, dict) else {}

@@ -737,34 +737,24 @@ def row_stats(a: CSR, bins: int = 10) -> dict:
 
 def convert(a: CSR, out: Path | str, force: bool = False) -> Path:
     """Write ``a`` as .mtx, .npz or .smtx (pattern only), atomically, never over a file without ``force``."""
-    import tempfile
-
     import scipy.io
     import scipy.sparse as sp
 
-    from spmm_study.files import publish_mode
+    from spmm_study.files import atomic_save
 
     out = Path(out)
     if out.suffix not in (".mtx", ".npz", ".smtx"):
         raise SourceError(f"output {out} must end in .mtx, .npz or .smtx")
-    if out.exists() and not force:
+    if os.path.lexists(out) and not force:
         raise SourceError(f"{out} exists; pass --force to overwrite")
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".smtx":
         write_smtx(a, out)
         return out
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix)
-    os.close(fd)
-    try:
-        if out.suffix == ".mtx":
-            scipy.io.mmwrite(tmp, a.to_scipy())
-        else:
-            sp.save_npz(tmp, sp.csr_matrix(a.to_scipy()), compressed=True)
-        publish_mode(tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    if out.suffix == ".mtx":  # the temporary keeps the suffix: mmwrite and save_npz would append one
+        atomic_save(out, lambda tmp: scipy.io.mmwrite(tmp, a.to_scipy()), suffix=".mtx")
+    else:
+        atomic_save(out, lambda tmp: sp.save_npz(tmp, sp.csr_matrix(a.to_scipy()), compressed=True), suffix=".npz")
     return out
 
 

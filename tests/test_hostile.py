@@ -483,3 +483,219 @@ def test_meta_and_batch_size_files_are_input_too(tmp_path):
     (tmp_path / "rn50_batchsizes.txt").write_text("layer1,abc\n")
     with pytest.raises(ParamError, match=r"rn50_batchsizes.txt:1: batch size 'abc' is not a positive integer"):
         rn50_batch_sizes(tmp_path)
+
+
+# ============================================================================================== issue 23
+# Nothing lost, nothing unbounded. Each class of the issue: in this process, and the argv cases once more in a
+# fresh interpreter under RLIMIT_AS (``test_issue23_cases_under_a_memory_limit``), each refused within 5 s.
+
+REFUSE_S = 5.0  # every refused input: one line, exit 2, within this many seconds
+
+
+def _issue23_files(d: Path) -> dict:
+    """The files the issue-23 argv cases read or must leave alone; ``d`` is a fresh folder."""
+    f = {}
+    user = d / "user"  # a user's folder with their own CSV and meta.json, no marker
+    user.mkdir()
+    (user / "results.csv").write_text("mine,do not delete\n1,2\n")
+    (user / "meta.json").write_text('{"mine": true}\n')
+    f["user"] = user
+    victim = d / "victim.txt"  # what the links point to
+    victim.write_text("precious\n")
+    f["victim"] = victim
+    lock = d / "locklink"  # a result folder of ours (marker) whose .lock is a link to the victim
+    h.write_rows(lock, [h.result_row(0)])
+    (lock / ".lock").symlink_to(victim)
+    f["locklink"] = lock
+    rows = d / "rowslink"  # ours, rows.jsonl a link
+    rows.mkdir()
+    (rows / ".spmm-study").write_text("{}\n")
+    (rows / "rows.jsonl").symlink_to(victim)
+    f["rowslink"] = rows
+    gone = h.write_rows(d / "gone", [h.result_row(0)])  # ours, rows.jsonl deleted by hand, the CSV kept
+    (gone / "rows.jsonl").unlink()
+    f["gone"] = gone
+    plots = d / "plots"  # report --plots into a folder whose roofline.png is a link
+    plots.mkdir()
+    (plots / "roofline.png").symlink_to(victim)
+    (plots / "loop_orders.png").symlink_to(victim)
+    (plots / "speedup_vs_sparsity.png").symlink_to(victim)
+    f["plots"] = plots
+    inf = d / "infer_user"
+    inf.mkdir()
+    (inf / "summary.json").write_text('{"mine": true}\n')
+    f["infer_user"] = inf
+    f["run"] = h.write_rows(d / "good", [h.result_row(i) for i in range(4)])
+    return f
+
+
+def _issue23_cases(d: Path) -> tuple[dict[str, list[str]], dict]:
+    f = _issue23_files(d)
+    measure = ["-m", TINY, "-n", "4", *FAST]
+    cases = {
+        # 1. files the command does not own
+        "run_out_user_csv": ["run", "-v", "rowwise", *measure, "--out", str(f["user"])],
+        "run_out_user_csv_force": ["run", "-v", "rowwise", *measure, "--out", str(f["user"]), "--force"],
+        "sweep_out_user_csv_force": ["sweep", "-v", "rowwise", *measure, "--out", str(f["user"]), "--force"],
+        "run_out_rows_gone": ["run", "-v", "rowwise", *measure, "--out", str(f["gone"])],
+        "run_lock_is_a_link": ["run", "-v", "rowwise", *measure, "--out", str(f["locklink"]), "--resume"],
+        "run_rows_is_a_link": ["run", "-v", "rowwise", *measure, "--out", str(f["rowslink"]), "--force"],
+        "report_plots_through_links": ["report", str(f["run"]), "--plots", str(f["plots"])],
+        "infer_out_user_summary_force": ["infer", "--net", "generated:64x2", "--batch", "8", "--repeats", "1",
+                                         "-e", "scipy", "--out", str(f["infer_user"]), "--force"],
+        # 2. a Param past its maximum (a stack array of tile_n values: a segfault before)
+        **{f"run_tile_n_{v}": ["run", "--no-save", "-v", v, "-p", "tile_n=2100000", *measure]
+           for v in ("cpu.csr.tiled", "cpu.csr.tiled_fused", "cpu.nm24.tiled")},
+        "check_tile_n": ["check", "-v", "cpu.csr.tiled", "-p", "tile_n=2100000"],
+        "sweep_tile_n": ["sweep", "-v", "cpu.csr.tiled", "-p", "tile_n=2100000", *measure, "--dry-run"],
+        "run_param_inf": ["run", "--no-save", "-v", "cpu.csr.tiled", "-p", "tile_n=1e999", *measure],
+    }
+    return cases, f
+
+
+ISSUE23_IDS = ["run_out_user_csv", "run_out_user_csv_force", "sweep_out_user_csv_force", "run_out_rows_gone",
+               "run_lock_is_a_link", "run_rows_is_a_link", "report_plots_through_links", "infer_out_user_summary_force",
+               "run_tile_n_cpu.csr.tiled", "run_tile_n_cpu.csr.tiled_fused", "run_tile_n_cpu.nm24.tiled",
+               "check_tile_n", "sweep_tile_n", "run_param_inf"]
+
+
+def _untouched(f: dict) -> None:
+    """Nothing the cases refused was deleted, overwritten or written through a link."""
+    assert f["victim"].read_text() == "precious\n"
+    assert (f["user"] / "results.csv").read_text() == "mine,do not delete\n1,2\n"
+    assert (f["user"] / "meta.json").read_text() == '{"mine": true}\n'
+    assert sorted(p.name for p in f["user"].iterdir()) == ["meta.json", "results.csv"]
+    assert (f["gone"] / "results.csv").exists() and not (f["gone"] / "rows.jsonl").exists()
+    assert (f["locklink"] / ".lock").is_symlink() and (f["rowslink"] / "rows.jsonl").is_symlink()
+    assert all((f["plots"] / n).is_symlink() for n in ("roofline.png", "loop_orders.png"))
+    assert sorted(p.name for p in f["infer_user"].iterdir()) == ["summary.json"]
+    assert (f["infer_user"] / "summary.json").read_text() == '{"mine": true}\n'
+
+
+@pytest.fixture(scope="module")
+def issue23(tmp_path_factory):
+    return _issue23_cases(tmp_path_factory.mktemp("issue23"))
+
+
+def test_issue23_every_case_is_listed(issue23):
+    assert sorted(issue23[0]) == sorted(ISSUE23_IDS)
+
+
+@pytest.mark.parametrize("case", ISSUE23_IDS)
+def test_issue23_hostile_input_is_one_line_exit_2(issue23, case, tmp_path, monkeypatch):
+    cases, f = issue23
+    monkeypatch.chdir(tmp_path)
+    t0 = time.perf_counter()
+    expect_error(cases[case])
+    assert time.perf_counter() - t0 < REFUSE_S or case.startswith("infer"), time.perf_counter() - t0
+    _untouched(f)
+
+
+def test_issue23_cases_under_a_memory_limit(issue23, tmp_path):
+    """Every issue-23 case in one fresh interpreter under RLIMIT_AS = 1.5 GiB: each refused in one line within
+    5 s (after the imports), peak RSS under 1 GiB, no file outside the tool's own touched."""
+    cases, f = issue23
+    rep = h.run_worker({"argvs": [cases[c] for c in ISSUE23_IDS], "must_fail": True, "cwd": str(tmp_path),
+                        "per_case_s": 20, "warm": True})
+    assert rep["failures"] == [], rep["failures"][:3]
+    assert rep["cases"] == len(ISSUE23_IDS)
+    assert rep["maxrss_mib"] < MAX_WORKER_RSS_MIB, rep
+    slow = [(c, t) for c, t in zip(ISSUE23_IDS, rep["times"]) if t > REFUSE_S]
+    assert not slow, slow
+    _untouched(f)
+
+
+# ---------------------------------------------------------------------------------- 1. files the tool does not own
+
+
+def test_a_folder_is_ours_only_with_the_marker_and_force_replaces_only_our_files(tmp_path):
+    from spmm_study.files import MARKER, is_own_folder
+
+    out = tmp_path / "out"
+    code, _, err = cli(["run", "-v", "rowwise", "-m", TINY, "-n", "4", *FAST, "--out", str(out)])
+    assert code == 0, err
+    assert is_own_folder(out) and json.loads((out / MARKER).read_text())["spmm_study"] == "result folder"
+    (out / "notes.txt").write_text("mine\n")  # a user's file in our folder: --force leaves it alone
+    expect_error(["run", "-v", "rowwise", "-m", TINY, "-n", "4", *FAST, "--out", str(out)], r"--resume|--force")
+    code, _, err = cli(["run", "-v", "rowwise", "-m", TINY, "-n", "4", *FAST, "--out", str(out), "--force"])
+    assert code == 0, err
+    assert (out / "notes.txt").read_text() == "mine\n" and len(read_rows(out)) == 1
+    # an empty folder of the user's is adopted (nothing in it to overwrite); one holding our names is not
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = cli(["run", "-v", "rowwise", "-m", TINY, "-n", "4", *FAST, "--out", str(empty)])
+    assert code == 0, err
+    assert is_own_folder(empty)
+
+
+def test_every_write_is_atomic_and_never_through_a_link(tmp_path):
+    from spmm_study.errors import ResultsError
+    from spmm_study.files import atomic_save, atomic_write_text, open_append
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    for name in ("a.json", "b.png", "c.csv"):
+        (tmp_path / name).symlink_to(victim)
+    with pytest.raises(ResultsError, match=r"symbolic link"):
+        atomic_write_text(tmp_path / "a.json", "{}")
+    with pytest.raises(ResultsError, match=r"symbolic link"):
+        atomic_save(tmp_path / "b.png", lambda tmp: Path(tmp).write_bytes(b"png"))
+    with pytest.raises(ResultsError, match=r"symbolic link"):
+        open_append(tmp_path / "c.csv")
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(ResultsError, match=r"not a regular file"):
+        open_append(tmp_path / "fifo")
+    assert victim.read_text() == "precious\n"
+
+    def dies(tmp):  # a writer that fails half way: the old file stays whole, no temporary is left
+        Path(tmp).write_text("half")
+        raise OSError("disk full")
+
+    atomic_write_text(tmp_path / "d.txt", "old\n")
+    with pytest.raises(OSError):
+        atomic_save(tmp_path / "d.txt", dies)
+    assert (tmp_path / "d.txt").read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.png", "c.csv", "d.txt", "fifo", "victim"]
+
+
+def test_no_writer_opens_a_file_for_writing_by_itself():
+    """Every file the package writes goes through files.py (atomic_save / open_append / the lock): a plain
+    open(..., "w"/"a"), write_text, write_bytes or savefig elsewhere would follow a link."""
+    import re
+
+    pattern = re.compile(r"""open\([^)]*["'][wa]b?\+?["']|\.write_text\(|\.write_bytes\(|\.savefig\(path|\.savefig\(p\b""")
+    found = []
+    for path in sorted((h.ROOT / "spmm_study").rglob("*.py")):
+        if path.name == "files.py":
+            continue
+        for no, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line) and not line.lstrip().startswith("#"):
+                found.append(f"{path.relative_to(h.ROOT)}:{no}: {line.strip()}")
+    assert found == [], found
+
+
+# ---------------------------------------------------------------------------------------------- 2. Param ranges
+
+
+def test_every_int_param_has_a_documented_maximum():
+    from spmm_study import registry
+
+    registry.load_all()
+    missing = [f"{v.id}:{p.name}" for v in registry.all_variants() for p in v.params
+               if isinstance(p.default, int) and not isinstance(p.default, bool) and p.maximum is None]
+    assert missing == []
+    tiled = registry.get("cpu.csr.tiled")
+    (tile_n,) = [p for p in tiled.describe()["params"] if p["name"] == "tile_n"]
+    assert tile_n["range"] == "1..4096"  # list --json and ss.variants() show it
+    for v in registry.all_variants():
+        for p in v.params:
+            for c in p.choices:  # what sweeps and autotune try is inside the range
+                assert p.parse(c) == c, (v.id, p.name, c)
+
+
+def test_a_param_past_its_range_is_refused_by_the_api_too():
+    import spmm_study as ss
+    from spmm_study.errors import ParamError
+
+    with pytest.raises(ParamError, match=r"tile_n=2100000 is past its maximum 4096"):
+        ss.measure(TINY, variant="cpu.csr.tiled", n=4, tile_n=2100000, repeats=1, min_time=0, warmup=0, cache="warm")

@@ -54,9 +54,9 @@ def test_writer_writes_jsonl_csv_and_meta_that_agree(tmp_path):
     rows = [make_row(0), make_row(1, "FAIL"), make_row(2, "ERROR")]
     for r in rows:
         w.append(r)
-    assert sorted(p.name for p in d.iterdir()) == [".lock", "meta.json", "results.csv", "rows.jsonl"]
+    assert sorted(p.name for p in d.iterdir()) == [".lock", ".spmm-study", "meta.json", "results.csv", "rows.jsonl"]
     w.close()  # the folder's lock (one writer per folder) goes with the writer
-    assert sorted(p.name for p in d.iterdir()) == ["meta.json", "results.csv", "rows.jsonl"]
+    assert sorted(p.name for p in d.iterdir()) == [".spmm-study", "meta.json", "results.csv", "rows.jsonl"]
     from_jsonl = read_rows(d / "rows.jsonl")
     from_csv = read_rows(d / "results.csv")
     assert read_rows(d) == from_jsonl or len(read_rows(d)) == 3
@@ -90,7 +90,7 @@ def test_no_overwrite_without_force(tmp_path):
 
 def test_force_replaces_even_a_corrupt_file(tmp_path):
     d = tmp_path / "run"
-    d.mkdir()
+    ResultWriter(d).close()  # a folder spmm-study made (its marker), whose rows file was then damaged
     good = json.dumps(asdict(make_row(0)))
     (d / "rows.jsonl").write_text(f'{good}\nnot json\n{good}\n')
     with pytest.raises(ResultsError, match=r"rows.jsonl:2 is not a JSON row"):
@@ -177,7 +177,7 @@ def test_execute_resumes_without_measuring_again(tmp_path, dtype):
     assert [r.n for r in runner.execute(more, runner.Context(timing=timing), w3)] == [7]
     np.testing.assert_array_equal([r["n"] for r in read_rows(tmp_path / "r")], [3, 5, 7])
     w3.close()
-    assert not any(name.startswith(".") for name in os.listdir(tmp_path / "r"))
+    assert not any(name.startswith(".") and name != ".spmm-study" for name in os.listdir(tmp_path / "r"))
 
 
 def test_default_dir_never_collides(tmp_path, monkeypatch):
@@ -202,8 +202,12 @@ def test_csv_is_appended_and_rebuilt_from_jsonl_on_open(tmp_path):
         f.write("cpu.csr.v9,cpu,cs")  # interrupted in the middle of a CSV line
     ResultWriter(d, resume=True)
     assert (d / "results.csv").read_text() == text  # rebuilt from rows.jsonl
-    (d / "rows.jsonl").unlink()  # rows deleted by hand: the CSV must not keep them with a second header
-    w = ResultWriter(d)
+    (d / "rows.jsonl").unlink()  # rows deleted by hand: the CSV is kept unless --force says to start again
+    with pytest.raises(ResultsError, match=r"already holds results.csv of an earlier run; pass --force"):
+        ResultWriter(d)
+    with pytest.raises(ResultsError, match=r"rows.jsonl is gone: nothing to resume from"):
+        ResultWriter(d, resume=True)
+    w = ResultWriter(d, force=True)  # and then the CSV does not keep the old rows with a second header
     w.append(make_row(7))
     assert [r["variant"] for r in read_rows(d / "results.csv")] == ["cpu.csr.v7"]
 

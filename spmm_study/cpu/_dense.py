@@ -12,9 +12,9 @@ from spmm_study.registry import Param
 
 
 TILE_PARAMS = (
-    Param("tile_i", 64, (8, 64, 256), "rows of A/C per tile", minimum=1),
-    Param("tile_k", 64, (8, 64, 256), "shared dimension per tile", minimum=1),
-    Param("tile_j", 256, (16, 256, 1024), "columns of B/C per tile", minimum=1),
+    Param("tile_i", 64, (8, 64, 256), "rows of A/C per tile", minimum=1, maximum=1 << 20),
+    Param("tile_k", 64, (8, 64, 256), "shared dimension per tile", minimum=1, maximum=1 << 20),
+    Param("tile_j", 256, (16, 256, 1024), "columns of B/C per tile", minimum=1, maximum=1 << 20),
 )
 
 

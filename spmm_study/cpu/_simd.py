@@ -19,12 +19,20 @@ from spmm_study.problem import ALIGN, aligned_empty  # noqa: F401  (one allocato
 from spmm_study.registry import Param
 
 
+# The most values a kernel may keep in one ``stack_empty`` array (its tile_n, max_vectors·16...): 4096 fp64 is
+# 32 KiB, far inside any thread's stack (numba's workqueue and OpenMP threads get 2-8 MiB). A larger tile holds
+# nothing in registers any more, and ``-p tile_n=2100000`` (16 MiB of fp64) overflowed the stack: a segfault.
+MAX_STACK_VALUES = 4096
+
+
 @intrinsic
 def stack_empty(typingctx, size, dtype):
     """Pointer to ``size`` uninitialised elements of ``dtype`` on the stack (``size`` a literal int)."""
     if not isinstance(size, types.IntegerLiteral) or not isinstance(dtype, (types.DType, types.NumberClass)):
         return None
     count = size.literal_value
+    if not 0 < count <= MAX_STACK_VALUES:  # the Params stop this first; a kernel's own constant must obey it too
+        raise ValueError(f"stack_empty({count}): past the {MAX_STACK_VALUES} values a thread's stack safely holds")
     elem = dtype.dtype
 
     def codegen(context, builder, sig, args):
@@ -68,7 +76,7 @@ def packed_operand(b: np.ndarray, pack: bool):
 def tile_n_param(choices: tuple = (16, 64, 256)) -> Param:
     """Columns of C a register-blocked rung keeps in registers per row (default 256: N = 256 in one pass)."""
     return Param("tile_n", 256, choices, "columns of C held in registers per row (a compile-time constant: one "
-                 "kernel per value)", minimum=1)
+                 "kernel per value)", minimum=1, maximum=MAX_STACK_VALUES)
 
 
 def pack_b_param() -> Param:

@@ -264,7 +264,8 @@ def padded_operand(b: np.ndarray, lane_count: int, pad: bool):
 
 
 MAX_VECTORS_PARAM = Param("max_vectors", 16, MAX_VECTORS, "most 64-byte vectors of a row of C in registers per "
-                          "tile (16 = 256 fp32 columns); tiles are then cut to equal widths for this N", minimum=1)
+                          "tile (16 = 256 fp32 columns); tiles are then cut to equal widths for this N", minimum=1,
+                          maximum=64)
 PACK_B_PARAM = Param("pack_b", True, (True, False), "copy B in each call into a 64-byte-aligned buffer with rows "
                      "padded to 16 fp32 when its rows are not all aligned (N mod 16 != 0 or a misaligned buffer; "
                      "timed)")

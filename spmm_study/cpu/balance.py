@@ -35,7 +35,8 @@ def balance_param(default: str = "nnz") -> Param:
 
 
 def rows_per_task_param(default: int = 64) -> Param:
-    return Param("rows_per_task", default, (16, 64, 256), "rows per task for balance=dynamic", minimum=1)
+    return Param("rows_per_task", default, (16, 64, 256), "rows per task for balance=dynamic", minimum=1,
+                 maximum=1 << 24)
 
 
 def partition(row_nnz: np.ndarray, parts: int, how: str, rows_per_task: int = 64) -> tuple[np.ndarray, np.ndarray]:

@@ -160,7 +160,8 @@ def default_rows(n: int, lane_count: int = 16) -> int:
 @variant(
     "cpu.csr.rowblock", loop_order="t‖→g→j0→s→r→q(vec)", movement=traffic,
     params=(
-        Param("rows", 0, ROWS, "rows of A per register tile (0: as many as fit 24 accumulator vectors)", minimum=0),
+        Param("rows", 0, ROWS, "rows of A per register tile (0: as many as fit 24 accumulator vectors)", minimum=0,
+              maximum=64),
     ),
 )
 def build(problem, rows):

@@ -61,9 +61,10 @@ from spmm_study.registry import Param, host_prepared, variant
 
 MAX_VECTORS_PARAM = Param("max_vectors", 4, (2, 4, 8), "most 64-byte vectors of a row of C per column tile "
                           "(4 = 64 fp32 columns); the panel of B a tile reads is Kb rows of this width",
-                          minimum=1)
+                          minimum=1, maximum=64)
 PANEL_PARAM = Param("panel_kib", 128, (32, 64, 128, 256), "most KiB of a panel of B (Kb = this / (W·4 bytes) "
-                    "columns of A per block): what the rows of a part reuse before the next block", minimum=1)
+                    "columns of A per block): what the rows of a part reuse before the next block", minimum=1,
+                    maximum=1 << 16)
 
 
 def block_rows(kib: int, width: int, itemsize: int, k: int) -> int:

@@ -83,8 +83,8 @@ def kernel(tile_n: int):
 
 
 @variant("cpu.sell.tiled", loop_order="s‖→r→j0→w→j", movement=movement.sell, params=(
-    Param("c", 8, (1, 4, 8, 32), "rows per slice (C); C = M with sigma = 1 is plain ELLPACK", minimum=1),
-    Param("sigma", 256, (1, 64, 256), "sorting window (σ rows); 1 = no sorting", minimum=1),
+    Param("c", 8, (1, 4, 8, 32), "rows per slice (C); C = M with sigma = 1 is plain ELLPACK", minimum=1, maximum=1 << 24),
+    Param("sigma", 256, (1, 64, 256), "sorting window (σ rows); 1 = no sorting", minimum=1, maximum=1 << 30),
     tile_n_param(),
     pack_b_param(),
 ))

@@ -44,8 +44,8 @@ def bsr_rows(m, k, br, bc, indptr, indices, data, b, c):
 
 
 @variant("cpu.bsr.rowwise", loop_order="I‖→q→r→c→j", movement=movement.bsr, params=(
-    Param("br", 4, (1, 2, 4, 8), "block rows", minimum=1),
-    Param("bc", 4, (1, 2, 4, 8), "block columns", minimum=1),
+    Param("br", 4, (1, 2, 4, 8), "block rows", minimum=1, maximum=64),
+    Param("bc", 4, (1, 2, 4, 8), "block columns", minimum=1, maximum=64),
 ))
 def build(problem, br, bc):
     """BSR with br×bc dense blocks (block sizes as Params), prange over block rows."""

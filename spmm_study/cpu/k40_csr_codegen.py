@@ -184,7 +184,7 @@ def run_parts(addrs, d, b, c):
 
 @variant("cpu.csr.codegen", loop_order="t‖→i(const)→j→p(const)", movement=movement.csr_codegen, params=(
     Param("max_nnz", 150_000, (150_000,), "refuse matrices with more nonzeros (code size and compile time grow "
-          "with nnz)", minimum=0),
+          "with nnz)", minimum=0, maximum=2_000_000),
 ))
 def build(problem, max_nnz):
     """SparseRT-style: LLVM IR generated with the pattern and N as constants, JIT-compiled (compile = setup)."""

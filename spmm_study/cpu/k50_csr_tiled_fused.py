@@ -47,7 +47,7 @@ from numba import njit, prange
 
 from spmm_study import movement
 from spmm_study.cpu.balance import balance_param, partition, spread
-from spmm_study.cpu._simd import elem_ptr, packed_operand, stack_empty
+from spmm_study.cpu._simd import MAX_STACK_VALUES, elem_ptr, packed_operand, stack_empty
 from spmm_study.problem import aligned_empty
 from spmm_study.epilogue import ACT_CODE, RULE_CODE, epilogue_params, layer_problem
 from spmm_study.registry import Param, host_prepared, variant
@@ -210,7 +210,8 @@ class FusedLayer:
 @variant(
     "cpu.csr.tiled_fused", loop_order="t‖→j0→i→p→j→epi", movement=fused_tiled,
     params=(
-        Param("tile_n", 256, TILE_CHOICES, "columns of C held in registers per row (compile-time constant)", minimum=1),
+        Param("tile_n", 256, TILE_CHOICES, "columns of C held in registers per row (compile-time constant)", minimum=1,
+              maximum=MAX_STACK_VALUES),
         *epilogue_params(),
         Param("balance", "nnz", ("static", "nnz", "sorted"), "how rows are split across threads", strict=True),
         Param("pack_b", True, (True, False), "copy a misaligned B into a 64-byte-aligned buffer (timed)"),

@@ -305,6 +305,8 @@ def cache_dir() -> Path:
 def build(root: Path, nano: Path | None = None, out: Path | None = None, jobs: int = 1, cxx: str | None = None,
           log=None, timeout_s: float = 1800) -> Path:
     """Compile the entry point against the clone into one .so (cached); returns its path."""
+    from spmm_study import files
+
     root = root.expanduser().resolve()
     nano = nano_tree(root, nano.expanduser().resolve() if nano else None)
     problem = tree_problem(root, nano) or cpu_problem()
@@ -326,7 +328,7 @@ def build(root: Path, nano: Path | None = None, out: Path | None = None, jobs: i
     gen.mkdir(parents=True, exist_ok=True)
     for name, text in gen_text.items():
         if not (gen / name).is_file() or (gen / name).read_text() != text:
-            (gen / name).write_text(text)
+            files.atomic_write_text(gen / name, text)  # renamed into place: never written through a link
     headers = _headers_digest(includes)  # the clone's headers (the generated header is keyed with the entry)
     sources = sorted((nano / "src").glob("*.cpp")) + sorted((nano / "src").glob("*/*.cpp"))
     sources += [nano / "generated" / "mapping_to_executor.cpp", *factory_sources, gen / "srt_registry.cpp", ENTRY]

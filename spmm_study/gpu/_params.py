@@ -11,37 +11,38 @@ from spmm_study.registry import Param
 
 
 def vec(default: int = 4, help: str = "B values per load (4: one 16-byte load; float64 allows ≤ 2)") -> Param:
-    return Param("vec", default, (1, 2, 4), help, minimum=1)
+    return Param("vec", default, (1, 2, 4), help, minimum=1, maximum=8)
 
 
 def tiles(default: int = 1, choices: tuple = (1, 2, 4)) -> Param:
-    return Param("tiles", default, choices, "vec-groups per lane: accumulators per thread = vec·tiles", minimum=1)
+    return Param("tiles", default, choices, "vec-groups per lane: accumulators per thread = vec·tiles", minimum=1,
+                 maximum=16)
 
 
 def unroll(default: int = 4, choices: tuple = (1, 2, 4, 8),
            help: str = "nonzeros per loop iteration (their B loads in flight before the first FMA)") -> Param:
-    return Param("unroll", default, choices, help, minimum=1)
+    return Param("unroll", default, choices, help, minimum=1, maximum=32)
 
 
 def threads(default: int = 128, choices: tuple = (64, 128, 256), help: str = "threads per block") -> Param:
-    return Param("threads", default, choices, help, minimum=1)
+    return Param("threads", default, choices, help, minimum=1, maximum=1024)  # CUDA: 1024 per block
 
 
 def lanes(default: int = 16, choices: tuple = (4, 8, 16, 32),
           help: str = "threads per row (a power of two ≤ 32)") -> Param:
-    return Param("lanes", default, choices, help, minimum=1)
+    return Param("lanes", default, choices, help, minimum=1, maximum=32)  # one warp
 
 
 def block_x(default: int, choices: tuple, help: str = "threads along N") -> Param:
-    return Param("block_x", default, choices, help, minimum=1)
+    return Param("block_x", default, choices, help, minimum=1, maximum=1024)
 
 
 def block_y(default: int, choices: tuple, help: str) -> Param:
-    return Param("block_y", default, choices, help, minimum=1)
+    return Param("block_y", default, choices, help, minimum=1, maximum=1024)
 
 
 def warps(default: int, choices: tuple, help: str) -> Param:
-    return Param("warps", default, choices, help, minimum=1)
+    return Param("warps", default, choices, help, minimum=1, maximum=32)  # 1024 threads
 
 
 def row_group() -> tuple[Param, ...]:

@@ -64,7 +64,7 @@ def ptx_cases():
 
 
 @variant("gpu.dense.tiled", loop_order="(I,J)∥→K0→k", movement=models.dense_tiled,
-         params=(Param("tile", 16, (8, 16, 32), "tile edge T (T×T threads per block)", strict=True),),
+         params=(Param("tile", 16, (8, 16, 32), "tile edge T (T×T threads per block)", strict=True, maximum=32),),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, tile):
     """Shared-memory tiled dense GEMM: T×T tiles of A and B staged per K-chunk."""

@@ -121,7 +121,7 @@ def ptx_cases():
 
 @variant("gpu.csr.nnz_split", loop_order="(chunk,J)∥→r→p→(t,v)", deterministic=False,
          movement=models.csr_panel(lambda p: 32 * p["vec"] * p["tiles"]),
-         params=(Param("chunk", 128, (32, 64, 128, 256), "nonzeros per warp", minimum=1),
+         params=(Param("chunk", 128, (32, 64, 128, 256), "nonzeros per warp", minimum=1, maximum=1 << 20),
                  gp.vec(),
                  gp.tiles(2),
                  gp.threads(help="threads per block (a warp per chunk)")),

@@ -186,11 +186,13 @@ def ptx_cases():
 @variant("gpu.csr.densify_tile", loop_order="(I,J)∥→K-tile→r→p→v", movement=models.csr_densify,
          params=(gp.vec(help="B values per load; panel = 32·vec columns"),
                  gp.warps(16, (4, 8, 16), "warps per block"),
-                 Param("rows_per_warp", 2, (1, 2, 4, 8), "rows per warp (accumulators = rows_per_warp·vec)"),
-                 Param("kt", 64, (16, 32, 64), "rows of B per shared-memory tile (a multiple of warps)"),
+                 Param("rows_per_warp", 2, (1, 2, 4, 8), "rows per warp (accumulators = rows_per_warp·vec)",
+                       minimum=1, maximum=32),
+                 Param("kt", 64, (16, 32, 64), "rows of B per shared-memory tile (a multiple of warps)",
+                       minimum=1, maximum=1024),
                  gp.unroll(2, (1, 2, 4), "nonzeros per inner iteration (shared-memory loads in flight)"),
                  Param("buffers", 1, (1, 2), "B tiles in shared memory: 2 = double-buffered (one barrier per tile), "
-                       "1 = twice the kt in the same space (two barriers per tile)", strict=True)),
+                       "1 = twice the kt in the same space (two barriers per tile)", strict=True, maximum=2)),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, vec, warps, rows_per_warp, kt, unroll, buffers):
     """Densify-and-tile: a double-buffered dense B tile in shared memory, a block of sparse rows against it."""

@@ -153,8 +153,10 @@ def ptx_cases():
                  gp.tiles(1, (1, 2)),
                  gp.unroll(),
                  gp.threads(128, (128, 256)),
-                 Param("blocks_per_sm", 4, (2, 4, 8), "resident blocks per SM (persistent grid)", minimum=1),
-                 Param("slots", 0, (0,), "SM slots the grid is laid out for (0: this GPU's SM count)", minimum=0)),
+                 Param("blocks_per_sm", 4, (2, 4, 8), "resident blocks per SM (persistent grid)", minimum=1,
+                       maximum=32),
+                 Param("slots", 0, (0,), "SM slots the grid is laid out for (0: this GPU's SM count)", minimum=0,
+                       maximum=4096)),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, lanes, vec, tiles, unroll, threads, blocks_per_sm, slots):
     """SM-affine column panels: a persistent grid keeps each SM on one B panel so re-reads hit L1."""

@@ -341,7 +341,8 @@ def ptx_cases():
                  Param("engine", "mma", ("mma", "fma"), "mma: tensor cores via linked CUDA C; fma: pure numba",
                        strict=True),
                  gp.warps(4, (1, 2, 4, 8), "warps per block (each 8·ntiles columns)"),
-                 Param("ntiles", 2, (1, 2, 4), "8-column tiles per warp (4 accumulators each)", minimum=1),
+                 Param("ntiles", 2, (1, 2, 4), "8-column tiles per warp (4 accumulators each)", minimum=1,
+                       maximum=16),
                  Param("reorder", False, (False, True), "cluster rows with similar columns (MinHash) first"),
                  Param("stage", False, (False, True), "stage each k-block's gathered B rows in shared memory, "
                        "double-buffered")),

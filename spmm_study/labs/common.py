@@ -663,14 +663,24 @@ def plot_runs(out: Outcome, folder: Path) -> Path:
     where = machine_label(out.lab.device) if out.measured_here else f"{machine_label('cpu')}, no GPU"
     fig.suptitle(f"lab {out.lab.id}: {out.lab.title} — {where}, {time.strftime('%Y-%m-%d')}", fontsize=10)
     fig.tight_layout()
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"lab{out.lab.id}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
     return path
 
 
 # ---------------------------------------------------------------------------------------------- results
+
+
+def save_png(fig, path: Path) -> None:
+    """A lab's PNG, atomically and never through a link (``files.atomic_save``); the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    from spmm_study.files import atomic_save
+
+    try:
+        atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def check_out_dir(out_dir: Path | None, lab: Lab, force: bool) -> Path:

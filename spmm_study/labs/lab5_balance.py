@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spmm_study.labs import matrices
+from spmm_study.labs import common, matrices
 from spmm_study.labs.common import Lab, Outcome, Question, Run, fmt_time, plot_runs
 
 BALANCES = ("static", "nnz", "sorted", "dynamic")
@@ -151,8 +151,7 @@ class Balance(Lab):
             ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
             fig.tight_layout()
             p = folder / "lab5_work.png"
-            fig.savefig(p, dpi=110)
-            plt.close(fig)
+            common.save_png(fig, p)
             paths.append(p)
         return paths
 

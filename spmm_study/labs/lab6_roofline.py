@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spmm_study.labs import matrices
+from spmm_study.labs import common, matrices
 from spmm_study.labs.common import Lab, Outcome, Question, Run, plot_runs
 
 SIZES = {"tiny": ((64, 64), 16), "quick": ((2048, 512), 256), "full": ((2048, 2048), 512)}
@@ -215,8 +215,7 @@ class Roofline(Lab):
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
         fig.tight_layout()
         p = folder / "lab6_roofline.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
+        common.save_png(fig, p)
         return paths + [p]
 
 

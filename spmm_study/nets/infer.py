@@ -231,13 +231,13 @@ def modelled_bytes(net, layers, engine: str) -> float:
 
 
 def write_outputs(folder: Path, setup: InferSetup, rows: list[dict], meta: dict, force: bool) -> list[Path]:
-    from spmm_study.results import atomic_write_text
+    from spmm_study.files import atomic_write_text, claim_folder
 
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ResultsError(f"{folder} exists and is not a folder")
-    targets = [folder / "layers.csv", folder / "summary.json", folder / "live_inputs.png"]
-    if not force and any(p.exists() for p in targets):
+    names = ("layers.csv", "summary.json", "live_inputs.png")
+    targets = [folder / n for n in names]
+    # only a folder spmm-study made (its marker) has files it may replace, and only with --force
+    if claim_folder(folder, names, what="infer folder") and not force:
         raise ResultsError(f"{folder} already holds an infer run; pass --force to replace it or --out elsewhere")
     lines = ["engine,layer,live_in,live_out,nnz,time_s"]
     for r in rows:
@@ -252,9 +252,9 @@ def write_outputs(folder: Path, setup: InferSetup, rows: list[dict], meta: dict,
 
 
 def _plot(path: Path, setup: InferSetup, rows: list[dict]) -> None:
-    import tempfile
-
     import matplotlib
+
+    from spmm_study.files import atomic_save
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -277,15 +277,10 @@ def _plot(path: Path, setup: InferSetup, rows: list[dict]) -> None:
         ax.text(0.5, 0.5, "no engine of this run reports live inputs per layer", ha="center", va="center",
                 transform=ax.transAxes)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".live.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _run_parts(setup: InferSetup, eng: str, device: str, prune_dead: bool, repeats: int, parts: int) -> dict:
