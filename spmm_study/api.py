@@ -31,6 +31,58 @@ def variants(device: str | None = None, format: str | None = None) -> list[dict]
     return [v.describe() for v in registry.select(device=device, format=format)]
 
 
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach") and hasattr(x, "layout")
+
+
+# torch dtypes numpy lacks, and the numpy dtype that holds them exactly (bfloat16 is float32's top half)
+_WIDEN = {"torch.bfloat16": "float32", "torch.float16": "float16"}
+_SPARSE = ("torch.sparse_coo", "torch.sparse_csr", "torch.sparse_csc", "torch.sparse_bsr", "torch.sparse_bsc")
+
+
+def _from_torch(t: Any, what: str, sparse_ok: bool = True):
+    """A torch tensor as a numpy array (dense) or a scipy.sparse matrix (sparse layouts, converted from their
+    index arrays: a 30000² tensor of 3 nonzeros stays 3 nonzeros, it used to be made dense, 3.7 GB). bfloat16
+    values are widened to float32 (exact); complex, quantized and other dtypes numpy cannot hold are refused
+    in one line, as are batched or hybrid sparse tensors."""
+    import torch
+
+    from spmm_study.limits import check_alloc
+
+    t = t.detach()
+    layout, dtype = str(t.layout), str(t.dtype)
+    if t.dim() != 2:
+        raise FormatError(f"{what} must be a 2-D tensor, got {t.dim()}-D of shape {tuple(t.shape)}")
+    if t.is_complex() or t.is_quantized or dtype in ("torch.bool",) or not (t.is_floating_point() or dtype in (
+            "torch.int8", "torch.uint8", "torch.int16", "torch.int32", "torch.int64")):
+        raise FormatError(f"{what} has torch dtype {dtype}; expected real numbers (float32, float64, bfloat16, "
+                          "float16 or an integer type)")
+    target = getattr(torch, _WIDEN.get(dtype, dtype.split(".")[1]))
+    if layout == "torch.strided":
+        check_alloc(t.numel() * max(t.element_size(), torch.tensor([], dtype=target).element_size()) * 2,
+                    f"{what} as a numpy array ({tuple(t.shape)})")
+        return t.cpu().to(target).numpy()
+    if layout not in _SPARSE:
+        raise FormatError(f"{what} has torch layout {layout}; expected a dense (strided) or sparse tensor")
+    if not sparse_ok:
+        raise FormatError(f"{what} must be dense; got a {layout} tensor (pass B.to_dense() if it fits)")
+    import scipy.sparse as sp
+
+    if t.dense_dim() != 0 and layout not in ("torch.sparse_bsr", "torch.sparse_bsc"):
+        raise FormatError(f"{what} is a hybrid sparse tensor ({t.dense_dim()} dense dimensions); expected plain 2-D")
+    t = t.cpu()
+    if layout != "torch.sparse_coo":
+        t = t.to_sparse_coo()  # csr/csc/bsr/bsc → coo through their index arrays (no dense step)
+    t = t.coalesce()
+    idx = t.indices().numpy()
+    vals = t.values().to(target).numpy()
+    if layout in ("torch.sparse_bsr", "torch.sparse_bsc"):  # a block's padding zeros are not nonzeros of A
+        keep = vals != 0
+        idx, vals = idx[:, keep], vals[keep]
+    check_alloc(idx.nbytes * 3 + vals.nbytes * 3, f"{what} as a scipy matrix ({vals.size:,} nonzeros)")
+    return sp.coo_matrix((vals, (idx[0], idx[1])), shape=tuple(t.shape)).tocsr()
+
+
 def _as_csr(a: Any):
     """A spec string, a scipy.sparse matrix, or a dense numpy array or torch tensor → (CSR, label)."""
     from spmm_study.formats import CSR
@@ -41,9 +93,8 @@ def _as_csr(a: Any):
         loaded = sources.load(a)
         return loaded.a, loaded.spec
     kind = "numpy"
-    if hasattr(a, "detach") and hasattr(a, "cpu"):  # a torch tensor, dense or sparse, on any device
-        t = a.detach().cpu()
-        a = (t if str(getattr(t, "layout", "torch.strided")) == "torch.strided" else t.to_dense()).numpy()
+    if _is_torch(a):  # a torch tensor, dense or sparse, on any device: numpy or scipy, never densified
+        a = _from_torch(a, "A")
         kind = "torch"
     try:
         import scipy.sparse as sp
@@ -65,8 +116,8 @@ def _as_b(b: Any, k: int, dtype) -> np.ndarray:
     """The user's dense B (numpy or torch), checked against A and copied into the aligned allocator."""
     from spmm_study.memory import aligned_empty
 
-    if hasattr(b, "detach") and hasattr(b, "cpu"):
-        b = b.detach().cpu().numpy()
+    if _is_torch(b):
+        b = _from_torch(b, "B", sparse_ok=False)
     b = np.asarray(b)
     if b.ndim != 2 or b.shape[0] != k:
         raise ParamError(f"B must be {k}xN for A with {k} columns, got shape {b.shape}")

@@ -697,8 +697,12 @@ def propagate(
     from spmm_study.harness import apply_threads
     from spmm_study.nets import propagate as prop
 
-    if n < 1 or repeats < 1:
-        raise ParamError("--n and --repeats must be at least 1")
+    from spmm_study.limits import MAX_LAYERS, MAX_N, MAX_REPEATS, check_count
+
+    check_count(n, "--n", MAX_N)
+    check_count(repeats, "--repeats", MAX_REPEATS)
+    if layers is not None:
+        check_count(layers, "--layers", MAX_LAYERS)
     if last_act not in ("none", "relu"):
         raise ParamError(f"--last-act {last_act!r}: choose none or relu")
     if not math.isfinite(bias):

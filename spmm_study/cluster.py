@@ -110,13 +110,19 @@ def parse_spec(text: str | None) -> ClusterSpec:
 def _slurm_options(text: str, rest: str) -> dict:
     raw: dict[str, Any] = {}
     if rest.endswith(".toml"):
+        from spmm_study.limits import EXPERIMENT_BYTES, check_depth
+        from spmm_study.safeio import read_text
+
         path = Path(rest)
-        if not path.is_file():
+        if not path.exists():
             raise ClusterError(f"--cluster {text}: no such file {path}")
+        # bounded, regular files only, strict UTF-8 (a 3 GB file was read whole: 6.2 GB resident), depth checked
+        body = read_text(path, limit=EXPERIMENT_BYTES, what="cluster spec", error=ClusterError)
+        check_depth(body, f"--cluster {text}: {path}", ClusterError)
         try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ClusterError(f"--cluster {text}: {path} is not valid TOML: {exc}") from None
+            doc = tomllib.loads(body)
+        except (tomllib.TOMLDecodeError, RecursionError) as exc:
+            raise ClusterError(f"--cluster {text}: {path} is not valid TOML: {str(exc)[:120]}") from None
         raw = doc.get("slurm")
         if not isinstance(raw, dict):
             raise ClusterError(f"--cluster {text}: {path} has no [slurm] table")

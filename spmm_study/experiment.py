@@ -48,6 +48,7 @@ problem - and its baseline - is measured on the same machine, and speedups stay 
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ from typing import Any
 
 from spmm_study.conv import is_conv_spec
 from spmm_study.errors import ParamError, SpmmError
+from spmm_study.limits import EXPERIMENT_BYTES, MAX_TASKS, check_depth
 from spmm_study.runner import Context, Task
 from spmm_study.suites import SUITES, as_list, check_type, conv_problems, dlmc_problems, study_problems
 from spmm_study.timing import TimingConfig
@@ -112,11 +114,14 @@ def read_experiment_text(path: Path | str) -> tuple[dict, str]:
     if not path.exists():
         raise ParamError(f"no experiment file {path}")
     # bounded, regular files only, strict UTF-8: a binary or Latin-1 file is one line, not a traceback
-    text = read_text(path, limit=16 << 20, what="experiment file", error=ParamError)
+    text = read_text(path, limit=EXPERIMENT_BYTES, what="experiment file", error=ParamError)
+    check_depth(text, str(path))  # before the recursive parser: a file nested thousands deep is one line
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         raise ParamError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ParamError(f"{path}: nested too deep to read") from None
 
 
 def load(path: Path | str, *, dlmc_root: str | None = None, extra_params: dict[str, list] | None = None,
@@ -183,6 +188,9 @@ def parse(doc: dict, *, source: str = "inline", text: str = "", dlmc_root: str |
 
     tasks: list[Task] = []
     matrices: list[tuple] = []  # (spec, prune, seed) of every run, checked even when a run has other errors
+    # measurements the runs may still plan: counted before each product is expanded (a 28 KB file with a
+    # 3000 x 3000 grid and 10000 rounds was expanded to 3 GB before anything said it was too big)
+    budget = Budget(MAX_TASKS, max(timing.rounds, 1))
     for i, run in enumerate(runs, 1):
         merged = {**{k: v for k, v in defaults.items() if k in RUN_KEYS}, **run}
         if extra_params:
@@ -190,7 +198,7 @@ def parse(doc: dict, *, source: str = "inline", text: str = "", dlmc_root: str |
             merged["params"] = {**(given if isinstance(given, dict) else {}), **extra_params}
         where = "" if source == COMMAND_LINE and len(runs) == 1 else f"[[runs]] #{i}: "
         tasks += _expand_run(where, merged, errors, warnings, dlmc_root, base_dir, matrices, strict,
-                             keep_unavailable)
+                             keep_unavailable, budget)
 
     if ctx is not None:  # resolve every matrix once, now: bad specs and files are errors here too
         for spec, prune, seed in dict.fromkeys(matrices):
@@ -301,6 +309,11 @@ def _param_grid(where: str, variant, params: dict | list, explicit: bool, errors
         values = (list(p.choices) or [p.default]) if value == "choices" else as_list(value)
         parsed = [parse(name, val) for val in values]
         axes.append([(name, v) for v in dict.fromkeys(parsed)])
+    size = math.prod(len(ax) for ax in axes)
+    if size > MAX_TASKS:  # counted before the product is built
+        errors.append(f"{where}{variant.id}: the params grid is {size:,} combinations, past the {MAX_TASKS:,} one "
+                      "experiment may plan")
+        return [()]  # the error stops the run before its tasks are built
     return [tuple(sorted(combo)) for combo in itertools.product(*axes)] if axes else [()]
 
 
@@ -310,9 +323,27 @@ def _named(where: str, key: str, value: Any, exc: Exception) -> str:
     return f"{where}{key} = {value!r}: {exc}" if where else str(exc)
 
 
+class Budget:
+    """How many more measurements (tasks × rounds) a document may plan; ``take`` refuses a grid before it is
+    expanded, with its size in the message."""
+
+    def __init__(self, limit: int, rounds: int):
+        self.limit, self.rounds, self.left = limit, rounds, limit
+
+    def take(self, count: int, where: str, what: str, errors: list[str]) -> bool:
+        if count * self.rounds > self.left:
+            rounds = f" x {self.rounds} rounds" if self.rounds > 1 else ""
+            errors.append(f"{where}{what} is {count:,} measurements{rounds}, past the {self.limit:,} one experiment "
+                          "may plan (split it into several files, or shard it)")
+            self.left = -1  # one message is enough: later runs are not expanded either
+            return False
+        self.left -= count * self.rounds
+        return True
+
+
 def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], dlmc_root: str | None,
                 base_dir: Path | None, matrices: list[tuple], strict: bool = False,
-                keep_unavailable: bool = False) -> list[Task]:
+                keep_unavailable: bool = False, budget: Budget | None = None) -> list[Task]:
     from spmm_study.harness import check_threads
     from spmm_study.problem import check_n, parse_dtype
     from spmm_study.sources import parse_prune
@@ -354,6 +385,10 @@ def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], d
                 ns.append(check_n(n))
             except SpmmError as exc:
                 errors.append(_named(where, "n", n, exc))
+        budget = budget or Budget(MAX_TASKS, 1)
+        if budget.left < 0 or not budget.take(len(specs) * len(ns), where, "the grid of matrices x n", errors):
+            return []
+        budget.left += len(specs) * len(ns) * budget.rounds  # taken again below, with the variants
         problems = []
         for s in specs:  # a conv: spec has its own N (batch·Ho·Wo of its geometry, docs/conv.md); n is not used
             problems += _conv_problem(where, s, errors) if is_conv_spec(s) else [(s, n, "") for n in ns]
@@ -417,6 +452,10 @@ def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], d
               f"{', '.join(p.name for p in plan[0][0].params) or 'none'})" if len(plan) == 1 else ""
         errors.append(f"{where}no selected variant takes the parameter {name!r}{one}")
     if len(errors) > n_err:
+        return []
+    count = len(problems) * len(dtypes) * len(threads) * sum(len(grid) for _, grid in plan)
+    budget = budget or Budget(MAX_TASKS, 1)
+    if budget.left < 0 or not budget.take(count, where, "the grid", errors):
         return []
     tasks = []
     explicit_ids = {v.id for v, explicit in selected if explicit}

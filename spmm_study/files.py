@@ -168,7 +168,10 @@ def read_json_object(path: Path, what: str) -> dict:
 
     if not path.exists():
         return {}
+    from spmm_study.limits import check_depth
+
     text = read_text(path, limit=64 << 20, what=what, error=ResultsError)  # bounded, regular, UTF-8
+    check_depth(text, str(path), ResultsError)
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:

@@ -56,6 +56,10 @@ def open_regular(path: Path | str, what: str = "file", error: type[SpmmError] = 
         raise
 
 
+def _a(what: str) -> str:
+    return ("an " if what[:1] in "aeiou" else "a ") + what
+
+
 def file_size(f) -> int:
     return os.fstat(f.fileno()).st_size
 
@@ -66,7 +70,7 @@ def read_bytes(path: Path | str, limit: int = TEXT_LIMIT, what: str = "file",
     with open_regular(path, what, error) as f:
         size = file_size(f)
         if size > limit:
-            raise error(f"{path} is {size / 2**20:.1f} MiB, past the {limit / 2**20:.0f} MiB a {what} may have")
+            raise error(f"{path} is {size / 2**20:.1f} MiB, past the {limit / 2**20:.0f} MiB {_a(what)} may have")
         try:
             data = f.read(limit + 1)
         except OSError as exc:

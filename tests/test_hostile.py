@@ -526,19 +526,55 @@ def _issue23_files(d: Path) -> dict:
     (inf / "summary.json").write_text('{"mine": true}\n')
     f["infer_user"] = inf
     f["run"] = h.write_rows(d / "good", [h.result_row(i) for i in range(4)])
+    # 3. sizes from files: a challenge folder whose inputs name image 100,000,000; grids and nesting
+    def spdnn_root(name: str, inputs: str, data: bytes | None = None) -> Path:
+        root = d / name
+        (root / "neuron1024").mkdir(parents=True)
+        (root / "neuron1024" / "n1024-l1.tsv").write_text("1\t1\t0.0625\n")
+        if data is not None:
+            (root / inputs).write_bytes(data)
+        return root
+
+    f["far_image"] = spdnn_root("far_image", "sparse-images-1024.tsv", b"1\t1\t1\n100000000\t2\t1\n")
+    mats = ",".join(f'"synthetic:uniform:{i + 8}x8:0.5"' for i in range(3000))
+    (d / "grid.toml").write_text(f'name = "big"\n[timing]\nrounds = 10000\n[[runs]]\nvariants = ["rowwise"]\n'
+                                 f'matrices = [{mats}]\nn = [{",".join(map(str, range(1, 3001)))}]\n')
+    axis = "[" + ",".join(map(str, range(1, 200))) + "]"
+    (d / "params.toml").write_text(f'[[runs]]\nvariants = ["cpu.dense.tiled"]\n'
+                                   f'params = {{tile_i = {axis}, tile_k = {axis}, tile_j = {axis}}}\n')
+    (d / "deep.toml").write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    with open(d / "long.toml", "wb") as out:
+        out.truncate(5 << 20)  # 5 MiB (sparse): past what an experiment file may have
+    # 5. compressed, sparse and special files
+    line = b"1\t1\t1\n"
+    f["gz_bomb"] = spdnn_root("gz_bomb", "sparse-images-1024.tsv.gz", gzip.compress(line * ((48 << 20) // 6), 1))
+    import lzma
+
+    f["xz_bomb"] = spdnn_root("xz_bomb", "sparse-images-1024.tsv.xz",
+                              lzma.compress(line * ((24 << 20) // 6), preset=0))
+    f["sparse_file"] = spdnn_root("sparse_file", "sparse-images-1024.tsv")
+    with open(f["sparse_file"] / "sparse-images-1024.tsv", "wb") as out:
+        out.truncate(100 << 30)  # 100 GB, no block allocated
+    f["fifo_inputs"] = spdnn_root("fifo_inputs", "x")
+    os.mkfifo(f["fifo_inputs"] / "sparse-images-1024-first.tsv")  # found by the glob for inputs files
+    with open(d / "cluster_huge.toml", "wb") as out:
+        out.truncate(3 << 30)
+    (d / "cluster_deep.toml").write_text("[slurm]\nx = " + "[" * 3000 + "]" * 3000 + "\n")
+    (d / "deep.json").write_text('{"a":' * 5000 + "1" + "}" * 5000)
     return f
 
 
 def _issue23_cases(d: Path) -> tuple[dict[str, list[str]], dict]:
     f = _issue23_files(d)
     measure = ["-m", TINY, "-n", "4", *FAST]
+    infer = ["infer", "--net", "generated:64x2", "--no-save"]
     cases = {
         # 1. files the command does not own
         "run_out_user_csv": ["run", "-v", "rowwise", *measure, "--out", str(f["user"])],
         "run_out_user_csv_force": ["run", "-v", "rowwise", *measure, "--out", str(f["user"]), "--force"],
         "sweep_out_user_csv_force": ["sweep", "-v", "rowwise", *measure, "--out", str(f["user"]), "--force"],
         "run_out_rows_gone": ["run", "-v", "rowwise", *measure, "--out", str(f["gone"])],
-        "run_lock_is_a_link": ["run", "-v", "rowwise", *measure, "--out", str(f["locklink"]), "--resume"],
+        "run_lock_is_a_link": ["run", "-v", "rowwise", *measure, "--out", str(f["locklink"]), "--force"],
         "run_rows_is_a_link": ["run", "-v", "rowwise", *measure, "--out", str(f["rowslink"]), "--force"],
         "report_plots_through_links": ["report", str(f["run"]), "--plots", str(f["plots"])],
         "infer_out_user_summary_force": ["infer", "--net", "generated:64x2", "--batch", "8", "--repeats", "1",
@@ -549,6 +585,33 @@ def _issue23_cases(d: Path) -> tuple[dict[str, list[str]], dict]:
         "check_tile_n": ["check", "-v", "cpu.csr.tiled", "-p", "tile_n=2100000"],
         "sweep_tile_n": ["sweep", "-v", "cpu.csr.tiled", "-p", "tile_n=2100000", *measure, "--dry-run"],
         "run_param_inf": ["run", "--no-save", "-v", "cpu.csr.tiled", "-p", "tile_n=1e999", *measure],
+        # 3. sizes from options and files, checked before anything is allocated or expanded
+        "infer_batch_1e9": [*infer, "--batch", "1000000000"],
+        "infer_layers_1e9": [*infer, "--layers", "1000000000"],
+        "infer_net_32x1e9": ["infer", "--net", "generated:32x1000000000", "--no-save"],
+        "infer_net_past_int64": ["infer", "--net", "generated:99999999999999999999999x2", "--no-save"],
+        "infer_repeats_1e9": [*infer, "--repeats", "1000000000"],
+        "infer_parts_1e9": [*infer, "--parts", "1000000000"],
+        "infer_image_1e8": ["infer", "--spdnn-root", str(f["far_image"]), "--no-save"],
+        "propagate_net_32x1e9": ["propagate", "--net", "generated:32x1000000000"],
+        "propagate_layers_1e9": ["propagate", "--net", "generated:32x2", "--layers", "1000000000"],
+        "propagate_repeats_1e9": ["propagate", "--net", "generated:32x2", "--repeats", "1000000000"],
+        "propagate_n_1e7": ["propagate", "--net", "generated:32x2", "-n", "10000000"],
+        "experiment_grid_3000x3000x10000": ["sweep", str(d / "grid.toml"), "--dry-run"],
+        "experiment_params_grid_199_cubed": ["sweep", str(d / "params.toml"), "--dry-run"],
+        "experiment_nested_5000": ["sweep", str(d / "deep.toml"), "--dry-run"],
+        "experiment_5_mib": ["sweep", str(d / "long.toml"), "--dry-run"],
+        # 5. decompression bounded by what it produces; sparse files, FIFOs; the cluster spec's reader
+        "infer_gz_bomb": ["infer", "--spdnn-root", str(f["gz_bomb"]), "--no-save"],
+        "infer_xz_bomb": ["infer", "--spdnn-root", str(f["xz_bomb"]), "--no-save"],
+        "infer_100gb_sparse_inputs": ["infer", "--spdnn-root", str(f["sparse_file"]), "--no-save"],
+        "infer_fifo_inputs": ["infer", "--spdnn-root", str(f["fifo_inputs"]), "--no-save"],
+        "cluster_spec_3gb": ["sweep", "-v", "rowwise", "-m", TINY, "--cluster", f"slurm:{d / 'cluster_huge.toml'}",
+                             "--dry-run"],
+        "cluster_spec_nested": ["sweep", "-v", "rowwise", "-m", TINY, "--cluster",
+                                f"slurm:{d / 'cluster_deep.toml'}", "--dry-run"],
+        # 6. (the CLI side) a predictions JSON nested 5000 deep
+        "lab_predictions_nested": ["lab", "1", "--tiny", "--predictions", str(d / "deep.json")],
     }
     return cases, f
 
@@ -556,7 +619,13 @@ def _issue23_cases(d: Path) -> tuple[dict[str, list[str]], dict]:
 ISSUE23_IDS = ["run_out_user_csv", "run_out_user_csv_force", "sweep_out_user_csv_force", "run_out_rows_gone",
                "run_lock_is_a_link", "run_rows_is_a_link", "report_plots_through_links", "infer_out_user_summary_force",
                "run_tile_n_cpu.csr.tiled", "run_tile_n_cpu.csr.tiled_fused", "run_tile_n_cpu.nm24.tiled",
-               "check_tile_n", "sweep_tile_n", "run_param_inf"]
+               "check_tile_n", "sweep_tile_n", "run_param_inf",
+               "infer_batch_1e9", "infer_layers_1e9", "infer_net_32x1e9", "infer_net_past_int64", "infer_repeats_1e9",
+               "infer_parts_1e9", "infer_image_1e8", "propagate_net_32x1e9", "propagate_layers_1e9",
+               "propagate_repeats_1e9", "propagate_n_1e7", "experiment_grid_3000x3000x10000",
+               "experiment_params_grid_199_cubed", "experiment_nested_5000", "experiment_5_mib",
+               "infer_gz_bomb", "infer_xz_bomb", "infer_100gb_sparse_inputs", "infer_fifo_inputs", "cluster_spec_3gb",
+               "cluster_spec_nested", "lab_predictions_nested"]
 
 
 def _untouched(f: dict) -> None:
@@ -658,6 +727,19 @@ def test_every_write_is_atomic_and_never_through_a_link(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.png", "c.csv", "d.txt", "fifo", "victim"]
 
 
+def test_the_lock_never_follows_a_link(tmp_path):
+    """FolderLock by itself (a ResultWriter refuses the folder before it gets here): O_NOFOLLOW."""
+    from spmm_study.errors import ResultsError
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".lock").symlink_to(victim)
+    with pytest.raises(ResultsError, match=r"\.lock is a symbolic link, not a lock spmm-study made"):
+        FolderLock(tmp_path / "run").acquire()
+    assert victim.read_text() == "precious\n"
+
+
 def test_no_writer_opens_a_file_for_writing_by_itself():
     """Every file the package writes goes through files.py (atomic_save / open_append / the lock): a plain
     open(..., "w"/"a"), write_text, write_bytes or savefig elsewhere would follow a link."""
@@ -699,3 +781,94 @@ def test_a_param_past_its_range_is_refused_by_the_api_too():
 
     with pytest.raises(ParamError, match=r"tile_n=2100000 is past its maximum 4096"):
         ss.measure(TINY, variant="cpu.csr.tiled", n=4, tile_n=2100000, repeats=1, min_time=0, warmup=0, cache="warm")
+
+
+# ------------------------------------------------------------------------------------ 4. propagate stays linear
+
+
+def test_propagate_is_linear_in_the_layer_whatever_the_number_of_dead_neurons():
+    """16,383 dead rows of 16,384: the old loop copied the next layer once per dead neuron (past 60 s)."""
+    import scipy.sparse as sp
+
+    from spmm_study.formats import CSR
+    from spmm_study.nets import propagate as prop
+
+    m, k, out = 16384, 64, 8
+    a1 = sp.csr_matrix((np.ones(k), (np.zeros(k, int), np.arange(k))), shape=(m, k))  # only row 0 lives
+    rows = np.repeat(np.arange(out), m)
+    a2 = sp.csr_matrix((np.full(rows.size, 0.5), (rows, np.tile(np.arange(m), out))), shape=(out, m))
+    chain = [prop.Layer(CSR.from_scipy(a1.astype(np.float32)), np.zeros(m, np.float32), "relu", "row"),
+             prop.Layer(CSR.from_scipy(a2.astype(np.float32)), np.full(out, 0.25, np.float32), "none", "row")]
+    t0 = time.perf_counter()
+    shrunk = prop.propagate(chain)
+    took = time.perf_counter() - t0
+    assert took < REFUSE_S, took
+    assert shrunk.keep[1].tolist() == [0] and shrunk.removed["rows"] == m - 1
+    assert shrunk.layers[1].a.nnz == out  # one column of the next layer is read
+    x = np.abs(np.random.default_rng(0).standard_normal((k, 3)))
+    assert prop.check(chain, shrunk, x)["identical"]
+    # a constant folded into the next bias (bias 0.5 under relu: 16,383 constants, each through its column only)
+    chain[0] = prop.Layer(chain[0].a, np.full(m, 0.5, np.float32), "relu", "row")
+    t0 = time.perf_counter()
+    shrunk = prop.propagate(chain)
+    assert time.perf_counter() - t0 < REFUSE_S
+    assert shrunk.folded == m - 1 and prop.check(chain, shrunk, x)["max_rel_diff"] < 1e-12
+
+
+# --------------------------------------------------------------------------------------------- 6. the Python API
+
+_TORCH_CASES = r"""
+import json, resource, sys, time
+lim = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
+import torch
+import spmm_study as ss
+from spmm_study.errors import SpmmError
+F = dict(variant="rowwise", n=4, repeats=1, min_time=0, warmup=0, cache="warm")
+out = {"rows": {}, "refused": {}, "slowest_s": 0.0}
+g = torch.Generator().manual_seed(0)
+a = torch.randn(16, 12, generator=g)
+a[a.abs() < 0.8] = 0
+b = torch.randn(12, 5, generator=g)
+huge = torch.sparse_coo_tensor(torch.tensor([[0, 5, 99999], [1, 7, 99999]]), torch.tensor([1., 2., 3.]),
+                               (100000, 100000))
+ok = {"bf16_dense": (a.to(torch.bfloat16), None), "bf16_b": (a, b.to(torch.bfloat16)),
+      "coo": (a.to_sparse(), None), "csr": (a.to_sparse_csr(), None), "csc": (a.to_sparse_csc(), None),
+      "bsr": (a.to_sparse_bsr((4, 4)), None), "bf16_csr": (a.to(torch.bfloat16).to_sparse_csr(), None),
+      "sparse_100000_squared_3_nnz": (huge.to(torch.bfloat16), None)}
+for name, (x, y) in ok.items():
+    t0 = time.perf_counter()
+    row = ss.measure(x, b=y, **F)
+    out["rows"][name] = [row["status"], row["nnz"], row["m"], row["k"]]
+    out["slowest_s"] = max(out["slowest_s"], time.perf_counter() - t0)
+bad = {"complex": (torch.randn(4, 4, dtype=torch.complex64), None), "three_d": (torch.randn(2, 3, 4), None),
+       "bool": (torch.zeros(3, 3, dtype=torch.bool), None), "sparse_b": (a, b.to_sparse())}
+for name, (x, y) in bad.items():
+    try:
+        ss.measure(x, b=y, **F)
+        out["refused"][name] = None
+    except SpmmError as exc:
+        out["refused"][name] = str(exc)
+out["maxrss_mib"] = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
+print("TORCH " + json.dumps(out))
+"""
+
+
+def test_measure_takes_bfloat16_and_sparse_torch_tensors_without_densifying(tmp_path):
+    """In a fresh interpreter under RLIMIT_AS = 1.5 GiB: bfloat16 (widened to float32, exact) and every sparse
+    layout are measured (PASS, their own nonzeros); a 100000² sparse tensor of 3 nonzeros stays 3 nonzeros (it
+    was made dense: a traceback); what numpy cannot hold is refused in one SpmmError."""
+    pytest.importorskip("torch")
+    env = {**os.environ, "PYTHONPATH": str(h.ROOT), "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", _TORCH_CASES, str(h.LIMIT_AS)], capture_output=True, text=True,
+                          timeout=240, env=env, cwd=str(tmp_path))
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("TORCH ")), None)
+    assert line is not None, proc.stderr[-1500:]
+    rep = json.loads(line[6:])
+    nnz = {"sparse_100000_squared_3_nnz": 3}
+    for name, (status, got_nnz, m, k) in rep["rows"].items():
+        assert status == "PASS", (name, status)
+        assert got_nnz == nnz.get(name, got_nnz) and (name != "sparse_100000_squared_3_nnz" or m == k == 100000)
+    assert len({tuple(v[1:]) for n, v in rep["rows"].items() if n != "sparse_100000_squared_3_nnz"}) == 1
+    assert all(rep["refused"].values()), rep["refused"]
+    assert "complex64" in rep["refused"]["complex"] and "must be dense" in rep["refused"]["sparse_b"]
+    assert rep["maxrss_mib"] < 1024 and rep["slowest_s"] < REFUSE_S, rep

@@ -163,11 +163,16 @@ def load_table(path: Path) -> Table:
         size = path.stat().st_size
         if size > MAX_TABLE_BYTES:
             raise _bad(str(path), f"{size} bytes; a decision table is at most {MAX_TABLE_BYTES}")
-        data = json.loads(path.read_text())
+        from spmm_study.limits import check_depth
+        from spmm_study.safeio import read_text
+
+        text = read_text(path, limit=MAX_TABLE_BYTES, what="decision table", error=ParamError)
+        check_depth(text, str(path), ParamError)
+        data = json.loads(text)
     except OSError as exc:
         raise _bad(str(path), f"cannot be read ({exc.strerror or exc})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _bad(str(path), f"is not JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise _bad(str(path), f"is not JSON ({str(exc)[:80] or 'nested too deep'})") from None
     return table_from_json(data, str(path))
 
 

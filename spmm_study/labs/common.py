@@ -252,22 +252,24 @@ def read_predictions(lab: Lab, path: Path) -> dict[str, float]:
     """A predictions file: ``KEY=VALUE`` lines (``#`` comments) or one JSON object."""
     path = Path(path)
     where = f"--predictions {path}"
+    from spmm_study.limits import check_depth
+    from spmm_study.safeio import read_bytes, decode_text
+
     if not path.exists():
         raise ParamError(f"{where}: no such file")
     if not path.is_file():
         raise ParamError(f"{where}: not a file")
-    if path.stat().st_size > MAX_PREDICTIONS_BYTES:
-        raise ParamError(f"{where}: {path.stat().st_size:,} bytes is past the {MAX_PREDICTIONS_BYTES:,} a predictions file may hold")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ParamError(f"{where}: cannot be read ({exc})") from None
+    # regular, bounded (the size is checked on the open file), strict UTF-8
+    data = read_bytes(path, limit=MAX_PREDICTIONS_BYTES, what="predictions file", error=ParamError)
+    text = decode_text(data, where, "predictions file", ParamError)
     raw: dict[str, Any] = {}
     if text.lstrip().startswith("{"):
+        check_depth(text, where)  # a JSON nested thousands deep: one line, not a RecursionError
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ParamError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ParamError(f"{where}: not valid JSON ({getattr(exc, 'msg', 'nested too deep')} at line "
+                             f"{getattr(exc, 'lineno', '?')})") from None
         if not isinstance(data, dict):
             raise ParamError(f"{where}: expected a JSON object of KEY: number")
         raw = {str(k): v for k, v in data.items()}

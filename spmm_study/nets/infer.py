@@ -20,6 +20,7 @@ import numpy as np
 
 from spmm_study.errors import ParamError, ResultsError, SourceError
 from spmm_study.formats import CSR
+from spmm_study.limits import MAX_PARTS, MAX_BATCH, MAX_LAYERS, MAX_NEURONS, MAX_REPEATS, check_count
 from spmm_study.nets import chain, generate, spdnn
 from spmm_study.epilogue import ACTS, RULES
 
@@ -53,10 +54,12 @@ def parse_net(text: str) -> tuple[str, dict]:
     m = re.fullmatch(r"spdnn(?::(\d+))?", text)
     if m:
         return "spdnn", {"neurons": int(m.group(1) or 1024)}
-    m = re.fullmatch(r"generated:(\d+)x(\d+)((?::seed=\d+)?)", text)
-    if m:
+    m = re.fullmatch(r"generated:(\d{1,19})x(\d{1,19})((?::seed=\d{1,19})?)", text)
+    if m:  # 19 digits: int64 at most, checked against the stated maxima before anything is built
         seed = int(m.group(3)[6:]) if m.group(3) else 0
-        return "generated", {"neurons": int(m.group(1)), "layers": int(m.group(2)), "seed": seed}
+        neurons = check_count(int(m.group(1)), f"--net {text}: neurons", MAX_NEURONS)
+        layers = check_count(int(m.group(2)), f"--net {text}: layers", MAX_LAYERS)
+        return "generated", {"neurons": neurons, "layers": layers, "seed": seed}
     raise ParamError(f"--net {text!r}: expected spdnn[:NEURONS] or generated:NEURONSxLAYERS[:seed=S]")
 
 
@@ -71,16 +74,14 @@ def check_options(engines: list[str], device: str, tile_n: int, repeats: int, bi
         raise ParamError(f"--device {device!r}: choose cpu or gpu")
     if tile_n not in (16, 64, 256):
         raise ParamError(f"--tile-n {tile_n}: choose 16, 64 or 256")
-    if repeats < 1:
-        raise ParamError(f"--repeats {repeats} must be at least 1")
+    check_count(repeats, "--repeats", MAX_REPEATS)
     if not math.isfinite(bias) or not math.isfinite(ymax) or ymax < 0:
         raise ParamError("--bias and --ymax must be finite numbers (ymax >= 0)")
     if parts > 1 and device != "cpu":
         raise ParamError("--parts splits the inputs across CPU processes; several GPUs (--gpus) are not built yet")
     chain.preflight(engines, device, champion_src)  # before reading a network: unknown or unavailable engines
     check_seed(seed)
-    if parts < 1:
-        raise ParamError(f"--parts {parts} must be at least 1")
+    check_count(parts, "--parts", MAX_PARTS)
 
 
 def summary_table(setup: "InferSetup", rows: list[dict], threads, machine: str):
@@ -131,10 +132,10 @@ def summary_lines(setup: "InferSetup", rows: list[dict]) -> list[str]:
 
 def build_setup(net_spec: str | None, matrices: list[str] | None, root, layers: int | None, batch: int | None,
                 bias: float, rule: str, act: str, ymax: float, seed: int = 0, dlmc_root=None) -> InferSetup:
-    if batch is not None and batch < 1:
-        raise ParamError(f"--batch {batch} must be at least 1")
-    if layers is not None and layers < 1:
-        raise ParamError(f"--layers {layers} must be at least 1")
+    if batch is not None:  # stated maxima first: nothing below allocates from these numbers unchecked
+        check_count(batch, "--batch", MAX_BATCH)
+    if layers is not None:
+        check_count(layers, "--layers", MAX_LAYERS)
     if matrices:
         if net_spec:
             raise ParamError("give either --net or --matrix specs, not both")
@@ -151,6 +152,8 @@ def build_setup(net_spec: str | None, matrices: list[str] | None, root, layers: 
     r = spdnn_root(root)
     n = args["neurons"]
     in_path = spdnn.inputs_path(r, n)
+    if batch is not None:  # the batch's buffers, before the inputs are read and replicated into it
+        spdnn.check_fits(n, [n], 32 * n, batch, f"the {n}-neuron network")
     y0 = spdnn.read_inputs(in_path, n)
     src = chain.replicate(y0, batch)
     net = spdnn.load_network(r, n, layers, batch=int(src.size))
@@ -189,8 +192,7 @@ def run_engines(setup: InferSetup, engines: list[str], device: str, prune_dead: 
                 tile_n: int, champion_src=None, parts: int = 1) -> list[dict]:
     """One summary per engine: median time over ``repeats`` chains, edges/s, categories and their check.
     ``parts`` > 1: the batch split into contiguous nnz-balanced parts, one process each (``partition``)."""
-    if repeats < 1:
-        raise ParamError(f"--repeats {repeats} must be at least 1")
+    check_count(repeats, "--repeats", MAX_REPEATS)
     if parts > 1:
         return [_run_parts(setup, eng, device, prune_dead, repeats, parts) for eng in engines]
     out = []

@@ -69,7 +69,11 @@ def _check_chain(layers: list[Layer]) -> None:
 
 
 def propagate(layers: list[Layer], fold: bool = True, max_rounds: int = 1000) -> Shrunk:
-    """Forward and backward passes to a fixed point; returns the shrunk chain and what it keeps."""
+    """Forward and backward passes to a fixed point; returns the shrunk chain and what it keeps.
+
+    Each pass over a layer is linear in its size, however many neurons die in it: the dead rows or columns
+    are zeroed through one mask over the nonzeros (copying the whole layer once per dead neuron took past a
+    minute for 16,383 dead rows), and a constant is folded through its own column's nonzeros only."""
     _check_chain(layers)
     mats = [l.a.to_scipy().tocsr().astype(np.float64) for l in layers]
     biases = [np.asarray(l.bias, dtype=np.float64).copy() for l in layers]
@@ -81,36 +85,34 @@ def propagate(layers: list[Layer], fold: bool = True, max_rounds: int = 1000) ->
     while changed and rounds < max_rounds:
         changed = False
         rounds += 1
-        for l in range(L):  # forward: empty rows are constants
-            a = mats[l]
-            row_len = np.diff(a.indptr)
-            empty = alive[l + 1] & (row_len == 0)
-            if l == L - 1:
-                continue  # outputs stay, constant or not
-            for i in np.flatnonzero(empty):
-                c = layers[l].constant(int(i))
-                if c != 0.0:
-                    nxt = layers[l + 1]
-                    if not fold or nxt.rule != "row":
-                        continue  # cannot fold into a bias that is not added everywhere
-                    col = mats[l + 1][:, [int(i)]].toarray().ravel()
-                    biases[l + 1] += col * c
-                    folded += 1
-                alive[l + 1][i] = False
-                mats[l + 1] = _zero_col(mats[l + 1], int(i))
-                changed = True
-        for l in range(L, 0, -1):  # backward: a level-l neuron nobody reads (l < L) or an input feature
-            if l == L:
+        for l in range(L - 1):  # forward: empty rows are constants (the outputs, level L, stay constant or not)
+            empty = np.flatnonzero(alive[l + 1] & (np.diff(mats[l].indptr) == 0))
+            if empty.size == 0:
                 continue
+            consts = constants(layers[l], empty)
+            nxt = layers[l + 1]
+            foldable = fold and nxt.rule == "row"
+            dead = empty if foldable else empty[consts == 0.0]  # a constant that cannot be folded stays
+            if foldable and (consts != 0.0).any():
+                csc = mats[l + 1].tocsc()
+                for i, c in zip(empty[consts != 0.0], consts[consts != 0.0]):
+                    lo, hi = csc.indptr[i], csc.indptr[i + 1]  # its column's nonzeros: b' = b + A[:, i]·c
+                    biases[l + 1][csc.indices[lo:hi]] += csc.data[lo:hi] * c
+                    folded += 1
+            if dead.size:
+                alive[l + 1][dead] = False
+                mats[l + 1] = _zero_cols(mats[l + 1], dead)
+                changed = True
+        for l in range(L - 1, 0, -1):  # backward: a level-l neuron nobody reads (l < L)
             a_next = mats[l]
             read = np.zeros(a_next.shape[1], bool)
             read[a_next.indices[a_next.data != 0]] = True
-            dead = alive[l] & ~read
-            for i in np.flatnonzero(dead):
-                alive[l][i] = False
-                mats[l - 1] = _zero_row(mats[l - 1], int(i))
+            dead = np.flatnonzero(alive[l] & ~read)
+            if dead.size:
+                alive[l][dead] = False
+                mats[l - 1] = _zero_rows(mats[l - 1], dead)
                 changed = True
-        a0 = mats[0]
+        a0 = mats[0]  # an input feature no row of the first layer reads
         read0 = np.zeros(a0.shape[1], bool)
         read0[a0.indices[a0.data != 0]] = True
         dead0 = alive[0] & ~read0
@@ -130,16 +132,29 @@ def propagate(layers: list[Layer], fold: bool = True, max_rounds: int = 1000) ->
     return Shrunk(out_layers, keep, folded, rounds, removed)
 
 
-def _zero_col(a, j: int):
-    a = a.tocsc(copy=True)
-    a.data[a.indptr[j]:a.indptr[j + 1]] = 0
+def constants(layer: Layer, rows: np.ndarray) -> np.ndarray:
+    """``Layer.constant`` of every row in ``rows`` at once (float64): act of the bias (rule row) or of 0."""
+    ep = Epilogue(layer.act, layer.rule, layer.ymax, layer.bias)
+    b = np.asarray(layer.bias, dtype=np.float64)[rows] if layer.rule == "row" else np.zeros(rows.size)
+    return ep.apply(np.zeros((rows.size, 1)), b)[:, 0]
+
+
+def _zero_cols(a, cols: np.ndarray):
+    """``a`` (CSR) without the nonzeros of columns ``cols``: one mask over the nonzeros, O(nnz + K)."""
+    drop = np.zeros(a.shape[1], bool)
+    drop[cols] = True
+    a = a.copy()
+    a.data[drop[a.indices]] = 0
     a.eliminate_zeros()
-    return a.tocsr()
+    return a
 
 
-def _zero_row(a, i: int):
-    a = a.tocsr(copy=True)
-    a.data[a.indptr[i]:a.indptr[i + 1]] = 0
+def _zero_rows(a, rows: np.ndarray):
+    """``a`` (CSR) without the nonzeros of rows ``rows``: O(nnz + M)."""
+    drop = np.zeros(a.shape[0], bool)
+    drop[rows] = True
+    a = a.copy()
+    a.data[np.repeat(drop, np.diff(a.indptr))] = 0
     a.eliminate_zeros()
     return a
 
@@ -170,6 +185,12 @@ def report(full: list[Layer], shrunk: Shrunk, n: int, repeats: int = 5, seed: in
     the shrunk chain over the full one with the fused CPU kernel (float32, fastest of ``repeats`` interleaved runs)."""
     from spmm_study.cpu.k50_csr_tiled_fused import FusedLayer
 
+    from spmm_study.limits import check_alloc
+
+    widest = max([full[0].a.k, *(l.a.m for l in full)])
+    # x and the float64 check (two chains' widest activations), then two float32 chains of buffers
+    check_alloc(8 * n * (full[0].a.k + 4 * widest) + 8 * n * (full[0].a.k + sum(l.a.m for l in full)),
+                f"propagate at N = {n}")
     rng = np.random.default_rng(seed)
     x = np.abs(rng.standard_normal((full[0].a.k, n)))
     chk = check(full, shrunk, x)

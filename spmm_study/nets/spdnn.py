@@ -37,38 +37,59 @@ from spmm_study.problem import available_memory_bytes
 BIAS = {1024: -0.3, 4096: -0.35, 16384: -0.4, 65536: -0.45}
 YMAX = 32.0
 SUFFIXES = ("", ".xz", ".gz")
+LAYER_LINES_PER_NEURON = 64  # twice the challenge's 32 nonzeros per row: room for a denser layer of the same form
 CHUNK = 1 << 20
 
 
 def default_max_bytes() -> int:
-    """Decompressed text one file may hold: a quarter of the free memory, at most 8 GiB."""
-    return int(min(8 << 30, 0.25 * available_memory_bytes()))
+    """Decompressed text one file may hold: an eighth of the free memory (parsing takes about five times the
+    text: the text, its str copy and the float64 table), at most 8 GiB."""
+    return int(min(8 << 30, 0.125 * available_memory_bytes()))
+
+
+MAX_RATIO = 200  # decompressed / compressed bytes: the challenge's .xz files are 13-27x, a bomb is 1000x
+RATIO_AFTER = 16 << 20  # the ratio is judged once this much text has come out
 
 
 def read_bytes(path: Path | str, max_bytes: int | None = None) -> bytes:
-    """The decompressed bytes of a plain, .gz or .xz file, refused once past ``max_bytes`` (never unbounded)."""
+    """The decompressed bytes of a plain, .gz or .xz file, refused once past ``max_bytes`` (never unbounded).
+
+    Bounded by what decompression *produces*, in 1 MiB steps: a file is refused as soon as its text passes
+    ``max_bytes``, or its text passes 16 MiB at more than 200 times the compressed bytes read (a decompression
+    bomb: a 47 MB .gz or a 1.5 MB .xz used to be inflated to 2 GB first). A plain file's size is known before
+    reading (a 100 GB sparse file is refused at once), and only regular files are opened (``safeio``: a FIFO
+    named like an inputs file hung ``infer``)."""
+    from spmm_study.safeio import file_size, open_regular
+
     path = Path(path)
-    if not path.exists():
-        raise SourceError(f"no such file: {path}")
-    if path.is_dir():
-        raise SourceError(f"{path} is a directory, not a TSV file")
     limit = default_max_bytes() if max_bytes is None else int(max_bytes)
-    opener = {".xz": lzma.open, ".gz": gzip.open}.get(path.suffix, open)
-    parts, total = [], 0
-    try:
-        with opener(path, "rb") as f:
-            while True:
-                chunk = f.read(CHUNK)
-                if not chunk:
-                    break
-                total += len(chunk)
-                if total > limit:
-                    raise SourceError(f"{path}: more than {limit / 2**20:.0f} MiB of text; refused (past the read limit)")
-                parts.append(chunk)
-    except (lzma.LZMAError, gzip.BadGzipFile, EOFError, zlib_error()) as exc:
-        raise SourceError(f"{path}: not a valid {path.suffix[1:]} file ({exc})") from None
-    except OSError as exc:
-        raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
+    raw = open_regular(path, "TSV file", SourceError)
+    with raw:
+        size = file_size(raw)
+        if path.suffix not in (".xz", ".gz") and size > limit:
+            raise SourceError(f"{path} is {size / 2**20:,.0f} MiB, past the {limit / 2**20:,.0f} MiB this file may "
+                              "have here; refused before reading")
+        parts, total = [], 0
+        try:
+            f = lzma.LZMAFile(raw, "rb") if path.suffix == ".xz" else \
+                gzip.GzipFile(fileobj=raw, mode="rb") if path.suffix == ".gz" else raw
+            with f:
+                while True:
+                    chunk = f.read(CHUNK)
+                    if not chunk:
+                        break
+                    total += len(chunk)
+                    if total > limit:
+                        raise SourceError(f"{path}: more than {limit / 2**20:,.0f} MiB of text; refused (past the "
+                                          "read limit)")
+                    if f is not raw and total > RATIO_AFTER and total > MAX_RATIO * max(raw.tell(), 1):
+                        raise SourceError(f"{path}: {total / 2**20:,.0f} MiB of text from {raw.tell():,} bytes "
+                                          f"compressed (more than {MAX_RATIO}:1): a decompression bomb, refused")
+                    parts.append(chunk)
+        except (lzma.LZMAError, gzip.BadGzipFile, EOFError, zlib_error()) as exc:
+            raise SourceError(f"{path}: not a valid {path.suffix[1:]} file ({exc})") from None
+        except OSError as exc:
+            raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
     return b"".join(parts)
 
 
@@ -147,17 +168,26 @@ def _csr(shape, rows, cols, vals, path: Path, dtype) -> CSR:
 def read_layer(path: Path | str, neurons: int, dtype=np.float32, max_bytes: int | None = None) -> CSR:
     """Weight layer W (in × out, ``neurons`` square) returned as Wᵀ in CSR: A of C = A·B (see module doc)."""
     path = Path(path)
+    if max_bytes is None:  # 32 nonzeros per neuron, a line of at most ~64 bytes: more is not a layer file
+        max_bytes = min(default_max_bytes(), LAYER_LINES_PER_NEURON * neurons * 64 + (1 << 20))
     rows, cols, vals = read_triplets(path, (neurons, neurons), max_bytes)
     return _csr((neurons, neurons), cols, rows, vals, path, dtype)
 
 
 def read_inputs(path: Path | str, neurons: int, dtype=np.float32, max_bytes: int | None = None) -> CSR:
     """Input images Y_0 (images × neurons, CSR); the image count is the largest row index."""
+    from spmm_study.limits import MAX_IMAGES, check_alloc
+
     path = Path(path)
     rows, cols, vals = read_triplets(path, (None, neurons), max_bytes)
     m = int(rows.max()) + 1 if rows.size else 0
     if m == 0:
         raise SourceError(f"{path}: no input images in the file")
+    if m > MAX_IMAGES:  # an image index of 100000000 built a 3.5 GB CSR of empty rows first
+        line = int(np.argmax(rows)) + 1
+        raise SourceError(f"{path}: line {line}: image {m:,} is past the {MAX_IMAGES:,} images an inputs file may "
+                          "index")
+    check_alloc(12 * (m + 1) + 16 * rows.size, f"{path}: the CSR of {m:,} images")  # indptr, counts, entries
     return _csr((m, neurons), rows, cols, vals, path, dtype)
 
 
