@@ -742,7 +742,8 @@ def test_the_lock_never_follows_a_link(tmp_path):
 
 def test_no_writer_opens_a_file_for_writing_by_itself():
     """Every file the package writes goes through files.py (atomic_save / open_append / the lock): a plain
-    open(..., "w"/"a"), write_text, write_bytes or savefig elsewhere would follow a link."""
+    open(..., "w"/"a"), write_text, write_bytes or savefig elsewhere would follow a link. The one exception is
+    a folder the code has just made itself with mkdtemp (nothing else can be in it), marked on the line."""
     import re
 
     pattern = re.compile(r"""open\([^)]*["'][wa]b?\+?["']|\.write_text\(|\.write_bytes\(|\.savefig\(path|\.savefig\(p\b""")
@@ -751,7 +752,7 @@ def test_no_writer_opens_a_file_for_writing_by_itself():
         if path.name == "files.py":
             continue
         for no, line in enumerate(path.read_text().splitlines(), 1):
-            if pattern.search(line) and not line.lstrip().startswith("#"):
+            if pattern.search(line) and not line.lstrip().startswith("#") and "# own mkdtemp folder" not in line:
                 found.append(f"{path.relative_to(h.ROOT)}:{no}: {line.strip()}")
     assert found == [], found
 
@@ -872,3 +873,18 @@ def test_measure_takes_bfloat16_and_sparse_torch_tensors_without_densifying(tmp_
     assert all(rep["refused"].values()), rep["refused"]
     assert "complex64" in rep["refused"]["complex"] and "must be dense" in rep["refused"]["sparse_b"]
     assert rep["maxrss_mib"] < 1024 and rep["slowest_s"] < REFUSE_S, rep
+
+
+# --------------------------------------------------------------------------------------- 7. the tool's own buffers
+
+
+def test_cold_cache_runs_fit_a_modest_address_space_whatever_l3_sysfs_reports(tmp_path):
+    """Cold-cache run and sweep in a fresh interpreter under RLIMIT_AS = 1.5 GiB with sysfs faked to report a
+    480 MiB L3 (an EPYC guest did): they measure (exit 0) and peak under 512 MiB RSS. The flush buffer was
+    twice the L3 (960 MiB: every cold run peaked at 1.2-1.7 GB); it is capped now (timing.flush_plan)."""
+    cold = ["-m", TINY, "-n", "4", "--repeats", "2", "--min-time", "0", "--warmup", "0", "--cache", "cold"]
+    rep = h.run_worker({"argvs": [["run", "-v", "rowwise", *cold, "--no-save"],
+                                  ["sweep", "-v", "rowwise", *cold, "--out", str(tmp_path / "s")]],
+                        "cwd": str(tmp_path), "per_case_s": 60, "fake_llc": 480 << 20})
+    assert rep["failures"] == [] and rep["codes"] == {"0": 2}, rep
+    assert rep["maxrss_mib"] < 512, rep

@@ -186,9 +186,12 @@ def plot(recs: list[dict], path: Path) -> Path:
     fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=8, frameon=False)
     fig.suptitle("the class's predictions against the measurement", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 0.96))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    from spmm_study.files import atomic_save
+
+    try:  # renamed into place, never through a link
+        atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -220,8 +220,8 @@ def build(src, cc: str, timeout_s: float = BUILD_TIMEOUT_S) -> Path:
         for name in SOURCES:
             shutil.copyfile(sdir / name, work / name)
         text, patch = patch_main((sdir / "main.cpp").read_text(encoding="utf-8", errors="surrogateescape"))
-        (work / "main.cpp").write_text(text, encoding="utf-8", errors="surrogateescape")
-        (work / "PATCH.txt").write_text(f"built from {sdir} for sm_{cc} by spmm-study (nets/champion.py)\n"
+        (work / "main.cpp").write_text(text, encoding="utf-8", errors="surrogateescape")  # own mkdtemp folder
+        (work / "PATCH.txt").write_text(f"built from {sdir} for sm_{cc} by spmm-study (nets/champion.py)\n"  # own mkdtemp folder
                                         f"patch: {patch}\n", encoding="utf-8")
         arch = f"-gencode=arch=compute_{cc},code=sm_{cc}"
         _compile([compiler, *NVCC_FLAGS, arch, "-c", "kernels.cu", "-o", "kernels.o"], work, "kernels.cu", timeout_s)
@@ -275,7 +275,7 @@ def block_size(n: int) -> int:
 def write_dataset(folder: Path, net, y0, src: np.ndarray, truth: np.ndarray) -> int:
     """The three files the program reads from ``$DATASET`` (module doc); returns INPUT, the input nonzeros."""
     n = net.inputs_width
-    with open(folder / f"neuron{n}.bin", "wb") as f:
+    with open(folder / f"neuron{n}.bin", "wb") as f:  # own mkdtemp folder
         for a in net.layers:  # per layer: rows, columns, values, 1-based; row = output neuron (row of A = W^T)
             rows = np.repeat(np.arange(1, a.m + 1, dtype="<i4"), np.diff(a.indptr))
             rows.tofile(f)
@@ -286,7 +286,7 @@ def write_dataset(folder: Path, net, y0, src: np.ndarray, truth: np.ndarray) -> 
     nnz = int(sp.nnz)
     if nnz > INT32_MAX:
         raise ParamError(f"engine champion counts input nonzeros in an int: {nnz} is past 2^31")
-    with open(folder / f"sparse-images-{n}.bin", "wb") as f:
+    with open(folder / f"sparse-images-{n}.bin", "wb") as f:  # own mkdtemp folder
         (sp.col[order].astype(np.int64) + 1).astype("<i4").tofile(f)  # "row": the neuron
         (sp.row[order].astype(np.int64) + 1).astype("<i4").tofile(f)  # "column": the input
         sp.data[order].astype("<f4").tofile(f)
@@ -294,7 +294,7 @@ def write_dataset(folder: Path, net, y0, src: np.ndarray, truth: np.ndarray) -> 
     # end of its own list, so a run that finds more categories than the truth fails the check instead of
     # stopping at the end of the file (main.cpp exits there, before printing its times)
     cats = "".join(f"{int(c) + 1}\n" for c in np.sort(truth)) + "0\n" * (int(src.size) - int(truth.size))
-    (folder / f"neuron{n}-l{net.depth}-categories.tsv").write_text(cats, encoding="ascii")
+    (folder / f"neuron{n}-l{net.depth}-categories.tsv").write_text(cats, encoding="ascii")  # own mkdtemp folder
     return nnz
 
 
