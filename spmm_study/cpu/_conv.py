@@ -12,6 +12,7 @@ from __future__ import annotations
 from numba import njit, prange
 
 from spmm_study.conv import tap_deltas  # noqa: F401  (the kernels here take it from conv.py, the GPU's too)
+from spmm_study.cpu._simd import MAX_STACK_VALUES
 from spmm_study.registry import Param
 
 
@@ -40,4 +41,4 @@ def im2col(x, p, kh, kw, pad, stride, ho, wo):
 
 def conv_tile_param(default: int, choices: tuple) -> Param:
     return Param("tile_n", default, choices, "output pixels held in registers per filter (a compile-time constant: "
-                 "one kernel per value)", minimum=1)
+                 "one kernel per value)", minimum=1, maximum=MAX_STACK_VALUES)

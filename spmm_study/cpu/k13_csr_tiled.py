@@ -68,7 +68,7 @@ import numba
 
 from spmm_study import movement
 from spmm_study.cpu.balance import balance_param, partition, rows_per_task_param, spread
-from spmm_study.cpu._simd import pack_b_param, packed_operand
+from spmm_study.cpu._simd import MAX_STACK_VALUES, pack_b_param, packed_operand
 from spmm_study.cpu._tiled import kernel
 from spmm_study.registry import Param, host_prepared, variant
 
@@ -105,7 +105,7 @@ def traffic(s, params: dict):
     params=(
         Param("tile_n", 0, TILE_CHOICES, "columns of C held in registers per row (a compile-time constant: one "
               "kernel per value); 0: the widest of 256/128/64 no wider than N whose B panel fits this machine's L2",
-              minimum=0),
+              minimum=0, maximum=MAX_STACK_VALUES),
         balance_param("nnz"),
         rows_per_task_param(),
         pack_b_param(),

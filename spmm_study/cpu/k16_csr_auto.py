@@ -106,9 +106,10 @@ def choose(n: int, m: int, nnz: int, table: list[dict] | None = None, k: int = 0
 INSPECT_PARAMS = (
     Param("inspect", True, (True, False), "time the rule's top candidates on this matrix and N once (cached "
           "per matrix structure, N, dtype, threads and machine); false: the fitted rule alone"),
-    Param("inspect_calls", 5, (), "timed calls per candidate during inspection (interleaved rounds)", minimum=1),
+    Param("inspect_calls", 5, (), "timed calls per candidate during inspection (interleaved rounds)", minimum=1,
+          maximum=1000),
     Param("inspect_budget_s", 1.0, (), "seconds the inspection may take before it stops timing and building",
-          minimum=0.0),
+          minimum=0.0, maximum=3600.0),
 )
 
 

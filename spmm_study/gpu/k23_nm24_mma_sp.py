@@ -298,8 +298,10 @@ def ptx_cases():
          params=(Param("engine", "mma", ("mma", "emulate"), "mma: sparse tensor cores via linked CUDA C; "
                        "emulate: the same fragments on FP32 FMAs in pure numba", strict=True),
                  gp.warps(4, (1, 2, 4, 8), "warps per block (each 8·ntiles columns)"),
-                 Param("ntiles", 2, (1, 2, 4), "8-column tiles per warp (4 accumulators each)", minimum=1),
-                 Param("mtiles", 2, (1, 2, 4), "16-row tiles per warp, sharing each B fragment", minimum=1)),
+                 Param("ntiles", 2, (1, 2, 4), "8-column tiles per warp (4 accumulators each)", minimum=1,
+                       maximum=16),
+                 Param("mtiles", 2, (1, 2, 4), "16-row tiles per warp, sharing each B fragment", minimum=1,
+                       maximum=16)),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, engine, warps, ntiles, mtiles):
     """2:4 on the sparse tensor cores: mma.sp m16n8k16 in fp16/bf16, fp32 sums, the project's 2:4 metadata."""

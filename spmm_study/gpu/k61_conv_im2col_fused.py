@@ -78,7 +78,8 @@ def model(s, p):
 
 
 @variant("gpu.conv.im2col_fused", loop_order="(i,J)∥→t∥→p→u (gather)", movement=model,
-         params=(gp.threads(128, (64, 128, 256)), Param("pixels", 2, (1, 2, 4), "output pixels per thread", minimum=1)),
+         params=(gp.threads(128, (64, 128, 256)), Param("pixels", 2, (1, 2, 4), "output pixels per thread", minimum=1,
+                                                   maximum=32)),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, threads, pixels):
     """im2col fused: patch values gathered through an N-entry index map by consecutive threads, never stored."""

@@ -98,7 +98,8 @@ def model(s, p):
 
 
 @variant("gpu.conv.direct", loop_order="(o,Q,b)∥→t∥→p(smem)→u", movement=model,
-         params=(gp.threads(128, (64, 128, 256)), Param("pixels", 2, (1, 2, 4), "output pixels per thread", minimum=1)),
+         params=(gp.threads(128, (64, 128, 256)), Param("pixels", 2, (1, 2, 4), "output pixels per thread", minimum=1,
+                                                   maximum=32)),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, threads, pixels):
     """Direct sparse convolution: a filter's nonzeros staged in shared memory, each a shifted input window."""
