@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -691,6 +692,12 @@ def check_out_dir(out_dir: Path | None, lab: Lab, force: bool) -> Path:
     directory = out_dir or default_dir(f"lab{lab.id}")
     if directory.exists() and not directory.is_dir():
         raise ResultsError(f"{directory} exists and is not a directory")
+    from spmm_study.files import ForeignFileError, is_own_folder
+
+    if os.path.lexists(directory / "answers.jsonl") and not is_own_folder(directory):
+        # the ResultWriter refuses a foreign folder holding its own names; answers.jsonl is the lab's
+        raise ForeignFileError(f"{directory} holds answers.jsonl but no .spmm-study marker: spmm-study did not make "
+                               "this lab folder, so it replaces nothing in it, even with --force; choose another --out")
     if ((directory / "rows.jsonl").exists() or (directory / "answers.jsonl").exists()) and not force:
         raise ResultsError(f"{directory} already holds lab results; pass --force to replace them")
     return directory

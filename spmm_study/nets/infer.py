@@ -51,7 +51,7 @@ class InferSetup:
 
 
 def parse_net(text: str) -> tuple[str, dict]:
-    m = re.fullmatch(r"spdnn(?::(\d+))?", text)
+    m = re.fullmatch(r"spdnn(?::(\d{1,19}))?", text)
     if m:
         return "spdnn", {"neurons": int(m.group(1) or 1024)}
     m = re.fullmatch(r"generated:(\d{1,19})x(\d{1,19})((?::seed=\d{1,19})?)", text)
@@ -60,7 +60,7 @@ def parse_net(text: str) -> tuple[str, dict]:
         neurons = check_count(int(m.group(1)), f"--net {text}: neurons", MAX_NEURONS)
         layers = check_count(int(m.group(2)), f"--net {text}: layers", MAX_LAYERS)
         return "generated", {"neurons": neurons, "layers": layers, "seed": seed}
-    raise ParamError(f"--net {text!r}: expected spdnn[:NEURONS] or generated:NEURONSxLAYERS[:seed=S]")
+    raise ParamError(f"--net {text[:60]!r}: expected spdnn[:NEURONS] or generated:NEURONSxLAYERS[:seed=S]")
 
 
 def check_options(engines: list[str], device: str, tile_n: int, repeats: int, bias: float, ymax: float,
