@@ -176,7 +176,7 @@ def test_conv_suite_plans_the_eight_table3_problems(capsys, tmp_path):
 
 def test_gpu_conv_rungs_in_the_simulator_through_the_cli():
     """The gpu.conv.* rungs on 3×3 convolutions (stride 2 with two images and padding; no padding at odd
-    sizes; one input channel with empty filters) in the CUDA simulator, through `run` as a user types it.
+    sizes; one input channel with empty filters; fully dense filters on a wide image) in the CUDA simulator, through `run` as a user types it.
     (test_gpu_sim.py runs their declared 1×1 cases through `check`; test_gpu_ptx.py compiles them.)"""
     import os
     import subprocess
@@ -188,7 +188,8 @@ def test_gpu_conv_rungs_in_the_simulator_through_the_cli():
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(root))
     specs = ["conv:7x5,pad=1,stride=2,batch=2:synthetic:uniform:3x18:0.5",
              "conv:6x9,pad=0:synthetic:uniform:2x27:0.6",
-             "conv:5x4:synthetic:uniform:4x9:0.8"]
+             "conv:5x4:synthetic:uniform:4x9:0.8",  # one input channel, empty filters
+             "conv:3x40,pad=1:synthetic:uniform:2x18:0"]  # fully dense filters, a wide image
     argv = [sys.executable, "-m", "spmm_study", "run", "--device", "gpu", "-v", "gpu.conv.im2col", "-v",
             "gpu.conv.im2col_fused", "-v", "gpu.conv.direct", "-p", "threads=32", "-p", "warps=2", "--no-save",
             "--repeats", "1", "--min-time", "0", "--warmup", "0", "--json"]
@@ -197,7 +198,7 @@ def test_gpu_conv_rungs_in_the_simulator_through_the_cli():
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, cwd=root)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = json.loads(proc.stdout)
-    assert len(rows) == 9 and all(r["status"] == "PASS" for r in rows), [(r["variant"], r["message"]) for r in rows]
+    assert len(rows) == 12 and all(r["status"] == "PASS" for r in rows), [(r["variant"], r["message"]) for r in rows]
 
 
 # --------------------------------------------------------------------------------------- cache-sim traces
