@@ -83,7 +83,8 @@ def llc_bytes() -> int:
     best = 0
     for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
         try:
-            txt = open(path).read().strip().upper()
+            with open(path) as f:  # closed at once: a ResourceWarning is a stray line on a command's stderr
+                txt = f.read().strip().upper()
             mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(txt[-1], 1)
             best = max(best, int(txt.rstrip("KMG")) * mult)
         except (OSError, ValueError):
