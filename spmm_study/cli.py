@@ -612,7 +612,7 @@ def ffn(
     from spmm_study.harness import apply_threads
     from spmm_study.nets import ffn as block
 
-    paths = block.check_paths(path, device, tokens or [256, 2048, 8192], repeats)
+    paths = block.check_paths(path, device, tokens or [256, 2048, 8192], repeats, tile_n)
     used = apply_threads(threads)
     a1, a2, specs = block.layer_weights(w1, w2, sparsity, dlmc_root, seed)
     rows = block.run_ffn(a1, a2, tokens or [256, 2048, 8192], paths, device, dtype, repeats, seed, tile_n)

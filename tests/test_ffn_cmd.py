@@ -71,6 +71,10 @@ def test_a_wrong_block_fails_the_check(monkeypatch):
     (["--w1", W1, "--w2", W2, "-n", "0"], "N must be positive"),
     (["--w1", W1, "--w2", W2, "--repeats", "0"], "at least 1"),
     (["--w1", W1, "--w2", W2, "--device", "tpu"], "choose cpu or gpu"),
+    (["--w1", W1, "--w2", W2, "--repeats", "100000000000"], "--repeats"),
+    (["--w1", W1, "--w2", W2, "--tile-n", "2100000"], "choose 16, 64 or 256"),
+    (["--w1", "synthetic:magnitude:ffn1:0.9", "--w2", "synthetic:magnitude:ffn2:0.9", "-n", "16000000"],
+     r"N=16000000 needs|GiB"),
     (["--sparsity", "0.5", "--dlmc-root", "/nonexistent"], "."),
 ])
 def test_ffn_bad_input_is_one_line(capsys, argv, match):

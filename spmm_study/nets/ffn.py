@@ -158,7 +158,9 @@ def prune24(w: CSR) -> CSR:
     return prune_csr(w, parse_prune("2:4"), 0)
 
 
-def check_paths(paths, device: str, tokens, repeats: int) -> list[str]:
+def check_paths(paths, device: str, tokens, repeats: int, tile_n: int = 256) -> list[str]:
+    """The command's options checked before anything is loaded: paths, device, each N, repeats, tile_n."""
+    from spmm_study.limits import MAX_REPEATS, check_count
     from spmm_study.problem import check_n
 
     if device not in ("cpu", "gpu"):
@@ -175,7 +177,17 @@ def check_paths(paths, device: str, tokens, repeats: int) -> list[str]:
         check_n(n)
     if repeats < 1:
         raise ParamError(f"--repeats {repeats} must be at least 1")
+    check_count(repeats, "--repeats", MAX_REPEATS)
+    if tile_n not in (16, 64, 256):  # a compile-time register tile: anything else is a typo (or a crash)
+        raise ParamError(f"--tile-n {tile_n}: choose 16, 64 or 256")
     return out
+
+
+def block_bytes(w1: CSR, w2: CSR, n: int) -> int:
+    """Host memory one N of the block needs at its peak: x, h, y in float32 and their float64 copies for the
+    reference and the check (about 40 bytes per x and y value, 24 per h value), and both weights densified
+    in float64 (the dense path and the 2:4 path's reference)."""
+    return n * (40 * (w1.k + w2.m) + 24 * w1.m) + 16 * w1.m * w1.k
 
 
 def _block64(w1, w2, b1, b2, x):
@@ -330,9 +342,13 @@ def run_ffn(w1: CSR, w2: CSR, tokens, paths, device: str = "cpu", dtype="float32
     timed ``repeats`` times interleaved (path A, B, C, A, B, C...); the median per path gives tokens/s = N / t."""
     from spmm_study.problem import parse_dtype
 
+    from spmm_study.limits import check_alloc
+
     dtype = parse_dtype(dtype)
     if dtype.name not in ("float32", "float16", "bfloat16"):
         raise ParamError(f"the FFN block runs float32, float16 or bfloat16, not {dtype}")
+    for n in tokens:  # refused before the first allocation, with the numbers
+        check_alloc(block_bytes(w1, w2, n), f"the FFN block {w1.k}->{w1.m}->{w2.m} at N={n}")
     w1f, w2f = w1.astype(np.float32), w2.astype(np.float32)
     rows: list[BlockRow] = []
     for n in tokens:
