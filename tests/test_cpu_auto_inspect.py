@@ -49,7 +49,7 @@ def test_second_call_inspects_nothing_and_a_new_matrix_or_n_inspects_again(cache
     row2, info2, _ = run_auto(capsys, "-m", MAT, "-n", 37)
     assert info2["auto_inspect"] == "cached" and info2["inspect_calls"] == 0
     assert info2["auto_choice"] == info["auto_choice"]
-    _, info3, _ = run_auto(capsys, "-m", MAT, "-n", 38)  # another N
+    _, info3, _ = run_auto(capsys, "-m", MAT, "-n", 7)  # another N (N of the edge grid: kernels compiled once)
     _, info4, _ = run_auto(capsys, "-m", MAT + ":seed=5", "-n", 37)  # same shape and nnz, other structure
     assert info3["auto_inspect"] == info4["auto_inspect"] == "measured"
     assert len(json.loads(cache.read_text())["entries"]) == 3
@@ -57,27 +57,27 @@ def test_second_call_inspects_nothing_and_a_new_matrix_or_n_inspects_again(cache
 
 def test_corrupt_cache_is_ignored_with_one_warning(cache, capsys):
     cache.write_text("{not json")
-    _, info, err = run_auto(capsys, "-m", MAT, "-n", 9)
+    _, info, err = run_auto(capsys, "-m", MAT, "-n", 37)
     assert info["auto_inspect"] == "measured"
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("warning: ") and str(cache) in lines[0]
     assert json.loads(cache.read_text())["entries"]  # rewritten with the new winner
     cache.write_text('{"entries": {"k": 3}}')  # JSON, but not entries
     _inspect._warned.clear()
-    _, info, err = run_auto(capsys, "-m", MAT, "-n", 9)
+    _, info, err = run_auto(capsys, "-m", MAT, "-n", 37)
     assert info["auto_inspect"] == "measured" and len(err.splitlines()) == 1 and "not a cache" in err
 
 
 def test_budget_bounds_the_inspection(cache, capsys):
-    _, info, _ = run_auto(capsys, "-m", MAT, "-n", 20, "-p", "inspect_calls=2")
+    _, info, _ = run_auto(capsys, "-m", MAT, "-n", 7, "-p", "inspect_calls=2")
     assert info["inspect_calls"] <= _inspect.CANDIDATES * (1 + 2)  # a first call + 2 timed calls each
     cache.unlink()
-    _, info, _ = run_auto(capsys, "-m", MAT, "-n", 20, "-p", "inspect_budget_s=0")
+    _, info, _ = run_auto(capsys, "-m", MAT, "-n", 7, "-p", "inspect_budget_s=0")
     # nothing left after the rule's own choice: it alone is built, called once untimed and timed once,
     # and a race cut short is not remembered
     assert list(info["inspect_ms"]) == [info["auto_rule_choice"]] and info["inspect_calls"] == 2
     assert "not cached" in info["auto_inspect"] and not cache.exists()
-    _, info, _ = run_auto(capsys, "-m", MAT, "-n", 20, "-p", "inspect=false")
+    _, info, _ = run_auto(capsys, "-m", MAT, "-n", 7, "-p", "inspect=false")
     assert info["auto_inspect"] == "off" and "inspect_s" not in info and not cache.exists()
 
 

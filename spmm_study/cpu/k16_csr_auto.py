@@ -118,7 +118,7 @@ def ranked(table: list[dict], feats: dict, top: int = 3) -> list[str]:
     or ``ranked_short`` below its split; a table fitted without rankings adds ``RUNNERS_UP``), taking the
     best-ranked candidate of each rung (vec, rowblock, panel) before a second one of any rung: two settings of
     one rung differ by a few percent, the rungs by up to 2× (ffn_conv1, N = 1024: panel 4.7 ms, vec 5.4 ms,
-    where the top three by score were two vec settings and a panel one that lost)."""
+    where the top three by score were two vec settings and a panel one that lost; experiments/notes-cpu.md §8)."""
     first = pick_label(table, feats)
     entry = next((e for e in table if feats["n"] <= e["n_max"]), table[-1] if table else {})
     short = any(entry.get(f"{f}_below") is not None and feats.get(f, 0.0) < entry[f"{f}_below"]
