@@ -799,10 +799,10 @@ def conv_tables(rows: list[dict]) -> list[Table]:
             prev = per.get(r["variant"])
             if prev is None or (r["status"] == "PASS" and (prev["status"] != "PASS" or r["median_s"] < prev["median_s"])):
                 per[r["variant"]] = r  # several params of one variant: its best
+        names = [v.split(".", 2)[2].replace("_", " ") for v in sparse]  # headers wrap between words at 80 columns
         cols = ["image", "channels", "sparsity", "input", "patches", "inflation",
-                "dense im2col+GEMM", "library conv"] + [v.split(".", 2)[2] for v in sparse] + \
-               ["best", "vs GEMM", "vs library", "study T4 vs cuDNN"]
-        formats = {c: "time" for c in ["dense im2col+GEMM", "library conv"] + [v.split(".", 2)[2] for v in sparse]}
+                "dense im2col+GEMM", "library conv"] + names + ["best", "vs GEMM", "vs library", "study T4 vs cuDNN"]
+        formats = {c: "time" for c in ["dense im2col+GEMM", "library conv"] + names}
         formats.update({"sparsity": "f3", "input": "bytes", "patches": "bytes", "inflation": "x", "vs GEMM": "x",
                         "vs library": "x", "study T4 vs cuDNN": "x"})
         t = Table(title=f"Sparse 3×3 convolution (the study's Table 3), {device.upper()} — {machines_and_dates(mine)}",
