@@ -133,3 +133,41 @@ def test_cli_int8_dense(capsys):
 
 def test_cli_unknown_dtype_is_one_line(capsys):
     fails(capsys, "run", "--no-save", "--dtype", "float8", match="unknown dtype 'float8'; choose one of")
+
+
+def test_int8_library_paths_try_row_then_column_major_b(monkeypatch):
+    """cuBLASLt / cuSPARSELt int8 may take only a column-major B: the baselines try row-major, then the same B
+    column-major, and a refusal of both is a SKIP naming both reasons (a stand-in tensor: no torch here)."""
+    import sys
+    import types
+
+    from spmm_study.gpu.baselines import first_layout_that_runs
+
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(__version__="9.9"))
+
+    class B:  # layout only: which matrix it stands for (B or its transpose) and whether memory is column-major
+        def __init__(self, transposed=False, col=False):
+            self.transposed, self.col = transposed, col
+
+        def t(self):
+            return B(not self.transposed, not self.col)
+
+        def contiguous(self):
+            return B(self.transposed, False)
+
+    p = problem("int8")
+    seen = []
+
+    def wants_column_major(bb):
+        seen.append(bb.col)
+        if not bb.col:
+            raise RuntimeError("mat2 must be column major\ndetails")
+
+    got = first_layout_that_runs(wants_column_major, B(), "int8 GEMM", p)
+    assert got.col and not got.transposed and seen == [False, True]
+
+    def refuses(bb):
+        raise RuntimeError("not supported" if bb.col else "bad layout")
+
+    with pytest.raises(ParamError, match=r"int8 GEMM \(torch 9.9\) refused 24x40x16: bad layout / not supported"):
+        first_layout_that_runs(refuses, B(), "int8 GEMM", p)

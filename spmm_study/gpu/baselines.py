@@ -128,6 +128,24 @@ def torch_fetch(t) -> np.ndarray:
     return (t.float() if t.dtype == torch.bfloat16 else t).cpu().numpy()
 
 
+def first_layout_that_runs(call, b, what: str, problem):
+    """``b`` as ``call`` takes it: row-major if it runs, else the same values column-major (one copy, at build);
+    a ParamError (the row's SKIP) with torch's reason when neither runs."""
+    from spmm_study.errors import ParamError
+
+    reasons = []
+    for bb in (b, b.t().contiguous().t()):
+        try:
+            call(bb)
+            return bb
+        except (RuntimeError, ValueError, TypeError) as exc:
+            reasons.append(str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__)
+    import torch
+
+    raise ParamError(f"{what} (torch {torch.__version__}) refused {problem.m}x{problem.k}x{problem.n}: "
+                     f"{' / '.join(reasons)}")
+
+
 def _torch_prepared(run, out, info, precision="", integer=False) -> Prepared:
     import torch
 
@@ -147,7 +165,6 @@ def build_cublas_torch(problem):
     around each call, so no split-K partial sums in 16 bits), C in the input type. int8: ``torch._int_mm``
     (int32 C; torch asks M > 16 and K, N multiples of 8: others are a SKIP with torch's reason). float32:
     full fp32 (TF32 off), like gpu.dense.cublas."""
-    from spmm_study.errors import ParamError
     import torch
 
     dev = torch.device("cuda")
@@ -157,11 +174,10 @@ def build_cublas_torch(problem):
     flags = torch.backends.cuda.matmul
     out = [torch.empty((problem.m, problem.n), dtype=torch.int32 if integer else b.dtype, device=dev)]
     if integer:
-        try:
-            out[0] = torch._int_mm(a, b)
-        except (RuntimeError, AttributeError) as exc:
-            raise ParamError(f"torch's int8 GEMM refused {problem.m}x{problem.k}x{problem.n}: "
-                             f"{str(exc).splitlines()[0][:160]}") from None
+        # cuBLASLt's int8 GEMM wants B column-major on some versions: row-major first, then the same B
+        # column-major (a copy at build); torch's refusal of both is a SKIP with its reason
+        b = first_layout_that_runs(lambda bb: torch._int_mm(a, bb), b, "torch's int8 GEMM", problem)
+        layout = "column-major" if not b.is_contiguous() else "row-major"
 
         def run():
             out[0] = torch._int_mm(a, b)
@@ -178,8 +194,10 @@ def build_cublas_torch(problem):
                 (flags.allow_tf32, flags.allow_fp16_reduced_precision_reduction,
                  flags.allow_bf16_reduced_precision_reduction) = saved
 
-    return _torch_prepared(run, out, {"library": f"torch {torch.__version__} cuBLAS", "dtype": problem.dtype.name},
-                           integer=integer)
+    info = {"library": f"torch {torch.__version__} cuBLAS", "dtype": problem.dtype.name}
+    if integer:
+        info["b_layout"] = layout
+    return _torch_prepared(run, out, info, integer=integer)
 
 
 def cusparselt_unavailable() -> str | None:
@@ -217,21 +235,25 @@ def build_cusparselt(problem):
         raise ParamError("torch's semi-structured int8 path here is not cuSPARSELt's (no int32 output)")
     out = [torch.empty((problem.m, problem.n), dtype=torch.int32 if integer else b.dtype, device=dev)]
 
+    info = {"library": f"torch {torch.__version__} cuSPARSELt", "dtype": problem.dtype.name}
     if integer:
+        b = first_layout_that_runs(lambda bb: torch._cslt_sparse_mm(a.packed, bb, out_dtype=torch.int32), b,
+                                   "cuSPARSELt's int8 product", problem)
+        info["b_layout"] = "column-major" if not b.is_contiguous() else "row-major"
+
         def run():
             out[0] = torch._cslt_sparse_mm(a.packed, b, out_dtype=torch.int32)
     else:
         def run():
             out[0] = torch.mm(a, b)
 
-    try:
-        run()
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise ParamError(f"cuSPARSELt (torch {torch.__version__}) refused {problem.m}x{problem.k}x{problem.n} "
-                         f"{problem.dtype}: {str(exc).splitlines()[0][:160]}") from None
+        try:
+            run()
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise ParamError(f"cuSPARSELt (torch {torch.__version__}) refused {problem.m}x{problem.k}x{problem.n} "
+                             f"{problem.dtype}: {str(exc).splitlines()[0][:160]}") from None
     precision = "tf32" if problem.dtype == np.float32 else ""
-    return _torch_prepared(run, out, {"library": f"torch {torch.__version__} cuSPARSELt",
-                                      "dtype": problem.dtype.name}, precision=precision, integer=integer)
+    return _torch_prepared(run, out, info, precision=precision, integer=integer)
 
 
 @variant("gpu.csr.cusparse", loop_order="library", movement=models.sparse_library, rung=91, baseline=True,
