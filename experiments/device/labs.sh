@@ -2,8 +2,8 @@
 # Labs 7 and 8 (the GPU labs) at full size on the GPU, through the CLI, graded by `report --kind class`.
 # Sourced by experiments/device_acceptance.sh part 2 with ACC (output root) and S (the CLI) set; runs alone as
 #   ACC=/tmp/acc bash experiments/device/labs.sh
-# Expected run time on an H100: about 90 s (lab 7 ~40 s, lab 8 ~40 s: numba-cuda compiles of the rungs,
-# the measurements, and up to 40 s of re-timing each for the questions on time; report ~5 s).
+# Expected run time on an H100: about 90 s, 2 minutes at worst (lab 7 and lab 8 40-60 s each: numba-cuda
+# compiles of the rungs, the measurements, up to 40 s of re-timing each for the questions on time; report ~5 s).
 # Outputs under $ACC/labs/: lab7/ and lab8/ (rows.jsonl, answers.jsonl, meta.json, PNGs, the printed lab as
 # lab7.log / lab8.log) and grading/ (grades.csv, class_predictions.png).
 set -uo pipefail
