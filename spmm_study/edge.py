@@ -159,7 +159,16 @@ def cases_for(variant, params: dict | None = None) -> list[Case]:
         return [Case(dict(e[0]), name, n, e[3] if len(e) > 3 else default_dtype(variant))
                 for e in variant.sim for name in e[1] for n in e[2]]
     names = list(all_matrices())
-    return [Case(dict(params or {}), name, n, default_dtype(variant)) for name in names for n in EDGE_N]
+    cases = [Case(dict(params or {}), name, n, default_dtype(variant)) for name in names for n in EDGE_N]
+    if variant.format == "conv":  # a convolution rung: the 3×3 edge convolutions too (docs/conv.md)
+        from spmm_study.conv import edge_convolutions
+
+        cases += [Case(dict(params or {}), f"{CONV}{name}", g.n, default_dtype(variant))
+                  for name, (a, g) in edge_convolutions().items()]
+    return cases
+
+
+CONV = "conv-edge:"  # the matrix name of a case on spmm_study.conv's edge convolutions
 
 
 @dataclass(frozen=True)
@@ -180,7 +189,15 @@ def run_checks(variant, params: dict | None = None) -> Iterator[Outcome]:
     for case in cases:
         t0 = time.perf_counter()
         try:
-            refused = check_variant(variant, mats[case.matrix], case.n, case.params, case.dtype, label=case.matrix)
+            if case.matrix.startswith(CONV):
+                from spmm_study.conv import edge_problem
+
+                params = variant.resolve_params(case.params)
+                problem = edge_problem(case.matrix[len(CONV):], case.dtype)
+                refused = check_on(variant, problem, params, f"{variant.id} {params} on {case.matrix}")
+            else:
+                refused = check_variant(variant, mats[case.matrix], case.n, case.params, case.dtype,
+                                        label=case.matrix)
             status, msg = "PASS", (f"refused as declared: {refused}" if refused else "")
         except CheckFailed as exc:
             status, msg = "FAIL", str(exc)

@@ -248,3 +248,10 @@ def test_the_python_api_measures_a_conv_spec():
     assert row["status"] == "PASS" and row["n"] == 3 * 3 and row["matrix"].startswith("conv:6x5,kernel=3x3")
     with pytest.raises(SpmmError, match="give no B"):
         ss.measure(spec, np.ones((18, 4), np.float32), variant="cpu.conv.direct")
+
+
+def test_check_runs_a_cpu_conv_rung_on_the_edge_convolutions_too(capsys):
+    code, out, err = _run(capsys, ["check", "-v", "cpu.conv.direct"])
+    assert code == 0, err
+    edges = [ln for ln in out.splitlines() if "conv-edge:" in ln]
+    assert len(edges) == len(EDGES) and all(ln.startswith("PASS") for ln in edges), out[-2000:]
