@@ -2,16 +2,20 @@
 
 A lab (one module per lab in this package) is a ``Lab``: its runs (variant, matrix, N, params), its
 questions (each answered three ways: by the movement model, by the cache simulator, by the measurement),
-its explanation (sentences chosen by what was measured) and its plot. ``execute`` does the rest:
+its explanation (sentences chosen by what was measured) and its plot. ``session.run`` does the rest:
 
-1. the model's numbers for every run (``movement.py``, at the measured size) are printed first;
+1. the question and what runs (sizes; for most labs the model's bytes per run) are printed first, never the
+   value of a quantity the lab is about to ask for (tests/test_labs.py checks every lab);
 2. predictions come from the caller (the CLI prompts on a terminal, or reads ``--predict``/``--predictions``);
 3. each run is measured by the harness (checked against float64, poisoned, timed) behind a progress bar;
-4. each CPU run with a trace (``traces.for_variant``) is replayed through the cache simulator configured
-   from this machine's caches; in quick mode the simulated problem is the measured one;
-5. a table of runs (model bytes, simulated bytes per level, time) and a table of questions (prediction,
-   model, simulation, measurement, prediction/measurement, verdict);
-6. the measurements go to the lab's result folder (rows.jsonl) with the plot, and one answer row per question
+4. each CPU run with a trace (``Lab.trace``, ``cpu/traces.py``) is replayed through the cache simulator
+   configured from this machine's caches; in quick mode the simulated problem is the measured one;
+5. the runs a question on time reads are re-timed in interleaved rounds until its verdict is decided or
+   the time bound says "too noisy to call here" (``settle.py``); counts are graded on the count;
+6. a table of runs (model bytes, simulated bytes per level, time ± spread) and a table of questions
+   (prediction, model, simulation, measurement with its interval, what it was graded on, prediction ÷ answer,
+   verdict), a load warning when the machine was busy, and the explanation;
+7. the measurements go to the lab's result folder (rows.jsonl) with the plot, and one answer row per question
    (the prediction beside the answers: ``answers.py``) to answers.jsonl; ``report`` over a folder of such
    folders grades a class (``grading.py``).
 
