@@ -128,8 +128,8 @@ def involved_runs(out, q) -> list[str]:
 
 
 def settle(out, preds: dict[str, float], on_step: Callable[[str], None] = lambda s: None) -> None:
-    """Re-time the runs of every time question in interleaved rounds; store each question's values in
-    ``out.rounds[q.key]`` (one answer per round). Stops when every predicted question is decided and the
+    """Re-time every measured run in interleaved rounds (once any question is on time); store each question's
+    values in ``out.rounds[q.key]`` (one answer per round). Stops when every predicted question is decided and the
     minimum of rounds is reached, or at the size's time bound."""
     from spmm_study import registry
     from spmm_study.harness import apply_threads
@@ -144,7 +144,9 @@ def settle(out, preds: dict[str, float], on_step: Callable[[str], None] = lambda
     if not need:
         return
     runs = {r.key: r for r in out.runs}
-    keys = [k for k in runs if any(k in v for v in need.values())]
+    # every measured run, not only the questions' runs: the tables, the ranking sentences and the plot then
+    # read times of one period of the machine (on a shared machine a run timed a minute earlier is another one)
+    keys = [k for k in runs if out.time(k) is not None]
     problems, prepared = {}, {}
     cache = "warm" if out.size == "tiny" else "cold"
     cfg = TimingConfig(repeats=3 if out.size != "tiny" else 1, min_time_s=0.0, warmup_s=0.0, cache=cache)
