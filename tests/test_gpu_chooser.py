@@ -229,11 +229,10 @@ def test_decide_on_edge_matrices_follows_the_features():
     assert len(seen) == 3  # the simulator cases really reach all three rungs
 
 
-@pytest.mark.skipif(not os.environ.get("SPMM_STUDY_DLMC"), reason="needs the DLMC matrices ($SPMM_STUDY_DLMC)")
-def test_fit_script_reproduces_the_packaged_table(tmp_path):
+def test_fit_script_reproduces_the_packaged_table(tmp_path, dlmc):
     out = tmp_path / "t.json"
     proc = subprocess.run([sys.executable, "experiments/fit_gpu_chooser.py", "--rows",
-                           "data/reference/gpu-bench-h200.csv", "--dlmc-root", os.environ["SPMM_STUDY_DLMC"], "--out", str(out)], cwd=ROOT,
+                           "data/reference/gpu-bench-h200.csv", "--dlmc-root", str(dlmc), "--out", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert proc.returncode == 0, proc.stderr
     assert "held out by matrix" in proc.stdout and "gpu.dense.cublas" in proc.stdout

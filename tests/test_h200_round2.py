@@ -47,11 +47,10 @@ def test_bad_arguments_are_one_line_and_exit_2(tmp_path):
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and match in proc.stderr, proc.stderr
 
 
-@pytest.mark.skipif(not os.environ.get("SPMM_STUDY_DLMC"), reason="needs the DLMC matrices ($SPMM_STUDY_DLMC)")
-def test_shards_partition_the_layer0_set():
+def test_shards_partition_the_layer0_set(dlmc):
     import h200_round2
 
-    root = Path(os.environ["SPMM_STUDY_DLMC"])
+    root = Path(dlmc)
     sps = ["0.8", "0.9", "0.95", "0.98"]
     whole = h200_round2.layer0_specs(root, sps, (1, 1))
     parts = [h200_round2.layer0_specs(root, sps, (i, 3)) for i in (1, 2, 3)]

@@ -32,11 +32,14 @@ def test_parts_give_identical_categories():
     net = generate.network(64, 10, seed=5)
     y0 = generate.inputs(64, 150, seed=6)
     src = chain.replicate(y0, 300)
-    single = chain.run_chain(net, y0, src, "fused", prune_dead=True).categories
+    whole = chain.run_chain(net, y0, src, "fused", prune_dead=True)
+    single = whole.categories
     assert single.size > 0 and np.array_equal(single, chain.reference_categories(net, y0, src))
     for parts in (1, 2, 3):
         _, res = run_parts(net, y0, src, parts, processes=False)
         assert np.array_equal(gather(res), single), parts
+        # each input's work is the same in whichever part it runs: the parts' live edges add up to the whole's
+        assert sum(r.live_edges for r in res) == whole.live_edges > 0, parts
         assert [r.start for r in res][1:] == [r.end for r in res][:-1]
     # real processes (the scipy engine there: a worker that loads numba's cached kernels takes ~10 s to start
     # on the shared 2-core VM; the fused engine's part logic is the same code, checked in-process above)
@@ -51,6 +54,8 @@ def test_infer_parts(capsys):
                          "--parts", "2", "--repeats", "1", "--no-save")
     assert code == 0, err
     assert "scipy x2" in out and "match" in out and "part 1: inputs" in out
+    row = next(line for line in out.splitlines() if "scipy x2" in line)
+    assert "nan" not in row.lower()  # live edges/s of a split run: the parts' live edges over its time
     fails(capsys, "infer", "--net", "generated:64x6", "--parts", "0", "--no-save", match="at least 1")
     fails(capsys, "infer", "--net", "generated:64x6", "--batch", "3", "--parts", "5", "--no-save", match="more than")
     fails(capsys, "infer", "--net", "generated:64x6", "--parts", "2", "--device", "gpu", "--no-save", match="--gpus")

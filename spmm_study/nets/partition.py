@@ -56,6 +56,7 @@ class PartResult:
     nnz: int
     time_s: float
     categories: np.ndarray
+    live_edges: int = 0  # Σ over layers of live inputs × nnz(W_l): the work this part really did
 
 
 def _worker(args):
@@ -67,7 +68,7 @@ def _worker(args):
 
     apply_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     r = run_chain(net, y0, src[start:end], engine, prune_dead=prune_dead)
-    return part, r.time_s, r.categories + start
+    return part, r.time_s, r.categories + start, r.live_edges
 
 
 def run_parts(net, y0: CSR, src: np.ndarray, parts: int, engine: str = "fused", prune_dead: bool = True,
@@ -88,9 +89,9 @@ def run_parts(net, y0: CSR, src: np.ndarray, parts: int, engine: str = "fused", 
         outs = [_worker(j) for j in jobs]
     wall = time.perf_counter() - t0
     results = []
-    for part, t, cats in sorted(outs, key=lambda o: o[0]):
+    for part, t, cats, live in sorted(outs, key=lambda o: o[0]):
         s, e = int(bounds[part]), int(bounds[part + 1])
-        results.append(PartResult(part, s, e, int(row_nnz[s:e].sum()), t, np.asarray(cats)))
+        results.append(PartResult(part, s, e, int(row_nnz[s:e].sum()), t, np.asarray(cats), int(live)))
     return wall, results
 
 
