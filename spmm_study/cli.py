@@ -132,7 +132,7 @@ def print_notes(lines: list[str], style: str = "yellow") -> None:
                   highlight=False, soft_wrap=True)
 
 
-def measure(tasks, ctx, writer, console: Console, label: str, strict: bool = False, bar: bool = False) -> list[dict]:
+def measure(tasks, ctx, writer, console: Console, label: str, bar: bool = False) -> list[dict]:
     """Measure ``tasks`` (those a resumed writer holds are skipped) under a spinner, or a bar with ETA for
     the long commands; every row as a dict, in the order measured."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -148,7 +148,7 @@ def measure(tasks, ctx, writer, console: Console, label: str, strict: bool = Fal
     rows = []
     if not bar:
         with console.status("measuring…") as status:
-            for i, res in enumerate(runner.execute(todo, ctx, writer, strict=strict), 1):
+            for i, res in enumerate(runner.execute(todo, ctx, writer), 1):
                 status.update(f"[{i}/{len(todo)}] {escape(res.variant)} on {escape(res.matrix)} N={res.n}")
                 rows.append(res.__dict__)
         return rows
@@ -165,7 +165,7 @@ def measure(tasks, ctx, writer, console: Console, label: str, strict: bool = Fal
                         console=err)
     with progress:
         task = progress.add_task(escape(label), total=len(todo), last="")
-        for res in runner.execute(todo, ctx, writer, strict=strict):
+        for res in runner.execute(todo, ctx, writer):
             rows.append(res.__dict__)
             short = f"{res.status} {res.variant} N={res.n} {res.matrix.rsplit('/', 1)[-1][:40]}"
             progress.update(task, advance=1, last=escape(short))
@@ -200,6 +200,17 @@ def measure_on(cluster: str | None, retries: int, connect_timeout: float, tasks,
     done = cl.run_command(cluster, tasks, ctx, open_writer, retries=retries, timeout_s=connect_timeout, console=err,
                           title=label)
     return done.writer, done.rows
+
+
+def nothing_left(rows: list[dict]) -> None:
+    """Exit code 2 with one line saying why when every row is a SKIP or UNAVAILABLE (nothing was measured);
+    the rule of every measuring command (``plan.nothing_measured``)."""
+    from spmm_study.plan import nothing_measured
+
+    why = nothing_measured(rows)
+    if why:
+        err.print(f"error: {why}", markup=False, highlight=False, soft_wrap=True, emoji=False)
+        raise typer.Exit(2)
 
 
 def print_tables(tables, markdown: bool, keep: tuple = ()) -> None:
@@ -259,7 +270,7 @@ def run(
 
     doc = plan.run_doc(variant, matrices=matrix, n=n, dtype=dtype, threads=None if threads is None else [threads], seed=seed,
                        prune=prune, device=device, format=format, params=experiment.parse_param_grid(param))
-    exp, ctx = plan.plan([doc], name="run", strict=True, dlmc_root=dlmc_root, timing=plan.timing_doc(
+    exp, ctx = plan.plan([doc], name="run", dlmc_root=dlmc_root, timing=plan.timing_doc(
         "run", repeats=repeats, min_time=min_time, warmup=warmup, cache=cache, rounds=rounds))
     print_notes([f"warning: {w}" for w in exp.warnings])
     tasks = exp.tasks
@@ -267,7 +278,7 @@ def run(
         tasks, notes = plan.with_tuned(tasks, ctx)
         print_notes(notes)
     writer = plan.open_writer("run", out_dir, force=force, save=save, argv=_ARGV, timing=ctx.timing)
-    rows = measure(tasks, ctx, writer, err if as_json else out, "run", strict=True)
+    rows = measure(tasks, ctx, writer, err if as_json else out, "run")
     if as_json:
         print_json(rows)
     else:
@@ -276,11 +287,10 @@ def run(
             print_tables(report.legend_table(), False)
         if writer is not None:
             out.print(f"[dim]results: {escape(str(writer.dir))}[/]")
+    nothing_left(rows)  # before the SKIP lines: the one error line names each reason
     print_messages(rows, err)
     if any(r["status"] in ("FAIL", "ERROR") for r in rows):
         raise typer.Exit(1)
-    if rows and all(r["status"] == "SKIP" for r in rows):
-        raise typer.Exit(2)  # every variant refused this input (e.g. past int32): a user mistake, nothing measured
 
 
 @app.command()
@@ -364,6 +374,7 @@ def compare(
         if writer is not None and not markdown:
             out.print(f"[dim]results: {escape(str(writer.dir))}[/]")
     print_messages([r for r in rows if r["status"] in ("FAIL", "ERROR")], err)
+    nothing_left(rows)
 
 
 @app.command()
@@ -416,6 +427,7 @@ def sweep(
     print_messages(failures, err)
     if writer.rows:
         print_tables(report.tables_for(list(writer.rows), baseline=exp.baseline), markdown)
+    nothing_left(rows)
 
 
 @app.command()
@@ -428,10 +440,11 @@ def calibrate(
 ):
     """Measure this machine's ceilings once (stream bandwidth, FMA peak; GPU copy and FMA) for rooflines."""
     from spmm_study import calibrate as cal
+    from spmm_study import tiny as tiny_sizes
 
     cal.load(out_path)  # a broken or foreign ceilings file is refused before minutes of measuring
     with (err if as_json else out).status("measuring ceilings…"):
-        entries = cal.calibrate(gpu=gpu, tiny=tiny)
+        entries = cal.calibrate(gpu=gpu, tiny=tiny or tiny_sizes.active())
     path = cal.save(entries, out_path, force=force)  # refused (one line, naming why) before any warning
     print_notes([e["note"] for e in entries if e.get("note")] + [note for note in map(cal.busy_note, entries) if note])
     if as_json:
@@ -469,8 +482,10 @@ def autotune(
     exp, ctx = plan.plan(docs, name="autotune", dlmc_root=dlmc_root, timing=plan.timing_doc(
         "autotune", repeats=repeats, min_time=min_time, warmup=warmup, cache=cache, rounds=rounds))
     # after the plan: a bad option is then the only line on stderr, not the second after this note
+    print_notes([f"warning: {w}" for w in exp.warnings])
+    planned = {t.variant.id for t in exp.tasks}
     print_notes([f"note: {g.variant}: {g.total} param combinations, {len(g.combos)} measured (the defaults and a "
-                 f"seeded sample; raise --max-combos to try them all)" for g in grids if g.cut])
+                 f"seeded sample; raise --max-combos to try them all)" for g in grids if g.cut and g.variant in planned])
     writer, _ = measure_on(cluster, retries, connect_timeout, exp.tasks, ctx, lambda: plan.open_writer(
         "autotune", out_dir, force=force, resume=resume, argv=_ARGV, timing=ctx.timing), err, "autotune", bar=True)
     rows = list(writer.rows)
@@ -478,6 +493,7 @@ def autotune(
     path = at.save(winners, cache_file)
     print_tables(at.summary(rows, winners, path), False)
     out.print(f"[dim]all candidates: {escape(str(writer.dir))}[/]")
+    nothing_left(rows)
 
 
 @app.command("report")
@@ -568,7 +584,10 @@ def infer(
     from spmm_study.nets import infer as nets_infer
     from spmm_study.results import default_dir
 
+    from spmm_study import tiny
+
     nets_infer.check_options(engine, device, tile_n, repeats, bias, ymax, parts, seed, champion_src)
+    batch, layers, repeats = tiny.infer(batch, layers, repeats)  # capped under SPMM_STUDY_TINY=1
     used = apply_threads(threads)
     setup = nets_infer.build_setup(net, matrix, spdnn_root, layers, batch, bias, rule, act, ymax, seed, dlmc_root)
     rows = nets_infer.run_engines(setup, engine, device, prune_dead, repeats, tile_n, champion_src, parts)
@@ -659,7 +678,9 @@ def lab_cmd(
     if handout:
         print(catalog.handout(lab, answers), end="")
         return
-    size = "tiny" if tiny else "quick" if quick else "full"
+    from spmm_study import tiny as tiny_sizes
+
+    size = "tiny" if tiny else tiny_sizes.size("quick" if quick else "full")
     if dlmc_root is not None:  # given (flag or $SPMM_STUDY_DLMC): a typo must not read as "no DLMC here"
         from spmm_study.labs import matrices
 
@@ -707,6 +728,10 @@ def propagate(
         raise ParamError(f"--last-act {last_act!r}: choose none or relu")
     if not math.isfinite(bias):
         raise ParamError("--bias must be a finite number")
+    from spmm_study import tiny
+
+    _, layers, repeats = tiny.infer(None, layers, repeats)  # capped under SPMM_STUDY_TINY=1
+    n = min(n, tiny.N) if tiny.active() else n
     used = apply_threads(threads)
     chain_layers, label = prop.layers_for(matrix, net, spdnn_root, layers, bias, last_act, dlmc_root)
     r = prop.report(chain_layers, prop.propagate(chain_layers), n, repeats)

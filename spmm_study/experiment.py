@@ -138,11 +138,12 @@ def load(path: Path | str, *, dlmc_root: str | None = None, extra_params: dict[s
 
 def parse(doc: dict, *, source: str = "inline", text: str = "", dlmc_root: str | None = None,
           extra_params: dict[str, list] | None = None, ctx: Context | None = None,
-          base_dir: Path | None = None, strict: bool = False, keep_unavailable: bool = False) -> Experiment:
+          base_dir: Path | None = None, keep_unavailable: bool = False) -> Experiment:
     """The planner: validate an experiment document and expand its grid into tasks. Every command that
     measures builds such a document (``sweep`` reads it from a file). ``extra_params`` (from ``--param``)
     are added to every run. ``ctx`` (when given) loads every matrix now, so bad specs are errors here.
-    ``strict``: a variant named explicitly that cannot run here is an error, not a warning (``run``).
+    A variant that cannot run here (no GPU, an extra not installed) is dropped with one warning, in every
+    command alike; only a grid with nothing left to measure is an error, which names why.
     ``keep_unavailable`` keeps the variants this machine cannot run (a sweep on other machines' workers)."""
     from spmm_study import registry
 
@@ -197,8 +198,8 @@ def parse(doc: dict, *, source: str = "inline", text: str = "", dlmc_root: str |
             given = merged.get("params", {})
             merged["params"] = {**(given if isinstance(given, dict) else {}), **extra_params}
         where = "" if source == COMMAND_LINE and len(runs) == 1 else f"[[runs]] #{i}: "
-        tasks += _expand_run(where, merged, errors, warnings, dlmc_root, base_dir, matrices, strict,
-                             keep_unavailable, budget)
+        tasks += _expand_run(where, merged, errors, warnings, dlmc_root, base_dir, matrices, keep_unavailable,
+                             budget)
 
     if ctx is not None:  # resolve every matrix once, now: bad specs and files are errors here too
         for spec, prune, seed in dict.fromkeys(matrices):
@@ -213,8 +214,9 @@ def parse(doc: dict, *, source: str = "inline", text: str = "", dlmc_root: str |
             skipped[reason].append(vid)
     warnings = [f"skipped {', '.join(ids)}: {reason}" if ids[0] else reason for reason, ids in skipped.items()]
     if not errors and not tasks:  # say why: 'compare --device gpu' without a GPU names the missing device
-        why = f" ({'; '.join(w for w in warnings if w.startswith('skipped '))})" if warnings else ""
-        errors.append(f"the grid is empty: no variant is available here for these runs{why}")
+        why = [w for w in warnings if w.startswith("skipped ")]
+        errors.append(f"nothing left to measure: {'; '.join(why)}" if why else
+                      "the grid is empty: no variant is available here for these runs")
     if errors:
         raise ExperimentError(source, errors)
     # the same task twice (two runs overlapping) is measured once
@@ -342,8 +344,8 @@ class Budget:
 
 
 def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], dlmc_root: str | None,
-                base_dir: Path | None, matrices: list[tuple], strict: bool = False,
-                keep_unavailable: bool = False, budget: Budget | None = None) -> list[Task]:
+                base_dir: Path | None, matrices: list[tuple], keep_unavailable: bool = False,
+                budget: Budget | None = None) -> list[Task]:
     from spmm_study.harness import check_threads
     from spmm_study.problem import check_n, parse_dtype
     from spmm_study.sources import parse_prune
@@ -437,9 +439,7 @@ def _expand_run(where: str, run: dict, errors: list[str], warnings: list[str], d
         if grid is None:
             continue
         reason = None if keep_unavailable else v.unavailable_reason()
-        if reason:
-            if strict and explicit:
-                errors.append(f"{where}{v.id} is unavailable: {reason}")
+        if reason:  # warn, skip, go on: the same rule in every command
             warnings.append((v.id, reason))
             continue
         if names and explicit and not {p.name for p in v.params} & set(names):

@@ -47,13 +47,13 @@ def run_doc(variants: list[str] | None = None, **keys) -> dict:
 
 
 def plan(runs: list[dict], *, name: str, timing: dict, dlmc_root: str | None = None, baseline: str | None = None,
-         strict: bool = False, extra_params: dict | None = None,
+         extra_params: dict | None = None,
          keep_unavailable: bool = False) -> tuple[ex.Experiment, Context]:
     """Plan command-line runs: the Experiment (tasks in measuring order, warnings) and the Context that
     loaded its matrices. Every input error is raised here, in one line."""
     ctx = Context(dlmc_root=dlmc_root)
     doc = {"name": name, "runs": runs, "timing": timing, **({"baseline": baseline} if baseline else {})}
-    exp = ex.parse(doc, source=ex.COMMAND_LINE, dlmc_root=dlmc_root, ctx=ctx, strict=strict,
+    exp = ex.parse(doc, source=ex.COMMAND_LINE, dlmc_root=dlmc_root, ctx=ctx,
                    extra_params=extra_params, keep_unavailable=keep_unavailable)
     ctx.timing = exp.timing
     return exp, ctx
@@ -220,3 +220,13 @@ def with_tuned(tasks: list[Task], ctx: Context) -> tuple[list[Task], list[str]]:
         out.append(replace(t, params=tuple(sorted(chosen.items()))))
     return out, notes
 
+
+
+def nothing_measured(rows: list[dict]) -> str | None:
+    """Why a command measured nothing (every row a SKIP or UNAVAILABLE: the variants refused this input or
+    cannot run here), or None when something was measured. The one rule of every measuring command: what
+    cannot run is warned about and skipped; only when nothing is left is it an error (exit code 2)."""
+    if not rows or any(r["status"] not in ("SKIP", "UNAVAILABLE") for r in rows):
+        return None
+    why = dict.fromkeys(f"{r['variant']}: {r['message']}" for r in rows)
+    return f"nothing was measured: {'; '.join(why)}"

@@ -160,6 +160,9 @@ class Problem:
 
     @classmethod
     def make(cls, a: CSR, n: int, dtype="float32", seed: int = 0, matrix: str = "") -> "Problem":
+        from spmm_study import tiny
+
+        a, n = tiny.problem(a, n)  # as given, or cut to the tiny size under SPMM_STUDY_TINY=1
         dtype = parse_dtype(dtype)
         seed = check_seed(seed)
         check_size(a.m, a.k, n, a.nnz, dtype)

@@ -68,10 +68,9 @@ class Context:
 
 
 def execute(tasks: Iterable[Task], ctx: Context, writer: ResultWriter | None = None,
-            on_result: Callable[[Task, Result], None] | None = None,
-            strict: bool = False) -> Iterator[Result]:
-    """Measure each task; yields results. Unavailable variants give UNAVAILABLE rows unless ``strict``,
-    when the first user error is raised (``run`` of a single variant wants the one-line exit)."""
+            on_result: Callable[[Task, Result], None] | None = None) -> Iterator[Result]:
+    """Measure each task; yields results. A variant found unavailable only now (the planner drops those it
+    knows of) gives an UNAVAILABLE row that says why, and the next task goes on."""
     for task in tasks:
         problem = ctx.problem(task)
         try:
@@ -81,8 +80,6 @@ def execute(tasks: Iterable[Task], ctx: Context, writer: ResultWriter | None = N
                                 machine=ctx.machine or _machine(task.variant.device), tags=task.tags)
             result = measure(task.variant, problem, dict(task.params), cfg)
         except DeviceUnavailable as exc:
-            if strict:
-                raise
             cfg = HarnessConfig(timing=ctx.timing, tags=task.tags)
             result = base_row(task.variant, problem, task.variant.resolve_params(dict(task.params)),
                               row_threads(task.variant, task.threads), cfg, "UNAVAILABLE", str(exc))

@@ -40,8 +40,13 @@ class TimingConfig:
     rounds: int = 1
 
     def __post_init__(self):
+        from spmm_study import tiny
         from spmm_study.errors import ParamError
 
+        if tiny.active():  # SPMM_STUDY_TINY=1 (tests of the docs' commands): one quick warm repeat
+            values = tiny.timing(self.repeats, self.min_time_s, self.warmup_s, self.cache, self.rounds)
+            for name, value in zip(("repeats", "min_time_s", "warmup_s", "cache", "rounds"), values):
+                object.__setattr__(self, name, value)
         problems = timing_problems(self.repeats, self.min_time_s, self.warmup_s, self.cache, self.rounds)
         if problems:
             raise ParamError(problems[0][1])

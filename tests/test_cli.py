@@ -427,7 +427,7 @@ def test_gpu_variant_without_a_gpu_is_one_line(capsys):
     if not gpu:
         pytest.skip("every GPU variant is available here")
     v = gpu[0]
-    fails(capsys, "run", "--no-save", "--variant", v.id, *FAST, match=rf"{re.escape(v.id)} is unavailable: ")
+    fails(capsys, "run", "--no-save", "--variant", v.id, *FAST, match=rf"nothing left to measure: skipped {re.escape(v.id)}: ")
     code, out, _ = cli(capsys, "list", "--json", "--device", "gpu")
     row = next(it for it in json.loads(out) if it["id"] == v.id)
     assert row["available"] is False and row["unavailable_reason"] == v.unavailable_reason()
@@ -463,7 +463,7 @@ def test_run_where_every_variant_refuses_exits_2_with_one_line(capsys, monkeypat
     code, out, err = cli(capsys, "run", "--no-save", "--variant", "clitestint32",
                          "--matrix", "synthetic:uniform:16x16:0.5", "--n", 4, *FAST)
     assert code == 2 and "SKIP" in out
-    assert err.splitlines() == ["SKIP cpu.csr.clitestint32: K = 16 is past int32 for this kernel"]
+    assert err.splitlines() == ["error: nothing was measured: cpu.csr.clitestint32: K = 16 is past int32 for this kernel"]
 
 
 def test_bare_command_prints_help_and_no_error_line(capsys):

@@ -250,7 +250,7 @@ def test_compare_on_a_missing_gpu_is_one_line_and_no_folder(tmp_path, monkeypatc
         pytest.skip("a GPU is here")
     monkeypatch.chdir(tmp_path)
     expect_error(["compare", "--device", "gpu", "-v", "gpu.csr.row_thread", "-m", TINY, *FAST],
-                 r"grid is empty.*skipped gpu.csr.row_thread: no CUDA device")
+                 r"nothing left to measure: skipped gpu.csr.row_thread: no CUDA device")
     assert not (tmp_path / "results").exists()
 
 

@@ -1,0 +1,58 @@
+"""``SPMM_STUDY_TINY=1``: every command at tiny sizes, so a test can run each command the docs show in seconds.
+
+The numbers it prints then mean nothing; what it proves is that the command, as written, parses, loads its
+inputs, checks every variant against float64 and writes its files. This module is the one place that says
+what shrinks; the commands call it at the few points where sizes are decided:
+
+* every problem a measuring command builds (``Problem.make``): A cut to its first ``ROWS`` rows and ``COLS``
+  columns (a multiple of 16, so 2:4 groups and BSR blocks stay whole), N capped at ``N``;
+* every timing (``TimingConfig``): one repeat, no minimum time, no warm-up, warm caches (no flush buffer),
+  one round;
+* ``lab``: the labs' own tiny size; ``calibrate``: its tiny sizes;
+* ``infer`` and ``propagate``: at most ``BATCH`` inputs, the first ``LAYERS`` layers, one repeat.
+
+GPU commands under ``NUMBA_ENABLE_CUDASIM=1`` (the CUDA simulator) need exactly these sizes to finish.
+"""
+
+from __future__ import annotations
+
+import os
+
+ENV = "SPMM_STUDY_TINY"
+ROWS, COLS, N = 64, 128, 16
+BATCH, LAYERS, REPEATS = 48, 3, 1
+
+
+def active() -> bool:
+    """Read at every call, so a test can switch it on for one command."""
+    return os.environ.get(ENV, "") not in ("", "0")
+
+
+def problem(a, n: int):
+    """(A, N) of a problem: as given, or cut to the tiny size."""
+    if not active():
+        return a, n
+    if a.m > ROWS or a.k > COLS:
+        from spmm_study.formats import CSR
+
+        a = CSR.from_scipy(a.to_scipy()[:ROWS, :COLS])
+    return a, min(n, N)
+
+
+def timing(repeats: int, min_time_s: float, warmup_s: float, cache: str, rounds: int) -> tuple:
+    """The timing values, or the tiny ones: one repeat, no minimum time or warm-up, warm caches, one round."""
+    if not active():
+        return repeats, min_time_s, warmup_s, cache, rounds
+    return 1, 0.0, 0.0, "warm", 1
+
+
+def size(size: str) -> str:
+    """A lab's size (``quick``, ``full``), or ``tiny``."""
+    return "tiny" if active() else size
+
+
+def infer(batch: int | None, layers: int | None, repeats: int) -> tuple:
+    """``infer``/``propagate``: (batch, layers, repeats), capped."""
+    if not active():
+        return batch, layers, repeats
+    return min(batch or BATCH, BATCH), min(layers or LAYERS, LAYERS), REPEATS
