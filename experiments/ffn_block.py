@@ -4,7 +4,7 @@ tokens/s of the fused sparse CPU path against dense numpy BLAS, one thread, one 
 
     SPMM_STUDY_DLMC=../shared/dlmc PYTHONPATH=. python experiments/ffn_block.py [--threads 1] [--repeats 5]
 
-Prints a markdown table (the README's "infer / sparse networks" section is built from it).
+Prints a markdown table (docs/infer.md's sparse FFN block table is built from it).
 """
 
 import argparse

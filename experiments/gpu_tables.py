@@ -117,8 +117,8 @@ def ladder_table(env):
     return "\n".join(out)
 
 
-def ratio_table(env):
-    data = rows("gpu-bench.csv")
+def ratio_table(env, name="gpu-bench.csv"):
+    data = rows(name)
     if not data:
         return "_no benchmark results yet_"
     roof = env.get("copy_tbps_read_plus_write", 3.0) * 1e12

@@ -445,7 +445,7 @@ def calibrate(
     cal.load(out_path)  # a broken or foreign ceilings file is refused before minutes of measuring
     with (err if as_json else out).status("measuring ceilings…"):
         entries = cal.calibrate(gpu=gpu, tiny=tiny or tiny_sizes.active())
-    path = cal.save(entries, out_path, force=force)  # refused (one line, naming why) before any warning
+    path = cal.save(entries, out_path, force=force or tiny_sizes.active())  # refused (one line, naming why) before any warning
     print_notes([e["note"] for e in entries if e.get("note")] + [note for note in map(cal.busy_note, entries) if note])
     if as_json:
         print(json.dumps(entries, indent=2))
@@ -587,7 +587,7 @@ def infer(
     from spmm_study import tiny
 
     nets_infer.check_options(engine, device, tile_n, repeats, bias, ymax, parts, seed, champion_src)
-    batch, layers, repeats = tiny.infer(batch, layers, repeats)  # capped under SPMM_STUDY_TINY=1
+    batch, layers, repeats = tiny.infer(batch, layers, repeats, len(matrix or []))  # capped under SPMM_STUDY_TINY=1
     used = apply_threads(threads)
     setup = nets_infer.build_setup(net, matrix, spdnn_root, layers, batch, bias, rule, act, ymax, seed, dlmc_root)
     rows = nets_infer.run_engines(setup, engine, device, prune_dead, repeats, tile_n, champion_src, parts)
@@ -730,7 +730,7 @@ def propagate(
         raise ParamError("--bias must be a finite number")
     from spmm_study import tiny
 
-    _, layers, repeats = tiny.infer(None, layers, repeats)  # capped under SPMM_STUDY_TINY=1
+    _, layers, repeats = tiny.infer(None, layers, repeats, len(matrix or []))  # capped under SPMM_STUDY_TINY=1
     n = min(n, tiny.N) if tiny.active() else n
     used = apply_threads(threads)
     chain_layers, label = prop.layers_for(matrix, net, spdnn_root, layers, bias, last_act, dlmc_root)
@@ -775,8 +775,10 @@ def check_cmd(
         from spmm_study.errors import DeviceUnavailable
 
         raise DeviceUnavailable(f"{v.id} is unavailable: {reason}")
+    from spmm_study import tiny
+
     failed = total = 0
-    for o in edge.run_checks(v, edge.parse_params(param) if param else None):
+    for o in tiny.cases(edge.run_checks(v, edge.parse_params(param) if param else None)):
         total += 1
         failed += o.status != "PASS"
         print(f"{o.status:5} {v.id} {o.case.label()} ({o.seconds:.2f} s){': ' + o.message if o.message else ''}",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from spmm_study import experiment as ex
+from spmm_study import tiny
 from spmm_study.errors import ParamError
 from spmm_study.runner import Context, Task
 from spmm_study.timing import flush_plan
@@ -56,6 +57,7 @@ def plan(runs: list[dict], *, name: str, timing: dict, dlmc_root: str | None = N
     exp = ex.parse(doc, source=ex.COMMAND_LINE, dlmc_root=dlmc_root, ctx=ctx,
                    extra_params=extra_params, keep_unavailable=keep_unavailable)
     ctx.timing = exp.timing
+    exp.tasks = tiny.tasks(exp.tasks)  # the first few only under SPMM_STUDY_TINY=1
     return exp, ctx
 
 
@@ -67,6 +69,7 @@ def plan_file(path: Path, *, timing: dict, dlmc_root: str | None = None, extra_p
     exp = ex.load(path, dlmc_root=dlmc_root, extra_params=extra_params, ctx=ctx, timing=timing,
                   keep_unavailable=keep_unavailable)
     ctx.timing = exp.timing
+    exp.tasks = tiny.tasks(exp.tasks)
     return exp, ctx
 
 

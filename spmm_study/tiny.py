@@ -6,10 +6,14 @@ what shrinks; the commands call it at the few points where sizes are decided:
 
 * every problem a measuring command builds (``Problem.make``): A cut to its first ``ROWS`` rows and ``COLS``
   columns (a multiple of 16, so 2:4 groups and BSR blocks stay whole), N capped at ``N``;
+* every grid a measuring command plans (``plan``): its first ``TASKS`` measurements; ``check``: its first
+  ``CASES`` edge matrices;
 * every timing (``TimingConfig``): one repeat, no minimum time, no warm-up, warm caches (no flush buffer),
   one round;
-* ``lab``: the labs' own tiny size; ``calibrate``: its tiny sizes;
-* ``infer`` and ``propagate``: at most ``BATCH`` inputs, the first ``LAYERS`` layers, one repeat.
+* ``lab``: the labs' own tiny size; ``calibrate``: its tiny sizes, stored even when far below the stored
+  ceilings (tiny numbers mean nothing, so they are never a reason to refuse);
+* ``infer`` and ``propagate``: at most ``BATCH`` inputs, the first ``LAYERS`` layers, one repeat; the parts of
+  ``infer --parts`` run one after the other in the one process.
 
 GPU commands under ``NUMBA_ENABLE_CUDASIM=1`` (the CUDA simulator) need exactly these sizes to finish.
 """
@@ -19,8 +23,10 @@ from __future__ import annotations
 import os
 
 ENV = "SPMM_STUDY_TINY"
-ROWS, COLS, N = 64, 128, 16
+ROWS, COLS, N = 16, 64, 8  # the CUDA simulator runs every GPU thread as a Python thread: keep the grid small
 BATCH, LAYERS, REPEATS = 48, 3, 1
+TASKS = 6  # measurements per command (a sweep's or autotune's grid cut to its first TASKS)
+CASES = 2  # edge matrices per 'check'
 
 
 def active() -> bool:
@@ -46,13 +52,27 @@ def timing(repeats: int, min_time_s: float, warmup_s: float, cache: str, rounds:
     return 1, 0.0, 0.0, "warm", 1
 
 
+def tasks(tasks: list) -> list:
+    """The measurements a command plans, or the first ``TASKS`` of them."""
+    return tasks[:TASKS] if active() else tasks
+
+
+def cases(outcomes):
+    """The edge-matrix checks of ``check``, or the first ``CASES`` of them (an iterator: the rest never run)."""
+    import itertools
+
+    return itertools.islice(outcomes, CASES) if active() else outcomes
+
+
 def size(size: str) -> str:
     """A lab's size (``quick``, ``full``), or ``tiny``."""
     return "tiny" if active() else size
 
 
-def infer(batch: int | None, layers: int | None, repeats: int) -> tuple:
-    """``infer``/``propagate``: (batch, layers, repeats), capped."""
+def infer(batch: int | None, layers: int | None, repeats: int, chain: int = 0) -> tuple:
+    """``infer``/``propagate``: (batch, layers, repeats), capped; ``chain``: the number of matrix specs given
+    (a chain of specs keeps at most all of them)."""
     if not active():
         return batch, layers, repeats
-    return min(batch or BATCH, BATCH), min(layers or LAYERS, LAYERS), REPEATS
+    most = min(LAYERS, chain) if chain else LAYERS
+    return min(batch or BATCH, BATCH), min(layers or most, most), REPEATS

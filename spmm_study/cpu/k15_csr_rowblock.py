@@ -25,8 +25,9 @@ R rows of a group are interleaved, which changes the order of the L1/L2 accesses
 
 What to look at: GFLOP/s at N = 16–64 against rung 14 (``experiments/cpu_every_n.py``); ``rows`` and
 ``common_fraction`` (share of nonzeros run interleaved) in info. Measured (DLMC ffn_conv1 90%, one thread, warm,
-Intel Xeon KVM guest with 2 shared cores, 2026-12-01): N = 32 42.3 GFLOP/s against 36.3 for rung 14; but
-N = 49 24.4 against 31.5 and N = 64 44.7 against 51.5 — on this machine the gain is confined to N ≤ 32.
+Intel Xeon KVM guest with 2 shared cores, 2026-12-02, data/reference/cpu-every-n.csv): N = 32 41.2 GFLOP/s
+against 40.6 for rung 14; but N = 49 31.5 against 36.1 and N = 64 35.3 against 41.1 — on this machine the
+gain is confined to N ≤ 32.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ of W values per (row, block) pair past the row's first, per tile.
 
 What to look at: GFLOP/s at N ≥ 256 and at the powers of two against rung 14 and MKL
 (``experiments/cpu_every_n.py``); ``tile``, ``kb``, ``blocks`` and ``row_blocks_per_row`` in info. Measured
-(the README's every-N run, data/reference/cpu-every-n.csv: one thread, Intel Xeon KVM guest with 2 cores,
+(the every-N run in docs/cpu.md, data/reference/cpu-every-n.csv: one thread, Intel Xeon KVM guest with 2 cores,
 2026-12-02 01:02 UTC; this rung / rung 14 / MKL with its inspector step once): DLMC ffn_conv1 90%
 (2048×512) N = 1024 31.4 / 21.7 / 30.2, N = 2048 36.6 / 10.0 / 13.6, N = 4096 30.9 / 8.6 / 10.9 GFLOP/s. In a
 separate interleaved run (experiments/notes-cpu.md §7 try 6): ffn_conv2 90% (512×2048) N = 1024 27.6 / 8.6 /

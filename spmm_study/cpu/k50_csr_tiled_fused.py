@@ -33,8 +33,8 @@ count (each lane sums its nonzeros in stored order, as in rung 13).
 
 What to look at: time against ``cpu.csr.tiled`` on the same problem (the epilogue should be nearly free),
 and against the unfused chain (``spmm-study infer --engine scipy`` or the ``chain`` baseline of
-``spmm_study.nets.chain``). Measured figure: see the README's "infer / sparse networks" section (the
-challenge's 1024 × 120 network, 1200 inputs, fused chain against scipy's, AMD EPYC 2-core VM).
+``spmm_study.nets.chain``). Measured figure: see docs/infer.md (the challenge's 1024 × 120
+network, 1200 inputs, fused chain against scipy's, with the machine and date of its run).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ lengths, and no per-row loop — paid for by a read-modify-write of C per nonzer
 grows from M·N to ~2·nnz·N values, ``models.coo_atomic``) and contended atomics when a warp's nonzeros
 share a row. The order of the additions varies between runs: bits differ (flagged non-deterministic).
 What to look at: GB/s against the model; repeatable=false in info.
-Measured (H100, ffn_conv1 90%, N=4096): 1476 µs, 2.2× slower than rung 11.
+Measured (H100, ffn_conv1 90%, N=4096, 2026-11-23, data/reference/gpu-ladder.csv): 1476 µs, 2.2× slower than rung 11.
 """
 
 from functools import lru_cache

@@ -9,7 +9,8 @@ Loop order: (order[g], J)∥ → p → (t, v) → epi. Traffic: rung 15's plus M
 adds 2·M·N values per layer (read and write C once more in an elementwise kernel). For the Sparse DNN
 challenge at 60000 inputs (N = 60000, M = 1024) that is 0.5 GB per layer saved before dead inputs are
 dropped.
-Measured: not yet — no GPU this session; checked in the CUDA simulator and compiled to PTX for sm_90.
+Measured: no device time in the committed reference data (data/reference/ holds no row of this rung); checked
+in the CUDA simulator and compiled to PTX for sm_90.
 """
 
 from functools import lru_cache

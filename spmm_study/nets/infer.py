@@ -293,7 +293,12 @@ def _run_parts(setup: InferSetup, eng: str, device: str, prune_dead: bool, repea
     if eng not in ("fused", "unfused", "scipy"):
         raise ParamError(f"--parts runs the CPU engines (fused, unfused, scipy), not {eng}")
     partition.split(np.diff(setup.y0.indptr)[setup.src], parts)  # refuse bad counts before starting processes
-    runs = [partition.run_parts(setup.net, setup.y0, setup.src, parts, eng, prune_dead) for _ in range(repeats)]
+    from spmm_study import tiny
+
+    # under SPMM_STUDY_TINY=1 the parts run one after the other in this process (starting processes that
+    # import numba is most of a tiny run's time); the split, the gathering and the sums are the same code
+    runs = [partition.run_parts(setup.net, setup.y0, setup.src, parts, eng, prune_dead, processes=not tiny.active())
+            for _ in range(repeats)]
     # the parts run at the same time: the chain's time is its slowest part's (process start-up excluded)
     times = [max(r.time_s for r in res) for _, res in runs]
     med = statistics.median(times)
