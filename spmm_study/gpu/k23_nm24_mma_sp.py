@@ -31,7 +31,8 @@ What to look at: time against ``gpu.nm24.cusparselt`` and ``gpu.dense.torch`` in
 2:4 matrix (experiments/device/half24.sh), and against rung 21 (the same format on CUDA cores, fp32).
 Not done: shared-memory staging of A and B across warps, ldmatrix, cp.async, a software pipeline — the
 difference between this plain rung and a library kernel.
-Measured: nothing on a device yet (no GPU this session): simulator, PTX and NVRTC checks only.
+Measured: no device time in the committed reference data (data/reference/ holds no row of this rung);
+simulator, PTX and NVRTC checks only.
 """
 
 from __future__ import annotations
