@@ -40,6 +40,7 @@ class Command:
     text: str  # as shown (continuations joined)
     argv: list[str]  # after the spmm-study word, variables substituted
     setup: tuple = ()  # the block's file-writing lines before it (printf/echo ... > FILE), run first
+    env: tuple = ()  # (NAME, value) pairs the line sets before the command (NUMBA_ENABLE_CUDASIM=1 spmm-study ...)
 
     @property
     def id(self) -> str:
@@ -47,6 +48,7 @@ class Command:
 
 
 ASSIGN = re.compile(r"^([A-Z_][A-Z0-9_]*)=(\S+)$")
+PREFIX = re.compile(r"^((?:[A-Z_][A-Z0-9_]*=\S+\s+)*)spmm-study\s+")  # env settings, then the command
 WRITE = re.compile(r"^(printf|echo) .*>\s*[\w.-]+\s*(#.*)?$")  # a line that writes a file the next commands read
 VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
@@ -89,7 +91,7 @@ def code_blocks(text: str) -> list[list[tuple[int, str]]]:
 
 
 def commands_in(path: Path) -> list[Command]:
-    rel = str(path.relative_to(ROOT))
+    rel = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
     out: list[Command] = []
     for block in code_blocks(path.read_text(encoding="utf-8")):
         env: dict[str, str] = {}
@@ -113,11 +115,13 @@ def commands_in(path: Path) -> list[Command]:
             if WRITE.match(line):
                 setup.append(line)
                 continue
-            if not line.startswith("spmm-study "):
+            prefix = PREFIX.match(line)
+            if not prefix:
                 continue
-            expanded = VAR.sub(lambda v: env.get(v.group(1) or v.group(2), v.group(0)), line)
-            argv = shlex.split(expanded, comments=True)[1:]
-            out.append(Command(rel, first, line, argv, tuple(setup)))
+            expanded = VAR.sub(lambda v: env.get(v.group(1) or v.group(2), v.group(0)), line[prefix.end():])
+            argv = shlex.split(expanded, comments=True)
+            sets = tuple(tuple(a.split("=", 1)) for a in prefix.group(1).split())
+            out.append(Command(rel, first, line, argv, tuple(setup), sets))
     return out
 
 
@@ -236,5 +240,13 @@ def run_in_process(argv: list[str]) -> dict:
 
 if __name__ == "__main__":  # python tests/docs_commands.py SCRATCH < commands.json (a JSON list of argv)
     os.chdir(sys.argv[1])
-    for argv in json.load(sys.stdin):
+    for item in json.load(sys.stdin):  # [argv, {NAME: value}] per command
+        argv, sets = item
+        before = {k: os.environ.get(k) for k in sets}
+        os.environ.update(sets)
         print(json.dumps(run_in_process(argv)), flush=True)
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
