@@ -1,6 +1,7 @@
-"""README tables of the GPU ladder, generated from result files only (docs/ARCHITECTURE.md §11.8).
+"""The GPU ladder's tables, generated from result files only (docs/ARCHITECTURE.md §11.8).
 
-    python experiments/gpu_tables.py            # rewrites the README between the gpu-ladder / gpu-ratios markers
+experiments/make_docs.py calls ``ladder_table``, ``ratio_table`` and ``chooser_table`` for docs/gpu.md;
+``python experiments/gpu_tables.py`` runs it.
 
 Reads data/reference/gpu-ladder.csv (every rung on one matrix), data/reference/gpu-bench.csv (every DLMC
 layer-0 matrix × N: baselines and candidate configs measured in the same run) and gpu-env.json (device,
@@ -232,26 +233,10 @@ def chooser_table(data, dispatch=(), env=None) -> str:
     return "\n".join(out)
 
 
-def replace_between(text, name, body):
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    if start not in text:
-        raise SystemExit(f"README lacks the {start} marker")
-    a = text.index(start) + len(start)
-    b = text.index(end)
-    return text[:a] + "\n" + body + "\n" + text[b:]
-
-
 def main():
-    env_path = REF / "gpu-env.json"
-    env = json.loads(env_path.read_text()) if env_path.exists() else {}
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    text = replace_between(text, "gpu-ladder", ladder_table(env))
-    text = replace_between(text, "gpu-ratios", ratio_table(env))
-    if "<!-- gpu-chooser:start -->" in text:  # the H200 headline, once its rows are in data/reference
-        text = replace_between(text, "gpu-chooser", chooser_table(rows("gpu-bench.csv"), rows("gpu-dispatch.csv"), env))
-    readme.write_text(text)
-    return 0
+    import make_docs
+
+    return make_docs.main([])
 
 
 if __name__ == "__main__":
