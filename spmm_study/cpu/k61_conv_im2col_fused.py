@@ -16,7 +16,8 @@ once. Rung 64 gathers a tile of patches once and reads it contiguously; rung 63 
 Loop order: t‖ → i → j0 → p → j (gather).
 Traffic (``movement.conv_fused``): nnz·N gathered values, the N-entry index map per row pass, A once per
 tile, C once, the padded copy of x.
-Measured (same run as rung 60's figure): 56×56 at 90% 23.5 ms, 7×7 at 95% 13.8 ms: the slowest rung at
+Measured (same run as rung 60's figure, data/reference/conv-table3-cpu-1t.csv):
+56×56 at 90% 23.5 ms, 7×7 at 95% 13.8 ms: the slowest rung at
 every size.
 """
 

@@ -15,7 +15,8 @@ memory operations per FMA where rung 61 had one gather. Which costs more depends
 Loop order: t‖ → o → b → p → oh → ow.
 Traffic (``movement.conv_direct``): nnz·N input values, the output plane read and written per nonzero
 (from L1), A once, C zeroed once, the padded copy of x.
-Measured (same run as rung 60's figure): 56×56 at 90% 5.22 ms, but 7×7 at 95% 18.3 ms: a 49-pixel plane
+Measured (same run as rung 60's figure, data/reference/conv-table3-cpu-1t.csv):
+56×56 at 90% 5.22 ms, but 7×7 at 95% 18.3 ms: a 49-pixel plane
 leaves each nonzero seven 7-wide AXPYs, all loop overhead.
 """
 

@@ -15,7 +15,8 @@ the vectoriser sees it (rung 13's lesson), and a 7×7 image (61 wide pixels) wou
 Loop order: t‖ → o → b → q0 → p → q (registers).
 Traffic (``movement.conv_direct_tiled``): nnz·N input values from shifted windows, A once per tile,
 C written once, the padded copy of x.
-Measured (same run as rung 60's figure): 56×56 at 90% 3.64 ms, 7×7 at 95% 631 µs (24× dense im2col +
+Measured (same run as rung 60's figure, data/reference/conv-table3-cpu-1t.csv):
+56×56 at 90% 3.64 ms, 7×7 at 95% 631 µs (24× dense im2col +
 GEMM, 28× torch's oneDNN conv2d on that run).
 """
 

@@ -12,7 +12,8 @@ are split too and each part gathers its own copy of the tile.
 Loop order: task‖ (tile j0, row part) → gather k → j; then i → p → j (registers).
 Traffic (``movement.conv_im2col_tiled``): K·N gathered values (once per row part), the tile read nnz·N
 values' worth from L2, A once per tile, C once, the padded copy of x.
-Measured (same run as rung 60's figure): 56×56 at 90% 5.13 ms, 14×14 at 90% 1.27 ms (the fastest there),
+Measured (same run as rung 60's figure, data/reference/conv-table3-cpu-1t.csv):
+56×56 at 90% 5.13 ms, 14×14 at 90% 1.27 ms (the fastest there),
 7×7 at 95% 748 µs.
 """
 

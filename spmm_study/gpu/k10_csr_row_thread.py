@@ -8,7 +8,8 @@ But the 32 threads of a warp hold 32 different rows: at each step they read 32 B
 32 sectors instead of 4, and there are only M threads (2048 for ffn_conv1: 1.5% of an H100's 270k
 resident threads). The row of A is re-read N times (from L1). Expect this to be *slower* than the dense
 naive rung despite doing a tenth of the flops: coalescing beats flop count on a GPU.
-Measured (H100, ffn_conv1 90%, N=4096, 2026-11-23, data/reference/gpu-ladder.csv): 110 ms, against 6.5 ms for the dense naive rung.
+Measured (H100, ffn_conv1 90%, N=4096, 2026-11-23, data/reference/gpu-ladder.csv): 110 ms, against 6.5 ms for
+the dense naive rung.
 """
 
 from functools import lru_cache

@@ -9,7 +9,8 @@ parallelism at any N.
 What changed from rung 10: the thread → data mapping, not the arithmetic; expect ~10× or more.
 Traffic (``models.csr_panel``): A re-read once per column block (block_x columns), one B row segment per
 nonzero, C once. What to look at: GB/s against the model (how much of the B re-reads L1/L2 absorb).
-Measured (H100, ffn_conv1 90%, N=4096, 2026-11-23, data/reference/gpu-ladder.csv): 682 µs — 160× faster than rung 10.
+Measured (H100, ffn_conv1 90%, N=4096, 2026-11-23, data/reference/gpu-ladder.csv): 682 µs — 160× faster
+than rung 10.
 """
 
 from functools import lru_cache

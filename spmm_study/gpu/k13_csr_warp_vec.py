@@ -12,7 +12,8 @@ shared memory and no barriers: the row's (index, value) are warp-uniform broadca
 Traffic (``models.csr_panel``): A once per panel, one B row segment per nonzero (through L1/L2), C once
 (16-byte stores). What to look at: registers per thread and local bytes (must be 0: the accumulators
 stay in registers only because every index into them is a compile-time constant).
-Measured (H100, ffn_conv1 90%, N=4096, 2026-11-23, data/reference/gpu-ladder.csv): 187 µs with vec 4, tiles 1, unroll 4 (48 registers,
+Measured (H100, ffn_conv1 90%, N=4096, 2026-11-23, data/reference/gpu-ladder.csv): 187 µs with vec 4, tiles
+1, unroll 4 (48 registers,
 no local memory) against 610 µs for rung 12; in the tuning run (experiments/notes-gpu.md) unroll 1 → 2 → 4
 gave 266 → 224 → 186 microseconds: latency, not bandwidth.
 The kernel is ``_rowvec.kernel``, shared with rungs 14 and 15 (``_rowvec.py`` reads as this lesson); this

@@ -9,7 +9,8 @@ equal length, so no lane idles while a neighbour finishes a long row, and the lo
 instead of forming a tail at the end of the grid (Sputnik's "row swizzle"). DLMC rows vary by a
 coefficient of variation of 0.2–0.5 (dlmc.csv), so expect a modest 5–20%. C is written in row
 order[g]: scattered rows, each still a contiguous (coalesced) run of columns.
-Measured (H100, ffn_conv1 90%, N=4096, 2026-11-23, data/reference/gpu-ladder.csv and data/reference/gpu-bench.csv): 161 µs (16 lanes × 2 tiles, unroll 4; 66 registers, no spills),
+Measured (H100, ffn_conv1 90%, N=4096, 2026-11-23, data/reference/gpu-ladder.csv and
+data/reference/gpu-bench.csv): 161 µs (16 lanes × 2 tiles, unroll 4; 66 registers, no spills),
 the fastest rung at large N: 1.14× cuBLAS, 1.35× cuSPARSE through torch; it won 73 of the 180 DLMC
 benchmark problems (43 of the 60 at N=4096). ncu there: L1 hit rate 54%, L2 47% busy, 4.4 of 9.7 cycles
 between instructions waiting on L1TEX, occupancy 44% (limited by its 66 registers).

@@ -11,7 +11,8 @@ What changed from rung 13/15: balance no longer depends on row lengths at all �
 shared by many warps instead of stalling one. The price: atomics on split rows (three or more partial
 sums make the rounding order vary between runs: flagged non-deterministic) and a second launch.
 DLMC transformer rows are fairly even, so expect no gain there; it pays on power-law rows.
-Measured (H100, ffn_conv1 90%, N=4096, 2026-11-23, data/reference/gpu-ladder.csv): 293 µs against 161 µs for rung 15 — as predicted, a loss here.
+Measured (H100, ffn_conv1 90%, N=4096, 2026-11-23, data/reference/gpu-ladder.csv): 293 µs against 161 µs for
+rung 15 — as predicted, a loss here.
 """
 
 from functools import lru_cache

@@ -15,7 +15,8 @@ Loop order: persistent block → its panel(s) → rows (strided) → p → (tile
 What changed from rung 15: only the mapping of work to blocks — same loads, same registers — so any gain
 is L1 hit rate. If the placement assumption fails (blocks not spread round-robin) the result stays
 correct, only slower. Expect up to ~2× at large N (the L1 pipe is ~3× L2 bandwidth), nothing at N=256.
-Measured (H100, ffn_conv1 90%, 2026-11-23, data/reference/gpu-ladder.csv): 255 µs at N=4096 (worse than rung 15's 161 µs); a %smid probe showed
+Measured (H100, ffn_conv1 90%, 2026-11-23, data/reference/gpu-ladder.csv): 255 µs at N=4096 (worse than rung
+15's 161 µs); a %smid probe showed
 blocks b and b+132 share an SM for only 64% of blocks at 4 per SM (35% at 8): the assumption fails.
 With 8 lanes and unroll 8 it wins some N=256 problems (more loads in flight, not L1).
 """

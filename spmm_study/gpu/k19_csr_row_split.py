@@ -13,8 +13,8 @@ loads in flight — at the price of a barrier and a small shared-memory reductio
 Traffic: as rung 13 (one B row segment per nonzero, A once per panel, C once) plus warps·32·vec·4 bytes of
 shared memory per block.
 Measured (H100, fp32, cold L2, data/reference/gpu-bench.csv and gpu-ladder.csv): it is the N=256 rung —
-ffn_conv2 80%, N=256: 36.6 µs (8 warps) against 121 µs for rung 15 and 26.8 µs for cuBLAS; ffn_conv1 90%, N=256: 24.0 µs (4 warps), cuBLAS 25.2, torch's
-cuSPARSE 22.7; it won 58 of the 60 N=256 DLMC benchmark problems. At N=4096 it does not help (ffn_conv2
+ffn_conv2 80%, N=256: 36.6 µs (8 warps) against 121 µs for rung 15 and 26.8 µs for cuBLAS; ffn_conv1 90%,
+N=256: 24.0 µs (4 warps), cuBLAS 25.2, torch's cuSPARSE 22.7; it won 58 of the 60 N=256 DLMC benchmark problems. At N=4096 it does not help (ffn_conv2
 80%: 390 µs against 404 for rung 15): more chains in flight do not cut the B re-reads that bound it there.
 
 The kernel factory is in ``_row_split.py``, which rung 60 (im2col convolution) runs too.

@@ -9,7 +9,8 @@ What changed from the CSR rungs: the index costs 1 byte instead of 4, and the lo
 (K/2), so there is no imbalance and no dependent "load index, then load B" chain beyond a byte.
 Empty slots hold 0.0 and are multiplied anyway (regularity over skipping).
 Only for matrices that *are* 2:4 (``--prune 2:4`` or ``synthetic:nm``); others are refused (SKIP row).
-Measured (H100, synthetic:nm:ffn1, 50% dense, N=4096, data/reference/gpu-nm24.csv): 1094 µs against 632 µs for rung 15 and 183 µs for
+Measured (H100, synthetic:nm:ffn1, 50% dense, N=4096, data/reference/gpu-nm24.csv): 1094 µs against 632 µs
+for rung 15 and 183 µs for
 cuBLAS: 2:4 pays on sparse tensor cores (mma.sp), which numba cannot emit; on FFMA it is a dense half.
 """
 

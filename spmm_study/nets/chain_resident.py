@@ -29,7 +29,7 @@ synchronisation until the end; CUDA events between layers give each layer's devi
 
 Traffic per layer: the live columns of Yᵀ read from L2 about nnz/m times per row tile it is not cached for,
 C written once. Checked in the simulator against the float64 truth
-(tests/test_cli_gpu.py, tests/test_nets_resident.py) with small launch shapes.
+(tests/test_cli_gpu.py, tests/nets_gpu_sim_case.py) with small launch shapes.
 """
 
 from __future__ import annotations
