@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import io
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,13 @@ def read_study_table(path: Path | str = STUDY_TABLE) -> list[dict]:
     if not path.is_file():
         hint = " (it ships inside the package: reinstall spmm-study, or give 'table = PATH')" if path == STUDY_TABLE else ""
         raise ParamError(f"no study table {path}{hint}")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    from spmm_study.safeio import read_text
+
+    text = read_text(path, limit=4 << 20, what="study table", error=ParamError)  # bounded, regular, UTF-8
+    try:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise ParamError(f"{path} is not a readable CSV: {exc}") from None
     need = {"problem", "m", "k", "n", "use_case", "count", "sparsity", "t4_speedup_vs_cublas", "dlmc", "synthetic"}
     if not rows or need - set(rows[0]):
         raise ParamError(f"{path} lacks columns {', '.join(sorted(need - set(rows[0] if rows else {})))}")

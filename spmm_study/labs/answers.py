@@ -121,7 +121,7 @@ def read(paths: Iterable[Path | str], skipped: list[str] | None = None) -> list[
                 continue
             try:
                 rec = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):  # a line nested thousands deep is a bad line too
                 bad.append(f"{f}:{no} is not a JSON line")
                 continue
             why = check(rec)
