@@ -32,8 +32,11 @@ LIMIT_AS = 1536 << 20  # 1.5 GiB of address space: numpy, scipy and the CLI map 
 
 def cli(argv: list[str]) -> tuple[int, str, str]:
     """``main(argv)`` in this process: (exit code, stdout, stderr); Python warnings count as stderr lines."""
+    import gc
+
     from spmm_study.cli import main
 
+    gc.collect()  # garbage of earlier commands or tests (a ResourceWarning at GC) is not this command's stderr
     out, err = io.StringIO(), io.StringIO()
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         warnings.simplefilter("always")

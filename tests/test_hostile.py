@@ -318,8 +318,9 @@ def test_torn_last_line_is_not_a_bad_row_but_a_torn_middle_is(tmp_path):
 
 def test_two_sweeps_into_one_folder_one_is_refused_and_no_row_is_doubled(tmp_path):
     out = tmp_path / "out"
-    argv = ["sweep", "-v", "cpu.csr.rowwise", "-m", TINY, "-n", "4", "-n", "8", "--repeats", "1", "--min-time", "0.2",
-            "--warmup", "0", "--out", str(out)]
+    # four tasks of at least 0.5 s each: the first sweep still holds the folder when the second asks for it
+    argv = ["sweep", "-v", "cpu.csr.rowwise", "-m", TINY, *[a for n in (4, 8, 16, 32) for a in ("-n", str(n))],
+            "--repeats", "1", "--min-time", "0.5", "--warmup", "0", "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(h.ROOT), "NUMBA_NUM_THREADS": "1"}
     first = subprocess.Popen([sys.executable, "-m", "spmm_study", *argv], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -332,7 +333,7 @@ def test_two_sweeps_into_one_folder_one_is_refused_and_no_row_is_doubled(tmp_pat
     _, err1 = first.communicate(timeout=180)
     assert first.returncode == 0, err1[-600:]
     rows = read_rows(out)
-    assert len(rows) == 2 and len({r["n"] for r in rows}) == 2
+    assert len(rows) == 4 and len({r["n"] for r in rows}) == 4
     assert not (out / ".lock").exists()  # released on exit
 
 
