@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -42,10 +43,12 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@lru_cache(maxsize=None)
 def is_package(mod: str) -> bool:
     return (ROOT / mod.replace(".", "/") / "__init__.py").exists()
 
 
+@lru_cache(maxsize=None)
 def imports(path: Path) -> list[tuple[str, str, int]]:
     """(module imported, name taken from it or "", line) for each import of spmm_study in the file; ``from
     spmm_study.cpu import k13_csr_tiled`` names the module ``spmm_study.cpu.k13_csr_tiled``."""
