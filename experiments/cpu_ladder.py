@@ -1,7 +1,8 @@
-"""Measure the CPU ladder and the speed ratios for the README (issue 3), interleaved, in one process.
+"""Measure the CPU ladder and the speed ratios of docs/cpu.md (issue 3), interleaved, in one process.
 
     python experiments/cpu_ladder.py --threads 2 --rounds 5            # measure → results/cpu-ladder/<ts>/
-    python experiments/cpu_ladder.py --render results/cpu-ladder/<ts> [--ratios DIR] [--readme README.md]
+    python experiments/cpu_ladder.py --render results/cpu-ladder/<ts> [--ratios DIR]
+    python experiments/make_docs.py                                    # the tables of docs/cpu.md
 
 Parts, all fp32, cold caches (the harness default), each row checked against float64:
 
@@ -14,8 +15,8 @@ Parts, all fp32, cold caches (the harness default), each row checked against flo
 * ``nm24``: the 2:4 rung against CSR and the baselines on ``synthetic:nm:ffn1`` (2048×512 at 50%).
 
 ``--render`` writes the small reference tables data/reference/cpu-ladder.csv and cpu-ratios.csv and prints
-(or, with ``--readme``, writes between the ``cpu-ladder`` markers) the markdown; the ladder table comes
-from ``spmm_study.report.ladder_tables``; the ratio table is rendered here.
+the markdown; experiments/make_docs.py writes docs/cpu.md's tables from those files (the ladder table by
+``spmm_study.report.ladder_tables``, the ratio table by ``ratio_markdown`` here).
 """
 
 from __future__ import annotations

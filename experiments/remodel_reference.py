@@ -1,6 +1,6 @@
 """Recompute the model columns of the reference tables after a movement-model fix, without re-measuring.
 
-    python experiments/remodel_reference.py            # rewrite data/reference/*.csv and the README tables
+    python experiments/remodel_reference.py            # rewrite data/reference/*.csv, then the docs' tables
     python experiments/remodel_reference.py --check    # only say what would change (exit 1 if anything)
 
 A model is a pure function of the row's own facts (M, K, N, nnz, dtype, params and, for the B copy, whether
@@ -12,9 +12,8 @@ The fix of 2026-12-01: the register-blocked CPU rungs (``cpu.csr.tiled``, ``cpu.
 only when B is misaligned and ``Problem.make`` aligns it. For each such row this script first recomputes the
 *old* model and demands that it reproduces the stored ``bytes_model`` and ``gbps_model`` (so the row's facts
 are read correctly), then writes the new ones; a row whose stored model already is the new one (measured
-before the copy term entered that model, as some SELL and 2:4 rows were) is left as it is. In the README it rewrites the "modelled bytes" and
-"GB/s (model)" cells of those variants' rows in the ``cpu-ladder`` block, after checking that the old cells
-are what the old values render as (``report.format_cell``).
+before the copy term entered that model, as some SELL and 2:4 rows were) is left as it is. The docs' tables are then written again from the rewritten files by
+experiments/make_docs.py.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from spmm_study import registry  # noqa: E402
 from spmm_study.problem import Shape  # noqa: E402
-from spmm_study.report import format_cell, params_label  # noqa: E402
+from spmm_study.report import params_label  # noqa: E402
 
 FIXED = ("cpu.csr.tiled", "cpu.sell.tiled", "cpu.nm24.tiled")
 TABLES = ("cpu-ladder.csv", "cpu-nm24.csv", "study-table-epyc.csv", "formats-epyc.csv")
@@ -96,39 +95,9 @@ def fix_csv(path: Path, write: bool) -> dict:
     return changed
 
 
-def fix_readme(readme: Path, changed: dict, write: bool) -> int:
-    """Rewrite the model cells of FIXED rows in the cpu-ladder block; return how many rows' cells changed."""
-    text = readme.read_text()
-    start, end = "<!-- cpu-ladder:start -->", "<!-- cpu-ladder:end -->"
-    before, rest = text.split(start, 1)
-    block, after = rest.split(end, 1)
-    out, matrix, n, count = [], None, None, 0
-    for line in block.split("\n"):
-        if line.startswith("**") and ", N=" in line:  # a table title: "**<matrix> (M×K, ...), N=256, float32 — ..."
-            matrix = line[2:].split(" (", 1)[0]
-            n = int(line.split(", N=", 1)[1].split(",", 1)[0])
-        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("| cpu.") else []
-        if cells and cells[0] in FIXED:
-            key = (cells[0], cells[1], int(cells[2]), matrix, n)
-            if key not in changed:
-                raise SystemExit(f"README row {key} has no reference row")
-            old, old_gbps, new, new_gbps = changed[key]
-            if (cells[6], cells[7]) != (format_cell(old, "bytes"), format_cell(old_gbps)):
-                raise SystemExit(f"README row {key}: cells {cells[6:8]} are not the old model's")
-            new_cells = [format_cell(new, "bytes"), format_cell(new_gbps)]
-            count += new_cells != cells[6:8]
-            cells[6:8] = new_cells
-            line = "| " + " | ".join(cells) + " |"
-        out.append(line)
-    if write:
-        readme.write_text(before + start + "\n".join(out) + end + after)
-    return count
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference", default=str(ROOT / "data" / "reference"))
-    ap.add_argument("--readme", default=str(ROOT / "README.md"))
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if anything would change")
     args = ap.parse_args()
     changed = {}
@@ -138,9 +107,13 @@ def main() -> int:
         print(f"{name}: {len(got)} rows of {', '.join(FIXED)}, {moved} with a new model")
         if name.startswith("cpu-"):
             changed.update(got)
-    rows = fix_readme(Path(args.readme), changed, write=not args.check)
-    print(f"README.md: {rows} table rows rewritten" if not args.check else f"README.md: {rows} rows would change")
-    return 1 if args.check and (rows or any(o != nw for o, _, nw, _ in changed.values())) else 0
+    moved = any(o != nw for o, _, nw, _ in changed.values())
+    if not args.check:
+        sys.path.insert(0, str(ROOT / "experiments"))
+        import make_docs
+
+        make_docs.main([])
+    return 1 if args.check and moved else 0
 
 
 if __name__ == "__main__":

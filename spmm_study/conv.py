@@ -273,6 +273,9 @@ class ConvProblem(Problem):
 
     @classmethod
     def make(cls, a: CSR, geom: Geometry, dtype="float32", seed: int = 0, matrix: str = "") -> "ConvProblem":
+        from spmm_study import tiny
+
+        a, geom = tiny.conv(a, geom)  # as given, or fewer filters on a smaller image under SPMM_STUDY_TINY=1
         dtype = parse_dtype(dtype)
         seed = check_seed(seed)
         g = with_channels(geom, a)

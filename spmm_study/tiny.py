@@ -5,7 +5,8 @@ inputs, checks every variant against float64 and writes its files. This module i
 what shrinks; the commands call it at the few points where sizes are decided:
 
 * every problem a measuring command builds (``Problem.make``): A cut to its first ``ROWS`` rows and ``COLS``
-  columns (a multiple of 16, so 2:4 groups and BSR blocks stay whole), N capped at ``N``;
+  columns (a multiple of 16, so 2:4 groups and BSR blocks stay whole), N capped at ``N``; a convolution
+  (``ConvProblem.make``): its first ``ROWS`` filters on an ``IMAGE`` × ``IMAGE`` image;
 * every grid a measuring command plans (``plan``): its first ``TASKS`` measurements; ``check``: its first
   ``CASES`` edge matrices;
 * every timing (``TimingConfig``): one repeat, no minimum time, no warm-up, warm caches (no flush buffer),
@@ -27,6 +28,7 @@ ROWS, COLS, N = 16, 64, 8  # the CUDA simulator runs every GPU thread as a Pytho
 BATCH, LAYERS, REPEATS = 48, 3, 1
 TASKS = 6  # measurements per command (a sweep's or autotune's grid cut to its first TASKS)
 CASES = 2  # edge matrices per 'check'
+IMAGE = 8  # pixels per side of a convolution's input
 
 
 def active() -> bool:
@@ -43,6 +45,20 @@ def problem(a, n: int):
 
         a = CSR.from_scipy(a.to_scipy()[:ROWS, :COLS])
     return a, min(n, N)
+
+
+def conv(a, geom):
+    """(weights, geometry) of a convolution: as given, or the first ``ROWS`` filters (rows of A; the columns,
+    input channels × taps, stay whole) on an image of at most ``IMAGE`` × ``IMAGE`` pixels."""
+    if not active():
+        return a, geom
+    from dataclasses import replace
+
+    if a.m > ROWS:
+        from spmm_study.formats import CSR
+
+        a = CSR.from_scipy(a.to_scipy()[:ROWS, :])
+    return a, replace(geom, h=min(geom.h, IMAGE), w=min(geom.w, IMAGE), batch=1)
 
 
 def timing(repeats: int, min_time_s: float, warmup_s: float, cache: str, rounds: int) -> tuple:
