@@ -9,6 +9,10 @@ that renders it from reference files. Every block opens with the machine and dat
 rows themselves (``machine``, ``timestamp`` columns) or, for the few files without those columns, from
 ``FILE_META``.
 
+It also runs ``experiments/device_docs.py render`` (the acceptance runs at the top of docs/gpu.md, from
+``data/reference/gpu-acceptance-*``; that block has its own renderer and its own test), so this one command
+brings every generated table of the docs up to date.
+
 Adding a GPU run (a new ``data/reference/gpu-bench-<device>.csv`` from a device session): add one line to
 ``GPU_BENCHES`` and the two marker lines ``<!-- gpu-bench-<device>:start -->`` / ``:end -->`` where the
 section goes in docs/gpu.md, then run this script. tests/test_docs.py checks that the committed pages equal
@@ -278,6 +282,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 when a page differs")
     args = ap.parse_args(argv)
+    if not args.check:  # the acceptance runs' section of docs/gpu.md: its own renderer and test (device_docs.py)
+        import device_docs
+
+        device_docs.render()
     differ = []
     for page, text in render_pages().items():
         path = ROOT / page
