@@ -245,8 +245,20 @@ def readme_speed() -> str:
             f"({auto / mkl:.2f}×).")
 
 
+def readme_tiny() -> str:
+    """What SPMM_STUDY_TINY=1 shrinks, from the module that does it (so the README cannot drift from it)."""
+    from spmm_study import tiny
+
+    return (f"`{tiny.ENV}=1` runs every command at tiny sizes: A cut to its first {tiny.ROWS} rows and {tiny.COLS} "
+            f"columns, N at most {tiny.N}, a convolution's first {tiny.ROWS} filters on an image of at most "
+            f"{tiny.IMAGE}×{tiny.IMAGE} pixels, one warm repeat, the first {tiny.TASKS} measurements of a grid, {tiny.CASES} edge matrices per "
+            f"`check`, the labs' tiny size, at most {tiny.BATCH} inputs and {tiny.LAYERS} layers for `infer` "
+            f"(`spmm_study/tiny.py` is the one place that says what shrinks).")
+
+
 BLOCKS = [
     ("README.md", "readme-speed", readme_speed),
+    ("README.md", "readme-tiny", readme_tiny),
     ("docs/cpu.md", "cpu-ladder", cpu_ladder),
     ("docs/cpu.md", "cpu-every-n", cpu_every_n),
     ("docs/cpu.md", "cpu-every-n-heldout", cpu_every_n_heldout),
