@@ -21,11 +21,11 @@ import spmm_study
 site = Path(sys.argv[1]).resolve()
 assert Path(spmm_study.__file__).resolve().is_relative_to(site), spmm_study.__file__
 from spmm_study import report, suites
-from spmm_study.gpu import k30_csr_auto, k22_csr_tc_window, sputnik
+from spmm_study.gpu import k30_csr_auto, k22_csr_tc_window, k23_nm24_mma_sp, sputnik
 from spmm_study.cpu import spregtiling
 for name in ("", "h200", "sim"):
     k30_csr_auto.table_for(name)
-for path in (k22_csr_tc_window.MMA_SOURCE, sputnik.WRAPPER, spregtiling.ENTRY, report.CONV_TABLE3,
+for path in (k22_csr_tc_window.MMA_SOURCE, k23_nm24_mma_sp.SOURCE, sputnik.WRAPPER, spregtiling.ENTRY, report.CONV_TABLE3,
              suites.DATA_DIR / "study_table.csv", suites.DATA_DIR / "rn50_batchsizes.txt"):
     assert Path(path).is_file(), path
     assert Path(path).resolve().is_relative_to(site), path
