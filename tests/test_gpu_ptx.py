@@ -35,6 +35,8 @@ def _cases():
     epi = (a1(f32), i64, i64, f32)  # bias, rule, act, ymax
     cases.update({  # the Sparse DNN chain's kernels (no rung: nets/chain_resident.py)
         "chain.layer": (layer, (*t.csr, i64, a1(f32), a1(f32), a1(i64), i64, a1(i64), *epi, i64, a1(i32)), None),
+        "chain.layer16": (layer, (t.csr[0], a1(t.u16), t.csr[2], i64, a1(f32), a1(f32), a1(i64), i64, a1(i64), *epi, i64,
+                                  a1(i32)), None),
         "chain.epilogue_pass": (epi_pass, (a1(f32), i64, a1(i64), i64, *epi, a1(i32)), None),
         "chain.scan": (scan, (a1(i32), a1(i64), i64, i64, a1(i64), a1(i32), a1(i32), a1(i64)), None),
     })

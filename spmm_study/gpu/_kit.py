@@ -181,7 +181,8 @@ def ptx_types():
     def a2(d):
         return d[:, ::1]
 
-    return SimpleNamespace(f32=t.float32, f64=t.float64, i32=t.int32, i64=t.int64, u8=t.uint8, i8=t.int8, a1=a1,
+    return SimpleNamespace(f32=t.float32, f64=t.float64, i32=t.int32, i64=t.int64, u8=t.uint8, u16=t.uint16, i8=t.int8,
+                           a1=a1,
                            a2=a2, csr=(a1(t.int32), a1(t.int32), a1(t.float32)))
 
 
