@@ -70,15 +70,16 @@ if [ "$PART" = 1 ]; then
   step infer-ours 120 $S infer --device gpu -e fused -e unfused --batch 60000 --repeats 3 --out "$ACC/infer-ours"
   step infer-libs 100 $S infer --device gpu -e torch -e cupy --batch 60000 --repeats 3 --out "$ACC/infer-libs"
 elif [ "$PART" = 2 ]; then  # in order of what waits most on it; each budget is cut to what is left
-  step infer-all 110 $S infer --device gpu -e fused -e unfused -e torch -e cupy -e champion --batch 60000 --repeats 3 \
+  step infer-all 100 $S infer --device gpu -e fused -e unfused -e torch -e champion --batch 60000 --repeats 3 \
        --out "$ACC/infer-all"
   section labs 90
-  section conv 80
   section half24 100
+  section conv 80
   step compare-layer0 100 $S compare -v gpu.csr.auto,gpu.csr.sputnik,gpu.dense.cublas,gpu.dense.cublas_tf32,gpu.csr.tc_window \
        --device gpu $(python3 experiments/device_docs.py layer0-specs) -n 256 -n 2048 --rounds 1 --repeats 5 \
        --min-time 0.01 --warmup 0.01 --out "$ACC/compare-layer0"
   step docs-gpu-commands 60 python3 experiments/device_docs.py run-commands --log-dir "$ACC/docs"
+  step infer-cupy 40 $S infer --device gpu -e cupy --batch 60000 --repeats 2 --out "$ACC/infer-cupy"
 else  # part 3: what part 2 left, and the profiles
   section champion 120
   step ncu-chain 60 ncu --clock-control none -k regex:layer --launch-skip 2 --launch-count 2 --section SpeedOfLight \
