@@ -586,11 +586,15 @@ def infer(
 
     from spmm_study import tiny
 
-    nets_infer.check_options(engine, device, tile_n, repeats, bias, ymax, parts, seed, champion_src)
+    engine, warnings = nets_infer.check_options(engine, device, tile_n, repeats, bias, ymax, parts, seed,
+                                                champion_src)  # unavailable engines: a warning each, skipped
     batch, layers, repeats = tiny.infer(batch, layers, repeats, len(matrix or []))  # capped under SPMM_STUDY_TINY=1
     used = apply_threads(threads)
     setup = nets_infer.build_setup(net, matrix, spdnn_root, layers, batch, bias, rule, act, ymax, seed, dlmc_root)
-    rows = nets_infer.run_engines(setup, engine, device, prune_dead, repeats, tile_n, champion_src, parts)
+    print_notes(warnings)
+    rows = nets_infer.run_engines(setup, engine, device, prune_dead, repeats, tile_n, champion_src, parts,
+                                  warnings=(late := []))
+    print_notes(late)
     machine = environment.machine_label(device)
     out.print(nets_infer.summary_table(setup, rows, threads or used, machine))
     for line in nets_infer.summary_lines(setup, rows):

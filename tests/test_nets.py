@@ -283,8 +283,32 @@ def test_gpu_engines_refused_without_a_gpu(capsys):
 
     if gpu_unavailable_reason() is None:
         pytest.skip("this machine has a GPU (or the simulator): the refusal cannot be shown here")
-    fails(capsys, "infer", "--no-save", "--net", "generated:64x3", "--device", "gpu", match="unavailable")
+    fails(capsys, "infer", "--no-save", "--net", "generated:64x3", "--device", "gpu", "-e", "fused",
+          match="unavailable")
     fails(capsys, "infer", "--no-save", "--net", "generated:64x3", "-e", "torch", match="torch on the GPU is unavailable")
+    fails(capsys, "infer", "--no-save", "--net", "generated:64x3", "-e", "torch", "-e", "cupy", "--device", "gpu",
+          match="no engine can run here")
+
+
+def test_an_unavailable_engine_is_warned_and_skipped_the_rest_run(capsys):
+    """One rule with run/compare/sweep: an engine that cannot run here is one warning line, the others run."""
+    from spmm_study.cli import main
+    from spmm_study.gpu.device import gpu_unavailable_reason
+
+    if gpu_unavailable_reason() is None:
+        pytest.skip("this machine has a GPU (or the simulator): the skip cannot be shown here")
+    try:
+        main(["infer", "--no-save", "--net", "generated:64x3", "--batch", "20", "--device", "gpu", "-e", "fused",
+              "-e", "scipy"])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert [ln for ln in err.splitlines() if ln.strip()] == [
+        ln for ln in err.splitlines() if ln.startswith("warning: engine fused on the GPU is unavailable")]
+    assert len([ln for ln in err.splitlines() if ln.strip()]) == 1
+    assert "scipy" in out and "fused" not in out.split("scipy")[0].split("engine")[-1]
 
 
 def test_champion_refusal_names_what_is_missing(capsys, tmp_path):

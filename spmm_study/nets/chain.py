@@ -324,22 +324,31 @@ def champion_unavailable(src: str | os.PathLike | None) -> str | None:
 # --------------------------------------------------------------------------------------------- entry
 
 
-def preflight(engines: list[str], device: str, champion_src=None) -> None:
-    """Refuse unknown or unavailable engines before any network is read (reading the challenge takes seconds)."""
+def preflight(engines: list[str], device: str, champion_src=None) -> tuple[list[str], list[str]]:
+    """Before any network is read (reading the challenge takes seconds): unknown engines are an error; an
+    unavailable one is dropped with a warning line, as every measuring command does with an unavailable
+    variant. Returns (the engines that can run, the warnings); DeviceUnavailable when none can."""
     if device not in ("cpu", "gpu"):
         raise ParamError(f"unknown device {device!r}; choose cpu or gpu")
     for engine in engines:
         if engine not in ENGINES:
             raise ParamError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    kept, warnings = [], []
+    for engine in dict.fromkeys(engines):
         if engine == "champion":
             reason = champion_unavailable(champion_src)
-            if reason:
-                raise DeviceUnavailable(f"engine champion is unavailable: {reason}")
-            continue
-        if on_gpu(engine, device):
-            reason = gpu_engine_unavailable(engine)
-            if reason:
-                raise DeviceUnavailable(f"engine {engine} on the GPU is unavailable: {reason}")
+            why = f"engine champion is unavailable: {reason}" if reason else ""
+        else:
+            reason = gpu_engine_unavailable(engine) if on_gpu(engine, device) else None
+            why = f"engine {engine} on the GPU is unavailable: {reason}" if reason else ""
+        if why:
+            warnings.append(why)
+        else:
+            kept.append(engine)
+    if not kept:
+        raise DeviceUnavailable(warnings[0] if len(warnings) == 1 else
+                                f"no engine can run here ({'; '.join(warnings)})")
+    return kept, [f"warning: {w}; skipped" for w in warnings]
 
 
 def run_chain(net: Network, y0: CSR, src: np.ndarray, engine: str = "fused", device: str = "cpu",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spmm_study.errors import ParamError, ResultsError, SourceError
+from spmm_study.errors import DeviceUnavailable, ParamError, ResultsError, SourceError
 from spmm_study.formats import CSR
 from spmm_study.limits import MAX_PARTS, MAX_BATCH, MAX_LAYERS, MAX_NEURONS, MAX_REPEATS, check_count
 from spmm_study.nets import chain, generate, spdnn
@@ -64,8 +64,9 @@ def parse_net(text: str) -> tuple[str, dict]:
 
 
 def check_options(engines: list[str], device: str, tile_n: int, repeats: int, bias: float, ymax: float,
-                  parts: int, seed: int, champion_src) -> None:
-    """Every option of ``infer`` checked before a network is read (one ParamError naming the option)."""
+                  parts: int, seed: int, champion_src) -> tuple[list[str], list[str]]:
+    """Every option of ``infer`` checked before a network is read (one ParamError naming the option). Returns
+    the engines that can run here and a warning line for each one that cannot (``chain.preflight``)."""
     import math
 
     from spmm_study.problem import check_seed
@@ -79,9 +80,10 @@ def check_options(engines: list[str], device: str, tile_n: int, repeats: int, bi
         raise ParamError("--bias and --ymax must be finite numbers (ymax >= 0)")
     if parts > 1 and device != "cpu":
         raise ParamError("--parts splits the inputs across CPU processes; several GPUs (--gpus) are not built yet")
-    chain.preflight(engines, device, champion_src)  # before reading a network: unknown or unavailable engines
+    kept = chain.preflight(engines, device, champion_src)  # before reading a network: unknown or unavailable
     check_seed(seed)
     check_count(parts, "--parts", MAX_PARTS)
+    return kept
 
 
 def summary_table(setup: "InferSetup", rows: list[dict], threads, machine: str):
@@ -189,32 +191,45 @@ def _spec_setup(matrices, layers, batch, bias, rule, act, ymax, seed, dlmc_root)
 
 
 def run_engines(setup: InferSetup, engines: list[str], device: str, prune_dead: bool, repeats: int,
-                tile_n: int, champion_src=None, parts: int = 1) -> list[dict]:
+                tile_n: int, champion_src=None, parts: int = 1, warnings: list | None = None) -> list[dict]:
     """One summary per engine: median time over ``repeats`` chains, edges/s, categories and their check.
-    ``parts`` > 1: the batch split into contiguous nnz-balanced parts, one process each (``partition``)."""
+    ``parts`` > 1: the batch split into contiguous nnz-balanced parts, one process each (``partition``).
+    An engine that turns out unavailable while running (the champion's build failing, a device lost) is a
+    line in ``warnings`` and the others go on; DeviceUnavailable only when none ran."""
     check_count(repeats, "--repeats", MAX_REPEATS)
     if parts > 1:
         return [_run_parts(setup, eng, device, prune_dead, repeats, parts) for eng in engines]
-    out = []
+    out, lost = [], []
     for eng in engines:
-        if eng == "champion":  # a program of its own, run on files: nets/champion.py
-            from spmm_study.nets import champion
-
-            out.append(champion.run_engine(setup, repeats, champion_src))
-            continue
-        runs = [chain.run_chain(setup.net, setup.y0, setup.src, eng, device, prune_dead, tile_n, champion_src)
-                for _ in range(repeats)]
-        times = [r.time_s for r in runs]
-        med = statistics.median(times)
-        best = min(runs, key=lambda r: abs(r.time_s - med))
-        ok = setup.truth is not None and all(np.array_equal(r.categories, setup.truth) for r in runs)
-        out.append({"engine": eng, "device": best.device, "time_s": med, "times_s": times,
-                    "bytes_model": modelled_bytes(setup.net, best.layers, eng),
-                    "edges_per_s": best.batch * best.edges / med, "live_edges_per_s": best.live_edges / med,
-                    "edges": best.edges, "batch": best.batch, "setup_s": best.setup_s,
-                    "categories": (best.categories + 1).tolist(), "match": bool(ok), "info": best.info,
-                    "layers": [vars(x) for x in best.layers]})
+        try:
+            out.append(_run_engine(setup, eng, device, prune_dead, repeats, tile_n, champion_src))
+        except DeviceUnavailable as exc:
+            lost.append(str(exc))
+            if warnings is not None:
+                warnings.append(f"warning: {exc}; skipped")
+    if not out and lost:
+        raise DeviceUnavailable(lost[0])
     return out
+
+
+def _run_engine(setup: InferSetup, eng: str, device: str, prune_dead: bool, repeats: int, tile_n: int,
+                champion_src) -> dict:
+    if eng == "champion":  # a program of its own, run on files: nets/champion.py
+        from spmm_study.nets import champion
+
+        return champion.run_engine(setup, repeats, champion_src)
+    runs = [chain.run_chain(setup.net, setup.y0, setup.src, eng, device, prune_dead, tile_n, champion_src)
+            for _ in range(repeats)]
+    times = [r.time_s for r in runs]
+    med = statistics.median(times)
+    best = min(runs, key=lambda r: abs(r.time_s - med))
+    ok = setup.truth is not None and all(np.array_equal(r.categories, setup.truth) for r in runs)
+    return {"engine": eng, "device": best.device, "time_s": med, "times_s": times,
+            "bytes_model": modelled_bytes(setup.net, best.layers, eng),
+            "edges_per_s": best.batch * best.edges / med, "live_edges_per_s": best.live_edges / med,
+            "edges": best.edges, "batch": best.batch, "setup_s": best.setup_s,
+            "categories": (best.categories + 1).tolist(), "match": bool(ok), "info": best.info,
+            "layers": [vars(x) for x in best.layers]}
 
 
 def modelled_bytes(net, layers, engine: str) -> float:
