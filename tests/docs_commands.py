@@ -194,12 +194,14 @@ def needs(argv: list[str]) -> str | None:
 def localise(argv: list[str], scratch: Path) -> list[str]:
     """The reader's own paths made this machine's: --dlmc-root/--spdnn-root values, and /tmp/ files into the
     scratch folder (so a second run does not find the first one's file)."""
-    out = list(argv)
+    # the docs' /tmp/ files first, then the data roots: a checkout under /tmp (CI clones there) must keep its
+    # own ../shared paths as they are
+    out = [a.replace("/tmp/", f"{scratch}/") for a in argv]
     for flag, root in (("--dlmc-root", dlmc_root()), ("--spdnn-root", spdnn_root())):
         for i, a in enumerate(out[:-1]):
             if a == flag and root is not None:
                 out[i + 1] = str(root)
-    return [a.replace("/tmp/", f"{scratch}/") for a in out]
+    return out
 
 
 def scratch_folder(path: Path) -> Path:
