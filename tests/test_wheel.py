@@ -1,7 +1,7 @@
 """A wheel of the project, installed apart from the source tree, runs what reads package data: the lab
 handouts, the study table, the GPU chooser's tables (``check -v gpu.csr.auto`` once read one from tests/), the
-CUDA/C++ sources the baselines and rung 22 compile, the convolution table. Built with ``pip wheel`` (no build
-isolation: the venv's setuptools), installed with ``--target`` into a temporary folder, run from another
+CUDA/C++ sources the baselines and rungs 22-23 compile, the convolution table. Built with ``pip wheel`` (build
+isolation, as ``pip install .`` builds), installed by unpacking it into a temporary folder, run from another
 working directory so the checkout cannot be imported by accident."""
 
 import os
@@ -36,8 +36,10 @@ print("package data ok")
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wheel")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                           str(tmp / "dist"), str(ROOT)], capture_output=True, text=True, timeout=600)
+    # with build isolation, as `pip install .` builds: a fresh venv's own setuptools (65 on Python 3.11) cannot
+    # build a wheel without the 'wheel' package, and the project asks for setuptools>=68 anyway
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"), str(ROOT)],
+                          capture_output=True, text=True, timeout=600)
     if proc.returncode != 0 and "No module named pip" in proc.stderr:
         pytest.skip("pip is not in this interpreter")
     assert proc.returncode == 0, proc.stderr[-3000:]
