@@ -1,7 +1,7 @@
 """The GPU ladder's tables, generated from result files only (docs/ARCHITECTURE.md §11.8).
 
-experiments/make_docs.py calls ``ladder_table``, ``ratio_table`` and ``chooser_table`` for docs/gpu.md;
-``python experiments/gpu_tables.py`` runs it.
+experiments/make_docs.py calls ``ladder_table``, ``ratio_table`` and ``chooser_table`` for docs/gpu.md (a
+library of that script: run ``python experiments/make_docs.py``).
 
 Reads data/reference/gpu-ladder.csv (every rung on one matrix), data/reference/gpu-bench.csv (every DLMC
 layer-0 matrix × N: baselines and candidate configs measured in the same run) and gpu-env.json (device,
@@ -14,7 +14,6 @@ import csv
 import json
 import math
 import re
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -231,13 +230,3 @@ def chooser_table(data, dispatch=(), env=None) -> str:
         out.append(f"| {n} | {len(kernel_us[n])} | {geomean(per_n[n]['oracle/chooser']):.3f} | "
                    f"{median(kernel_us[n]):.1f} | {median(disp_us[n]):.1f} | {median(bound[n]):.1f} |")
     return "\n".join(out)
-
-
-def main():
-    import make_docs
-
-    return make_docs.main([])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
