@@ -41,7 +41,8 @@ def run_auto(capsys, *argv):
 def test_second_call_inspects_nothing_and_a_new_matrix_or_n_inspects_again(cache, capsys):
     row, info, err = run_auto(capsys, "-m", MAT, "-n", 37)
     assert info["auto_inspect"] == "measured" and not err
-    assert len(info["inspect_ms"]) == _inspect.CANDIDATES and info["inspect_calls"] > _inspect.CANDIDATES
+    # the rule's top candidates, and (N = 37: rung 14 would copy B into padded rows) its best vec setting unpacked
+    assert len(info["inspect_ms"]) == _inspect.CANDIDATES + 1 and info["inspect_calls"] > _inspect.CANDIDATES
     # the time reported apart: inside setup (the build), never in the timed calls
     assert 0 < info["inspect_s"] <= row["setup_s"] and row["median_s"] < info["inspect_s"]
     entries = json.loads(cache.read_text())["entries"]
@@ -70,7 +71,7 @@ def test_corrupt_cache_is_ignored_with_one_warning(cache, capsys):
 
 def test_budget_bounds_the_inspection(cache, capsys):
     _, info, _ = run_auto(capsys, "-m", MAT, "-n", 7, "-p", "inspect_calls=2")
-    assert info["inspect_calls"] <= _inspect.CANDIDATES * (1 + 2)  # a first call + 2 timed calls each
+    assert info["inspect_calls"] <= (_inspect.CANDIDATES + 1) * (1 + 2)  # a first call + 2 timed calls each
     cache.unlink()
     _, info, _ = run_auto(capsys, "-m", MAT, "-n", 7, "-p", "inspect_budget_s=0")
     # nothing left after the rule's own choice: it alone is built, called once untimed and timed once,
@@ -79,6 +80,30 @@ def test_budget_bounds_the_inspection(cache, capsys):
     assert "not cached" in info["auto_inspect"] and not cache.exists()
     _, info, _ = run_auto(capsys, "-m", MAT, "-n", 7, "-p", "inspect=false")
     assert info["auto_inspect"] == "off" and "inspect_s" not in info and not cache.exists()
+
+
+def test_the_copy_of_b_is_inspected_only_where_it_happens(cache, capsys):
+    """Rung 14 copies B into padded rows in every call when N mod 16 != 0; whether that pays is the matrix's
+    business, so the race then holds the unpacked twin of its best vec candidate too — and only then."""
+    _, info, _ = run_auto(capsys, "-m", MAT, "-n", 37)
+    twins = [lab for lab in info["inspect_ms"] if lab.endswith(" pack_b=False")]
+    assert len(twins) == 1 and twins[0] in auto.TWINS
+    assert twins[0].removesuffix(" pack_b=False") in info["inspect_ms"]  # beside its packed self
+    _, info, _ = run_auto(capsys, "-m", MAT, "-n", 32)  # aligned rows: nothing copied, no twin
+    assert not any("pack_b" in lab for lab in info["inspect_ms"])
+
+
+def test_a_cached_unpacked_choice_runs_and_is_checked(cache, capsys):
+    """A twin remembered in the cache is rebuilt from it (not ignored as an unknown label), checked against
+    float64 by the harness (run_auto asserts PASS) and named in auto_choice."""
+    from spmm_study import sources
+
+    key = _inspect.cache_key(sources.load(MAT).a, 37, "float32", 1, auto.race_digest(1))
+    for twin in auto.TWINS:
+        cache.write_text(json.dumps({"entries": {key: {"choice": twin}}}))
+        _, info, err = run_auto(capsys, "-m", MAT, "-n", 37)
+        assert info["auto_inspect"] == "cached" and not err
+        assert info["auto_choice"].endswith("pack_b=False") and info["b_packed"] is False
 
 
 def test_race_picks_the_fastest_and_releases_the_others():
@@ -131,3 +156,19 @@ def test_cache_key_names_structure_n_dtype_threads_and_machine():
     from spmm_study.environment import cpu_model
 
     assert cpu_model() in key
+
+
+def test_a_refit_rule_or_new_candidates_make_the_cached_winners_stale(cache, capsys, monkeypatch):
+    """The key holds a digest of what the race was among: the same problem after a refit inspects again."""
+    _, info, _ = run_auto(capsys, "-m", MAT, "-n", 37)
+    assert info["auto_inspect"] == "measured"
+    assert run_auto(capsys, "-m", MAT, "-n", 37)[1]["auto_inspect"] == "cached"
+    before = auto.race_digest(1)
+    refit = [dict(e, choice="rowblock rows=0") for e in auto.rule(1)]
+    monkeypatch.setattr(auto, "rule", lambda threads=1: refit)
+    assert auto.race_digest(1) != before
+    assert run_auto(capsys, "-m", MAT, "-n", 37)[1]["auto_inspect"] == "measured"
+    monkeypatch.undo()
+    monkeypatch.setenv(_inspect.CACHE_ENV, str(cache))
+    monkeypatch.setattr(_inspect, "CANDIDATES", _inspect.CANDIDATES + 1)
+    assert run_auto(capsys, "-m", MAT, "-n", 37)[1]["auto_inspect"] == "measured"

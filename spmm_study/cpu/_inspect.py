@@ -49,11 +49,14 @@ def fingerprint(a) -> str:
     return f"{a.m}x{a.k}:{a.nnz}:{h.hexdigest()}"
 
 
-def cache_key(a, n: int, dtype, threads: int) -> str:
+def cache_key(a, n: int, dtype, threads: int, race: str = "") -> str:
+    """``race`` names what the inspection would race (the chooser's digest of its rule and candidates): a refit
+    rule or a new candidate makes every remembered winner stale, which the package version alone would not say."""
     from spmm_study.environment import cpu_model, cores
     from spmm_study.version import __version__
 
-    return f"{fingerprint(a)}|n={int(n)}|{np.dtype(dtype).name}|t={int(threads)}|{cpu_model()} ({cores()} cores)|{__version__}"
+    return (f"{fingerprint(a)}|n={int(n)}|{np.dtype(dtype).name}|t={int(threads)}|{cpu_model()} ({cores()} cores)"
+            f"|{__version__}" + (f"|race={race}" if race else ""))
 
 
 def _warn_once(path, why: str) -> None:

@@ -245,6 +245,12 @@ def copy_into(dst, src):
             dst[r, j] = src[r, j]
 
 
+def rows_misaligned(b: np.ndarray, lane_count: int) -> bool:
+    """Whether some row of B does not start on a 64-byte boundary (N mod ``lane_count`` != 0 or the buffer is
+    misaligned): then ``pack_b`` copies B in every call."""
+    return b.shape[1] % lane_count != 0 or int(b.ctypes.data % ALIGN) != 0
+
+
 def padded_operand(b: np.ndarray, lane_count: int, pad: bool):
     """(array the kernel reads, refresh, info) for B. With ``pad`` and a B whose rows do not all start on a
     64-byte boundary (N not a multiple of 16 fp32, or a misaligned buffer), B is copied in every call into a
@@ -255,7 +261,7 @@ def padded_operand(b: np.ndarray, lane_count: int, pad: bool):
     ld = -(-max(n, 1) // lane_count) * lane_count
     offset = int(b.ctypes.data % ALIGN)
     info = {"b_offset_bytes": offset, "ldb": n, "b_packed": False}
-    if not pad or (offset == 0 and ld == n):
+    if not pad or not rows_misaligned(b, lane_count):
         return b, (lambda: None), info
     buf = aligned_empty((k, ld), b.dtype)
     buf[:, n:] = 0

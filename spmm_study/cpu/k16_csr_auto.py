@@ -44,7 +44,7 @@ import time
 import numpy as np
 
 from spmm_study import registry
-from spmm_study.cpu._vec import traffic
+from spmm_study.cpu._vec import lanes, rows_misaligned, traffic
 from spmm_study.registry import Param, variant
 
 LABELS = {  # what the fitted table names → (variant, params)
@@ -58,6 +58,13 @@ LABELS = {  # what the fitted table names → (variant, params)
     "panel max_vectors=2": ("cpu.csr.panel", {"max_vectors": 2}),
 }
 FALLBACK = "vec max_vectors=16"
+# rung 14 copies B into padded, aligned rows in every call when N mod 16 != 0 (``pack_b``); on a very sparse
+# matrix each row of B is used a few times only and the copy costs more than the split loads it saves
+# (512×512 at 98%, N = 196: 62.5 µs packed, 53.0 µs not, one thread; 56 against 29 µs at two). Which one pays
+# is a property of this matrix, so the inspection decides it: when B would be copied, the best-ranked rung-14
+# candidate's unpacked twin runs in the race too.
+TWINS = {f"{lab} pack_b=False": (vid, {**params, "pack_b": False})
+         for lab, (vid, params) in LABELS.items() if vid == "cpu.csr.vec"}
 
 
 SPLIT_FEATURES = ("row_mean", "col_mean", "k")
@@ -135,7 +142,7 @@ RUNNERS_UP = ("vec max_vectors=16", "panel max_vectors=8", "rowblock rows=0")
 
 
 def _builder(problem, lab):
-    vid, params = LABELS[lab]
+    vid, params = LABELS.get(lab) or TWINS[lab]
     chosen = registry.get(vid)
     return lambda: chosen.build(problem, **chosen.resolve_params(params))
 
@@ -157,14 +164,16 @@ def build(problem, inspect, inspect_calls, inspect_budget_s):
         lab = rule_label
     else:
         t0 = time.perf_counter()
-        key = _inspect.cache_key(problem.a, problem.n, problem.dtype, threads)
+        key = _inspect.cache_key(problem.a, problem.n, problem.dtype, threads, race_digest(threads))
         hit = _inspect.load().get(key)
-        if hit is not None and hit["choice"] in LABELS:
+        if hit is not None and (hit["choice"] in LABELS or hit["choice"] in TWINS):
             lab = hit["choice"]
             prep = _builder(problem, lab)()
             info.update(auto_inspect="cached", inspect_s=round(time.perf_counter() - t0, 6), inspect_calls=0)
         else:
             cands = ranked(rule(threads), feats, _inspect.CANDIDATES)
+            if rows_misaligned(problem.b, lanes(problem.dtype)):  # rung 14 would copy B in every call
+                cands += [t for t in (f"{c} pack_b=False" for c in cands) if t in TWINS][:1]
             win, prep, times, calls, complete = _inspect.race([(c, _builder(problem, c)) for c in cands],
                                                               inspect_calls, inspect_budget_s, threads)
             lab = list(times)[win]
@@ -174,9 +183,22 @@ def build(problem, inspect, inspect_calls, inspect_budget_s):
             info.update(auto_inspect="measured" if complete else "measured (budget cut, not cached)",
                         inspect_s=round(time.perf_counter() - t0, 6), inspect_calls=calls,
                         inspect_ms={k: round(v * 1e3, 4) for k, v in times.items()})
-    vid, params = LABELS[lab]
+    vid, params = LABELS.get(lab) or TWINS[lab]
     prep.info = {"auto_choice": vid + "".join(f" {k}={v}" for k, v in params.items()), **info, **prep.info}
     return prep
+
+
+def race_digest(threads: int) -> str:
+    """A short hash of what an inspection at ``threads`` races: the rule in force, the candidates and how many
+    are timed. Part of the cache key, so a refit or a new candidate inspects again instead of trusting a winner
+    picked among other candidates."""
+    import hashlib
+    import json
+
+    from spmm_study.cpu import _inspect
+
+    what = json.dumps([rule(threads), LABELS, TWINS, _inspect.CANDIDATES], sort_keys=True, default=str)
+    return hashlib.blake2b(what.encode(), digest_size=4).hexdigest()
 
 
 def label_of(vid: str, params: dict) -> str:
