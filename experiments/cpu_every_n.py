@@ -660,7 +660,7 @@ def plot(ns, variants, g, meta, path: Path) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("N (columns of B and C)")
     ax.set_ylabel("useful GFLOP/s (1 thread, warm)")
-    ax.set_title(f"DLMC ffn_conv1 2048×512 at 90%, fp32 — {meta['machine'][:60]}", fontsize=9)
+    ax.set_title(f"DLMC ffn_conv1 2048×512 at 90%, fp32\n{meta['machine']}, {meta['date']}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)

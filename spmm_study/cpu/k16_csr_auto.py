@@ -30,11 +30,12 @@ The inspection happens at build, like MKL's optimize step: its time is in ``info
 
 Loop order, traffic, what to look at: those of the chosen rung; compare ``auto`` with ``vec`` and
 ``rowblock`` and ``panel`` at their defaults in ``experiments/cpu_every_n.py``. Measured (that script's run of
-2026-12-07 21:57 UTC, data/reference/cpu-every-n-heldout.csv: one thread, warm, AMD EPYC Zen 4 KVM guest with 2
-cores, load average 9–10, inspection on): DLMC ffn_conv1 90% N = 32 67.6 GFLOP/s (it kept rung 17 with 8
-vectors), N = 100 50.3 (rung 14), N = 2048 40.0 (rung 14); 3.1×, 2.8× and 2.5× the plain MKL call, 2.5×, 2.3×
-and 2.4× MKL with its inspector step once. On the 8 layer-0 matrices held out from the fit, at 12 N from 16
-to 4096: at least 1.38× MKL-opt on every (matrix, N), 2.3× in geometric mean.
+2026-12-08 00:42 UTC, data/reference/cpu-every-n-heldout.csv: warm, AMD EPYC Zen 4 KVM guest with 2 cores,
+load average 1.6–1.9, inspection on): DLMC ffn_conv1 90%, one thread, N = 32 67.33 GFLOP/s (it kept rung 17
+with 8 vectors), N = 100 50.16 (rung 14), N = 2048 49.41 (rung 17); 3.0×, 2.4× and 2.4× the plain MKL call,
+2.6×, 2.3× and 2.4× MKL with its inspector step once. On the 8 layer-0 matrices held out from the fit, at 12 N
+from 16 to 4096: at least 1.45× MKL-opt on every (matrix, N) at one thread, 2.3× in geometric mean; at two
+threads (the two-thread rule, wall time) at least 1.47×, 2.3× in geometric mean.
 """
 
 from __future__ import annotations
