@@ -18,26 +18,20 @@
 
 struct Frag4 { float x, y, z, w; };
 
-extern "C" __device__ int spmm_mma_sp_f16(Frag4* ret, unsigned a0, unsigned a1, unsigned b0, unsigned b1,
-                                          unsigned e, float c0, float c1, float c2, float c3) {
-  float d0 = c0, d1 = c1, d2 = c2, d3 = c3;
-  asm volatile(
-      "mma.sp::ordered_metadata.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-      "{%0,%1,%2,%3}, {%4,%5}, {%6,%7}, {%0,%1,%2,%3}, %8, 0x0;"
-      : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
-      : "r"(a0), "r"(a1), "r"(b0), "r"(b1), "r"(e));
-  *ret = Frag4{d0, d1, d2, d3};
-  return 0;
-}
+// The two element types differ only in the instruction's type suffix, so one macro writes both functions;
+// TYPE is pasted into the PTX string (#TYPE is "f16" or "bf16").
+#define SPMM_MMA_SP(NAME, TYPE)                                                                                  \
+  extern "C" __device__ int NAME(Frag4* ret, unsigned a0, unsigned a1, unsigned b0, unsigned b1, unsigned e,    \
+                                 float c0, float c1, float c2, float c3) {                                      \
+    float d0 = c0, d1 = c1, d2 = c2, d3 = c3;                                                                   \
+    asm volatile(                                                                                               \
+        "mma.sp::ordered_metadata.sync.aligned.m16n8k16.row.col.f32." #TYPE "." #TYPE ".f32 "                   \
+        "{%0,%1,%2,%3}, {%4,%5}, {%6,%7}, {%0,%1,%2,%3}, %8, 0x0;"                                              \
+        : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)                                                                \
+        : "r"(a0), "r"(a1), "r"(b0), "r"(b1), "r"(e));                                                          \
+    *ret = Frag4{d0, d1, d2, d3};                                                                               \
+    return 0;                                                                                                   \
+  }
 
-extern "C" __device__ int spmm_mma_sp_bf16(Frag4* ret, unsigned a0, unsigned a1, unsigned b0, unsigned b1,
-                                           unsigned e, float c0, float c1, float c2, float c3) {
-  float d0 = c0, d1 = c1, d2 = c2, d3 = c3;
-  asm volatile(
-      "mma.sp::ordered_metadata.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-      "{%0,%1,%2,%3}, {%4,%5}, {%6,%7}, {%0,%1,%2,%3}, %8, 0x0;"
-      : "+f"(d0), "+f"(d1), "+f"(d2), "+f"(d3)
-      : "r"(a0), "r"(a1), "r"(b0), "r"(b1), "r"(e));
-  *ret = Frag4{d0, d1, d2, d3};
-  return 0;
-}
+SPMM_MMA_SP(spmm_mma_sp_f16, f16)
+SPMM_MMA_SP(spmm_mma_sp_bf16, bf16)
