@@ -190,8 +190,7 @@ def _direct_tiled(indptr, indices, delta, batch, image, ho, wo, wp, stride, tn, 
 
 def for_variant(variant_id: str, a, g, params: dict, itemsize: int = 4):
     """The trace of a conv rung on weights ``a`` (CSR) and geometry ``g`` (channels set), or None."""
-    from spmm_study.cpu._conv import tap_deltas
-    from spmm_study.conv import pixel_offsets
+    from spmm_study.cpu._conv import tap_deltas, tiled_pixel_offsets
 
     if variant_id not in TRACED:
         return None
@@ -209,8 +208,7 @@ def for_variant(variant_id: str, a, g, params: dict, itemsize: int = 4):
         si = a.indices.itemsize
         if variant_id == "cpu.conv.im2col_fused":
             tn = params.get("tile_n", 64)
-            pix = pixel_offsets(g).astype(np.int64)
-            pix = np.concatenate([pix, np.zeros(-g.n % tn, np.int64)])
+            pix = tiled_pixel_offsets(g, tn).astype(np.int64)
             count = sum(a.nnz * (3 + 2 * tn) + min(tn, g.n - j0) * a.m for j0 in range(0, g.n, tn))
             out, w = _alloc(count)
             got = _fused(a.indptr, a.indices, delta, pix, g.n, tn, lay.b("indptr"), lay.s("indptr"), lay.b("indices"),

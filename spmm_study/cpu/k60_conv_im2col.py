@@ -22,13 +22,11 @@ data/reference/conv-table3-cpu-1t.csv): 56×56 at 90% 2.65 ms, 7×7 at 95% 3.05 
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from spmm_study import movement
-from spmm_study.conv import conv_info, conv_view
-from spmm_study.cpu.balance import partition, spread
-from spmm_study.cpu._conv import conv_tile_param, im2col
+from spmm_study.conv import conv_view
+from spmm_study.cpu._conv import conv_tile_param, im2col, split_filters
 from spmm_study.cpu._tiled import kernel as tiled_kernel
 from spmm_study.memory import aligned_empty
 from spmm_study.registry import host_prepared, variant
@@ -40,11 +38,8 @@ def build(problem, tile_n):
     """Explicit im2col (patch matrix materialised, K×N) then rung 13's tiled CSR SpMM on it."""
     g, x = conv_view(problem)
     a = problem.a
-    threads = numba.get_num_threads()
-    row_nnz = a.row_lengths()
-    rows, bounds = partition(row_nnz, threads, "nnz")
-    info = spread(row_nnz, rows, bounds, "nnz", threads)
-    info.update(conv_info(g, problem.dtype.itemsize), tile_n=tile_n)
+    rows, bounds, info = split_filters(problem, g)
+    info.update(tile_n=tile_n)
     patches = aligned_empty((g.k, g.n), problem.dtype)
     c = problem.new_output()
     spmm = tiled_kernel(tile_n)

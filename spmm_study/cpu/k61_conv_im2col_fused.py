@@ -26,13 +26,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numba
-import numpy as np
 from numba import njit, prange
 
 from spmm_study import movement
-from spmm_study.conv import conv_info, conv_view, pixel_offsets, padded
-from spmm_study.cpu.balance import partition, spread
-from spmm_study.cpu._conv import conv_tile_param, tap_deltas
+from spmm_study.conv import conv_view, padded
+from spmm_study.cpu._conv import conv_tile_param, split_filters, tap_deltas, tiled_pixel_offsets
 from spmm_study.cpu._simd import stack_empty
 from spmm_study.registry import host_prepared, variant
 
@@ -68,15 +66,11 @@ def build(problem, tile_n):
     """im2col fused into the tiled CSR SpMM: patch values gathered through an N-entry index map, never stored."""
     g, x = conv_view(problem)
     a = problem.a
-    threads = numba.get_num_threads()
-    row_nnz = a.row_lengths()
-    rows, bounds = partition(row_nnz, threads, "nnz")
-    info = spread(row_nnz, rows, bounds, "nnz", threads)
-    info.update(conv_info(g, problem.dtype.itemsize), tile_n=tile_n, index_map_bytes=g.n * 8)
+    rows, bounds, info = split_filters(problem, g)
+    info.update(tile_n=tile_n, index_map_bytes=g.n * 8)
     xp = padded(x, g)
     xflat = xp.buf.reshape(-1)
-    delta, pix = tap_deltas(g, (g.hp, g.wp)), pixel_offsets(g)
-    pix = np.concatenate([pix, np.zeros(-g.n % tile_n, pix.dtype)])  # a whole number of tiles
+    delta, pix = tap_deltas(g, (g.hp, g.wp)), tiled_pixel_offsets(g, tile_n)  # a whole number of tiles
     c = problem.new_output()
     k = kernel(tile_n)
     args = (rows, bounds, a.indptr, a.indices, a.data, delta, pix, xflat, c)

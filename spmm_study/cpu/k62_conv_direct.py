@@ -22,13 +22,12 @@ leaves each nonzero seven 7-wide AXPYs, all loop overhead.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from spmm_study import movement
-from spmm_study.conv import conv_info, conv_view, padded
-from spmm_study.cpu.balance import partition, spread
+from spmm_study.conv import conv_view, padded
+from spmm_study.cpu._conv import split_filters
 from spmm_study.registry import host_prepared, variant
 
 
@@ -66,11 +65,7 @@ def build(problem):
     """Direct sparse convolution (Escoin): each nonzero weight adds its shifted input plane into the output plane."""
     g, x = conv_view(problem)
     a = problem.a
-    threads = numba.get_num_threads()
-    row_nnz = a.row_lengths()
-    rows, bounds = partition(row_nnz, threads, "nnz")
-    info = spread(row_nnz, rows, bounds, "nnz", threads)
-    info.update(conv_info(g, problem.dtype.itemsize))
+    rows, bounds, info = split_filters(problem, g)
     xp = padded(x, g)
     c = problem.new_output()
     out = c.reshape(a.m, g.batch, g.ho, g.wo)

@@ -29,9 +29,8 @@ import numpy as np
 from numba import njit, prange
 
 from spmm_study import movement
-from spmm_study.conv import conv_info, conv_view, padded
-from spmm_study.cpu.balance import partition, spread
-from spmm_study.cpu._conv import conv_tile_param, tap_deltas
+from spmm_study.conv import conv_view, padded
+from spmm_study.cpu._conv import conv_tile_param, split_filters, tap_deltas
 from spmm_study.cpu._simd import elem_ptr, stack_empty
 from spmm_study.registry import host_prepared, variant
 
@@ -92,12 +91,8 @@ def build(problem, tile_n):
     """Direct sparse convolution, output tiles in registers: each nonzero one contiguous shifted input window."""
     g, x = conv_view(problem)
     a = problem.a
-    threads = numba.get_num_threads()
-    row_nnz = a.row_lengths()
-    rows, bounds = partition(row_nnz, threads, "nnz")
-    info = spread(row_nnz, rows, bounds, "nnz", threads)
-    info.update(conv_info(g, problem.dtype.itemsize), tile_n=tile_n,
-                wasted_columns=round(1 - g.wo / g.wp, 4) if g.wp else 0.0)
+    rows, bounds, info = split_filters(problem, g)
+    info.update(tile_n=tile_n, wasted_columns=round(1 - g.wo / g.wp, 4) if g.wp else 0.0)
     xp = padded(x, g, slack=tile_n)
     xflat = xp.flat
     delta = tap_deltas(g, (g.hp, g.wp))

@@ -26,9 +26,8 @@ import numpy as np
 from numba import njit, prange
 
 from spmm_study import movement
-from spmm_study.conv import conv_info, conv_view, padded, pixel_offsets
-from spmm_study.cpu.balance import partition, spread
-from spmm_study.cpu._conv import conv_tile_param, tap_deltas
+from spmm_study.conv import conv_view, padded
+from spmm_study.cpu._conv import conv_tile_param, split_filters, tap_deltas, tiled_pixel_offsets
 from spmm_study.cpu._simd import elem_ptr, stack_empty
 from spmm_study.memory import aligned_empty
 from spmm_study.registry import host_prepared, variant
@@ -79,14 +78,11 @@ def build(problem, tile_n):
     threads = numba.get_num_threads()
     tiles = -(-g.n // tile_n)
     parts = 1 if tiles >= 2 * threads else threads  # few tiles: split the filters too
-    row_nnz = a.row_lengths()
-    rows, bounds = partition(row_nnz, parts, "nnz")
-    info = spread(row_nnz, rows, bounds, "nnz", parts)
-    info.update(conv_info(g, problem.dtype.itemsize), tile_n=tile_n, tiles=tiles, row_parts=parts,
+    rows, bounds, info = split_filters(problem, g, parts)
+    info.update(tile_n=tile_n, tiles=tiles, row_parts=parts,
                 patch_tile_bytes=g.k * tile_n * problem.dtype.itemsize)
     xp = padded(x, g)
-    delta, pix = tap_deltas(g, (g.hp, g.wp)), pixel_offsets(g)
-    pix = np.concatenate([pix, np.zeros(-g.n % tile_n, pix.dtype)])  # a whole number of tiles
+    delta, pix = tap_deltas(g, (g.hp, g.wp)), tiled_pixel_offsets(g, tile_n)  # a whole number of tiles
     c = problem.new_output()
     k = kernel(tile_n)
     tiles_buf = aligned_empty((threads, max(1, g.k * tile_n)), problem.dtype)  # one patch tile per thread
