@@ -132,11 +132,14 @@ def _numba_layer() -> str:
 @lru_cache(maxsize=1)
 def gpu_info() -> dict:
     """Name, compute capability, SMs and memory of device 0, or {'error': reason}."""
-    from spmm_study.gpu.device import gpu_unavailable_reason
+    from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 
     reason = gpu_unavailable_reason()
     if reason:
         return {"error": reason}
+    if simulator():  # the simulator's fake device has no name, SMs or memory: say what ran instead
+        return {"name": "numba CUDA simulator (no GPU: its times are not GPU times)",
+                "simulator": True}
     try:
         from numba import cuda
 

@@ -58,3 +58,19 @@ def test_gpu_variants_listed_unavailable_without_gpu():
     proc = subprocess.run([sys.executable, "-m", "spmm_study", "list", "--device", "gpu"], capture_output=True,
                           text=True, env=env, timeout=300, cwd=HERE.parent)
     assert proc.returncode == 0 and "unavailable" in proc.stdout and "gpu.csr.swizzle" in proc.stdout
+
+
+def test_the_simulator_is_named_where_a_gpu_would_be(monkeypatch):
+    """Tables and result rows name the machine: under the simulator that is the simulator, not "no GPU" (which
+    said the opposite of what ran) and not a real card's name."""
+    from spmm_study import environment
+    from spmm_study.gpu import device
+
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    device.gpu_unavailable_reason.cache_clear()
+    try:
+        if device.gpu_unavailable_reason() is not None:
+            pytest.skip(device.gpu_unavailable_reason())
+        assert "simulator" in environment.machine_label("gpu") and environment.gpu_info()["simulator"] is True
+    finally:
+        device.gpu_unavailable_reason.cache_clear()
