@@ -1,4 +1,4 @@
-"""What the GPU convolution rungs share (docs/conv.md): im2col and padding kernels, the device input.
+"""What the GPU convolution rungs share (docs/conv.md): im2col and padding kernels, the operands on the device.
 
 ``im2col`` writes the patch matrix (K × N, row-major) with one thread per element, consecutive threads on
 consecutive pixels (coalesced stores); ``pad`` copies the input into the interior of a zero-bordered buffer
@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, fill, flat
+from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, device_csr, fill, flat
 from spmm_study.gpu.device import simulator
 
 # numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
@@ -75,6 +75,15 @@ def launch_1d(total: int) -> tuple[int, int]:
 def device_input(x: np.ndarray):
     """x on the device, flat (batch·C·H·W)."""
     return cuda_module().to_device(np.ascontiguousarray(x).reshape(-1))
+
+
+def device_operands(problem, x):
+    """((indptr, indices, data) of the weights, the input x, C poisoned with NaN), all on the device: what every
+    GPU convolution rung starts from (``x`` from ``conv.conv_view``)."""
+    x_dev = device_input(x)
+    c = cuda_module().device_array((problem.m, problem.n), dtype=problem.dtype)
+    fill(flat(c), np.nan)
+    return device_csr(problem.a), x_dev, c
 
 
 def padded_input(x_dev, g, dtype):

@@ -94,14 +94,18 @@ def device_bc(problem):
     return b, c
 
 
-def device_arrays(problem):
-    """A (CSR), B and C on the device; C poisoned."""
+def device_csr(a):
+    """A CSR's (indptr, indices, data) on the device; an empty matrix's arrays hold one unread element."""
     cu = cuda_module()
-    a = problem.a
     indptr = cu.to_device(np.ascontiguousarray(a.indptr))
     indices = cu.to_device(np.ascontiguousarray(a.indices) if a.nnz else np.zeros(1, a.indices.dtype))
     data = cu.to_device(np.ascontiguousarray(a.data) if a.nnz else np.zeros(1, a.dtype))
-    return (indptr, indices, data, *device_bc(problem))
+    return indptr, indices, data
+
+
+def device_arrays(problem):
+    """A (CSR), B and C on the device; C poisoned."""
+    return (*device_csr(problem.a), *device_bc(problem))
 
 
 def check_vec(vec: int, dtype) -> None:

@@ -45,6 +45,13 @@ def warps(default: int, choices: tuple, help: str) -> Param:
     return Param("warps", default, choices, help, minimum=1, maximum=32)  # 1024 threads
 
 
+def conv_block() -> tuple[Param, ...]:
+    """The launch of the direct convolution rungs 61 and 62: ``threads`` threads of ``pixels`` output pixels
+    each (a thread's pixels ``threads`` apart); the ranges are the kernels' limits (pixels: accumulators)."""
+    return (threads(128, (64, 128, 256)),
+            Param("pixels", 2, (1, 2, 4), "output pixels per thread", minimum=1, maximum=16))
+
+
 def row_group() -> tuple[Param, ...]:
     """The launch of the subwarp row kernel (rungs 14, 15 and the fused rung 51): ``lanes`` threads per row,
     ``tiles`` vec-groups each; one default set, so these rungs compare like with like."""

@@ -19,10 +19,10 @@ from spmm_study.conv import conv_info, conv_view
 from spmm_study.edge import SIM_SMALL
 from spmm_study.errors import ParamError
 from spmm_study.gpu import _params as gp
-from spmm_study.gpu._conv import device_input, im2col_launch
+from spmm_study.gpu._conv import device_operands, im2col_launch
 from spmm_study.gpu._row_split import kernel as row_split_kernel
 from spmm_study.gpu._conv import ptx_cases as conv_ptx
-from spmm_study.gpu._kit import ceil_div, check_vec, cuda_module, fill, flat, kernel_prepared
+from spmm_study.gpu._kit import ceil_div, check_vec, cuda_module, flat, kernel_prepared
 from spmm_study.gpu.device import gpu_unavailable_reason
 from spmm_study.registry import variant
 
@@ -43,15 +43,8 @@ def build(problem, warps, vec):
     if not 1 <= warps <= 32:
         raise ParamError(f"warps={warps}: choose 1..32")
     g, x = conv_view(problem)
-    cu = cuda_module()
-    a = problem.a
-    indptr = cu.to_device(np.ascontiguousarray(a.indptr))
-    indices = cu.to_device(np.ascontiguousarray(a.indices) if a.nnz else np.zeros(1, a.indices.dtype))
-    data = cu.to_device(np.ascontiguousarray(a.data) if a.nnz else np.zeros(1, a.dtype))
-    x_dev = device_input(x)
-    patches = cu.device_array((g.k, g.n), dtype=problem.dtype)
-    c = cu.device_array((problem.m, problem.n), dtype=problem.dtype)
-    fill(flat(c), np.nan)
+    (indptr, indices, data), x_dev, c = device_operands(problem, x)
+    patches = cuda_module().device_array((g.k, g.n), dtype=problem.dtype)
     spmm = row_split_kernel(vec, warps, 4, problem.dtype.name)
     grid = (max(problem.m, 1), ceil_div(problem.n, 32 * vec))
     info = conv_info(g, problem.dtype.itemsize)

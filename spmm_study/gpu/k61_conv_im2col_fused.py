@@ -20,12 +20,11 @@ import numpy as np
 from spmm_study import movement
 from spmm_study.conv import conv_info, conv_view, pixel_offsets, tap_deltas
 from spmm_study.edge import SIM_SMALL
-from spmm_study.errors import ParamError
 from spmm_study.gpu import _params as gp
-from spmm_study.gpu._conv import device_input, padded_input
-from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, fill, flat, kernel_prepared, ptx_types
+from spmm_study.gpu._conv import device_operands, padded_input
+from spmm_study.gpu._kit import bind_cuda, ceil_div, cuda_module, flat, kernel_prepared, ptx_types
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
-from spmm_study.registry import Param, variant
+from spmm_study.registry import variant
 
 # numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
 cuda = None
@@ -78,25 +77,16 @@ def model(s, p):
 
 
 @variant("gpu.conv.im2col_fused", loop_order="(i,J)∥→t∥→p→u (gather)", movement=model,
-         params=(gp.threads(128, (64, 128, 256)), Param("pixels", 2, (1, 2, 4), "output pixels per thread", minimum=1,
-                                                   maximum=32)),
+         params=gp.conv_block(),
          available=gpu_unavailable_reason, sim=SIM, ptx=ptx_cases)
 def build(problem, threads, pixels):
     """im2col fused: patch values gathered through an N-entry index map by consecutive threads, never stored."""
-    if not 1 <= threads <= 1024 or pixels > 16:
-        raise ParamError(f"threads={threads}, pixels={pixels}: choose threads 1..1024 and pixels 1..16")
     g, x = conv_view(problem)
+    (indptr, indices, data), x_dev, c = device_operands(problem, x)
     cu = cuda_module()
-    a = problem.a
-    indptr = cu.to_device(np.ascontiguousarray(a.indptr))
-    indices = cu.to_device(np.ascontiguousarray(a.indices) if a.nnz else np.zeros(1, a.indices.dtype))
-    data = cu.to_device(np.ascontiguousarray(a.data) if a.nnz else np.zeros(1, a.dtype))
     delta = cu.to_device(tap_deltas(g, (g.hp, g.wp)).astype(np.int64))
     pix = cu.to_device(pixel_offsets(g).astype(np.int64))
-    x_dev = device_input(x)
     xpad, refresh = padded_input(x_dev, g, problem.dtype)
-    c = cu.device_array((problem.m, problem.n), dtype=problem.dtype)
-    fill(flat(c), np.nan)
     k = kernel(pixels, problem.dtype.name)
     grid = (max(problem.m, 1), ceil_div(problem.n, threads * pixels))
     info = conv_info(g, problem.dtype.itemsize)
