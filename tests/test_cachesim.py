@@ -206,8 +206,11 @@ def test_csr_traces_are_the_kernels_accesses(name):
 
 @pytest.mark.parametrize("tile_n", [1, 4, 6, 8])
 def test_csr_tiled_trace_follows_the_register_blocked_loop(tile_n):
-    # the kernel uses raw pointers (elem_ptr/carray), so its Python source cannot run on recording arrays:
-    # this is its loop nest line for line (spmm_study/cpu/k13_csr_tiled.py), acc held in a Python list
+    # the register tile uses raw pointers (elem_ptr/carray), so its Python source cannot run on recording arrays:
+    # this is its loop nest line for line (spmm_study/cpu/_tiled.py), acc held in a Python list; the tail is
+    # slices, so the kernel's own tail function runs here
+    from spmm_study.cpu._tiled import accumulate_tail
+
     a, b, expect = _csr_case(n=6)
     n = b.shape[1]
     log = []
@@ -228,14 +231,7 @@ def test_csr_tiled_trace_follows_the_register_blocked_loop(tile_n):
             for j in range(tile_n):
                 C[i, j0 + j] = acc[j]
         if n_full < n:
-            ctail = C[i, n_full:n]
-            for j in range(n - n_full):
-                ctail[j] = 0.0
-            for p in range(ip[i], ip[i + 1]):
-                v = d[p]
-                btail = B[ix[p], n_full:n]
-                for j in range(n - n_full):
-                    ctail[j] += v * btail[j]
+            accumulate_tail.py_func(C, i, n_full, n, ip, ix, d, B)
     lay = tr.Layout.of(rows=rows, indptr=ip, indices=ix, data=d, b=B, c=C)
     addrs, writes = tr.csr_tiled(a, n, tile_n, 4, lay)
     check_same(log, addrs, writes, C.view(np.ndarray), expect)

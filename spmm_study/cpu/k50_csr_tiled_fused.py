@@ -1,6 +1,7 @@
 """Rung 50 — the fused layer: C = act(A·B + bias) with the epilogue applied in registers (rung 13's loop nest).
 
-What changed from rung 13 (``cpu.csr.tiled``): nothing in the loop nest; when a row's tile of
+What changed from rung 13 (``cpu.csr.tiled``): nothing in the loop nest (its two inner loops, a row's
+register tile and a row's tail, are ``_tiled.py``'s own, called here); when a row's tile of
 ``tile_n`` accumulators is complete in vector registers, the bias is added (per output row — Sputnik's
 convention — or, under the Sparse DNN challenge's rule, only where the accumulated product is nonzero),
 then relu or relu clamped at ``ymax``, and only then is the tile stored. The activation, the bias rule and
@@ -48,6 +49,7 @@ from numba import njit, prange
 from spmm_study import movement
 from spmm_study.cpu.balance import balance_param, partition, spread
 from spmm_study.cpu._simd import MAX_STACK_VALUES, elem_ptr, packed_operand, stack_empty
+from spmm_study.cpu._tiled import accumulate_tail, accumulate_tile
 from spmm_study.problem import aligned_empty
 from spmm_study.epilogue import ACT_CODE, RULE_CODE, epilogue_params, layer_problem
 from spmm_study.registry import Param, host_prepared, variant
@@ -123,16 +125,8 @@ def kernel(tile_n: int, parallel: bool = True):
                 for r in range(bounds[t], bounds[t + 1]):
                     i = rows[r]
                     bi = bias[i]
-                    for j in range(TN):
-                        acc[j] = 0.0
-                    p = np.uint64(indptr[i])
-                    end = np.uint64(indptr[i + 1])
-                    while p < end:
-                        v = data[p]
-                        brow = numba.carray(elem_ptr(src, np.int64(indices[p]) * stride + off), TN)
-                        for j in range(TN):
-                            acc[j] += v * brow[j]
-                        p += np.uint64(1)
+                    accumulate_tile(acc, TN, data, indices, np.uint64(indptr[i]), np.uint64(indptr[i + 1]), src,
+                                    stride, off)
                     crow = numba.carray(elem_ptr(c, np.int64(i) * n + j0), TN)
                     for j in range(TN):
                         crow[j] = epi(acc[j], bi, rule, act, ym, z0)
@@ -140,14 +134,7 @@ def kernel(tile_n: int, parallel: bool = True):
                 for r in range(bounds[t], bounds[t + 1]):
                     i = rows[r]
                     bi = bias[i]
-                    ctail = c[i, n_full:n]
-                    for j in range(n - n_full):
-                        ctail[j] = 0.0
-                    for p in range(indptr[i], indptr[i + 1]):
-                        v = data[p]
-                        btail = b[indices[p], n_full:n]
-                        for j in range(n - n_full):
-                            ctail[j] += v * btail[j]
+                    ctail = accumulate_tail(c, i, n_full, n, indptr, indices, data, b)
                     for j in range(n - n_full):
                         ctail[j] = epi(ctail[j], bi, rule, act, ym, z0)
 
