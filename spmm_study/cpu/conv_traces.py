@@ -1,6 +1,7 @@
 """Address traces of the CPU convolution rungs (docs/conv.md) for the cache simulator, as ``traces.py`` does
 for the SpMM rungs: the same loops in the same order as the ``@njit`` kernels, one thread, every array
-element read or written recorded as a byte address (1 in ``w`` for a store).
+element read or written recorded as a byte address (1 in ``w`` for a store), with ``traces.py``'s recording
+steps. Numba's cache checks only this file: after editing those steps, touch this file too.
 
 Simplifications, stated: the padded-input refresh of rungs 61–63 is traced as a read of x and a write of
 the buffer's interior in order; register accumulators are no memory; rung 60's SpMM is ``traces.csr_tiled``
@@ -13,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from spmm_study.cpu import traces
-from spmm_study.cpu.traces import Layout, _alloc
+from spmm_study.cpu.traces import Layout, _alloc, _read2, _rec, _update, _zero
 
 TRACED = ("cpu.conv.im2col", "cpu.conv.im2col_fused", "cpu.conv.direct", "cpu.conv.direct_tiled",
           "cpu.conv.dense_gemm")
@@ -44,12 +45,8 @@ def _im2col(batch, c, h, w, kh, kw, pad, stride, ho, wo, bx, bp, va, out, wr):
                 for ow in range(wo):
                     iw = ow * stride + s - pad
                     if 0 <= ih < h and 0 <= iw < w:
-                        out[t] = bx + (((b * c + ci) * h + ih) * w + iw) * va
-                        wr[t] = 0
-                        t += 1
-                    out[t] = bp + (k * n + base + ow) * va
-                    wr[t] = 1
-                    t += 1
+                        t = _rec(out, wr, t, bx + (((b * c + ci) * h + ih) * w + iw) * va, 0)
+                    t = _rec(out, wr, t, bp + (k * n + base + ow) * va, 1)
     return t
 
 
@@ -75,11 +72,8 @@ def _pad(batch, c, h, w, pad, bx, bxp, va, out, wr):
     for plane in range(batch * c):
         for ih in range(h):
             for iw in range(w):
-                out[t] = bx + ((plane * h + ih) * w + iw) * va
-                wr[t] = 0
-                out[t + 1] = bxp + ((plane * hp + ih + pad) * wp + iw + pad) * va
-                wr[t + 1] = 1
-                t += 2
+                t = _rec(out, wr, t, bx + ((plane * h + ih) * w + iw) * va, 0)
+                t = _rec(out, wr, t, bxp + ((plane * hp + ih + pad) * wp + iw + pad) * va, 1)
     return t
 
 
@@ -100,24 +94,13 @@ def _fused(indptr, indices, delta, pix, n, tn, bp, sp, bi, si, bd, bdl, bpx, bxp
         for j0 in range(0, n, tn):
             width = min(tn, n - j0)
             for p in range(indptr[i], indptr[i + 1]):
-                out[t] = bd + p * va
-                out[t + 1] = bi + p * si
-                out[t + 2] = bdl + indices[p] * 8
-                wr[t] = 0
-                wr[t + 1] = 0
-                wr[t + 2] = 0
-                t += 3
+                t = _read2(out, wr, t, bd + p * va, bi + p * si)
+                t = _rec(out, wr, t, bdl + indices[p] * 8, 0)  # delta[indices[p]]
                 d = delta[indices[p]]
                 for j in range(tn):  # a whole tile: the index map is padded to whole tiles
-                    out[t] = bpx + (j0 + j) * 8
-                    out[t + 1] = bxp + (pix[j0 + j] + d) * va
-                    wr[t] = 0
-                    wr[t + 1] = 0
-                    t += 2
+                    t = _read2(out, wr, t, bpx + (j0 + j) * 8, bxp + (pix[j0 + j] + d) * va)
             for j in range(width):
-                out[t] = bc + (i * n + j0 + j) * va
-                wr[t] = 1
-                t += 1
+                t = _rec(out, wr, t, bc + (i * n + j0 + j) * va, 1)
     return t
 
 
@@ -128,30 +111,17 @@ def _direct(indptr, indices, batch, c, hp, wp, kh, kw, ho, wo, stride, bd, bi, s
     for o in range(m):
         for b in range(batch):
             col0 = b * ho * wo
-            for q in range(ho * wo):
-                out[t] = bc + (o * batch * ho * wo + col0 + q) * va
-                wr[t] = 1
-                t += 1
+            t = _zero(out, wr, t, bc + (o * batch * ho * wo + col0) * va, ho * wo, va)  # the output plane
             for p in range(indptr[o], indptr[o + 1]):
-                out[t] = bd + p * va
-                out[t + 1] = bi + p * si
-                wr[t] = 0
-                wr[t + 1] = 0
-                t += 2
+                t = _read2(out, wr, t, bd + p * va, bi + p * si)
                 k = indices[p]
                 ci = k // (kh * kw)
                 r = (k // kw) % kh
                 s = k % kw
                 for oh in range(ho):
                     for ow in range(wo):
-                        dst = bc + (o * batch * ho * wo + col0 + oh * wo + ow) * va
-                        out[t] = dst
-                        out[t + 1] = bxp + (((b * c + ci) * hp + oh * stride + r) * wp + ow * stride + s) * va
-                        out[t + 2] = dst
-                        wr[t] = 0
-                        wr[t + 1] = 0
-                        wr[t + 2] = 1
-                        t += 3
+                        t = _update(out, wr, t, bc + (o * batch * ho * wo + col0 + oh * wo + ow) * va,
+                                    bxp + (((b * c + ci) * hp + oh * stride + r) * wp + ow * stride + s) * va)
     return t
 
 
@@ -165,26 +135,17 @@ def _direct_tiled(indptr, indices, delta, batch, image, ho, wo, wp, stride, tn, 
             for q0 in range(0, nq, tn):
                 width = min(tn, nq - q0)
                 for p in range(indptr[i], indptr[i + 1]):
-                    out[t] = bd + p * va
-                    out[t + 1] = bi + p * si
-                    out[t + 2] = bdl + indices[p] * 8
-                    wr[t] = 0
-                    wr[t + 1] = 0
-                    wr[t + 2] = 0
-                    t += 3
+                    t = _read2(out, wr, t, bd + p * va, bi + p * si)
+                    t = _rec(out, wr, t, bdl + indices[p] * 8, 0)  # delta[indices[p]]
                     off = b * image + delta[indices[p]] + stride * q0
                     for j in range(tn if stride == 1 else width):  # stride 1: a whole tile (zero slack after)
-                        out[t] = bxp + (off + stride * j) * va
-                        wr[t] = 0
-                        t += 1
+                        t = _rec(out, wr, t, bxp + (off + stride * j) * va, 0)
                 for j in range(width):
                     q = q0 + j
                     oh = q // wp
                     ow = q - oh * wp
                     if ow < wo:
-                        out[t] = bc + (i * batch * ho * wo + b * ho * wo + oh * wo + ow) * va
-                        wr[t] = 1
-                        t += 1
+                        t = _rec(out, wr, t, bc + (i * batch * ho * wo + b * ho * wo + oh * wo + ow) * va, 1)
     return t
 
 

@@ -11,7 +11,9 @@ Simplifications, stated: a parallel kernel is traced as its loop nest on one thr
 tiled kernels' optional copy of B into an aligned buffer (``pack_b``) is not traced; a trace never
 includes the instruction stream (``cpu.csr.codegen`` puts A's indices there: no trace).
 
-Arrays get page-aligned base addresses one page apart (``Layout``), as a fresh allocation would.
+Arrays get page-aligned base addresses one page apart (``Layout``), as a fresh allocation would. Every
+generator writes its accesses with the four recording steps below (``_rec``, ``_read2``, ``_update``,
+``_zero``), so each reads as the statement of the kernel it replays.
 """
 
 from __future__ import annotations
@@ -63,6 +65,51 @@ def _alloc(count: int):
     return np.empty(count, np.int64), np.empty(count, np.uint8)
 
 
+# ---------------------------------------------------------------------------------------------- recording
+# Each takes the trace (``out`` addresses, ``w`` 1 for a store) and the next free slot ``t``, and returns the
+# slot after what it wrote. inline="always": pasted into each generator before typing (no call per access).
+
+
+@njit(inline="always")
+def _rec(out, w, t, addr, write):
+    """One access: ``addr`` loaded (``write`` 0) or stored (1)."""
+    out[t] = addr
+    w[t] = write
+    return t + 1
+
+
+@njit(inline="always")
+def _read2(out, w, t, first, second):
+    """Two loads in order: ``indptr[i]`` then ``indptr[i + 1]``, or a nonzero's index then its value."""
+    out[t] = first
+    w[t] = 0
+    out[t + 1] = second
+    w[t + 1] = 0
+    return t + 2
+
+
+@njit(inline="always")
+def _update(out, w, t, dst, src):
+    """``c[...] += v * x[...]`` in Python's order: load the C element, load the operand, store the C element."""
+    out[t] = dst
+    w[t] = 0
+    out[t + 1] = src
+    w[t + 1] = 0
+    out[t + 2] = dst
+    w[t + 2] = 1
+    return t + 3
+
+
+@njit(inline="always")
+def _zero(out, w, t, base, count, va):
+    """``c[...] = 0.0`` over ``count`` consecutive elements of ``va`` bytes from address ``base``: stores only."""
+    for q in range(count):
+        out[t] = base + q * va
+        w[t] = 1
+        t += 1
+    return t
+
+
 # ------------------------------------------------------------------------------------------- dense orders
 
 
@@ -78,19 +125,10 @@ def _dense_order(code, m, k, n, ba, bb, bc, va, out, w):
                 i = x if code == 0 else y
                 j = y if code == 0 else x
                 for p in range(k):
-                    out[t] = ba + (i * k + p) * va
-                    w[t] = 0
-                    out[t + 1] = bb + (p * n + j) * va
-                    w[t + 1] = 0
-                    t += 2
-                out[t] = bc + (i * n + j) * va
-                w[t] = 1
-                t += 1
+                    t = _read2(out, w, t, ba + (i * k + p) * va, bb + (p * n + j) * va)
+                t = _rec(out, w, t, bc + (i * n + j) * va, 1)
         return t
-    for q in range(m * n):  # c[:, :] = 0.0
-        out[t] = bc + q * va
-        w[t] = 1
-        t += 1
+    t = _zero(out, w, t, bc, m * n, va)  # c[:, :] = 0.0
     if code == 1 or code == 4:  # ikj / kij: v = a[i, p]; c[i, j] += v * b[p, j]
         o1 = m if code == 1 else k
         o2 = k if code == 1 else m
@@ -98,17 +136,9 @@ def _dense_order(code, m, k, n, ba, bb, bc, va, out, w):
             for y in range(o2):
                 i = x if code == 1 else y
                 p = y if code == 1 else x
-                out[t] = ba + (i * k + p) * va
-                w[t] = 0
-                t += 1
+                t = _rec(out, w, t, ba + (i * k + p) * va, 0)
                 for j in range(n):
-                    out[t] = bc + (i * n + j) * va
-                    w[t] = 0
-                    out[t + 1] = bb + (p * n + j) * va
-                    w[t + 1] = 0
-                    out[t + 2] = bc + (i * n + j) * va
-                    w[t + 2] = 1
-                    t += 3
+                    t = _update(out, w, t, bc + (i * n + j) * va, bb + (p * n + j) * va)
         return t
     # jki / kji: v = b[p, j]; c[i, j] += a[i, p] * v
     o1 = n if code == 3 else k
@@ -117,17 +147,9 @@ def _dense_order(code, m, k, n, ba, bb, bc, va, out, w):
         for y in range(o2):
             j = x if code == 3 else y
             p = y if code == 3 else x
-            out[t] = bb + (p * n + j) * va
-            w[t] = 0
-            t += 1
+            t = _rec(out, w, t, bb + (p * n + j) * va, 0)
             for i in range(m):
-                out[t] = bc + (i * n + j) * va
-                w[t] = 0
-                out[t + 1] = ba + (i * k + p) * va
-                w[t + 1] = 0
-                out[t + 2] = bc + (i * n + j) * va
-                w[t + 2] = 1
-                t += 3
+                t = _update(out, w, t, bc + (i * n + j) * va, ba + (i * k + p) * va)
     return t
 
 
@@ -150,11 +172,7 @@ def dense_order(m: int, k: int, n: int, order: str, itemsize: int = 4, layout: L
 
 @njit(cache=True)
 def _dense_tiled(m, k, n, ti, tk, tj, ba, bb, bc, va, out, w):
-    t = 0
-    for q in range(m * n):
-        out[t] = bc + q * va
-        w[t] = 1
-        t += 1
+    t = _zero(out, w, 0, bc, m * n, va)
     for i0 in range(0, m, ti):
         i1 = min(i0 + ti, m)
         for k0 in range(0, k, tk):
@@ -163,17 +181,9 @@ def _dense_tiled(m, k, n, ti, tk, tj, ba, bb, bc, va, out, w):
                 j1 = min(j0 + tj, n)
                 for i in range(i0, i1):
                     for p in range(k0, k1):
-                        out[t] = ba + (i * k + p) * va
-                        w[t] = 0
-                        t += 1
+                        t = _rec(out, w, t, ba + (i * k + p) * va, 0)
                         for j in range(j0, j1):
-                            out[t] = bc + (i * n + j) * va
-                            w[t] = 0
-                            out[t + 1] = bb + (p * n + j) * va
-                            w[t + 1] = 0
-                            out[t + 2] = bc + (i * n + j) * va
-                            w[t + 2] = 1
-                            t += 3
+                            t = _update(out, w, t, bc + (i * n + j) * va, bb + (p * n + j) * va)
     return t
 
 
@@ -201,30 +211,13 @@ def _csr_rowwise(indptr, indices, n, bp, sp, bi, si, bd, vd, bb, bc, va, out, w)
     t = 0
     m = indptr.size - 1
     for i in range(m):
-        for j in range(n):
-            out[t] = bc + (i * n + j) * va
-            w[t] = 1
-            t += 1
-        out[t] = bp + i * sp
-        w[t] = 0
-        out[t + 1] = bp + (i + 1) * sp
-        w[t + 1] = 0
-        t += 2
+        t = _zero(out, w, t, bc + i * n * va, n, va)
+        t = _read2(out, w, t, bp + i * sp, bp + (i + 1) * sp)
         for p in range(indptr[i], indptr[i + 1]):
             col = indices[p]
-            out[t] = bi + p * si
-            w[t] = 0
-            out[t + 1] = bd + p * vd
-            w[t + 1] = 0
-            t += 2
+            t = _read2(out, w, t, bi + p * si, bd + p * vd)
             for j in range(n):
-                out[t] = bc + (i * n + j) * va
-                w[t] = 0
-                out[t + 1] = bb + (col * n + j) * va
-                w[t + 1] = 0
-                out[t + 2] = bc + (i * n + j) * va
-                w[t + 2] = 1
-                t += 3
+                t = _update(out, w, t, bc + (i * n + j) * va, bb + (col * n + j) * va)
     return t
 
 
@@ -244,23 +237,12 @@ def _csr_dot(indptr, indices, n, bp, sp, bi, si, bd, vd, bb, bc, va, out, w):
     t = 0
     m = indptr.size - 1
     for i in range(m):
-        out[t] = bp + i * sp
-        w[t] = 0
-        out[t + 1] = bp + (i + 1) * sp
-        w[t + 1] = 0
-        t += 2
+        t = _read2(out, w, t, bp + i * sp, bp + (i + 1) * sp)
         for j in range(n):
             for p in range(indptr[i], indptr[i + 1]):
-                out[t] = bd + p * vd
-                w[t] = 0
-                out[t + 1] = bi + p * si
-                w[t + 1] = 0
-                out[t + 2] = bb + (indices[p] * n + j) * va
-                w[t + 2] = 0
-                t += 3
-            out[t] = bc + (i * n + j) * va
-            w[t] = 1
-            t += 1
+                t = _read2(out, w, t, bd + p * vd, bi + p * si)
+                t = _rec(out, w, t, bb + (indices[p] * n + j) * va, 0)
+            t = _rec(out, w, t, bc + (i * n + j) * va, 1)
     return t
 
 
@@ -280,55 +262,25 @@ def _csr_tiled(rows, indptr, indices, n, tn, br, sr, bp, sp, bi, si, bd, vd, bb,
     t = 0
     n_full = n - n % tn
     for r in range(rows.size):
-        out[t] = br + r * sr
-        w[t] = 0
+        t = _rec(out, w, t, br + r * sr, 0)
         i = rows[r]
-        out[t + 1] = bp + i * sp
-        w[t + 1] = 0
-        out[t + 2] = bp + (i + 1) * sp
-        w[t + 2] = 0
-        t += 3
+        t = _read2(out, w, t, bp + i * sp, bp + (i + 1) * sp)
         for j0 in range(0, n_full, tn):
             for p in range(indptr[i], indptr[i + 1]):
-                out[t] = bd + p * vd
-                w[t] = 0
-                out[t + 1] = bi + p * si
-                w[t + 1] = 0
-                t += 2
+                t = _read2(out, w, t, bd + p * vd, bi + p * si)
                 col = indices[p]
                 for j in range(tn):
-                    out[t] = bb + (col * n + j0 + j) * va
-                    w[t] = 0
-                    t += 1
-            for j in range(tn):
-                out[t] = bc + (i * n + j0 + j) * va
-                w[t] = 1
-                t += 1
-        if n_full < n:
-            for j in range(n_full, n):
-                out[t] = bc + (i * n + j) * va
-                w[t] = 1
-                t += 1
-            out[t] = bp + i * sp
-            w[t] = 0
-            out[t + 1] = bp + (i + 1) * sp
-            w[t + 1] = 0
-            t += 2
+                    t = _rec(out, w, t, bb + (col * n + j0 + j) * va, 0)
+            for j in range(tn):  # the register tile stored
+                t = _rec(out, w, t, bc + (i * n + j0 + j) * va, 1)
+        if n_full < n:  # the tail, accumulated in C
+            t = _zero(out, w, t, bc + (i * n + n_full) * va, n - n_full, va)
+            t = _read2(out, w, t, bp + i * sp, bp + (i + 1) * sp)
             for p in range(indptr[i], indptr[i + 1]):
-                out[t] = bd + p * vd
-                w[t] = 0
-                out[t + 1] = bi + p * si
-                w[t + 1] = 0
-                t += 2
+                t = _read2(out, w, t, bd + p * vd, bi + p * si)
                 col = indices[p]
                 for j in range(n_full, n):
-                    out[t] = bc + (i * n + j) * va
-                    w[t] = 0
-                    out[t + 1] = bb + (col * n + j) * va
-                    w[t + 1] = 0
-                    out[t + 2] = bc + (i * n + j) * va
-                    w[t + 2] = 1
-                    t += 3
+                    t = _update(out, w, t, bc + (i * n + j) * va, bb + (col * n + j) * va)
     return t
 
 
@@ -353,29 +305,14 @@ def csr_tiled(a, n: int, tile_n: int, itemsize: int = 4, layout: Layout | None =
 
 @njit(cache=True)
 def _coo(rows, cols, m, n, br, sr, bcol, scol, bd, vd, bb, bc, va, out, w):
-    t = 0
-    for q in range(m * n):
-        out[t] = bc + q * va
-        w[t] = 1
-        t += 1
+    t = _zero(out, w, 0, bc, m * n, va)
     for p in range(rows.size):
-        out[t] = br + p * sr
-        w[t] = 0
-        out[t + 1] = bcol + p * scol
-        w[t + 1] = 0
-        out[t + 2] = bd + p * vd
-        w[t + 2] = 0
-        t += 3
+        t = _read2(out, w, t, br + p * sr, bcol + p * scol)
+        t = _rec(out, w, t, bd + p * vd, 0)
         i = rows[p]
         kk = cols[p]
         for j in range(n):
-            out[t] = bc + (i * n + j) * va
-            w[t] = 0
-            out[t + 1] = bb + (kk * n + j) * va
-            w[t + 1] = 0
-            out[t + 2] = bc + (i * n + j) * va
-            w[t + 2] = 1
-            t += 3
+            t = _update(out, w, t, bc + (i * n + j) * va, bb + (kk * n + j) * va)
     return t
 
 
@@ -395,32 +332,14 @@ def coo_scatter(coo, n: int, itemsize: int = 4, layout: Layout | None = None):
 
 @njit(cache=True)
 def _csc(indptr, indices, m, n, bp, sp, bi, si, bd, vd, bb, bc, va, out, w):
-    t = 0
-    for q in range(m * n):
-        out[t] = bc + q * va
-        w[t] = 1
-        t += 1
+    t = _zero(out, w, 0, bc, m * n, va)
     for kk in range(indptr.size - 1):
-        out[t] = bp + kk * sp
-        w[t] = 0
-        out[t + 1] = bp + (kk + 1) * sp
-        w[t + 1] = 0
-        t += 2
+        t = _read2(out, w, t, bp + kk * sp, bp + (kk + 1) * sp)
         for p in range(indptr[kk], indptr[kk + 1]):
-            out[t] = bi + p * si
-            w[t] = 0
-            out[t + 1] = bd + p * vd
-            w[t + 1] = 0
-            t += 2
+            t = _read2(out, w, t, bi + p * si, bd + p * vd)
             i = indices[p]
             for j in range(n):
-                out[t] = bc + (i * n + j) * va
-                w[t] = 0
-                out[t + 1] = bb + (kk * n + j) * va
-                w[t + 1] = 0
-                out[t + 2] = bc + (i * n + j) * va
-                w[t + 2] = 1
-                t += 3
+                t = _update(out, w, t, bc + (i * n + j) * va, bb + (kk * n + j) * va)
     return t
 
 
@@ -445,34 +364,17 @@ def _bsr(indptr, indices, m, k, n, br_, bc_, bp, sp, bi, si, bd, vd, bb, bc, va,
     for blk_row in range(indptr.size - 1):
         r0 = blk_row * br_
         r1 = min(r0 + br_, m)
-        for q in range(r0 * n, r1 * n):  # c[r0:r1, :] = 0.0
-            out[t] = bc + q * va
-            w[t] = 1
-            t += 1
-        out[t] = bp + blk_row * sp
-        w[t] = 0
-        out[t + 1] = bp + (blk_row + 1) * sp
-        w[t + 1] = 0
-        t += 2
+        t = _zero(out, w, t, bc + r0 * n * va, (r1 - r0) * n, va)  # c[r0:r1, :] = 0.0
+        t = _read2(out, w, t, bp + blk_row * sp, bp + (blk_row + 1) * sp)
         for q in range(indptr[blk_row], indptr[blk_row + 1]):
-            out[t] = bi + q * si
-            w[t] = 0
-            t += 1
+            t = _rec(out, w, t, bi + q * si, 0)
             k0 = indices[q] * bc_
             k1 = min(k0 + bc_, k)
             for rr in range(r1 - r0):
                 for cc in range(k1 - k0):
-                    out[t] = bd + ((q * br_ + rr) * bc_ + cc) * vd
-                    w[t] = 0
-                    t += 1
+                    t = _rec(out, w, t, bd + ((q * br_ + rr) * bc_ + cc) * vd, 0)
                     for j in range(n):
-                        out[t] = bc + ((r0 + rr) * n + j) * va
-                        w[t] = 0
-                        out[t + 1] = bb + ((k0 + cc) * n + j) * va
-                        w[t + 1] = 0
-                        out[t + 2] = bc + ((r0 + rr) * n + j) * va
-                        w[t + 2] = 1
-                        t += 3
+                        t = _update(out, w, t, bc + ((r0 + rr) * n + j) * va, bb + ((k0 + cc) * n + j) * va)
     return t
 
 
