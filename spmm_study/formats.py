@@ -46,6 +46,13 @@ def _check_shape(shape) -> tuple[int, int]:
     return m, k
 
 
+def _set_shape(fmt) -> tuple[int, int]:
+    """Check a format's shape and store it as a tuple of two ints (the dataclasses are frozen)."""
+    m, k = _check_shape(fmt.shape)
+    object.__setattr__(fmt, "shape", (m, k))
+    return m, k
+
+
 def _check_1d(name: str, arr: np.ndarray, kinds: str) -> None:
     if not isinstance(arr, np.ndarray) or arr.ndim != 1:
         raise FormatError(f"{name} must be a 1-D numpy array")
@@ -65,6 +72,19 @@ def _check_finite(data: np.ndarray) -> None:
         raise FormatError(f"{bad.size} values are NaN or Inf (first at position {int(bad[0])}: {data[bad[0]]})")
 
 
+def _check_compressed(fmt, lines: int, line_name: str, index_name: str, prefix: str = "") -> None:
+    """The cheap checks CSR and CSC share (the same format, rows and columns swapped): 1-D integer offsets and
+    indices, the values, one offset per line plus one, one index per value."""
+    _check_1d("indptr", fmt.indptr, "iu")
+    _check_1d("indices", fmt.indices, "iu")
+    _check_1d("values", fmt.data, "fiV")
+    _check_values(fmt.data)
+    if fmt.indptr.size != lines + 1:
+        raise FormatError(f"{prefix}indptr has {fmt.indptr.size} entries; expected {lines + 1} ({line_name} + 1)")
+    if fmt.indices.size != fmt.data.size:
+        raise FormatError(f"{fmt.indices.size} {index_name} indices but {fmt.data.size} values")
+
+
 @dataclass(frozen=True, eq=False)
 class CSR:
     """Compressed sparse rows: row i holds ``indices[indptr[i]:indptr[i+1]]`` with ``data`` alongside."""
@@ -75,16 +95,8 @@ class CSR:
     data: np.ndarray
 
     def __post_init__(self):
-        m, k = _check_shape(self.shape)
-        object.__setattr__(self, "shape", (m, k))
-        _check_1d("indptr", self.indptr, "iu")
-        _check_1d("indices", self.indices, "iu")
-        _check_1d("values", self.data, "fiV")
-        _check_values(self.data)
-        if self.indptr.size != m + 1:
-            raise FormatError(f"indptr has {self.indptr.size} entries; expected {m + 1} (rows + 1)")
-        if self.indices.size != self.data.size:
-            raise FormatError(f"{self.indices.size} column indices but {self.data.size} values")
+        m, k = _set_shape(self)
+        _check_compressed(self, m, "rows", "column")
         if self.indptr.size and int(self.indptr[-1]) != self.indices.size:
             raise FormatError(f"indptr ends at {int(self.indptr[-1])}; expected nnz = {self.indices.size}")
 
@@ -249,8 +261,7 @@ class COO:
     data: np.ndarray
 
     def __post_init__(self):
-        m, k = _check_shape(self.shape)
-        object.__setattr__(self, "shape", (m, k))
+        m, k = _set_shape(self)
         for name, arr in (("rows", self.rows), ("cols", self.cols)):
             _check_1d(name, arr, "iu")
         _check_1d("values", self.data, "fiV")
@@ -278,16 +289,8 @@ class CSC:
     data: np.ndarray
 
     def __post_init__(self):
-        m, k = _check_shape(self.shape)
-        object.__setattr__(self, "shape", (m, k))
-        _check_1d("indptr", self.indptr, "iu")
-        _check_1d("indices", self.indices, "iu")
-        _check_1d("values", self.data, "fiV")
-        _check_values(self.data)
-        if self.indptr.size != k + 1:
-            raise FormatError(f"CSC indptr has {self.indptr.size} entries; expected {k + 1} (columns + 1)")
-        if self.indices.size != self.data.size:
-            raise FormatError(f"{self.indices.size} row indices but {self.data.size} values")
+        m, k = _set_shape(self)
+        _check_compressed(self, k, "columns", "row", prefix="CSC ")
 
     @property
     def nnz(self) -> int:
@@ -330,8 +333,7 @@ class SELL:
     nnz: int
 
     def __post_init__(self):
-        m, k = _check_shape(self.shape)
-        object.__setattr__(self, "shape", (m, k))
+        m, k = _set_shape(self)
         for name, arr in (("perm", self.perm), ("slice_ptr", self.slice_ptr), ("widths", self.widths),
                           ("cols", self.cols)):
             _check_1d(name, arr, "iu")
@@ -407,8 +409,7 @@ class BSR:
     nnz: int
 
     def __post_init__(self):
-        m, k = _check_shape(self.shape)
-        object.__setattr__(self, "shape", (m, k))
+        m, k = _set_shape(self)
         if self.br < 1 or self.bc < 1:
             raise FormatError(f"BSR blocks must be at least 1x1, got {self.br}x{self.bc}")
         _check_1d("indptr", self.indptr, "iu")
@@ -464,8 +465,7 @@ class NM24:
     nnz: int
 
     def __post_init__(self):
-        m, k = _check_shape(self.shape)
-        object.__setattr__(self, "shape", (m, k))
+        m, k = _set_shape(self)
         groups = -(-k // 4)
         if self.data.shape != (m, 2 * groups):
             raise FormatError(f"2:4 values have shape {self.data.shape}; expected {(m, 2 * groups)}")
