@@ -1,5 +1,6 @@
-"""Helpers the register-blocked kernels share: a fixed-size accumulator on the stack, raw row views, B packing,
-and the two Params they have in common (``tile_n``, ``pack_b``), made here once.
+"""Helpers the register-blocked kernels share: a fixed-size accumulator on the stack, raw row views, the tile's
+store and the tail's start, B packing, and the two Params they have in common (``tile_n``, ``pack_b``), made
+here once.
 
 Numba has no local fixed-size arrays: ``np.empty`` inside a kernel is a heap allocation that LLVM must
 assume may alias B and C, so every ``acc[j] += v * b[k, j]`` would load and store ``acc`` through memory.
@@ -8,10 +9,16 @@ function's entry block; wrapped with ``numba.carray`` it indexes like an array, 
 vectorised and unrolled LLVM's SROA pass promotes it to vector registers (16 zmm registers for 256 fp32).
 ``size`` must be a compile-time constant (a global or closure constant in the calling kernel), otherwise
 the intrinsic refuses to type.
+
+``store_tile`` and ``zeroed_tail`` are ``inline="always"``: numba pastes them into each kernel before typing,
+so rungs 13, 30 and 32 compile to the same instructions as when each wrote these loops out (compared
+mnemonic for mnemonic, tile_n 64 and 256, 2026-12-08). Numba's on-disk cache checks only a kernel's own
+file: after editing anything here, touch the kernel files that use it (or clear their ``__pycache__``).
 """
 
+import numba
 import numpy as np
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -58,6 +65,25 @@ def elem_ptr(typingctx, arr, offset):
         return builder.gep(ary.data, [args[1]])
 
     return types.CPointer(arr.dtype)(arr, offset), codegen
+
+
+@njit(inline="always")
+def store_tile(c, i, n, j0, acc, tn):
+    """``C[i, j0:j0 + tn] = acc``: a row's register tile stored once, through a fixed-size view of C's row (C is
+    row-major with ``n`` columns; ``tn`` is the caller's compile-time constant). Inlined into the kernel."""
+    crow = numba.carray(elem_ptr(c, np.int64(i) * n + j0), tn)
+    for j in range(tn):
+        crow[j] = acc[j]
+
+
+@njit(inline="always")
+def zeroed_tail(c, i, n_full, n):
+    """Row i's last ``n - n_full`` columns (fewer than a tile) zeroed, and that view of C: the tail accumulates
+    in C itself, not in registers. Inlined into the kernel."""
+    ctail = c[i, n_full:n]
+    for j in range(n - n_full):
+        ctail[j] = 0.0
+    return ctail
 
 
 def packed_operand(b: np.ndarray, pack: bool):

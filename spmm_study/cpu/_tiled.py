@@ -24,7 +24,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from spmm_study.cpu._simd import elem_ptr, stack_empty
+from spmm_study.cpu._simd import elem_ptr, stack_empty, store_tile
 
 
 @njit(inline="always")
@@ -75,9 +75,7 @@ def kernel(tile_n: int):
                 end = np.uint64(indptr[i + 1])
                 for j0 in range(0, n_full, TN):
                     accumulate_tile(acc, TN, data, indices, start, end, b, n, j0)
-                    crow = numba.carray(elem_ptr(c, np.int64(i) * n + j0), TN)
-                    for j in range(TN):
-                        crow[j] = acc[j]
+                    store_tile(c, i, n, j0, acc, TN)
                 if n_full < n:  # the tail tile, accumulated in C itself (at most TN-1 columns)
                     accumulate_tail(c, i, n_full, n, indptr, indices, data, b)
 

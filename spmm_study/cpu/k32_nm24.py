@@ -30,7 +30,8 @@ import numpy as np
 from numba import njit, prange
 
 from spmm_study import movement
-from spmm_study.cpu._simd import elem_ptr, pack_b_param, packed_operand, stack_empty, tile_n_param
+from spmm_study.cpu._simd import (elem_ptr, pack_b_param, packed_operand, stack_empty, store_tile, tile_n_param,
+                                  zeroed_tail)
 from spmm_study.formats import NM24
 from spmm_study.registry import host_prepared, variant
 
@@ -56,13 +57,9 @@ def kernel(tile_n: int):
                     brow = numba.carray(elem_ptr(b, np.int64((s >> 1) * 4 + pos) * n + j0), TN)
                     for j in range(TN):
                         acc[j] += v * brow[j]
-                crow = numba.carray(elem_ptr(c, np.int64(i) * n + j0), TN)
-                for j in range(TN):
-                    crow[j] = acc[j]
+                store_tile(c, i, n, j0, acc, TN)
             if n_full < n:
-                ctail = c[i, n_full:n]
-                for j in range(n - n_full):
-                    ctail[j] = 0.0
+                ctail = zeroed_tail(c, i, n_full, n)
                 for s in range(slots):
                     pos = (meta[i, s >> 2] >> ((s & 3) * 2)) & 3
                     v = data[i, s]
