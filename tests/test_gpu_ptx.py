@@ -80,27 +80,47 @@ def test_compiles_to_ptx_for_sm90(name):
         assert any("ld.global.v2.f32" in ln for ln in lines), f"{name}: no 8-byte loads"
 
 
-def test_rung_50_is_rung_19_with_the_epilogue_switched_on():
-    """One row loop (gpu/_row_split.py): rung 19's PTX carries no epilogue instruction, rung 50's carries every
-    instruction of rung 19's plus the epilogue's (max/min for relu and the clamp, the bias load and add)."""
+def _ops(k, sig):
+    """How many times each PTX instruction (sm_90) stands in kernel ``k`` compiled for ``sig``."""
     import collections
 
     from numba import cuda
 
+    ptx, _ = cuda.compile_ptx(k.py_func, sig, cc=(9, 0))
+    return collections.Counter(ln.split()[0] for ln in map(str.strip, ptx.splitlines())
+                               if ln and not ln.startswith(("//", ".", "{", "}")) and not ln.endswith(":"))
+
+
+def test_rung_50_is_rung_19_with_the_epilogue_switched_on():
+    """One row loop (gpu/_row_split.py): rung 19's PTX carries no epilogue instruction, rung 50's carries every
+    instruction of rung 19's plus the epilogue's (max/min for relu and the clamp, the bias load and add)."""
     from spmm_study.gpu import _kit, _row_split
 
     t = _kit.ptx_types()
     base = (*t.csr, t.a1(t.f32), t.a1(t.f32), t.i64)
-
-    def ops(k, sig):
-        ptx, _ = cuda.compile_ptx(k.py_func, sig, cc=(9, 0))
-        return collections.Counter(ln.split()[0] for ln in map(str.strip, ptx.splitlines())
-                                   if ln and not ln.startswith(("//", ".", "{", "}")) and not ln.endswith(":"))
-
-    plain = ops(_row_split.kernel(4, 4, 4, "float32"), base)
-    fused = ops(_row_split.fused_kernel(4, 4, 4, "float32"), (*base, t.a1(t.f32), t.i64, t.i64, t.f32))
+    plain = _ops(_row_split.kernel(4, 4, 4, "float32"), base)
+    fused = _ops(_row_split.fused_kernel(4, 4, 4, "float32"), (*base, t.a1(t.f32), t.i64, t.i64, t.f32))
     assert not any(op.startswith(("max.f32", "min.f32")) for op in plain)
     assert any(op.startswith("max.f32") for op in fused)
     # the row loop is the same: the same FMAs, loads of A and B, shared-memory traffic, barrier
     for op in ("fma.rn.f32", "ld.global.nc.v4.f32", "ld.global.nc.f32", "st.shared.f32", "bar.sync"):
         assert plain[op] == fused[op], (op, plain[op], fused[op])
+
+
+def test_rung_51_is_rung_15s_row_loop_with_the_epilogue_switched_on():
+    """One row loop (gpu/_rowvec.py): rung 15's PTX carries no epilogue instruction, rung 51's does; both store C
+    the same way (16-byte stores, 4-byte ones at an N tail). Rung 51's leftover nonzeros take the scalar path
+    (scalar_tail), so of rung 15's 16-byte B loads it lacks exactly the tail's one per tile."""
+    from spmm_study.gpu import _kit, _rowvec
+
+    t = _kit.ptx_types()
+    base = (*t.csr, t.a1(t.f32), t.a1(t.f32), t.i64, t.a1(t.i32))
+    lanes, vec, tiles, unroll = 16, 4, 2, 4  # rung 51's defaults
+    plain = _ops(_rowvec.kernel(lanes, vec, tiles, unroll, True, "float32"), base)
+    fused = _ops(_rowvec.fused_kernel(lanes, vec, tiles, unroll, "float32"), (*base, t.a1(t.f32), t.i64, t.i64, t.f32))
+    assert not any(op.startswith(("max.f32", "min.f32")) for op in plain)
+    assert fused["max.f32"] and fused["min.f32"]
+    for op in ("st.global.v4.f32", "st.global.f32"):
+        assert plain[op] == fused[op] > 0, (op, plain[op], fused[op])
+    assert plain["ld.global.v4.f32"] - fused["ld.global.v4.f32"] == tiles, (plain["ld.global.v4.f32"],
+                                                                             fused["ld.global.v4.f32"])

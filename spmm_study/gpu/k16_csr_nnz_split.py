@@ -13,6 +13,9 @@ sums make the rounding order vary between runs: flagged non-deterministic) and a
 DLMC transformer rows are fairly even, so expect no gain there; it pays on power-law rows.
 Measured (H100, ffn_conv1 90%, N=4096, 2026-11-23, data/reference/gpu-ladder.csv): 293 µs against 161 µs for
 rung 15 — as predicted, a loss here.
+A nonzero's loads and multiply-adds are rung 13's (``nonzero`` of ``_rowvec.row_parts``: ``tiles`` 16-byte
+loads, scalar where a lane's columns pass N); what is this rung's own is which nonzeros and rows a warp takes
+and the store, atomic on split rows.
 """
 
 from functools import lru_cache
@@ -26,6 +29,7 @@ from spmm_study.gpu import models
 from spmm_study.gpu._kit import (
     bind_cuda, ceil_div, check_vec, cuda_module, device_arrays, flat, kernel_prepared, ptx_types,
 )
+from spmm_study.gpu._rowvec import row_parts
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
@@ -52,13 +56,11 @@ def partition(indptr: np.ndarray, chunk: int):
 def kernels(vec: int, tiles: int, dtype: str):
     bind_cuda(globals())
 
-    from spmm_study.gpu._vec import vec_ops
-
-    fma_vec, _, _ = vec_ops(vec)
+    nonzero, _, _ = row_parts(32, vec, tiles, 1, dtype)  # one nonzero into a lane's tiles, as rungs 13-15
     np_t = np.dtype(dtype).type
     zero = np_t(0)
     nacc = vec * tiles
-    step = 32 * vec
+    step = 32 * vec  # columns between a lane's consecutive tiles
     width = 32 * vec * tiles
 
     @cuda.jit(cache=not simulator())
@@ -85,16 +87,7 @@ def kernels(vec: int, tiles: int, dtype: str):
             for q in range(nacc):
                 acc[q] = zero
             for p in range(max(indptr[r], lo), min(indptr[r + 1], hi)):
-                off = indices[p] * n
-                v = data[p]
-                for t in range(tiles):
-                    j = j0 + t * step
-                    if wide and j + vec <= n:
-                        fma_vec(acc, t * vec, v, bf, off + j)
-                    else:
-                        for u in range(vec):
-                            if j + u < n:
-                                acc[t * vec + u] += v * bf[off + j + u]
+                nonzero(acc, indices[p] * n, data[p], bf, j0, n, wide)
             row = r * n
             for t in range(tiles):
                 j = j0 + t * step

@@ -19,6 +19,9 @@ Measured (H100, ffn_conv1 90%, 2026-11-23, data/reference/gpu-ladder.csv): 255 Â
 15's 161 Âµs); a %smid probe showed
 blocks b and b+132 share an SM for only 64% of blocks at 4 per SM (35% at 8): the assumption fails.
 With 8 lanes and unroll 8 it wins some N=256 problems (more loads in flight, not L1).
+The row loop is rung 15's own (``_rowvec.row_parts``), run for each (panel, row) the grid hands a group; the
+fewer than ``unroll`` nonzeros left at a row's end take the scalar path (``scalar_tail``), as this rung was
+measured.
 """
 
 from functools import lru_cache
@@ -30,8 +33,9 @@ from spmm_study.errors import ParamError
 from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
 from spmm_study.gpu._kit import (
-    bind_cuda, ceil_div, check_vec, cuda_module, device_arrays, flat, kernel_prepared, longest_first, ptx_types,
+    bind_cuda, check_vec, cuda_module, device_arrays, flat, kernel_prepared, longest_first, ptx_types,
 )
+from spmm_study.gpu._rowvec import row_parts
 from spmm_study.gpu.device import gpu_unavailable_reason, simulator
 from spmm_study.registry import Param, variant
 
@@ -42,13 +46,10 @@ cuda = None
 @lru_cache(maxsize=None)
 def kernel(lanes: int, vec: int, tiles: int, unroll: int, dtype: str):
     bind_cuda(globals())
-    from spmm_study.gpu._vec import vec_ops
-
-    fma_vec, _, store_vec = vec_ops(vec)
+    # rung 15's row loop (gpu/_rowvec.py), its leftover nonzeros on the scalar path as rung 51's
+    _, accumulate, store = row_parts(lanes, vec, tiles, unroll, dtype, scalar_tail=True)
     np_t = np.dtype(dtype).type
-    zero = np_t(0)
     nacc = tiles * vec
-    step = lanes * vec
     width = lanes * vec * tiles
 
     @cuda.jit(cache=not simulator())
@@ -78,50 +79,13 @@ def kernel(lanes: int, vec: int, tiles: int, unroll: int, dtype: str):
             q = 0
             nq = 1
         acc = cuda.local.array(nacc, np_t)
-        offs = cuda.local.array(unroll, np.int64)
-        vals = cuda.local.array(unroll, np_t)
         row_stride = nq * bps * groups
         for panel in range(p_first, p_last, p_step):
             j0 = panel * width + lane * vec
             for rr in range((q * bps + rnd) * groups + g_local, m, row_stride):
                 i = order[rr]
-                for c in range(nacc):
-                    acc[c] = zero
-                p = indptr[i]
-                end = indptr[i + 1]
-                while p + unroll <= end:
-                    for u in range(unroll):
-                        offs[u] = indices[p + u] * n
-                        vals[u] = data[p + u]
-                    for t in range(tiles):
-                        j = j0 + t * step
-                        if wide and j + vec <= n:
-                            for u in range(unroll):
-                                fma_vec(acc, t * vec, vals[u], bf, offs[u] + j)
-                        else:
-                            for u in range(unroll):
-                                for w in range(vec):
-                                    if j + w < n:
-                                        acc[t * vec + w] += vals[u] * bf[offs[u] + j + w]
-                    p += unroll
-                while p < end:
-                    off0 = indices[p] * n
-                    v0 = data[p]
-                    for t in range(tiles):
-                        j = j0 + t * step
-                        for w in range(vec):
-                            if j + w < n:
-                                acc[t * vec + w] += v0 * bf[off0 + j + w]
-                    p += 1
-                row = i * n
-                for t in range(tiles):
-                    j = j0 + t * step
-                    if wide and j + vec <= n:
-                        store_vec(cf, row + j, acc, t * vec)
-                    else:
-                        for w in range(vec):
-                            if j + w < n:
-                                cf[row + j + w] = acc[t * vec + w]
+                accumulate(indptr, indices, data, bf, n, i, j0, wide, acc)
+                store(cf, n, i, j0, wide, acc)
 
     return l1_panel
 

@@ -9,97 +9,24 @@ Loop order: (order[g], J)∥ → p → (t, v) → epi. Traffic: rung 15's plus M
 adds 2·M·N values per layer (read and write C once more in an elementwise kernel). For the Sparse DNN
 challenge at 60000 inputs (N = 60000, M = 1024) that is 0.5 GB per layer saved before dead inputs are
 dropped.
+The kernel is rung 15's own (``_rowvec.fused_kernel``): one row loop, the epilogue a compile-time switch, so
+the two rungs cannot drift apart; the fewer than ``unroll`` nonzeros left at a row's end take the scalar path
+(``scalar_tail``: 64 registers at the defaults instead of rung 15's loop's 72 with the epilogue).
 Measured: no device time in the committed reference data (data/reference/ holds no row of this rung); checked
 in the CUDA simulator and compiled to PTX for sm_90.
 """
 
-from functools import lru_cache
-
 import numpy as np
 
-from spmm_study.errors import ParamError
 from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import (bind_cuda, ceil_div, check_vec, device_arrays, flat, kernel_prepared, longest_first,
-                                 ptx_types)
-from spmm_study.gpu.device import gpu_unavailable_reason, simulator
+from spmm_study.gpu._kit import ceil_div, device_arrays, device_csr, flat, kernel_prepared, longest_first, ptx_types
+from spmm_study.gpu._rowvec import check_launch, fused_kernel
+from spmm_study.gpu.device import gpu_unavailable_reason
 from spmm_study.epilogue import ACT_CODE, RULE_CODE, epilogue_params, layer_problem
 from spmm_study.registry import variant
 
-# numba.cuda, bound by bind_cuda() when a kernel is first built: kernels need it as a module global
-cuda = None
-
-
-@lru_cache(maxsize=None)
-def kernel(lanes: int, vec: int, tiles: int, unroll: int, dtype: str):
-    bind_cuda(globals())
-    from spmm_study.gpu.epilogue import epilogue
-    from spmm_study.gpu._vec import vec_ops
-
-    fma_vec, _, store_vec = vec_ops(vec)
-    epi = epilogue(dtype)
-    np_t = np.dtype(dtype).type
-    zero = np_t(0)
-    nacc = tiles * vec
-    step = lanes * vec
-    width = lanes * vec * tiles
-
-    @cuda.jit(cache=not simulator())
-    def swizzle_fused(indptr, indices, data, bf, cf, n, order, bias, rule, act, ymax):
-        tid = cuda.threadIdx.x
-        g = cuda.blockIdx.x * (cuda.blockDim.x // lanes) + tid // lanes
-        lane = tid % lanes
-        m = indptr.size - 1
-        if g >= m:
-            return
-        i = order[g]
-        j0 = cuda.blockIdx.y * width + lane * vec
-        wide = (n % vec) == 0
-        acc = cuda.local.array(nacc, np_t)
-        for q in range(nacc):
-            acc[q] = zero
-        p = indptr[i]
-        end = indptr[i + 1]
-        offs = cuda.local.array(unroll, np.int64)
-        vals = cuda.local.array(unroll, np_t)
-        while p + unroll <= end:
-            for u in range(unroll):
-                offs[u] = indices[p + u] * n
-                vals[u] = data[p + u]
-            for t in range(tiles):
-                j = j0 + t * step
-                if wide and j + vec <= n:
-                    for u in range(unroll):
-                        fma_vec(acc, t * vec, vals[u], bf, offs[u] + j)
-                else:
-                    for u in range(unroll):
-                        for w in range(vec):
-                            if j + w < n:
-                                acc[t * vec + w] += vals[u] * bf[offs[u] + j + w]
-            p += unroll
-        while p < end:
-            off0 = indices[p] * n
-            v0 = data[p]
-            for t in range(tiles):
-                j = j0 + t * step
-                for u in range(vec):
-                    if j + u < n:
-                        acc[t * vec + u] += v0 * bf[off0 + j + u]
-            p += 1
-        b = bias[i]
-        for q in range(nacc):
-            acc[q] = epi(acc[q], b, rule, act, ymax)  # the fused epilogue, in registers
-        row = i * n
-        for t in range(tiles):
-            j = j0 + t * step
-            if wide and j + vec <= n:
-                store_vec(cf, row + j, acc, t * vec)
-            else:
-                for u in range(vec):
-                    if j + u < n:
-                        cf[row + j + u] = acc[t * vec + u]
-
-    return swizzle_fused
+kernel = fused_kernel  # rung 15's row loop with the epilogue switched on (gpu/_rowvec.py)
 
 
 class FusedSwizzle:
@@ -109,9 +36,7 @@ class FusedSwizzle:
         from numba import cuda
 
         self.m = a.m
-        self.indptr = cuda.to_device(np.ascontiguousarray(a.indptr))
-        self.indices = cuda.to_device(np.ascontiguousarray(a.indices) if a.nnz else np.zeros(1, a.indices.dtype))
-        self.data = cuda.to_device(np.ascontiguousarray(a.data) if a.nnz else np.zeros(1, a.dtype))
+        self.indptr, self.indices, self.data = device_csr(a)
         self.order = cuda.to_device(longest_first(a.indptr))
         self.bias = cuda.to_device(np.ascontiguousarray(bias, dtype=a.dtype))
         self.codes = (np.int64(RULE_CODE[rule]), np.int64(ACT_CODE[act]), a.dtype.type(ymax))
@@ -147,13 +72,7 @@ def ptx_cases():
          available=gpu_unavailable_reason, problem_for=layer_problem, sim=SIM, ptx=ptx_cases)
 def build(problem, lanes, vec, tiles, unroll, threads, act, bias, ymax):
     """Row swizzle with the layer epilogue fused: C = act(A·B + bias) stored once."""
-    check_vec(vec, problem.dtype)
-    if lanes not in (1, 2, 4, 8, 16, 32):
-        raise ParamError(f"lanes={lanes}: choose a power of two up to 32")
-    if threads % lanes or threads > 1024:
-        raise ParamError(f"threads={threads} must be a multiple of lanes={lanes} and at most 1024")
-    if unroll not in (1, 2, 4, 8):
-        raise ParamError(f"unroll={unroll}: choose 1, 2, 4 or 8")
+    check_launch(problem.dtype, lanes, vec, unroll, threads)
     from numba import cuda
 
     problem = layer_problem(problem, {"act": act, "bias": bias, "ymax": ymax})
