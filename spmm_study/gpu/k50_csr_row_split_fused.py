@@ -18,7 +18,7 @@ import numpy as np
 from spmm_study.errors import ParamError
 from spmm_study.gpu import _params as gp
 from spmm_study.gpu import models
-from spmm_study.gpu._kit import ceil_div, check_vec, device_arrays, flat, kernel_prepared, ptx_types
+from spmm_study.gpu._kit import ceil_div, check_vec, device_arrays, device_csr, flat, kernel_prepared, ptx_types
 from spmm_study.gpu._row_split import fused_kernel
 from spmm_study.gpu.device import gpu_unavailable_reason
 from spmm_study.epilogue import ACT_CODE, RULE_CODE, epilogue_params, layer_problem
@@ -34,9 +34,7 @@ class FusedRowSplit:
         from numba import cuda
 
         self.m = a.m
-        self.indptr = cuda.to_device(np.ascontiguousarray(a.indptr))
-        self.indices = cuda.to_device(np.ascontiguousarray(a.indices) if a.nnz else np.zeros(1, a.indices.dtype))
-        self.data = cuda.to_device(np.ascontiguousarray(a.data) if a.nnz else np.zeros(1, a.dtype))
+        self.indptr, self.indices, self.data = device_csr(a)
         self.bias = cuda.to_device(np.ascontiguousarray(bias, dtype=a.dtype))
         self.codes = (np.int64(RULE_CODE[rule]), np.int64(ACT_CODE[act]), a.dtype.type(ymax))
         self.vec, self.warps = vec, warps
