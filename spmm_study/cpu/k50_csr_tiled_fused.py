@@ -95,9 +95,14 @@ def kernel(tile_n: int, parallel: bool = True):
     integers: they are loop-invariant, so LLVM unswitches the store loop on them, and one compiled kernel
     serves the nine combinations (a compile-time constant each cost a parallel compile of ~7 s apiece)."""
     TN = int(tile_n)
+    PARALLEL = bool(parallel)
 
-    @njit(parallel=parallel, fastmath={"contract"}, cache=True)
+    @njit(parallel=PARALLEL, fastmath={"contract"}, cache=True)
     def csr_tiled_fused(rows, bounds, indptr, indices, data, b, c, bias, rule, act, ymax, panel):
+        # numba's on-disk cache keys a kernel on its bytecode and closure values, not on njit's options: naming
+        # PARALLEL in the body keeps the serial and the parallel build apart (without it, whichever was compiled
+        # first was loaded for both, and the rung could run the serial code at two threads)
+        serial = not PARALLEL  # noqa: F841
         n = b.shape[1]
         kb = b.shape[0]
         n_full = n - n % TN
