@@ -179,6 +179,15 @@ def test_dynamic_balance_with_many_small_tasks(vid, rows_per_task):
         check_variant(registry.get(vid), EDGES[name], 37, params, label=name)
 
 
+@pytest.mark.parametrize("how, chunk", [("dynamic", 1), ("nnz", 0), ("static", 0)])
+def test_dynamic_balance_runs_under_a_chunk_size_of_one(how, chunk):
+    from spmm_study.cpu.balance import scheduled
+
+    seen = []
+    scheduled(lambda: seen.append(numba.get_parallel_chunksize()), how)()
+    assert seen == [chunk] and numba.get_parallel_chunksize() == 0
+
+
 # Every N tail of a 16-lane vector (issue 12): below, at and past 16, 32, 48, 64 and 96 columns.
 TAIL_N = (1, 15, 17, 31, 33, 49, 63, 65, 100)
 

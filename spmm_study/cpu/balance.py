@@ -13,12 +13,14 @@ iteration (static schedule), so a partition *is* the per-thread assignment. Four
 * ``dynamic`` — consecutive tasks of ``rows_per_task`` rows handed out one at a time at run time
   (``numba.parallel_chunksize(1)``): balance without a model of the cost, paid for with scheduling.
 
-``spread`` returns what goes in ``Prepared.info``: the nonzeros each part holds and max/mean ("imbalance";
+``scheduled`` turns a kernel call into the variant's ``run``, under that chunk size when the balance is
+``dynamic``. ``spread`` returns what goes in ``Prepared.info``: the nonzeros each part holds and max/mean ("imbalance";
 1.0 is perfect, 1.3 means the slowest thread does 30% more than the average and the others wait).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from spmm_study.registry import Param
@@ -68,6 +70,19 @@ def partition(row_nnz: np.ndarray, parts: int, how: str, rows_per_task: int = 64
     else:
         raise ValueError(f"unknown balance {how!r}")
     return rows, bounds
+
+
+def scheduled(call, how: str):
+    """``call`` (no arguments) as a variant's ``run``: inside ``numba.parallel_chunksize(1)`` for ``dynamic``,
+    so the prange hands its tasks out one at a time; as it is for the other balances."""
+    if how != "dynamic":
+        return call
+
+    def run():
+        with numba.parallel_chunksize(1):
+            call()
+
+    return run
 
 
 def spread(row_nnz: np.ndarray, rows: np.ndarray, bounds: np.ndarray, how: str, threads: int) -> dict:

@@ -24,7 +24,7 @@ import numba
 from numba import njit, prange
 
 from spmm_study import movement
-from spmm_study.cpu.balance import balance_param, partition, rows_per_task_param, spread
+from spmm_study.cpu.balance import balance_param, partition, rows_per_task_param, scheduled, spread
 from spmm_study.registry import host_prepared, variant
 
 
@@ -53,11 +53,5 @@ def build(problem, balance, rows_per_task):
     rows, bounds = partition(row_nnz, threads, balance, rows_per_task)
     c = problem.new_output()
     args = (rows, bounds, a.indptr, a.indices, a.data, problem.b, c)
-    if balance == "dynamic":
-        def run():
-            with numba.parallel_chunksize(1):
-                csr_rowwise_par(*args)
-    else:
-        def run():
-            csr_rowwise_par(*args)
-    return host_prepared(run, c, spread(row_nnz, rows, bounds, balance, threads))
+    return host_prepared(scheduled(lambda: csr_rowwise_par(*args), balance), c,
+                         spread(row_nnz, rows, bounds, balance, threads))

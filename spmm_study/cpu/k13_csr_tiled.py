@@ -67,7 +67,7 @@ from __future__ import annotations
 import numba
 
 from spmm_study import movement
-from spmm_study.cpu.balance import balance_param, partition, rows_per_task_param, spread
+from spmm_study.cpu.balance import balance_param, partition, rows_per_task_param, scheduled, spread
 from spmm_study.cpu._simd import MAX_STACK_VALUES, pack_b_param, packed_operand
 from spmm_study.cpu._tiled import kernel
 from spmm_study.registry import Param, host_prepared, variant
@@ -132,10 +132,4 @@ def build(problem, tile_n, balance, rows_per_task, pack_b):
         refresh_b()  # part of every call: B is an input and may change between calls
         k(*args)
 
-    if balance == "dynamic":
-        def run():
-            with numba.parallel_chunksize(1):
-                call()
-    else:
-        run = call
-    return host_prepared(run, c, info)
+    return host_prepared(scheduled(call, balance), c, info)

@@ -39,7 +39,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from spmm_study.cpu.balance import balance_param, partition, rows_per_task_param, spread
+from spmm_study.cpu.balance import balance_param, partition, rows_per_task_param, scheduled, spread
 from spmm_study.cpu._simd import elem_ptr, stack_empty
 from spmm_study.cpu._vec import (MAX_VECTORS_PARAM, PACK_B_PARAM, check_dtype, lanes, padded_operand, tile_plan,  # noqa: F401
                                  traffic, vfma, vfma_mask, vstore, vstore_mask, vzero)
@@ -140,10 +140,4 @@ def build(problem, max_vectors, balance, rows_per_task, pack_b):
         refresh_b()
         k(*args)
 
-    if balance == "dynamic":
-        def run():
-            with numba.parallel_chunksize(1):
-                call()
-    else:
-        run = call
-    return host_prepared(run, c, info)
+    return host_prepared(scheduled(call, balance), c, info)
