@@ -132,20 +132,21 @@ def all_commands() -> list[Command]:
 # ------------------------------------------------------------------------------------------------ what a command needs
 
 
-def dlmc_root() -> Path | None:
-    env = os.environ.get("SPMM_STUDY_DLMC")
-    for cand in (Path(env) if env else None, SHARED / "dlmc"):
+def _data_root(env_var: str, shared_name: str) -> Path | None:
+    """The folder ``$env_var`` names, else ``../shared/<shared_name>``: the first that exists."""
+    env = os.environ.get(env_var)
+    for cand in (Path(env) if env else None, SHARED / shared_name):
         if cand is not None and cand.is_dir():
             return cand
     return None
+
+
+def dlmc_root() -> Path | None:
+    return _data_root("SPMM_STUDY_DLMC", "dlmc")
 
 
 def spdnn_root() -> Path | None:
-    env = os.environ.get("SPMM_STUDY_SPDNN")
-    for cand in (Path(env) if env else None, SHARED / "spdnn"):
-        if cand is not None and cand.is_dir():
-            return cand
-    return None
+    return _data_root("SPMM_STUDY_SPDNN", "spdnn")
 
 
 def _has(module: str) -> bool:

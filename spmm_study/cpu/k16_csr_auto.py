@@ -66,6 +66,7 @@ FALLBACK = "vec max_vectors=16"
 # candidate's unpacked twin runs in the race too.
 TWINS = {f"{lab} pack_b=False": (vid, {**params, "pack_b": False})
          for lab, (vid, params) in LABELS.items() if vid == "cpu.csr.vec"}
+CHOICES = {**LABELS, **TWINS}  # every name an inspection may keep (and the cache may hold)
 
 
 SPLIT_FEATURES = ("row_mean", "col_mean", "k")
@@ -143,7 +144,7 @@ RUNNERS_UP = ("vec max_vectors=16", "panel max_vectors=8", "rowblock rows=0")
 
 
 def _builder(problem, lab):
-    vid, params = LABELS.get(lab) or TWINS[lab]
+    vid, params = CHOICES[lab]
     chosen = registry.get(vid)
     return lambda: chosen.build(problem, **chosen.resolve_params(params))
 
@@ -167,7 +168,7 @@ def build(problem, inspect, inspect_calls, inspect_budget_s):
         t0 = time.perf_counter()
         key = _inspect.cache_key(problem.a, problem.n, problem.dtype, threads, race_digest(threads))
         hit = _inspect.load().get(key)
-        if hit is not None and (hit["choice"] in LABELS or hit["choice"] in TWINS):
+        if hit is not None and hit["choice"] in CHOICES:
             lab = hit["choice"]
             prep = _builder(problem, lab)()
             info.update(auto_inspect="cached", inspect_s=round(time.perf_counter() - t0, 6), inspect_calls=0)
@@ -184,7 +185,7 @@ def build(problem, inspect, inspect_calls, inspect_budget_s):
             info.update(auto_inspect="measured" if complete else "measured (budget cut, not cached)",
                         inspect_s=round(time.perf_counter() - t0, 6), inspect_calls=calls,
                         inspect_ms={k: round(v * 1e3, 4) for k, v in times.items()})
-    vid, params = LABELS.get(lab) or TWINS[lab]
+    vid, params = CHOICES[lab]
     prep.info = {"auto_choice": vid + "".join(f" {k}={v}" for k, v in params.items()), **info, **prep.info}
     return prep
 
@@ -207,4 +208,4 @@ def label_of(vid: str, params: dict) -> str:
     return next((lab for lab, (v, p) in LABELS.items() if v == vid and p == params), FALLBACK)
 
 
-__all__ = ["build", "choose", "pick_label", "ranked", "rule", "LABELS", "np"]
+__all__ = ["build", "choose", "pick_label", "ranked", "rule", "LABELS", "TWINS", "CHOICES", "np"]
